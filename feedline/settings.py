@@ -1,0 +1,247 @@
+"""Settings for every feedline deployable, read from the environment and `.env`.
+
+Each deployable (the API, the streaming jobs, the batch jobs, the local stack) has one
+pydantic-settings model built from the same component blocks, so an endpoint is named
+the same way everywhere. Nothing is built at import time: call the cached getters.
+
+Environment variables use the ``FEEDLINE_`` prefix and ``__`` between levels, e.g.
+``FEEDLINE_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092`` or ``FEEDLINE_FEED__TIMELINE_CAP=500``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The JWT secret shipped for local development; refused in any other environment.
+DEV_JWT_SECRET = "feedline-dev-secret-change-me"  # noqa: S105 (a documented placeholder)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Block(BaseModel):
+    """A settings block: unknown keys are errors, field docstrings are descriptions."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+
+class KafkaSettings(_Block):
+    """Where the event log is and what its topics are called."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    """Comma-separated host:port list of Kafka brokers."""
+    uploads_topic: str = "uploads"
+    """Topic of post created / deleted events, keyed by author."""
+    follows_topic: str = "follows"
+    """Topic of follow / unfollow events, keyed by followee."""
+    engagements_topic: str = "engagements"
+    """Topic of like / unlike / comment / comment-delete events, keyed by post."""
+    dlq_suffix: str = ".dlq"
+    """Suffix of each topic's dead-letter topic."""
+    partitions: int = Field(default=3, ge=1, le=256)
+    """Partitions per event topic (dead-letter topics get one)."""
+
+    @property
+    def event_topics(self) -> tuple[str, str, str]:
+        """The three event topics, in a fixed order."""
+        return (self.uploads_topic, self.follows_topic, self.engagements_topic)
+
+    def dlq_topic(self, topic: str) -> str:
+        """The dead-letter topic of ``topic``."""
+        return f"{topic}{self.dlq_suffix}"
+
+
+class CqlSettings(_Block):
+    """The CQL store (ScyllaDB in production, Cassandra 5 locally)."""
+
+    contact_points: tuple[str, ...] = ("127.0.0.1",)
+    """Hosts the driver first connects to."""
+    port: int = 9042
+    """Native-protocol port."""
+    keyspace: str = "feedline"
+    """Keyspace holding every feedline table."""
+    replication_factor: int = Field(default=1, ge=1)
+    """SimpleStrategy replication factor used when the keyspace is created."""
+    protocol_version: int = 4
+    """Native protocol version (4 is what ScyllaDB speaks)."""
+    timeline_window: int = Field(default=5000, ge=1)
+    """How many newest entries a timeline keeps in the CQL store (longer than Redis)."""
+
+
+class RedisSettings(_Block):
+    """The serving cache."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    """redis-py connection URL."""
+    key_prefix: str = "fl"
+    """Prefix of every feedline key (tests use a unique one each)."""
+
+
+class StorageSettings(_Block):
+    """Object storage: media and the raw event archive."""
+
+    emulator_host: str | None = "http://127.0.0.1:9023"
+    """GCS emulator URL (scheme required); None means real Google Cloud Storage."""
+    project: str = "feedline-local"
+    """Google Cloud project id."""
+    media_bucket: str = "feedline-media"
+    """Bucket for uploaded photos and videos."""
+    archive_bucket: str = "feedline-archive"
+    """Bucket for the raw event archive (the source of truth for rebuilds)."""
+
+
+class FlinkSettings(_Block):
+    """The Flink cluster the streaming jobs run on."""
+
+    rest_url: str = "http://127.0.0.1:8081"
+    """Flink REST endpoint (JobManager)."""
+    parallelism: int = Field(default=1, ge=1)
+    """Default parallelism of submitted jobs."""
+    checkpoint_interval_ms: int = Field(default=5000, ge=100)
+    """Checkpoint interval of the streaming jobs."""
+    task_slots: int = Field(default=4, ge=1)
+    """Task slots of the local TaskManager."""
+    jars_dir: Path = REPO_ROOT / ".local" / "jars" / "flink"
+    """Folder whose jars (the Kafka connector) are added to every submitted job."""
+
+
+class FeedSettings(_Block):
+    """The feed rules' knobs."""
+
+    timeline_cap: int = Field(default=800, ge=1)
+    """Newest entries kept per timeline in Redis."""
+    celebrity_threshold: int = Field(default=10_000, ge=1)
+    """Authors with more followers than this are not fanned out (outbox, merged on read)."""
+    follow_merge_limit: int = Field(default=200, ge=0)
+    """How many of a followee's recent posts a new follow merges into the timeline."""
+
+
+class ApiSettings(_Block):
+    """The HTTP API process."""
+
+    host: str = "127.0.0.1"
+    """Interface the API binds to."""
+    port: int = 8000
+    """TCP port of the API."""
+    jwt_secret: str = DEV_JWT_SECRET
+    """HS256 secret for bearer tokens; the placeholder is refused outside dev."""
+    rate_limit_per_minute: int = Field(default=600, ge=1)
+    """Requests per user per minute before 429."""
+
+
+class LocalStackSettings(_Block):
+    """Ports, heaps and paths of the process-based local stack (no Docker)."""
+
+    state_dir: Path = REPO_ROOT / ".local"
+    """Where jars, data, logs and pid files of the local stack live."""
+    kafka_controller_port: int = 9093
+    """KRaft controller listener port."""
+    kafka_heap: str = "512m"
+    """Kafka broker max heap."""
+    cassandra_heap: str = "768m"
+    """Cassandra max heap."""
+    cassandra_storage_port: int = 7000
+    """Cassandra inter-node port (bound to loopback)."""
+    redis_maxmemory: str = "1gb"
+    """Redis maxmemory; eviction drops least-recently-used keys (it is a rebuildable cache)."""
+    flink_jobmanager_memory: str = "640m"
+    """Flink JobManager total process memory."""
+    flink_taskmanager_memory: str = "1280m"
+    """Flink TaskManager total process memory."""
+    start_timeout_s: float = Field(default=240.0, gt=0)
+    """How long `feedctl local up` waits for each service to become healthy."""
+
+
+class _FeedlineSettings(BaseSettings):
+    """Fields every deployable shares."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FEEDLINE_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="forbid",
+        use_attribute_docstrings=True,
+        frozen=True,
+    )
+
+    environment: Literal["dev", "test", "staging", "prod"] = "dev"
+    """Deployment environment; placeholder secrets are refused outside dev and test."""
+    kafka: KafkaSettings = KafkaSettings()
+    """Event log."""
+    cql: CqlSettings = CqlSettings()
+    """CQL store."""
+    redis: RedisSettings = RedisSettings()
+    """Serving cache."""
+    storage: StorageSettings = StorageSettings()
+    """Object storage."""
+    feed: FeedSettings = FeedSettings()
+    """Feed rules."""
+
+
+class ServingSettings(_FeedlineSettings):
+    """The FastAPI feed API."""
+
+    api: ApiSettings = ApiSettings()
+    """HTTP server and auth."""
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> ServingSettings:
+        if self.environment not in ("dev", "test") and self.api.jwt_secret == DEV_JWT_SECRET:
+            raise ValueError(
+                "FEEDLINE_API__JWT_SECRET is the development placeholder; "
+                f"set a real secret for environment {self.environment!r}"
+            )
+        return self
+
+
+class StreamingSettings(_FeedlineSettings):
+    """The PyFlink fan-out, counters and archiver jobs."""
+
+    flink: FlinkSettings = FlinkSettings()
+    """Flink cluster and job defaults."""
+
+
+class BatchSettings(_FeedlineSettings):
+    """The Beam rebuild jobs and on-call tooling."""
+
+    archive_prefix: str = "events"
+    """Object prefix of the event archive inside the archive bucket."""
+
+
+class StackSettings(_FeedlineSettings):
+    """The local stack and `feedctl` (it needs every endpoint plus the process details)."""
+
+    flink: FlinkSettings = FlinkSettings()
+    """Flink cluster."""
+    api: ApiSettings = ApiSettings()
+    """API process started by `make run`."""
+    local: LocalStackSettings = LocalStackSettings()
+    """Process-based local stack."""
+
+
+@lru_cache(maxsize=1)
+def get_serving_settings() -> ServingSettings:
+    """The API's settings, read once."""
+    return ServingSettings()
+
+
+@lru_cache(maxsize=1)
+def get_streaming_settings() -> StreamingSettings:
+    """The streaming jobs' settings, read once."""
+    return StreamingSettings()
+
+
+@lru_cache(maxsize=1)
+def get_batch_settings() -> BatchSettings:
+    """The batch jobs' settings, read once."""
+    return BatchSettings()
+
+
+@lru_cache(maxsize=1)
+def get_stack_settings() -> StackSettings:
+    """The local stack's and feedctl's settings, read once."""
+    return StackSettings()

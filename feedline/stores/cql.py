@@ -1,0 +1,175 @@
+"""The CQL store (ScyllaDB; Cassandra 5 locally): sessions and versioned migrations.
+
+Migrations are the files ``schemas/cql/NNNN_name.cql``, applied in order inside the
+configured keyspace and recorded with a checksum in ``schema_migrations``. Applying is
+idempotent: applied versions are skipped, and an applied file whose text changed is an
+error (write a new migration instead). DDL runs as simple statements; every data
+statement, including the migration bookkeeping, is prepared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+from cassandra.cluster import Cluster, Session
+from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+
+from feedline.settings import CqlSettings
+
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.cql$")
+_IDENT = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
+
+def connect(
+    settings: CqlSettings, *, keyspace: str | None = None, timeout_s: float = 10.0
+) -> tuple[Cluster, Session]:
+    """Open a cluster connection (protocol v4) and a session, optionally on a keyspace."""
+    cluster = Cluster(
+        contact_points=list(settings.contact_points),
+        port=settings.port,
+        protocol_version=settings.protocol_version,
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+        connect_timeout=timeout_s,
+        control_connection_timeout=timeout_s,
+    )
+    try:
+        session = cluster.connect(keyspace)
+    except Exception:
+        cluster.shutdown()
+        raise
+    session.default_timeout = max(timeout_s, 10.0)
+    return cluster, session
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One versioned CQL migration file."""
+
+    version: int
+    name: str
+    text: str
+
+    @property
+    def checksum(self) -> str:
+        """sha256 of the file text; an applied migration must never change."""
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    def statements(self) -> Iterator[str]:
+        """The statements of the file, comments stripped."""
+        body = "\n".join(
+            line for line in self.text.splitlines() if not line.strip().startswith("--")
+        )
+        for statement in body.split(";"):
+            if statement.strip():
+                yield statement.strip()
+
+
+def load_migrations() -> list[Migration]:
+    """Every migration shipped in ``schemas/cql``, in version order."""
+    found: list[Migration] = []
+    for entry in resources.files("schemas").joinpath("cql").iterdir():
+        match = _NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), match.group(2), entry.read_text()))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"duplicate migration versions in schemas/cql: {versions}")
+    return found
+
+
+class MigrationError(RuntimeError):
+    """The keyspace's recorded migrations disagree with the shipped files."""
+
+
+def check_keyspace_name(keyspace: str) -> str:
+    """Refuse keyspace names that are not plain CQL identifiers."""
+    if not _IDENT.match(keyspace):
+        raise ValueError(f"invalid keyspace name {keyspace!r}: use [a-z][a-z0-9_]{{0,47}}")
+    return keyspace
+
+
+def applied_migrations(session: Session, keyspace: str) -> dict[int, tuple[str, str]]:
+    """version -> (name, checksum) recorded in the keyspace (empty when none)."""
+    meta = session.cluster.metadata.keyspaces.get(keyspace)
+    if meta is None or "schema_migrations" not in meta.tables:
+        return {}
+    stmt = session.prepare(f"SELECT version, name, checksum FROM {keyspace}.schema_migrations")
+    return {row.version: (row.name, row.checksum) for row in session.execute(stmt)}
+
+
+def pending_migrations(session: Session, keyspace: str) -> list[Migration]:
+    """Shipped migrations not yet applied; raises MigrationError on an edited one."""
+    applied = applied_migrations(session, keyspace)
+    pending = []
+    for migration in load_migrations():
+        recorded = applied.get(migration.version)
+        if recorded is None:
+            pending.append(migration)
+        elif recorded[1] != migration.checksum:
+            raise MigrationError(
+                f"migration {migration.version:04d}_{migration.name} was applied with checksum "
+                f"{recorded[1][:12]} but the file now has {migration.checksum[:12]}; "
+                "never edit an applied migration, add a new one"
+            )
+    return pending
+
+
+def migrate(
+    settings: CqlSettings,
+    *,
+    keyspace: str | None = None,
+    dry_run: bool = False,
+    progress: Callable[[str], Any] | None = None,
+) -> list[Migration]:
+    """Create the keyspace if needed and apply pending migrations; returns them."""
+    keyspace = check_keyspace_name(keyspace or settings.keyspace)
+    say = progress or (lambda _msg: None)
+    cluster, session = connect(settings)
+    try:
+        if dry_run:
+            pending = pending_migrations(session, keyspace)
+            for m in pending:
+                say(f"would apply {m.version:04d}_{m.name} ({len(list(m.statements()))} stmts)")
+            return pending
+        session.execute(
+            f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = "
+            f"{{'class': 'SimpleStrategy', 'replication_factor': {settings.replication_factor}}}"
+        )
+        session.execute(
+            f"CREATE TABLE IF NOT EXISTS {keyspace}.schema_migrations ("
+            "version int PRIMARY KEY, name text, checksum text, applied_at timestamp)"
+        )
+        cluster.refresh_schema_metadata()
+        pending = pending_migrations(session, keyspace)
+        session.set_keyspace(keyspace)
+        record = session.prepare(
+            "INSERT INTO schema_migrations (version, name, checksum, applied_at) "
+            "VALUES (?, ?, ?, ?)"
+        )
+        for migration in pending:
+            say(f"applying {migration.version:04d}_{migration.name}")
+            for statement in migration.statements():
+                session.execute(statement, timeout=60)
+            session.execute(
+                record,
+                (migration.version, migration.name, migration.checksum, datetime.now(UTC)),
+            )
+        return pending
+    finally:
+        cluster.shutdown()
+
+
+def drop_keyspace(settings: CqlSettings, keyspace: str) -> None:
+    """Drop a keyspace (tests clean up their uuid-named keyspaces with this)."""
+    cluster, session = connect(settings)
+    try:
+        session.execute(f"DROP KEYSPACE IF EXISTS {check_keyspace_name(keyspace)}", timeout=60)
+    finally:
+        cluster.shutdown()

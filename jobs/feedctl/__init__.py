@@ -1,0 +1,1 @@
+"""feedctl: the operator CLI of feedline (one module per noun)."""

@@ -1,0 +1,166 @@
+"""Apache Cassandra 5 as the local CQL store standing in for ScyllaDB.
+
+No ScyllaDB binary is published on a registry these machines reach; Cassandra 5 speaks
+the same CQL and native protocol v4, so the same driver, schema and prepared statements
+run against it unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import yaml
+
+from feedline.settings import REPO_ROOT
+from jobs.localstack.base import JAVA, Service, port_open
+
+# Module access Cassandra needs on Java 17 (from its conf/jvm17-server.options).
+_JAVA17_ACCESS = [
+    *(
+        f"--add-exports={m}=ALL-UNNAMED"
+        for m in (
+            "java.base/jdk.internal.misc",
+            "java.management.rmi/com.sun.jmx.remote.internal.rmi",
+            "java.rmi/sun.rmi.registry",
+            "java.rmi/sun.rmi.server",
+            "java.sql/java.sql",
+            "java.base/java.lang.ref",
+            "jdk.unsupported/sun.misc",
+            "jdk.compiler/com.sun.tools.javac.file",
+            "jdk.attach/sun.tools.attach",
+        )
+    ),
+    *(
+        f"--add-opens={m}=ALL-UNNAMED"
+        for m in (
+            "java.base/java.lang.module",
+            "java.base/jdk.internal.loader",
+            "java.base/jdk.internal.ref",
+            "java.base/jdk.internal.reflect",
+            "java.base/jdk.internal.math",
+            "java.base/jdk.internal.module",
+            "java.base/jdk.internal.util.jar",
+            "jdk.management/com.sun.management.internal",
+            "java.base/sun.nio.ch",
+            "java.base/java.io",
+            "java.base/java.lang.reflect",
+            "jdk.compiler/com.sun.tools.javac",
+            "java.base/java.lang",
+            "java.base/java.util",
+        )
+    ),
+]
+
+
+class CassandraService(Service):
+    """Single Cassandra node on loopback, keyspace migrated once healthy."""
+
+    name = "cassandra"
+
+    def endpoint(self) -> str:
+        """Contact point and native port."""
+        return f"{self.settings.cql.contact_points[0]}:{self.settings.cql.port}"
+
+    def prepare(self) -> None:
+        """Write cassandra.yaml (single token, no auto-snapshots, loopback only)."""
+        host = self.settings.cql.contact_points[0]
+        data = self.home / "data"
+        storage_port = self.settings.local.cassandra_storage_port
+        conf = {
+            "cluster_name": "feedline-local",
+            "num_tokens": 1,
+            "initial_token": 0,
+            "partitioner": "org.apache.cassandra.dht.Murmur3Partitioner",
+            "commitlog_sync": "periodic",
+            "commitlog_sync_period": "10000ms",
+            "commitlog_directory": str(data / "commitlog"),
+            "data_file_directories": [str(data / "data")],
+            "hints_directory": str(data / "hints"),
+            "saved_caches_directory": str(data / "saved_caches"),
+            "cdc_raw_directory": str(data / "cdc_raw"),
+            "endpoint_snitch": "SimpleSnitch",
+            "seed_provider": [
+                {
+                    "class_name": "org.apache.cassandra.locator.SimpleSeedProvider",
+                    "parameters": [{"seeds": f"{host}:{storage_port}"}],
+                }
+            ],
+            "listen_address": host,
+            "rpc_address": host,
+            "storage_port": storage_port,
+            "native_transport_port": self.settings.cql.port,
+            "start_native_transport": True,
+            "auto_snapshot": False,
+            "snapshot_before_compaction": False,
+            "concurrent_reads": 8,
+            "concurrent_writes": 16,
+            "concurrent_counter_writes": 8,
+            "memtable_heap_space": "96MiB",
+            "memtable_offheap_space": "96MiB",
+            "key_cache_size": "16MiB",
+            "authenticator": "AllowAllAuthenticator",
+            "authorizer": "AllowAllAuthorizer",
+            "batch_size_warn_threshold": "64KiB",
+            "batch_size_fail_threshold": "640KiB",
+        }
+        (self.home / "cassandra.yaml").write_text(yaml.safe_dump(conf, sort_keys=False))
+
+    def command(self) -> tuple[list[str], Mapping[str, str]]:
+        """Run CassandraDaemon in the foreground."""
+        jars = self.settings.local.state_dir / "jars" / "cassandra"
+        jamm = sorted(jars.glob("jamm-*.jar"))
+        if not jamm:
+            raise FileNotFoundError(f"jamm jar missing in {jars}; run `make jars`")
+        heap = self.settings.local.cassandra_heap
+        argv = [
+            JAVA,
+            f"-Xms{heap}",
+            f"-Xmx{heap}",
+            "-Xss256k",
+            "-XX:+UseG1GC",
+            "-XX:+ParallelRefProcEnabled",
+            "-XX:MaxTenuringThreshold=1",
+            "-XX:MaxGCPauseMillis=300",
+            "-XX:+AlwaysPreTouch",
+            f"-javaagent:{jamm[0]}",
+            *_JAVA17_ACCESS,
+            "-Djdk.attach.allowAttachSelf=true",
+            "-Dio.netty.tryReflectionSetAccessible=true",
+            "-Dio.netty.allocator.useCacheForAllThreads=true",
+            "-Dio.netty.allocator.maxOrder=11",
+            f"-Dcassandra.config=file://{self.home / 'cassandra.yaml'}",
+            "-Dcassandra-foreground=yes",
+            f"-Dcassandra.storagedir={self.home / 'data'}",
+            f"-Dcassandra.logdir={self.home / 'logs'}",
+            "-Dcassandra.skip_wait_for_gossip_to_settle=0",
+            "-Dcassandra.ring_delay_ms=100",
+            "-Dcassandra.superuser_setup_delay_ms=0",
+            "-Dcassandra.native.epoll.enabled=true",
+            f"-Dlogback.configurationFile={REPO_ROOT / 'infra' / 'local' / 'cassandra-logback.xml'}",
+            "-cp",
+            self.jars("cassandra"),
+            "org.apache.cassandra.service.CassandraDaemon",
+        ]
+        return argv, {}
+
+    def healthy(self) -> bool:
+        """The node answers a CQL query over the native protocol."""
+        host = self.settings.cql.contact_points[0]
+        if not port_open(host, self.settings.cql.port):
+            return False
+        from feedline.stores.cql import connect
+
+        try:
+            cluster, session = connect(self.settings.cql, keyspace=None, timeout_s=5)
+        except Exception:  # noqa: BLE001 (any driver failure means "not healthy yet")
+            return False
+        try:
+            return session.execute("SELECT release_version FROM system.local").one() is not None
+        finally:
+            cluster.shutdown()
+
+    def after_healthy(self) -> None:
+        """Apply the CQL migrations to the configured keyspace."""
+        from feedline.stores.cql import migrate
+
+        migrate(self.settings.cql)

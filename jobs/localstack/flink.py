@@ -1,0 +1,151 @@
+"""A standalone Flink cluster from the PyFlink pip package (JobManager + one TaskManager)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from feedline.settings import StackSettings
+from jobs.localstack.base import Service
+
+
+def flink_home() -> Path:
+    """FLINK_HOME of the pip-installed PyFlink (a full Flink distribution)."""
+    import pyflink
+
+    return Path(pyflink.__file__).resolve().parent
+
+
+def _set(tree: dict[str, Any], dotted: str, value: object) -> None:
+    """Set ``a.b.c`` in a nested mapping, replacing any flat or nested spelling."""
+    tree.pop(dotted, None)
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def flink_conf_dir(settings: StackSettings) -> Path:
+    """Where the local cluster's generated configuration lives."""
+    return settings.local.state_dir / "flink" / "conf"
+
+
+def write_flink_conf(settings: StackSettings) -> Path:
+    """Generate config.yaml (and copy the log configs) for the local cluster."""
+    home = flink_home()
+    conf_dir = flink_conf_dir(settings)
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    tree = yaml.safe_load((home / "conf" / "config.yaml").read_text()) or {}
+    state = settings.local.state_dir / "flink"
+    rest = urllib.parse.urlsplit(settings.flink.rest_url)
+    overrides: dict[str, object] = {
+        "jobmanager.bind-host": "127.0.0.1",
+        "jobmanager.rpc.address": "127.0.0.1",
+        "jobmanager.memory.process.size": settings.local.flink_jobmanager_memory,
+        "taskmanager.bind-host": "127.0.0.1",
+        "taskmanager.host": "127.0.0.1",
+        "taskmanager.memory.process.size": settings.local.flink_taskmanager_memory,
+        "taskmanager.numberOfTaskSlots": settings.flink.task_slots,
+        "parallelism.default": settings.flink.parallelism,
+        "rest.address": rest.hostname or "127.0.0.1",
+        "rest.bind-address": rest.hostname or "127.0.0.1",
+        "rest.port": rest.port or 8081,
+        "blob.server.port": "6124",
+        "execution.checkpointing.dir": f"file://{state / 'checkpoints'}",
+        "execution.checkpointing.savepoint-dir": f"file://{state / 'savepoints'}",
+        "state.backend.type": "hashmap",
+        "python.executable": sys.executable,
+        "python.client.executable": sys.executable,
+        "io.tmp.dirs": str(state / "tmp"),
+        "web.tmpdir": str(state / "web"),
+    }
+    for key, value in overrides.items():
+        _set(tree, key, value)
+    (conf_dir / "config.yaml").write_text(yaml.safe_dump(tree, sort_keys=True))
+    for name in ("log4j-console.properties", "log4j-cli.properties", "log4j.properties"):
+        (conf_dir / name).write_text((home / "conf" / name).read_text())
+    (state / "tmp").mkdir(parents=True, exist_ok=True)
+    return conf_dir
+
+
+def flink_env(settings: StackSettings, log_dir: Path) -> dict[str, str]:
+    """Environment for Flink's launcher scripts and the `flink` CLI."""
+    return {
+        "FLINK_HOME": str(flink_home()),
+        "FLINK_CONF_DIR": str(flink_conf_dir(settings)),
+        "FLINK_LOG_DIR": str(log_dir),
+        "FLINK_PID_DIR": str(log_dir),
+        "PYFLINK_CLIENT_EXECUTABLE": sys.executable,
+    }
+
+
+def rest_get(base_url: str, path: str, timeout_s: float = 3.0) -> Any:
+    """GET a Flink REST path and decode the JSON."""
+    with urllib.request.urlopen(f"{base_url}{path}", timeout=timeout_s) as resp:  # noqa: S310
+        return json.loads(resp.read())
+
+
+class _FlinkProcess(Service):
+    role = ""
+
+    def endpoint(self) -> str:
+        """REST URL of the cluster."""
+        return self.settings.flink.rest_url
+
+    def prepare(self) -> None:
+        """Generate the cluster configuration."""
+        write_flink_conf(self.settings)
+
+    def command(self) -> tuple[list[str], Mapping[str, str]]:
+        """Run Flink's launcher in the foreground (it execs the JVM, so the pid is java's)."""
+        script = flink_home() / "bin" / f"{self.role}.sh"
+        env = flink_env(self.settings, self.home / "logs")
+        env["FLINK_ENV_JAVA_OPTS"] = f"-Dfeedline.home={self.home}"
+        return ["bash", str(script), "start-foreground"], env
+
+    def marker(self) -> str:
+        """The JVM carries -Dfeedline.home=<its folder>."""
+        return f"-Dfeedline.home={self.home}"
+
+
+class FlinkJobManagerService(_FlinkProcess):
+    """Flink JobManager with the REST API."""
+
+    name = "flink-jobmanager"
+    role = "jobmanager"
+
+    def healthy(self) -> bool:
+        """REST answers /overview."""
+        try:
+            rest_get(self.settings.flink.rest_url, "/overview", timeout_s=2)
+            return True
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+
+class FlinkTaskManagerService(_FlinkProcess):
+    """Flink TaskManager registered with the JobManager."""
+
+    name = "flink-taskmanager"
+    role = "taskmanager"
+
+    def healthy(self) -> bool:
+        """The JobManager reports at least one registered TaskManager."""
+        try:
+            overview = rest_get(self.settings.flink.rest_url, "/overview", timeout_s=2)
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        return int(overview.get("taskmanagers", 0)) >= 1

@@ -1,0 +1,114 @@
+"""One background server process of the local stack, tracked by a pid file.
+
+The stack starts real servers as plain child processes (there is no Docker engine on the
+build machines). Each one gets a folder under the stack's state directory holding its
+pid file and log; `stop` signals exactly the pid it recorded, after checking that the
+pid still belongs to that server (its command line carries a marker), so a recycled pid
+is never killed by mistake.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ManagedProcess:
+    """A server process owned by the local stack."""
+
+    name: str
+    """Service name; also the folder name under the state directory."""
+    home: Path
+    """The service's folder: pid file, logs, data."""
+    marker: str
+    """A string that appears in the process's command line and nowhere else."""
+
+    @property
+    def pid_file(self) -> Path:
+        """Where the pid of the running process is recorded."""
+        return self.home / "pid"
+
+    @property
+    def log_file(self) -> Path:
+        """Standard output and error of the process."""
+        return self.home / "logs" / "console.log"
+
+    def pid(self) -> int | None:
+        """The pid of the running process, or None when it is not running."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            status = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1]
+        except (FileNotFoundError, IndexError, ProcessLookupError):
+            return None
+        if status == "Z" or self.marker.encode() not in cmdline:
+            return None
+        return pid
+
+    def start(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> int:
+        """Start the process detached from the caller's session and record its pid."""
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        with self.log_file.open("ab") as log:
+            log.write(f"\n--- start {time.strftime('%Y-%m-%dT%H:%M:%S%z')}: {argv[0]}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+                cwd=cwd or self.home,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(f"{proc.pid}\n")
+        return proc.pid
+
+    def exited_early(self) -> bool:
+        """True when a pid was recorded but that process is gone."""
+        return self.pid_file.exists() and self.pid() is None
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Stop the process (SIGTERM, then SIGKILL after ``timeout_s``).
+
+        Returns True when a running process was stopped, False when none was running.
+        """
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.pid() is None:
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            while self.pid() is not None:
+                time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the process's console log, for error messages."""
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log yet)"

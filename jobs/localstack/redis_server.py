@@ -1,0 +1,67 @@
+"""Redis from the Debian package, configured as a pure, rebuildable cache."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import redis
+
+from jobs.localstack.base import Service
+
+
+class RedisService(Service):
+    """redis-server on loopback: no persistence, LRU eviction, compact sorted sets."""
+
+    name = "redis"
+
+    def _host_port(self) -> tuple[str, int]:
+        parts = urlsplit(self.settings.redis.url)
+        return parts.hostname or "127.0.0.1", parts.port or 6379
+
+    def endpoint(self) -> str:
+        """Connection URL."""
+        return self.settings.redis.url
+
+    def prepare(self) -> None:
+        """Write redis.conf."""
+        host, port = self._host_port()
+        # Timelines are capped at feed.timeline_cap entries of short ids: keep them in the
+        # compact listpack encoding up to that size (a skiplist costs several times more).
+        listpack_entries = max(128, self.settings.feed.timeline_cap + 64)
+        lines = [
+            f"bind {host}",
+            f"port {port}",
+            "protected-mode yes",
+            "daemonize no",
+            f"dir {self.home}",
+            'save ""',
+            "appendonly no",
+            f"maxmemory {self.settings.local.redis_maxmemory}",
+            "maxmemory-policy allkeys-lru",
+            f"zset-max-listpack-entries {listpack_entries}",
+            "zset-max-listpack-value 64",
+            "hash-max-listpack-entries 128",
+            "hash-max-listpack-value 256",
+            f"logfile {self.home / 'logs' / 'redis.log'}",
+        ]
+        (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        (self.home / "redis.conf").write_text("\n".join(lines) + "\n")
+
+    def command(self) -> tuple[list[str], Mapping[str, str]]:
+        """Run redis-server with the generated config."""
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        return [binary, str(self.home / "redis.conf")], {}
+
+    def marker(self) -> str:
+        """redis-server rewrites its argv to ``host:port``; match the port."""
+        return f":{self._host_port()[1]}"
+
+    def healthy(self) -> bool:
+        """PING answers PONG."""
+        try:
+            client = redis.Redis.from_url(self.settings.redis.url, socket_timeout=1)
+            return bool(client.ping())
+        except redis.RedisError:
+            return False

@@ -1,0 +1,138 @@
+"""Start, stop and inspect the whole local stack, with progress per service."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from feedline.settings import REPO_ROOT, StackSettings
+from jobs.localstack.base import Service
+from jobs.localstack.cassandra import CassandraService
+from jobs.localstack.flink import FlinkJobManagerService, FlinkTaskManagerService
+from jobs.localstack.gcs import GcsEmulatorService
+from jobs.localstack.kafka import KafkaService
+from jobs.localstack.redis_server import RedisService
+
+Say = Callable[[str], object]
+
+
+def services(settings: StackSettings) -> list[Service]:
+    """The stack's services, in start order (slowest first so their boot overlaps)."""
+    return [
+        CassandraService(settings),
+        KafkaService(settings),
+        RedisService(settings),
+        GcsEmulatorService(settings),
+        FlinkJobManagerService(settings),
+        FlinkTaskManagerService(settings),
+    ]
+
+
+class StackError(RuntimeError):
+    """A service failed to start or to become healthy."""
+
+
+def ensure_jars(settings: StackSettings, say: Say) -> None:
+    """Fetch the JVM pieces with Maven (infra/maven/pom.xml) when any are missing."""
+    jars = settings.local.state_dir / "jars"
+    if all(any((jars / c).glob("*.jar")) for c in ("kafka", "cassandra", "flink")):
+        return
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise StackError("Maven (mvn) is required to fetch the Kafka/Cassandra/Flink jars")
+    say("jars       fetching Kafka, Cassandra and the Flink Kafka connector with Maven ...")
+    started = time.monotonic()
+    result = subprocess.run(
+        [mvn, "-q", "-B", "-f", str(REPO_ROOT / "infra" / "maven" / "pom.xml"), "package",
+         f"-Djars.dir={jars}"],
+        capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        raise StackError(f"maven failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+    say(f"jars       ready in {time.monotonic() - started:.1f}s")
+
+
+@dataclass
+class ServiceStatus:
+    """What `status` reports for one service."""
+
+    name: str
+    pid: int | None
+    healthy: bool
+    endpoint: str
+
+    def line(self) -> str:
+        """One aligned line for the terminal."""
+        state = "healthy" if self.healthy else ("UNHEALTHY" if self.pid else "stopped")
+        pid = str(self.pid) if self.pid else "-"
+        return f"{self.name:<18} {state:<10} pid {pid:<8} {self.endpoint}"
+
+
+def status(settings: StackSettings) -> list[ServiceStatus]:
+    """Health of every service, checked through its own protocol."""
+    out = []
+    for svc in services(settings):
+        pid = svc.process.pid()
+        out.append(ServiceStatus(svc.name, pid, svc.healthy(), svc.endpoint()))
+    return out
+
+
+def up(settings: StackSettings, say: Say = print) -> float:
+    """Start whatever is not running, wait until all are healthy, then set them up.
+
+    Idempotent: healthy services are left alone. Returns the seconds it took.
+    """
+    began = time.monotonic()
+    settings.local.state_dir.mkdir(parents=True, exist_ok=True)
+    ensure_jars(settings, say)
+    started: dict[str, float] = {}
+    all_services = services(settings)
+    for svc in all_services:
+        if svc.process.pid() is not None or svc.healthy():
+            continue
+        svc.start()
+        started[svc.name] = time.monotonic()
+        say(f"{svc.name:<18} starting (log: {svc.process.log_file})")
+    for svc in all_services:
+        _wait_healthy(svc, settings.local.start_timeout_s, say, started.get(svc.name))
+        svc.after_healthy()
+    took = time.monotonic() - began
+    say(f"stack up in {took:.1f}s")
+    return took
+
+
+def _wait_healthy(svc: Service, timeout_s: float, say: Say, started: float | None) -> None:
+    deadline = time.monotonic() + timeout_s
+    last_note = time.monotonic()
+    while not svc.healthy():
+        if svc.process.exited_early():
+            raise StackError(f"{svc.name} exited during start-up:\n{svc.process.log_tail(40)}")
+        if time.monotonic() > deadline:
+            raise StackError(
+                f"{svc.name} not healthy after {timeout_s:.0f}s:\n{svc.process.log_tail(40)}"
+            )
+        if time.monotonic() - last_note > 10:
+            say(f"{svc.name:<18} still waiting ({time.monotonic() - (started or last_note):.0f}s)")
+            last_note = time.monotonic()
+        time.sleep(0.5)
+    if started is None:
+        say(f"{svc.name:<18} already healthy at {svc.endpoint()}")
+    else:
+        say(f"{svc.name:<18} healthy in {time.monotonic() - started:.1f}s at {svc.endpoint()}")
+
+
+def down(settings: StackSettings, say: Say = print) -> int:
+    """Stop exactly the processes `up` started (by their recorded pids), reverse order."""
+    stopped = 0
+    for svc in reversed(services(settings)):
+        pid = svc.process.pid()
+        if svc.process.stop():
+            stopped += 1
+            say(f"{svc.name:<18} stopped (pid {pid})")
+        else:
+            say(f"{svc.name:<18} was not running")
+    return stopped
+

@@ -1,0 +1,65 @@
+"""The Redis key layout, declared once. Every feedline key starts with the prefix.
+
+| key | type | holds |
+|---|---|---|
+| ``{p}:tl:{user_id}`` | ZSET | home timeline: post ids scored by creation time (ms), capped |
+| ``{p}:ob:{author_id}`` | ZSET | celebrity outbox: the author's recent post ids, same scores |
+| ``{p}:post:{post_id}`` | HASH | post payload for hydration (author_id, caption, media, created_at) |
+| ``{p}:pc:{post_id}`` | HASH | post counters: likes, comments (absolute values) |
+| ``{p}:uc:{user_id}`` | HASH | user counters: followers, following, posts (absolute values) |
+| ``{p}:fc:{user_id}`` | SET | celebrities the user follows (merged into the feed on read) |
+| ``{p}:celebs`` | SET | authors currently above the celebrity threshold |
+| ``{p}:rl:{user_id}:{window}`` | STRING | rate-limit counter of one window |
+| ``{p}:idem:{user_id}:{key}`` | STRING | event id produced for an Idempotency-Key |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    """Builds every key for one prefix (tests use a unique prefix each)."""
+
+    prefix: str = "fl"
+
+    def timeline(self, user_id: str) -> str:
+        """Home timeline ZSET of ``user_id``."""
+        return f"{self.prefix}:tl:{user_id}"
+
+    def outbox(self, author_id: str) -> str:
+        """Celebrity outbox ZSET of ``author_id``."""
+        return f"{self.prefix}:ob:{author_id}"
+
+    def post(self, post_id: str) -> str:
+        """Post payload HASH."""
+        return f"{self.prefix}:post:{post_id}"
+
+    def post_counters(self, post_id: str) -> str:
+        """Post counters HASH (likes, comments)."""
+        return f"{self.prefix}:pc:{post_id}"
+
+    def user_counters(self, user_id: str) -> str:
+        """User counters HASH (followers, following, posts)."""
+        return f"{self.prefix}:uc:{user_id}"
+
+    def followed_celebrities(self, user_id: str) -> str:
+        """SET of celebrities ``user_id`` follows."""
+        return f"{self.prefix}:fc:{user_id}"
+
+    def celebrities(self) -> str:
+        """SET of authors above the celebrity threshold."""
+        return f"{self.prefix}:celebs"
+
+    def rate_limit(self, user_id: str, window: int) -> str:
+        """Request counter of ``user_id`` in rate-limit window number ``window``."""
+        return f"{self.prefix}:rl:{user_id}:{window}"
+
+    def idempotency(self, user_id: str, key: str) -> str:
+        """Event id recorded for a client's Idempotency-Key."""
+        return f"{self.prefix}:idem:{user_id}:{key}"
+
+    def pattern(self) -> str:
+        """SCAN pattern matching every key of this prefix."""
+        return f"{self.prefix}:*"
