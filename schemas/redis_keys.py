@@ -4,7 +4,7 @@
 |---|---|---|
 | ``{p}:tl:{user_id}`` | ZSET | home timeline: post ids scored by creation time (ms), capped |
 | ``{p}:ob:{author_id}`` | ZSET | celebrity outbox: the author's recent post ids, same scores |
-| ``{p}:post:{post_id}`` | HASH | post payload for hydration (author_id, caption, media, created_at) |
+| ``{p}:post:{post_id}`` | HASH | post payload for hydration (author, caption, media, time) |
 | ``{p}:pc:{post_id}`` | HASH | post counters: likes, comments (absolute values) |
 | ``{p}:uc:{user_id}`` | HASH | user counters: followers, following, posts (absolute values) |
 | ``{p}:fc:{user_id}`` | SET | celebrities the user follows (merged into the feed on read) |

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
 from feedline.settings import CqlSettings
@@ -30,11 +30,15 @@ def connect(
     settings: CqlSettings, *, keyspace: str | None = None, timeout_s: float = 10.0
 ) -> tuple[Cluster, Session]:
     """Open a cluster connection (protocol v4) and a session, optionally on a keyspace."""
+    profile = ExecutionProfile(
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+        request_timeout=max(timeout_s, 10.0),
+    )
     cluster = Cluster(
         contact_points=list(settings.contact_points),
         port=settings.port,
         protocol_version=settings.protocol_version,
-        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         connect_timeout=timeout_s,
         control_connection_timeout=timeout_s,
     )
@@ -43,7 +47,6 @@ def connect(
     except Exception:
         cluster.shutdown()
         raise
-    session.default_timeout = max(timeout_s, 10.0)
     return cluster, session
 
 
@@ -96,11 +99,13 @@ def check_keyspace_name(keyspace: str) -> str:
 
 
 def applied_migrations(session: Session, keyspace: str) -> dict[int, tuple[str, str]]:
-    """version -> (name, checksum) recorded in the keyspace (empty when none)."""
+    """Map version -> (name, checksum) recorded in the keyspace (empty when none)."""
     meta = session.cluster.metadata.keyspaces.get(keyspace)
     if meta is None or "schema_migrations" not in meta.tables:
         return {}
-    stmt = session.prepare(f"SELECT version, name, checksum FROM {keyspace}.schema_migrations")
+    # keyspace is a checked identifier (check_keyspace_name), never user text.
+    query = f"SELECT version, name, checksum FROM {keyspace}.schema_migrations"  # noqa: S608
+    stmt = session.prepare(query)
     return {row.version: (row.name, row.checksum) for row in session.execute(stmt)}
 
 

@@ -14,6 +14,8 @@ import yaml
 from feedline.settings import REPO_ROOT
 from jobs.localstack.base import JAVA, Service, port_open
 
+LOGBACK_XML = REPO_ROOT / "infra" / "local" / "cassandra-logback.xml"
+
 # Module access Cassandra needs on Java 17 (from its conf/jvm17-server.options).
 _JAVA17_ACCESS = [
     *(
@@ -136,7 +138,7 @@ class CassandraService(Service):
             "-Dcassandra.ring_delay_ms=100",
             "-Dcassandra.superuser_setup_delay_ms=0",
             "-Dcassandra.native.epoll.enabled=true",
-            f"-Dlogback.configurationFile={REPO_ROOT / 'infra' / 'local' / 'cassandra-logback.xml'}",
+            f"-Dlogback.configurationFile={LOGBACK_XML}",
             "-cp",
             self.jars("cassandra"),
             "org.apache.cassandra.service.CassandraDaemon",
@@ -152,7 +154,7 @@ class CassandraService(Service):
 
         try:
             cluster, session = connect(self.settings.cql, keyspace=None, timeout_s=5)
-        except Exception:  # noqa: BLE001 (any driver failure means "not healthy yet")
+        except Exception:  # any driver failure means "not healthy yet"
             return False
         try:
             return session.execute("SELECT release_version FROM system.local").one() is not None

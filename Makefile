@@ -1,0 +1,65 @@
+# feedline — two commands on a fresh machine: `make run`, then `make test`.
+# Prerequisites: Python 3.11, Java 17, Maven; root (or sudo) to apt-get redis-server.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+FEEDCTL := $(VENV)/bin/feedctl
+STATE := .local
+STAMP := $(VENV)/.installed
+
+.PHONY: help deps system-deps venv jars run stop status test test-unit test-integration lint clean-state
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
+
+deps: system-deps venv jars ## everything the stack and tests need (idempotent)
+
+system-deps: ## redis-server from Debian packages; checks java and mvn
+	@command -v java >/dev/null || { echo "Java 17 is required"; exit 1; }
+	@command -v mvn >/dev/null || { echo "Maven is required"; exit 1; }
+	@command -v redis-server >/dev/null || { \
+	  echo "installing redis-server (Debian package)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q redis-server; }
+
+venv: $(STAMP) ## the Python environment in .venv (pinned by constraints.txt)
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	@touch $@
+
+jars: $(STATE)/jars/.fetched ## Kafka, Cassandra and the Flink Kafka connector, via Maven
+
+$(STATE)/jars/.fetched: infra/maven/pom.xml infra/maven/kafka/pom.xml infra/maven/cassandra/pom.xml infra/maven/flink/pom.xml
+	mvn -q -B -f infra/maven/pom.xml package -Djars.dir=$(CURDIR)/$(STATE)/jars
+	@touch $@
+
+run: deps ## start the whole local stack and show its status
+	$(FEEDCTL) local up
+
+stop: ## stop everything `make run` started
+	@test -x $(FEEDCTL) && $(FEEDCTL) local down || echo "nothing to stop (no .venv)"
+
+status: ## health of each local service
+	$(FEEDCTL) local status
+
+lint: venv ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test-unit: venv ## unit tests only (no services)
+	$(VENV)/bin/pytest tests/unit -q
+
+test-integration: deps ## integration and e2e tests on the real local stack
+	$(VENV)/bin/pytest tests/integration tests/e2e -q
+
+test: deps lint ## lint, then every test; the fixtures start the stack if it is not up
+	$(VENV)/bin/pytest -q
+
+clean-state: stop ## delete all local data and logs (keeps the fetched jars)
+	find $(STATE) -mindepth 1 -maxdepth 1 ! -name jars -exec rm -rf {} +
