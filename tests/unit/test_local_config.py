@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from feedline.settings import LocalStackSettings, StackSettings
+from feedline.stores.cql import load_migrations
+from jobs.localstack.flink import _set, write_flink_conf
+from pipelines.streaming.topic_counts import INVALID_KEY, key_of
+
+
+def test_nested_set_replaces_flat_and_nested_spellings() -> None:
+    tree = {"rest.port": 1, "rest": {"address": "x"}}
+    _set(tree, "rest.port", 8081)
+    assert tree == {"rest": {"address": "x", "port": 8081}}
+
+
+def test_generated_flink_conf_binds_loopback_and_sizes_memory(tmp_path: Path) -> None:
+    settings = StackSettings(local=LocalStackSettings(state_dir=tmp_path))
+    conf = yaml.safe_load((write_flink_conf(settings) / "config.yaml").read_text())
+    assert conf["rest"]["bind-address"] == "127.0.0.1"
+    assert conf["jobmanager"]["bind-host"] == "127.0.0.1"
+    assert conf["taskmanager"]["memory"]["process"]["size"] == "1280m"
+    assert conf["taskmanager"]["numberOfTaskSlots"] == settings.flink.task_slots
+    assert conf["execution"]["checkpointing"]["dir"].startswith(f"file://{tmp_path}")
+
+
+def test_migrations_are_ordered_and_statements_idempotent() -> None:
+    migrations = load_migrations()
+    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    for m in migrations:
+        for stmt in m.statements():
+            assert "IF NOT EXISTS" in stmt.upper(), stmt[:60]
+            assert not re.search(r"\bcounter\b", stmt, re.I), "bigint, never CQL counters"
+
+
+def test_topic_counts_key_of() -> None:
+    assert key_of('{"post_id": "p1"}', "post_id") == "p1"
+    assert key_of('{"post_id": 5}', "post_id") == INVALID_KEY
+    assert key_of("[1]", "post_id") == INVALID_KEY
+    assert key_of("nope", "post_id") == INVALID_KEY
