@@ -13,8 +13,9 @@ def _sleeper(tmp_path: Path, marker: str) -> ManagedProcess:
 
 def test_start_records_pid_and_stop_kills_it(tmp_path: Path) -> None:
     proc = _sleeper(tmp_path, "feedline-test-marker-1")
-    pid = proc.start([sys.executable, "-c", "import time; time.sleep(60)",
-                      "feedline-test-marker-1"])
+    pid = proc.start(
+        [sys.executable, "-c", "import time; time.sleep(60)", "feedline-test-marker-1"]
+    )
     assert proc.pid() == pid
     assert proc.stop(timeout_s=5) is True
     assert proc.pid() is None
@@ -32,8 +33,9 @@ def test_pid_of_another_program_is_never_claimed(tmp_path: Path) -> None:
 
 def test_early_exit_is_detected_and_log_kept(tmp_path: Path) -> None:
     proc = _sleeper(tmp_path, "feedline-test-marker-2")
-    proc.start([sys.executable, "-c", "print('boom'); raise SystemExit(3)",
-                "feedline-test-marker-2"])
+    proc.start(
+        [sys.executable, "-c", "print('boom'); raise SystemExit(3)", "feedline-test-marker-2"]
+    )
     deadline = time.monotonic() + 10
     while not proc.exited_early() and time.monotonic() < deadline:
         time.sleep(0.05)
