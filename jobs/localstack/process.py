@@ -60,8 +60,12 @@ class ManagedProcess:
         *,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        exec_timeout_s: float = 30.0,
     ) -> int:
-        """Start the process detached from the caller's session and record its pid."""
+        """Start the process detached from the caller's session and record its pid.
+
+        Returns once the server's own command line is visible (or the process ended).
+        """
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         full_env = dict(os.environ)
         full_env.update(env or {})
@@ -78,6 +82,11 @@ class ManagedProcess:
                 start_new_session=True,
             )
         self.pid_file.write_text(f"{proc.pid}\n")
+        # Until the child has exec'd (a launcher script may exec the JVM a moment later),
+        # its command line is not yet the server's: wait so pid() means "running".
+        deadline = time.monotonic() + exec_timeout_s
+        while self.pid() is None and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
         return proc.pid
 
     def exited_early(self) -> bool:
