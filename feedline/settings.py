@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The JWT secret shipped for local development; refused in any other environment.
@@ -85,13 +85,18 @@ class StorageSettings(_Block):
     """Object storage: media and the raw event archive."""
 
     emulator_host: str | None = "http://127.0.0.1:9023"
-    """GCS emulator URL (scheme required); None means real Google Cloud Storage."""
+    """GCS emulator URL (scheme required); empty or None means real Google Cloud Storage."""
     project: str = "feedline-local"
     """Google Cloud project id."""
     media_bucket: str = "feedline-media"
     """Bucket for uploaded photos and videos."""
     archive_bucket: str = "feedline-archive"
     """Bucket for the raw event archive (the source of truth for rebuilds)."""
+
+    @field_validator("emulator_host", mode="before")
+    @classmethod
+    def _empty_means_real_gcs(cls, value: object) -> object:
+        return None if value in ("", "none", "None") else value
 
 
 class FlinkSettings(_Block):

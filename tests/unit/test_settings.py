@@ -52,3 +52,8 @@ def test_fields_are_documented() -> None:
 def test_getter_is_cached_not_built_at_import() -> None:
     get_stack_settings.cache_clear()
     assert get_stack_settings() is get_stack_settings()
+
+
+def test_empty_emulator_host_means_real_gcs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEEDLINE_STORAGE__EMULATOR_HOST", "")
+    assert StreamingSettings().storage.emulator_host is None

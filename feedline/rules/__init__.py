@@ -1,0 +1,1 @@
+"""The feed rules: pure functions shared by the streaming jobs and the batch rebuild."""

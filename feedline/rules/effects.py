@@ -1,0 +1,161 @@
+"""The writes the feed rules ask for: small immutable records, applied by sinks.
+
+Every effect is idempotent on its own (an upsert keyed by ids, a removal, or an absolute
+value), so a sink may apply a batch twice after a retry without changing the result.
+Effects about one key come out of the rules in the order they must be applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRef:
+    """A media object a post shows."""
+
+    media_id: str
+    content_type: str
+    uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class PostUpsert:
+    """A live post: payload row, the author's profile list, the hydration hash."""
+
+    post_id: str
+    author_id: str
+    created_ms: int
+    caption: str
+    media: tuple[MediaRef, ...]
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PostRetract:
+    """A deleted post: tombstone the row, drop it from the profile and the cache."""
+
+    post_id: str
+    author_id: str
+    created_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineAdd:
+    """Deliver a post into a reader's home timeline."""
+
+    user_id: str
+    post_id: str
+    created_ms: int
+    author_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineRemove:
+    """Take a post out of a reader's home timeline."""
+
+    user_id: str
+    post_id: str
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxAdd:
+    """A celebrity's post, merged into followers' feeds at read time."""
+
+    author_id: str
+    post_id: str
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRemove:
+    """Take a post out of a celebrity's outbox."""
+
+    author_id: str
+    post_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxClear:
+    """The author is no longer a celebrity: the outbox goes away."""
+
+    author_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CelebritySet:
+    """The author crossed the celebrity threshold (either way)."""
+
+    author_id: str
+    celebrity: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FollowedCelebrityAdd:
+    """``user_id`` follows celebrity ``author_id``: merge that outbox on read."""
+
+    user_id: str
+    author_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class FollowedCelebrityRemove:
+    """``user_id`` no longer reads celebrity ``author_id``'s outbox."""
+
+    user_id: str
+    author_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeUpsert:
+    """``follower_id`` follows ``followee_id`` (followers and following tables)."""
+
+    followee_id: str
+    follower_id: str
+    followed_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeDelete:
+    """``follower_id`` no longer follows ``followee_id``."""
+
+    followee_id: str
+    follower_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PostCountersSet:
+    """Absolute like and comment counts of a post."""
+
+    post_id: str
+    likes: int
+    comments: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserCounterSet:
+    """Absolute value of one user counter: ``followers``, ``following`` or ``posts``."""
+
+    user_id: str
+    field: str
+    value: int
+
+
+TimelineEffect = TimelineAdd | TimelineRemove
+Effect = (
+    PostUpsert
+    | PostRetract
+    | TimelineAdd
+    | TimelineRemove
+    | OutboxAdd
+    | OutboxRemove
+    | OutboxClear
+    | CelebritySet
+    | FollowedCelebrityAdd
+    | FollowedCelebrityRemove
+    | EdgeUpsert
+    | EdgeDelete
+    | PostCountersSet
+    | UserCounterSet
+)
