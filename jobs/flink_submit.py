@@ -40,12 +40,14 @@ def submit_python_job(
     job_args: Sequence[str],
     *,
     detached: bool = False,
+    from_savepoint: str | None = None,
     timeout_s: float = 600,
 ) -> Submission:
     """Run ``flink run -py script`` against the configured cluster.
 
     Attached (the default) waits for a bounded job to finish; detached returns once the
-    job is submitted. The job's own flags follow ``job_args``.
+    job is submitted. ``from_savepoint`` restores state from a savepoint or retained
+    checkpoint. The job's own flags follow ``job_args``.
     """
     rest = urlsplit(settings.flink.rest_url)
     argv = [
@@ -64,6 +66,8 @@ def submit_python_job(
     ]
     if detached:
         argv.insert(2, "-d")
+    if from_savepoint:
+        argv[2:2] = ["-s", from_savepoint]
     log_dir = settings.local.state_dir / "flink-client" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {

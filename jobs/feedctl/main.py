@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from collections.abc import Sequence
 
-from jobs.feedctl import db, local
+from jobs.feedctl import db, jobs, local
 
-NOUNS = (local, db)
+NOUNS = (local, db, jobs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,8 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `feedctl` console script."""
-    # google-auth / api-core deprecation notices are not the operator's concern.
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\..*")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -12,7 +12,7 @@ from feedline.settings import StackSettings
 def test_feed_topics_and_dlqs_exist_with_configured_partitions(stack: StackSettings) -> None:
     admin = KafkaAdminClient(bootstrap_servers=stack.kafka.bootstrap_servers)
     try:
-        described = {t["topic"]: t for t in admin.describe_topics()}
+        described = {t["name"]: t for t in admin.describe_topics()}
     finally:
         admin.close()
     for topic in stack.kafka.event_topics:

@@ -1,0 +1,109 @@
+"""feedctl jobs — the streaming jobs on Flink: deploy, list, cancel, savepoint.
+
+Jobs: fanout (uploads + follows -> timelines), counters (engagements -> counters).
+Settings (endpoints, topics, knobs) come from FEEDLINE_* at deploy time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from feedline.settings import get_stack_settings, get_streaming_settings
+from jobs import flink_rest
+from jobs.deploy import DeployError, deploy
+from jobs.specs import JOBS
+
+
+def register(nouns: Any) -> None:
+    """Add `jobs` and its verbs."""
+    parser = nouns.add_parser("jobs", help="deploy and manage the streaming jobs",
+                              description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    dep = verbs.add_parser("deploy", help="submit a job (waits until its tasks run)")
+    dep.add_argument("name", choices=[*sorted(JOBS), "all"])
+    dep.add_argument("--from-savepoint", metavar="PATH", help="restore state from a savepoint")
+    dep.add_argument("--dry-run", action="store_true", help="show what would be submitted")
+    dep.set_defaults(run=_deploy)
+    lst = verbs.add_parser("list", help="jobs on the cluster")
+    lst.add_argument("--all", action="store_true", help="include ended jobs")
+    lst.set_defaults(run=_list)
+    can = verbs.add_parser("cancel", help="stop a running job")
+    can.add_argument("name", choices=sorted(JOBS))
+    can.add_argument("--savepoint", action="store_true",
+                     help="stop with a savepoint (prints its path) instead of cancelling")
+    can.add_argument("--dry-run", action="store_true", help="show what would be stopped")
+    can.set_defaults(run=_cancel)
+    sav = verbs.add_parser("savepoint", help="take a savepoint of a running job")
+    sav.add_argument("name", choices=sorted(JOBS))
+    sav.set_defaults(run=_savepoint)
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    stack, streaming = get_stack_settings(), get_streaming_settings()
+    names = sorted(JOBS) if args.name == "all" else [args.name]
+    for name in names:
+        spec = JOBS[name]
+        if args.dry_run:
+            print(f"would submit {spec.job_name()} ({spec.script.name}) to {stack.flink.rest_url}"
+                  f" group {spec.group_id()}" +
+                  (f" from {args.from_savepoint}" if args.from_savepoint else ""))
+            continue
+        print(f"deploying {spec.job_name()} ...", flush=True)
+        try:
+            job_id = deploy(stack, streaming, name, from_savepoint=args.from_savepoint)
+        except (DeployError, flink_rest.FlinkRestError) as err:
+            print(f"feedctl jobs deploy: {err}", file=sys.stderr)
+            return 1
+        print(f"{spec.job_name()} running as {job_id}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    try:
+        jobs = flink_rest.list_jobs(get_stack_settings().flink.rest_url)
+    except flink_rest.FlinkRestError as err:
+        print(f"feedctl jobs list: {err}", file=sys.stderr)
+        return 1
+    for job in jobs:
+        if args.all or job.state not in flink_rest.TERMINAL:
+            print(f"{job.job_id}  {job.state:<10} {job.name}")
+    return 0
+
+
+def _one_running(name: str) -> flink_rest.JobInfo | None:
+    jobs = flink_rest.running(get_stack_settings().flink.rest_url, JOBS[name].job_name())
+    if not jobs:
+        print(f"{JOBS[name].job_name()} is not running", file=sys.stderr)
+        return None
+    return jobs[0]
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    stack = get_stack_settings()
+    job = _one_running(args.name)
+    if job is None:
+        return 1
+    if args.dry_run:
+        how = "stop with a savepoint" if args.savepoint else "cancel"
+        print(f"would {how} {job.name} ({job.job_id})")
+        return 0
+    if args.savepoint:
+        target = f"file://{stack.local.state_dir / 'flink' / 'savepoints'}"
+        print(flink_rest.stop_with_savepoint(stack.flink.rest_url, job.job_id, target))
+    else:
+        flink_rest.cancel(stack.flink.rest_url, job.job_id)
+        print(f"cancelled {job.name} ({job.job_id})")
+    return 0
+
+
+def _savepoint(args: argparse.Namespace) -> int:
+    stack = get_stack_settings()
+    job = _one_running(args.name)
+    if job is None:
+        return 1
+    target = f"file://{stack.local.state_dir / 'flink' / 'savepoints'}"
+    print(flink_rest.savepoint(stack.flink.rest_url, job.job_id, target))
+    return 0

@@ -1,0 +1,118 @@
+"""A small client of the Flink REST API: list, find, cancel, stop and savepoint jobs."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+TERMINAL = frozenset({"FINISHED", "CANCELED", "FAILED"})
+
+
+class FlinkRestError(RuntimeError):
+    """The REST API answered with an error or did not answer."""
+
+
+def call(base_url: str, method: str, path: str, body: Any = None, timeout_s: float = 10) -> Any:
+    """One REST call; returns the decoded JSON (or None for an empty body)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(  # noqa: S310 (the configured Flink REST URL)
+        f"{base_url}{path}", data=data, method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:  # noqa: S310
+            raw = resp.read()
+    except urllib.error.HTTPError as err:
+        raise FlinkRestError(f"{method} {path}: HTTP {err.code} {err.read()[:500]!r}") from err
+    except (urllib.error.URLError, OSError) as err:
+        raise FlinkRestError(f"{method} {path}: {err}") from err
+    return json.loads(raw) if raw else None
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """One job as the overview lists it."""
+
+    job_id: str
+    name: str
+    state: str
+    start_time_ms: int
+
+
+def list_jobs(base_url: str) -> list[JobInfo]:
+    """Every job the cluster knows, newest first."""
+    overview = call(base_url, "GET", "/jobs/overview")
+    jobs = [
+        JobInfo(j["jid"], j["name"], j["state"], int(j.get("start-time", 0)))
+        for j in overview.get("jobs", [])
+    ]
+    return sorted(jobs, key=lambda j: j.start_time_ms, reverse=True)
+
+
+def running(base_url: str, name: str) -> list[JobInfo]:
+    """Jobs with this name that have not ended."""
+    return [j for j in list_jobs(base_url) if j.name == name and j.state not in TERMINAL]
+
+
+def job_state(base_url: str, job_id: str) -> str:
+    """Current state of a job (RUNNING, FINISHED, ...)."""
+    return str(call(base_url, "GET", f"/jobs/{job_id}")["state"])
+
+
+def wait_for_state(
+    base_url: str, job_id: str, states: set[str], timeout_s: float = 120
+) -> str:
+    """Poll until the job reaches one of ``states``; returns it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = job_state(base_url, job_id)
+        if state in states:
+            return state
+        if time.monotonic() > deadline:
+            raise FlinkRestError(f"job {job_id} is {state}, not {sorted(states)}, after waiting")
+        time.sleep(0.5)
+
+
+def running_tasks(base_url: str, job_id: str) -> bool:
+    """True when every task of the job is RUNNING (sources are consuming)."""
+    detail = call(base_url, "GET", f"/jobs/{job_id}")
+    vertices = detail.get("vertices", [])
+    return bool(vertices) and all(v.get("status") == "RUNNING" for v in vertices)
+
+
+def cancel(base_url: str, job_id: str) -> None:
+    """Cancel a job without a savepoint."""
+    call(base_url, "PATCH", f"/jobs/{job_id}?mode=cancel")
+
+
+def _wait_savepoint(base_url: str, path: str, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = call(base_url, "GET", path)
+        if status["status"]["id"] == "COMPLETED":
+            operation = status.get("operation", {})
+            if "failure-cause" in operation:
+                raise FlinkRestError(f"savepoint failed: {operation['failure-cause']}")
+            return str(operation["location"])
+        time.sleep(0.5)
+    raise FlinkRestError("savepoint did not complete in time")
+
+
+def savepoint(base_url: str, job_id: str, target_dir: str, timeout_s: float = 120) -> str:
+    """Trigger a savepoint and wait for it; returns its location."""
+    trigger = call(base_url, "POST", f"/jobs/{job_id}/savepoints",
+                   {"target-directory": target_dir, "cancel-job": False})
+    return _wait_savepoint(base_url, f"/jobs/{job_id}/savepoints/{trigger['request-id']}",
+                           timeout_s)
+
+
+def stop_with_savepoint(base_url: str, job_id: str, target_dir: str, timeout_s: float = 120) -> str:
+    """Stop a job gracefully, taking a savepoint; returns its location."""
+    trigger = call(base_url, "POST", f"/jobs/{job_id}/stop",
+                   {"targetDirectory": target_dir, "drain": False})
+    return _wait_savepoint(base_url, f"/jobs/{job_id}/savepoints/{trigger['request-id']}",
+                           timeout_s)

@@ -1,0 +1,215 @@
+"""Pieces both streaming jobs share: flags, environment, Kafka sources, dead letters, sinks.
+
+Sources go through the Table API's Kafka connector with ``raw`` format so each record
+keeps its original bytes plus its partition and offset (the Python DataStream Kafka
+source exposes values only); from there the jobs continue in the DataStream API.
+Configuration reaches the jobs as one JSON flag (a ``StreamingSettings`` dump): the
+Python workers run on TaskManagers and do not share the submitter's environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from feedline.rules.fanout import RulesConfig
+from feedline.settings import StreamingSettings, get_streaming_settings
+from schemas.event_contracts import InvalidEvent, parse_event
+
+#: Side output of the parse steps: JSON dead-letter records.
+DLQ_TAG_NAME = "dead-letters"
+
+
+def parse_job_args(prog: str, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Flags every streaming job takes."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument(
+        "--settings-json",
+        help="StreamingSettings as JSON (default: read FEEDLINE_* from the environment)",
+    )
+    parser.add_argument("--group-id", required=True, help="Kafka consumer group of the job")
+    parser.add_argument("--job-name", required=True, help="name shown by Flink")
+    parser.add_argument("--jars", default="", help="comma-separated file:// URLs to add")
+    parser.add_argument(
+        "--dedup-ttl-s", type=int, default=3600,
+        help="how long a seen event_id is remembered (duplicates inside it are skipped)",
+    )
+    args = parser.parse_args(argv)
+    settings = (
+        StreamingSettings.model_validate_json(args.settings_json)
+        if args.settings_json
+        else get_streaming_settings()
+    )
+    args.settings = settings
+    return args
+
+
+def rules_config(settings: StreamingSettings) -> RulesConfig:
+    """The rules' knobs from settings."""
+    return RulesConfig(
+        celebrity_threshold=settings.feed.celebrity_threshold,
+        follow_merge_limit=settings.feed.follow_merge_limit,
+        timeline_cap=settings.feed.timeline_cap,
+    )
+
+
+def dead_letter(
+    topic: str, partition: int, offset: int, payload: bytes, error: InvalidEvent
+) -> str:
+    """The JSON record written to ``<topic>.dlq``: reason, source position, original bytes."""
+    return json.dumps(
+        {
+            "reason": error.reason,
+            "detail": error.detail,
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "payload_b64": base64.b64encode(payload).decode("ascii"),
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+
+
+def parse_or_dead_letter(
+    role: str, topic: str, partition: int, offset: int, payload: bytes
+) -> tuple[Any, str | None]:
+    """(event, None) for a valid record; (None, dead-letter JSON) for a broken one."""
+    try:
+        return parse_event(role, payload), None
+    except InvalidEvent as error:
+        return None, dead_letter(topic, partition, offset, payload, error)
+
+
+def build_environment(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Stream and table environments with checkpointing, restarts and connector jars."""
+    from pyflink.common import Configuration
+    from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
+    from pyflink.table import StreamTableEnvironment
+
+    settings: StreamingSettings = args.settings
+    config = Configuration()
+    config.set_string("restart-strategy.type", "fixed-delay")
+    config.set_string("restart-strategy.fixed-delay.attempts", "1000")
+    config.set_string("restart-strategy.fixed-delay.delay", "2 s")
+    config.set_string("execution.checkpointing.externalized-checkpoint-retention",
+                      "RETAIN_ON_CANCELLATION")
+    config.set_string("python.fn-execution.bundle.time", "50")
+    env = StreamExecutionEnvironment.get_execution_environment(config)
+    env.set_parallelism(settings.flink.parallelism)
+    env.enable_checkpointing(settings.flink.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
+    jars = [j for j in args.jars.split(",") if j]
+    if jars:
+        env.add_jars(*jars)
+    t_env = StreamTableEnvironment.create(env)
+    return env, t_env
+
+
+def kafka_rows(t_env: Any, settings: StreamingSettings, topic: str, group_id: str) -> Any:
+    """A DataStream of Row(payload: bytes, src_partition: int, src_offset: int) for a topic.
+
+    Starts from the group's committed offsets (earliest for a new group); the offsets
+    live in Flink checkpoints, so a restore resumes exactly where the state was taken.
+    """
+    table = f"src_{topic.replace('.', '_').replace('-', '_')}"
+    t_env.execute_sql(
+        f"""
+        CREATE TEMPORARY TABLE IF NOT EXISTS `{table}` (
+            `payload` BYTES,
+            `src_partition` INT METADATA FROM 'partition' VIRTUAL,
+            `src_offset` BIGINT METADATA FROM 'offset' VIRTUAL
+        ) WITH (
+            'connector' = 'kafka',
+            'topic' = '{topic}',
+            'properties.bootstrap.servers' = '{settings.kafka.bootstrap_servers}',
+            'properties.group.id' = '{group_id}',
+            'properties.auto.offset.reset' = 'earliest',
+            'scan.startup.mode' = 'group-offsets',
+            'format' = 'raw'
+        )
+        """
+    )
+    return t_env.to_data_stream(t_env.from_path(f"`{table}`"))
+
+
+def dead_letter_sink(settings: StreamingSettings, topic: str) -> Any:
+    """Kafka sink writing dead-letter JSON records to ``<topic>.dlq``."""
+    from pyflink.common.serialization import SimpleStringSchema
+    from pyflink.datastream.connectors.base import DeliveryGuarantee
+    from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
+
+    return (
+        KafkaSink.builder()
+        .set_bootstrap_servers(settings.kafka.bootstrap_servers)
+        .set_record_serializer(
+            KafkaRecordSerializationSchema.builder()
+            .set_topic(settings.kafka.dlq_topic(topic))
+            .set_value_serialization_schema(SimpleStringSchema())
+            .build()
+        )
+        .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+        .build()
+    )
+
+
+def discarding_sink() -> Any:
+    """Flink's DiscardingSink: the end of a graph whose real writes happen in a function."""
+    from pyflink.datastream.connectors.base import Sink
+
+    return Sink("org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink")
+
+
+def parsed_events(
+    t_env: Any,
+    settings: StreamingSettings,
+    role: str,
+    topic: str,
+    group_id: str,
+    *,
+    dead_letters: bool = True,
+) -> Any:
+    """Parse one topic; valid events continue (pickled), broken ones go to its DLQ.
+
+    With ``dead_letters=False`` (a topic whose dead letters another job writes), broken
+    records are only counted in the ``skipped_invalid`` metric.
+    """
+    from pyflink.common import Types
+    from pyflink.datastream import OutputTag, ProcessFunction
+
+    dlq_tag = OutputTag(DLQ_TAG_NAME, Types.STRING())
+
+    class ParseEvents(ProcessFunction):
+        def open(self, runtime_context: Any) -> None:
+            metrics = runtime_context.get_metrics_group()
+            self.dead = metrics.counter("dead_letters" if dead_letters else "skipped_invalid")
+
+        def process_element(self, row: Any, ctx: Any) -> Iterator[Any]:
+            event, letter = parse_or_dead_letter(
+                role, topic, row[1], row[2], bytes(row[0] or b"")
+            )
+            if letter is None:
+                yield event
+                return
+            self.dead.inc()
+            if dead_letters:
+                yield dlq_tag, letter
+
+    step = f"parse-{role}"
+    events = (
+        kafka_rows(t_env, settings, topic, group_id)
+        .process(ParseEvents(), output_type=Types.PICKLED_BYTE_ARRAY())
+        .name(step)
+        .uid(step)
+    )
+    if not dead_letters:
+        return events
+    (
+        events.get_side_output(dlq_tag)
+        .sink_to(dead_letter_sink(settings, topic))
+        .name(f"dead-letters-{role}")
+        .uid(f"dead-letters-{role}")
+    )
+    return events

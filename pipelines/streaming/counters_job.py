@@ -1,0 +1,73 @@
+"""Counters job: engagements, follows and uploads -> post and user counters.
+
+    engagements (key post) ─parse─┐                ┌─ dead letters -> engagements.dlq
+    follows ───────────────parse─┼─ key by post:ID / user:ID ─ counter state ─ write
+    uploads ───────────────parse─┘
+
+Dead letters of ``uploads`` and ``follows`` are the fan-out job's to write (once); here
+a broken record on those topics is counted in the ``skipped_invalid`` metric.
+Deployed with ``feedctl jobs deploy counters``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+
+def counter_records(event: Any) -> Iterator[tuple[str, Any]]:
+    """(``post:ID`` | ``user:ID``, event) for every counter state an event changes."""
+    from feedline.rules.dispatch import counter_targets
+
+    for kind, key in counter_targets(event):
+        yield f"{kind}:{key}", event
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    """Build and execute the counters job."""
+    from pyflink.common import Types
+
+    from pipelines.streaming.common import (
+        build_environment,
+        discarding_sink,
+        parse_job_args,
+        parsed_events,
+        rules_config,
+    )
+    from pipelines.streaming.functions import CounterState, WriteEffects
+
+    args = parse_job_args("counters_job", argv)
+    settings = args.settings
+    env, t_env = build_environment(args)
+    kafka = settings.kafka
+    engagements = parsed_events(
+        t_env, settings, "engagements", kafka.engagements_topic, args.group_id
+    )
+    follows = parsed_events(
+        t_env, settings, "follows", kafka.follows_topic, args.group_id, dead_letters=False
+    )
+    uploads = parsed_events(
+        t_env, settings, "uploads", kafka.uploads_topic, args.group_id, dead_letters=False
+    )
+    (
+        engagements.union(follows, uploads)
+        .flat_map(counter_records, output_type=Types.PICKLED_BYTE_ARRAY())
+        .name("counter-targets")
+        .uid("counter-targets")
+        .key_by(lambda record: record[0], key_type=Types.STRING())
+        .process(CounterState(rules_config(settings), args.dedup_ttl_s),
+                 output_type=Types.PICKLED_BYTE_ARRAY())
+        .name("counter-state")
+        .uid("counter-state")
+        .process(WriteEffects(settings.model_dump_json()), output_type=Types.LONG())
+        .name("write-counters")
+        .uid("write-counters")
+        .sink_to(discarding_sink())
+        .name("end-counters")
+        .uid("end-counters")
+    )
+    env.execute(args.job_name)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,53 @@
+"""Fan-out job: uploads and follows -> home timelines, posts, outboxes, follow graph.
+
+    uploads (key author) ──parse──┐                 ┌─ dead letters -> uploads.dlq
+                                   ├─ key by author ─ fan-out state ─ write CQL + Redis
+    follows (key followee) ─parse─┘                 └─ dead letters -> follows.dlq
+
+Deployed with ``feedctl jobs deploy fanout``; run directly with ``flink run -py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    """Build and execute the fan-out job."""
+    from pyflink.common import Types
+
+    from feedline.rules.dispatch import fanout_key
+    from pipelines.streaming.common import (
+        build_environment,
+        discarding_sink,
+        parse_job_args,
+        parsed_events,
+        rules_config,
+    )
+    from pipelines.streaming.functions import FanoutState, WriteEffects
+
+    args = parse_job_args("fanout_job", argv)
+    settings = args.settings
+    env, t_env = build_environment(args)
+    kafka = settings.kafka
+    uploads = parsed_events(t_env, settings, "uploads", kafka.uploads_topic, args.group_id)
+    follows = parsed_events(t_env, settings, "follows", kafka.follows_topic, args.group_id)
+    (
+        uploads.union(follows)
+        .key_by(fanout_key, key_type=Types.STRING())
+        .process(FanoutState(rules_config(settings), args.dedup_ttl_s),
+                 output_type=Types.PICKLED_BYTE_ARRAY())
+        .name("fan-out-state")
+        .uid("fan-out-state")
+        .process(WriteEffects(settings.model_dump_json()), output_type=Types.LONG())
+        .name("write-fan-out")
+        .uid("write-fan-out")
+        .sink_to(discarding_sink())
+        .name("end-fan-out")
+        .uid("end-fan-out")
+    )
+    env.execute(args.job_name)
+
+
+if __name__ == "__main__":
+    run()

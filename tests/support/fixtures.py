@@ -1,0 +1,99 @@
+"""Fixtures on the real local stack, started once per test run (or reused when up).
+
+Each test works in its own uuid-named topic, keyspace, key prefix or object prefix and
+removes it afterwards. The stack is stopped at the end only if this run started it,
+unless FEEDLINE_KEEP_STACK=1.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from kafka import KafkaAdminClient
+
+from feedline.settings import StackSettings, get_stack_settings
+from feedline.stores.cql import connect, drop_keyspace, migrate
+from feedline.stores.object_store import storage_client
+from jobs.localstack import stack as local_stack
+from jobs.localstack.kafka import ensure_topics
+from schemas.redis_keys import RedisKeys
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[StackSettings]:
+    """The healthy local stack's settings."""
+    settings = get_stack_settings()
+    already_up = all(s.healthy for s in local_stack.status(settings))
+    if not already_up:
+        local_stack.up(settings, say=lambda m: print(f"[stack] {m}", flush=True))
+    yield settings
+    if not already_up and os.environ.get("FEEDLINE_KEEP_STACK") != "1":
+        local_stack.down(settings, say=lambda m: print(f"[stack] {m}", flush=True))
+
+
+def unique(prefix: str) -> str:
+    """A short uuid-based name usable as topic, keyspace, key or object prefix."""
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def topic_factory(stack: StackSettings) -> Iterator[object]:
+    """Creates uuid-named topics; deletes them after the test."""
+    created: list[str] = []
+
+    def make(partitions: int = 1) -> str:
+        name = unique("t")
+        ensure_topics(stack.kafka.bootstrap_servers, {name: partitions})
+        created.append(name)
+        return name
+
+    yield make
+    if created:
+        admin = KafkaAdminClient(bootstrap_servers=stack.kafka.bootstrap_servers)
+        try:
+            admin.delete_topics(created)
+        finally:
+            admin.close()
+
+
+@pytest.fixture
+def keyspace(stack: StackSettings) -> Iterator[str]:
+    """A fresh uuid-named keyspace with every migration applied; dropped afterwards."""
+    name = unique("ks")
+    migrate(stack.cql, keyspace=name)
+    yield name
+    drop_keyspace(stack.cql, name)
+
+
+@pytest.fixture
+def cql_session(stack: StackSettings, keyspace: str) -> Iterator[object]:
+    """A driver session on the test's keyspace."""
+    cluster, session = connect(stack.cql, keyspace=keyspace)
+    yield session
+    cluster.shutdown()
+
+
+@pytest.fixture
+def redis_keys(stack: StackSettings) -> Iterator[tuple[redis.Redis, RedisKeys]]:
+    """A Redis client and a unique key prefix; the prefix's keys are deleted after."""
+    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    keys = RedisKeys(prefix=unique("fltest"))
+    yield client, keys
+    stale = list(client.scan_iter(match=keys.pattern(), count=1000))
+    if stale:
+        client.delete(*stale)
+    client.close()
+
+
+@pytest.fixture
+def object_prefix(stack: StackSettings) -> Iterator[str]:
+    """A unique object prefix in the archive bucket; its objects are deleted after."""
+    prefix = f"{unique('test')}/"
+    yield prefix
+    bucket = storage_client(stack.storage).bucket(stack.storage.archive_bucket)
+    for blob in bucket.list_blobs(prefix=prefix):
+        blob.delete()
