@@ -9,9 +9,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from jobs.feedctl import db, jobs, local
+from jobs.feedctl import db, feed, jobs, load, local
 
-NOUNS = (local, db, jobs)
+NOUNS = (local, db, jobs, load, feed)
 
 
 def build_parser() -> argparse.ArgumentParser:

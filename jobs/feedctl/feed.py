@@ -1,0 +1,35 @@
+"""feedctl feed — show a user's home feed as the API will serve it (from Redis)."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from feedline.settings import get_stack_settings
+from feedline.stores.timeline_reader import read_feed
+from schemas.redis_keys import RedisKeys
+
+
+def register(nouns: Any) -> None:
+    """Add `feed`."""
+    parser = nouns.add_parser("feed", help="show a user's home feed", description=__doc__)
+    parser.add_argument("user_id")
+    parser.add_argument("--limit", type=int, default=10)
+    parser.set_defaults(run=_feed)
+
+
+def _feed(args: argparse.Namespace) -> int:
+    settings = get_stack_settings()
+    client = redis.Redis.from_url(settings.redis.url, decode_responses=True)
+    items = read_feed(client, RedisKeys(settings.redis.key_prefix), args.user_id, args.limit)
+    if not items:
+        print(f"{args.user_id}: empty feed (no timeline cached, or nothing delivered yet)")
+        return 1
+    for item in items:
+        when = datetime.fromtimestamp(item.created_ms / 1000, tz=UTC).isoformat(timespec="seconds")
+        print(f"{when}  {item.post_id:<14} by {item.author_id:<8} "
+              f"{item.likes:>3} likes {item.comments:>3} comments  {item.caption}")
+    return 0
