@@ -153,10 +153,10 @@ class LocalStackSettings(_Block):
     """Cassandra inter-node port (bound to loopback)."""
     redis_maxmemory: str = "1gb"
     """Redis maxmemory; eviction drops least-recently-used keys (it is a rebuildable cache)."""
-    flink_jobmanager_memory: str = "640m"
-    """Flink JobManager total process memory."""
-    flink_taskmanager_memory: str = "1280m"
-    """Flink TaskManager total process memory."""
+    flink_jobmanager_memory: str = "1024m"
+    """Flink JobManager total process memory (1024m leaves ~450 MB heap after metaspace)."""
+    flink_taskmanager_memory: str = "1536m"
+    """Flink TaskManager total process memory (the Python workers live outside it)."""
     start_timeout_s: float = Field(default=240.0, gt=0)
     """How long `feedctl local up` waits for each service to become healthy."""
 

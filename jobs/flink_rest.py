@@ -116,3 +116,21 @@ def stop_with_savepoint(base_url: str, job_id: str, target_dir: str, timeout_s: 
                    {"targetDirectory": target_dir, "drain": False})
     return _wait_savepoint(base_url, f"/jobs/{job_id}/savepoints/{trigger['request-id']}",
                            timeout_s)
+
+
+def operator_metric(base_url: str, job_id: str, operator: str, metric: str) -> float:
+    """Sum a user metric over the subtasks of the operator named like ``operator``.
+
+    User metrics are reported as ``<subtask>.<operator>.<metric>``.
+    """
+    total = 0.0
+    for vertex in call(base_url, "GET", f"/jobs/{job_id}")["vertices"]:
+        if operator not in vertex["name"]:
+            continue
+        path = f"/jobs/{job_id}/vertices/{vertex['id']}/metrics"
+        ids = [m["id"] for m in call(base_url, "GET", path) if m["id"].endswith(f".{metric}")]
+        ids = [i for i in ids if operator in i]
+        if ids:
+            for value in call(base_url, "GET", f"{path}?get={','.join(ids)}"):
+                total += float(value["value"])
+    return total

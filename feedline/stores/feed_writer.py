@@ -18,11 +18,13 @@ applying the same effects twice changes nothing.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
+from cassandra import OperationTimedOut, Unavailable, WriteTimeout
 from cassandra.concurrent import execute_concurrent
 
 from feedline.rules.effects import (
@@ -43,6 +45,8 @@ from feedline.rules.effects import (
     UserCounterSet,
 )
 from schemas.redis_keys import RedisKeys
+
+_TRANSIENT = (WriteTimeout, OperationTimedOut, Unavailable)
 
 # Adds members to a capped sorted set only if it exists; returns 0 when it does not.
 _ZADD_IF_CACHED = """
@@ -118,12 +122,14 @@ class FeedWriter:
         *,
         timeline_cap: int,
         concurrency: int = 64,
+        retries: int = 6,
     ) -> None:
         self.session = session
         self.redis = client
         self.keys = keys
         self.cap = timeline_cap
         self.concurrency = concurrency
+        self.retries = retries
         self.stmts = {name: session.prepare(cql) for name, cql in _CQL.items()}
         self._zadd_if_cached = client.register_script(_ZADD_IF_CACHED)
 
@@ -263,14 +269,25 @@ class FeedWriter:
     # --- both ---------------------------------------------------------------------------
 
     def write(self, effects: Iterable[Effect]) -> int:
-        """Apply effects: the CQL store first, then Redis. Returns how many were applied."""
+        """Apply effects: the CQL store first, then Redis. Returns how many were applied.
+
+        A CQL timeout or unavailable error is retried with backoff (every write is
+        idempotent, so re-sending the whole batch is safe); after ``retries`` the error
+        propagates and the job restarts from its last checkpoint.
+        """
         batch = list(effects)
         if not batch:
             return 0
         statements = self._cql(batch)
-        if statements:
-            execute_concurrent(
-                self.session, statements, concurrency=self.concurrency, raise_on_first_error=True
-            )
+        for attempt in range(self.retries + 1):
+            try:
+                if statements:
+                    execute_concurrent(self.session, statements, concurrency=self.concurrency,
+                                       raise_on_first_error=True)
+                break
+            except _TRANSIENT:
+                if attempt == self.retries:
+                    raise
+                time.sleep(min(5.0, 0.2 * 2**attempt))
         self._redis(batch)
         return len(batch)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Any
 
 from feedline.settings import get_stack_settings, get_streaming_settings
 from jobs import flink_rest
 from jobs.deploy import DeployError, deploy
+from jobs.lag import group_lag
 from jobs.specs import JOBS
 
 
@@ -26,7 +28,12 @@ def register(nouns: Any) -> None:
     dep.add_argument("name", choices=[*sorted(JOBS), "all"])
     dep.add_argument("--from-savepoint", metavar="PATH", help="restore state from a savepoint")
     dep.add_argument("--dry-run", action="store_true", help="show what would be submitted")
+    dep.add_argument("--if-not-running", action="store_true",
+                     help="leave a job that already runs alone (exit 0)")
     dep.set_defaults(run=_deploy)
+    wait = verbs.add_parser("wait", help="wait until the jobs have consumed every event")
+    wait.add_argument("--timeout", type=float, default=600, help="seconds (exit 1 after)")
+    wait.set_defaults(run=_wait)
     lst = verbs.add_parser("list", help="jobs on the cluster")
     lst.add_argument("--all", action="store_true", help="include ended jobs")
     lst.set_defaults(run=_list)
@@ -51,6 +58,9 @@ def _deploy(args: argparse.Namespace) -> int:
                   f" group {spec.group_id()}" +
                   (f" from {args.from_savepoint}" if args.from_savepoint else ""))
             continue
+        if args.if_not_running and flink_rest.running(stack.flink.rest_url, spec.job_name()):
+            print(f"{spec.job_name()} already running")
+            continue
         print(f"deploying {spec.job_name()} ...", flush=True)
         try:
             job_id = deploy(stack, streaming, name, from_savepoint=args.from_savepoint)
@@ -59,6 +69,27 @@ def _deploy(args: argparse.Namespace) -> int:
             return 1
         print(f"{spec.job_name()} running as {job_id}")
     return 0
+
+
+def _wait(args: argparse.Namespace) -> int:
+    streaming = get_streaming_settings()
+    kafka = streaming.kafka
+    topics = {
+        "fanout": [kafka.uploads_topic, kafka.follows_topic],
+        "counters": [kafka.engagements_topic, kafka.follows_topic, kafka.uploads_topic],
+    }
+    deadline = time.monotonic() + args.timeout
+    while True:
+        lags = {name: group_lag(kafka, JOBS[name].group_id(), t) for name, t in topics.items()}
+        print("\r" + "  ".join(f"{n} lag {lag:>8,}" for n, lag in lags.items()), end="",
+              flush=True)
+        if not any(lags.values()):
+            print("\nall events consumed")
+            return 0
+        if time.monotonic() > deadline:
+            print(f"\nfeedctl jobs wait: still behind after {args.timeout:.0f}s", file=sys.stderr)
+            return 1
+        time.sleep(1)
 
 
 def _list(args: argparse.Namespace) -> int:

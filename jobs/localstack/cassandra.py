@@ -102,6 +102,11 @@ class CassandraService(Service):
             "key_cache_size": "16MiB",
             "authenticator": "AllowAllAuthenticator",
             "authorizer": "AllowAllAuthorizer",
+            # A 2-core machine running the whole stack stalls now and then: wait longer
+            # than the 2 s default before declaring a write lost.
+            "write_request_timeout": "5000ms",
+            "read_request_timeout": "5000ms",
+            "range_request_timeout": "10000ms",
             "batch_size_warn_threshold": "64KiB",
             "batch_size_fail_threshold": "640KiB",
         }

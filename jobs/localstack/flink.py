@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -69,6 +70,9 @@ def write_flink_conf(settings: StackSettings) -> Path:
         "state.backend.type": "hashmap",
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
+        # Notice a dead TaskManager within seconds, not the default 50 s.
+        "heartbeat.interval": "2000",
+        "heartbeat.timeout": "10000",
         "io.tmp.dirs": str(state / "tmp"),
         "web.tmpdir": str(state / "web"),
     }
@@ -143,9 +147,15 @@ class FlinkTaskManagerService(_FlinkProcess):
     role = "taskmanager"
 
     def healthy(self) -> bool:
-        """The JobManager reports at least one registered TaskManager."""
+        """A TaskManager is registered and heartbeating (a dead one stays listed for a while)."""
         try:
-            overview = rest_get(self.settings.flink.rest_url, "/overview", timeout_s=2)
+            listed = rest_get(self.settings.flink.rest_url, "/taskmanagers", timeout_s=2)
         except (urllib.error.URLError, OSError, ValueError):
             return False
-        return int(overview.get("taskmanagers", 0)) >= 1
+        now_ms = time.time() * 1000
+        # "timeSinceLastHeartbeat" holds the epoch ms of the last heartbeat (0 before one).
+        return any(
+            tm.get("timeSinceLastHeartbeat", 0) == 0
+            or now_ms - tm["timeSinceLastHeartbeat"] < 6000
+            for tm in listed.get("taskmanagers", [])
+        )

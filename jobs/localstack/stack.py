@@ -91,7 +91,12 @@ def up(settings: StackSettings, say: Say = print) -> float:
     started: dict[str, float] = {}
     all_services = services(settings)
     for svc in all_services:
-        if svc.process.pid() is not None or svc.healthy():
+        if svc.process.pid() is not None:
+            continue
+        # A server this stack started that has died is restarted even if its peers still
+        # report it (a killed TaskManager stays listed until its heartbeat times out); a
+        # healthy one this stack does not own (another checkout's) is reused.
+        if not svc.process.exited_early() and svc.healthy():
             continue
         svc.start()
         started[svc.name] = time.monotonic()

@@ -34,7 +34,7 @@ def run(argv: Sequence[str] | None = None) -> None:
         parsed_events,
         rules_config,
     )
-    from pipelines.streaming.functions import CounterState, WriteEffects
+    from pipelines.streaming.functions import BufferedWriteEffects, CounterState
 
     args = parse_job_args("counters_job", argv)
     settings = args.settings
@@ -59,7 +59,8 @@ def run(argv: Sequence[str] | None = None) -> None:
                  output_type=Types.PICKLED_BYTE_ARRAY())
         .name("counter-state")
         .uid("counter-state")
-        .process(WriteEffects(settings.model_dump_json()), output_type=Types.LONG())
+        .key_by(lambda _effects: "writer", key_type=Types.STRING())
+        .process(BufferedWriteEffects(settings.model_dump_json()), output_type=Types.LONG())
         .name("write-counters")
         .uid("write-counters")
         .sink_to(discarding_sink())

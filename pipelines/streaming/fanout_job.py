@@ -24,7 +24,7 @@ def run(argv: Sequence[str] | None = None) -> None:
         parsed_events,
         rules_config,
     )
-    from pipelines.streaming.functions import FanoutState, WriteEffects
+    from pipelines.streaming.functions import BufferedWriteEffects, FanoutState
 
     args = parse_job_args("fanout_job", argv)
     settings = args.settings
@@ -39,7 +39,8 @@ def run(argv: Sequence[str] | None = None) -> None:
                  output_type=Types.PICKLED_BYTE_ARRAY())
         .name("fan-out-state")
         .uid("fan-out-state")
-        .process(WriteEffects(settings.model_dump_json()), output_type=Types.LONG())
+        .key_by(lambda _effects: "writer", key_type=Types.STRING())
+        .process(BufferedWriteEffects(settings.model_dump_json()), output_type=Types.LONG())
         .name("write-fan-out")
         .uid("write-fan-out")
         .sink_to(discarding_sink())

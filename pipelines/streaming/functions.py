@@ -3,9 +3,10 @@
 Each keyed function holds one rules state object per key (pickled in a ValueState) and
 a TTL'd map of recently seen event ids, so a duplicate inside that window is skipped
 outright (the rules are idempotent anyway; the window saves the work). The writer
-applies each event's effects synchronously, so everything before a checkpoint barrier
-is in the stores when the checkpoint completes — with the restored Kafka offsets, that
-gives an exactly-once *effect* from at-least-once delivery plus idempotent writes.
+batches effects across events and keeps the unwritten batch in checkpointed state, so a
+completed checkpoint covers every effect before its barrier (written, or written after a
+restore) — with the restored Kafka offsets, an exactly-once *effect* from at-least-once
+delivery plus idempotent writes.
 """
 
 from __future__ import annotations
@@ -15,8 +16,13 @@ from typing import Any
 
 from pyflink.common import Types
 from pyflink.common.time import Time
-from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext
-from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
+from pyflink.datastream import KeyedProcessFunction, RuntimeContext
+from pyflink.datastream.state import (
+    ListStateDescriptor,
+    MapStateDescriptor,
+    StateTtlConfig,
+    ValueStateDescriptor,
+)
 
 from feedline.rules.counters import PostEngagementState, UserCounterState
 from feedline.rules.dispatch import (
@@ -94,37 +100,91 @@ class CounterState(_RuleState):
         return user, apply_user_counter_event(user, event)
 
 
-class WriteEffects(ProcessFunction):
-    """Applies each event's effects to the CQL store and Redis; emits how many."""
+def open_writer(settings_json: str) -> tuple[Any, Any]:
+    """A FeedWriter on the configured stores, and the function that closes them."""
+    import redis
 
-    def __init__(self, settings_json: str) -> None:
+    from feedline.settings import StreamingSettings
+    from feedline.stores.cql import connect
+    from feedline.stores.feed_writer import FeedWriter
+    from schemas.redis_keys import RedisKeys
+
+    settings = StreamingSettings.model_validate_json(settings_json)
+    cluster, session = connect(settings.cql, keyspace=settings.cql.keyspace)
+    client = redis.Redis.from_url(settings.redis.url)
+    writer = FeedWriter(session, client, RedisKeys(settings.redis.key_prefix),
+                        timeline_cap=settings.feed.timeline_cap)
+
+    def close() -> None:
+        cluster.shutdown()
+        client.close()
+
+    return writer, close
+
+
+class BufferedWriteEffects(KeyedProcessFunction):
+    """Writes effects in batches across events, with the unwritten batch in keyed state.
+
+    Effects are appended to a ListState (checkpointed with everything else) and to an
+    in-memory buffer; the buffer is written when it holds ``flush_effects`` effects or
+    ``flush_ms`` after its first entry (a processing-time timer). A checkpoint therefore
+    covers every effect of the events before its barrier: written already, or pending
+    in state and written after a restore. Batching lets one round of concurrent CQL
+    statements and one Redis pipeline serve many events.
+
+    Keyed by one constant key, so one instance writes and the effects' order is kept.
+    """
+
+    def __init__(
+        self, settings_json: str, flush_effects: int = 2000, flush_ms: int = 100
+    ) -> None:
         self.settings_json = settings_json
+        self.flush_effects = flush_effects
+        self.flush_ms = flush_ms
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        """Connect to the CQL store and Redis (once per parallel instance)."""
-        import redis
-
-        from feedline.settings import StreamingSettings
-        from feedline.stores.cql import connect
-        from feedline.stores.feed_writer import FeedWriter
-        from schemas.redis_keys import RedisKeys
-
-        settings = StreamingSettings.model_validate_json(self.settings_json)
-        self.cluster, session = connect(settings.cql, keyspace=settings.cql.keyspace)
-        self.redis = redis.Redis.from_url(settings.redis.url)
-        self.writer = FeedWriter(
-            session, self.redis, RedisKeys(settings.redis.key_prefix),
-            timeline_cap=settings.feed.timeline_cap,
+        """Connect to the stores; declare the pending-effects state and metrics."""
+        self.writer, self.close_stores = open_writer(self.settings_json)
+        self.pending = runtime_context.get_list_state(
+            ListStateDescriptor("pending-effects", Types.PICKLED_BYTE_ARRAY())
         )
-        self.written = runtime_context.get_metrics_group().counter("effects_written")
+        self.buffer: list[Any] | None = None
+        self.timer_due: int | None = None
+        metrics = runtime_context.get_metrics_group()
+        self.written = metrics.counter("effects_written")
+        self.batches = metrics.counter("write_batches")
+
+    def _restore(self) -> list[Any]:
+        if self.buffer is None:  # first call after (re)start: pick up what state holds
+            self.buffer = [e for batch in (self.pending.get() or []) for e in batch]
+        return self.buffer
+
+    def _flush(self) -> int:
+        buffer = self._restore()
+        count = self.writer.write(buffer)
+        self.buffer = []
+        self.pending.clear()
+        self.written.inc(count)
+        self.batches.inc()
+        return count
 
     def process_element(self, effects: list[Any], ctx: Any) -> Iterator[int]:
-        """Write one event's effects before the next event is taken."""
-        count = self.writer.write(effects)
-        self.written.inc(count)
-        yield count
+        """Buffer one event's effects; write the batch when it is full."""
+        buffer = self._restore()
+        buffer.extend(effects)
+        self.pending.add(effects)
+        if len(buffer) >= self.flush_effects:
+            yield self._flush()
+        elif self.timer_due is None:
+            self.timer_due = ctx.timer_service().current_processing_time() + self.flush_ms
+            ctx.timer_service().register_processing_time_timer(self.timer_due)
+
+    def on_timer(self, timestamp: int, ctx: Any) -> Iterator[int]:
+        """Write whatever waited ``flush_ms``."""
+        self.timer_due = None
+        if self._restore():
+            yield self._flush()
 
     def close(self) -> None:
         """Release the connections."""
-        self.cluster.shutdown()
-        self.redis.close()
+        self.close_stores()

@@ -14,8 +14,9 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from feedline.settings import FeedSettings, StackSettings
 from feedline.workload import Workload, WorkloadSpec
 from jobs.load import produce
+from jobs.sandbox import Sandbox, open_sandbox
 from schemas.event_contracts import encode_event, new_event
-from tests.support.pipeline import Pipeline, events_of, open_pipeline
+from tests.support.pipeline import events_of, wait_converged
 from tests.support.reference import reference
 
 FEED = FeedSettings(celebrity_threshold=25, follow_merge_limit=4, timeline_cap=12)
@@ -43,8 +44,8 @@ def broken_records() -> list[tuple[str, bytes, str]]:
 
 
 @pytest.fixture(scope="module")
-def run(stack: StackSettings) -> Iterator[tuple[Pipeline, list, dict]]:
-    pipeline, close = open_pipeline(stack, FEED)
+def run(stack: StackSettings) -> Iterator[tuple[Sandbox, list, dict]]:
+    pipeline = open_sandbox(stack, FEED)
     try:
         pipeline.deploy("fanout")
         pipeline.deploy("counters")
@@ -64,7 +65,7 @@ def run(stack: StackSettings) -> Iterator[tuple[Pipeline, list, dict]]:
         produce(kafka, produced[half:])
         yield pipeline, events_of(produced), positions
     finally:
-        close()
+        pipeline.close()
 
 
 def test_stores_equal_the_reference_model(run) -> None:
@@ -76,7 +77,7 @@ def test_stores_equal_the_reference_model(run) -> None:
     assert expected.celebrities, "no author crossed the celebrity threshold"
     assert any(len(t) > FEED.timeline_cap for t in expected.timelines.values())
     assert expected.deleted_posts and expected.post_counters
-    assert pipeline.wait_converged(expected) == []
+    assert wait_converged(pipeline, expected) == []
 
 
 def test_broken_records_reach_the_dead_letter_topics_with_reasons(run) -> None:
