@@ -109,6 +109,7 @@ class Workload:
         weights = [rng.paretovariate(1.2) for _ in users]
         authors = rng.choices(users, weights=weights, k=spec.posts)
         for n, author in enumerate(authors):
+            self._tick(rng.randint(5_000, 90_000))  # posts arrive seconds to minutes apart
             post_id = f"p{spec.seed:x}x{n:07d}"
             media = [{
                 "media_id": f"m{spec.seed:x}x{n:07d}",

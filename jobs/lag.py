@@ -18,7 +18,7 @@ def group_lag(kafka: KafkaSettings, group_id: str, topics: list[str]) -> int:
             for p in sorted(consumer.partitions_for_topic(topic) or ())
         ]
         ends = consumer.end_offsets(partitions)
-        committed = admin.list_consumer_group_offsets(group_id)
+        committed = admin.list_group_offsets({group_id: partitions}).get(group_id, {})
         lag = 0
         for tp in partitions:
             done = committed.get(tp)

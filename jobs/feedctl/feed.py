@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +17,9 @@ from schemas.redis_keys import RedisKeys
 def register(nouns: Any) -> None:
     """Add `feed`."""
     parser = nouns.add_parser("feed", help="show a user's home feed", description=__doc__)
-    parser.add_argument("user_id")
+    parser.add_argument("user_id", nargs="?", help="whose feed (or use --sample)")
+    parser.add_argument("--sample", action="store_true",
+                        help="pick a user with a well-filled timeline")
     parser.add_argument("--limit", type=int, default=10)
     parser.set_defaults(run=_feed)
 
@@ -24,7 +27,14 @@ def register(nouns: Any) -> None:
 def _feed(args: argparse.Namespace) -> int:
     settings = get_stack_settings()
     client = redis.Redis.from_url(settings.redis.url, decode_responses=True)
-    items = read_feed(client, RedisKeys(settings.redis.key_prefix), args.user_id, args.limit)
+    keys = RedisKeys(settings.redis.key_prefix)
+    if args.sample:
+        args.user_id = _sample_user(client, keys)
+    if not args.user_id:
+        print("feedctl feed: give a USER_ID or --sample", file=sys.stderr)
+        return 2
+    print(f"home feed of {args.user_id}:")
+    items = read_feed(client, keys, args.user_id, args.limit)
     if not items:
         print(f"{args.user_id}: empty feed (no timeline cached, or nothing delivered yet)")
         return 1
@@ -33,3 +43,16 @@ def _feed(args: argparse.Namespace) -> int:
         print(f"{when}  {item.post_id:<14} by {item.author_id:<8} "
               f"{item.likes:>3} likes {item.comments:>3} comments  {item.caption}")
     return 0
+
+
+def _sample_user(client: redis.Redis, keys: RedisKeys, scan: int = 500) -> str | None:
+    """Among up to ``scan`` cached timelines, the user with the most entries."""
+    best, size = None, 0
+    prefix = keys.timeline("")
+    for n, key in enumerate(client.scan_iter(match=f"{prefix}*", count=500)):
+        card = int(client.zcard(key))
+        if card > size:
+            best, size = key[len(prefix):], card
+        if n >= scan:
+            break
+    return best
