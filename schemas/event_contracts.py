@@ -7,23 +7,32 @@ all versions). Custom top-level keys: ``x-topic`` (topic role), ``x-key`` (parti
 optional ``x-distinct`` (fields whose values must all differ). A ``pattern``'s trailing ``$``
 means end of string as in ECMA-262 (Python's would accept a final newline); ``format`` is an
 annotation, so ``event_time`` is enforced by its pattern plus a strict calendar parse.
+
+The validators live in ``schemas.event_validation`` (a quick check compiled from each schema
+passes valid events; the full ``jsonschema`` validator judges and words the rest), the class
+generation in ``schemas.event_models``; the names callers use are all importable from here.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from jsonschema import Draft202012Validator, ValidationError, validators
+from schemas.event_models import GENERATED as _GENERATED
+from schemas.event_models import SCALAR_TYPES, Record, camel, record_class
+from schemas.event_models import build as _build
+from schemas.event_models import to_plain as _plain
+from schemas.event_validation import SchemaCheck, compile_schema
+from schemas.event_validation import json_kind as _json_kind
+from schemas.event_validation import json_path as _path
+from schemas.event_validation import short as _short
 
 #: Largest accepted encoded event; bigger payloads go to the dead-letter topic as "oversized".
 MAX_EVENT_BYTES = 64 * 1024
@@ -52,8 +61,8 @@ INVALID_EVENT_REASONS = tuple(
 _ROLE_OF = {event_type: role for role, types in EVENT_TYPES.items() for event_type in types}
 _FILE_NAME = re.compile(r"^([a-z][a-z0-9_]*)\.v([1-9][0-9]*)\.json$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_GENERATED: dict[str, type[Record]] = {}
 _GENERATING = threading.Lock()
+_CLASS_OF: dict[str, type[Event]] = {}  # event_class by event type, once generated
 
 
 class InvalidEvent(ValueError):
@@ -122,52 +131,12 @@ def load_schema(event_type: str, version: int) -> dict[str, Any]:
 
 
 @cache
-def _ecma_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile a schema pattern so that a trailing ``$`` means end of string, as in ECMA-262."""
-    stem = pattern[:-1]
-    if pattern.endswith("$") and (len(stem) - len(stem.rstrip("\\"))) % 2 == 0:
-        pattern = stem + r"\Z"
-    return re.compile(pattern)
-
-
-def _pattern_keyword(
-    validator: Any, pattern: str, instance: Any, schema: Mapping[str, Any]
-) -> Iterator[ValidationError]:
-    if isinstance(instance, str) and not _ecma_pattern(pattern).search(instance):
-        yield ValidationError(f"{_short(instance)} does not match {pattern}")
-
-
-_Validator = validators.extend(Draft202012Validator, {"pattern": _pattern_keyword})
-
-
-@cache
-def _validator(event_type: str, version: int) -> Any:
-    schema = _versions(event_type)[version]
-    _Validator.check_schema(schema)
-    return _Validator(schema)
+def _validator(event_type: str, version: int) -> SchemaCheck:
+    """The compiled checks (quick and full) of one schema version, built once."""
+    return compile_schema(_versions(event_type)[version])
 
 
 # --- the generated event classes ----------------------------------------------------------
-
-
-class Record:
-    """Base of the generated frozen dataclasses: events and their nested objects (media items)."""
-
-    _fields: ClassVar[tuple[str, ...]] = ()
-    _converters: ClassVar[dict[str, Callable[[Any], Any]]] = {}
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the JSON form: absent optional fields left out, records and tuples expanded."""
-        plain = {}
-        for name in self._fields:
-            value = getattr(self, name)
-            if value is not None:
-                plain[name] = _plain(value)
-        return plain
-
-    if TYPE_CHECKING:  # fields are generated from the schemas, so static checkers can't see them
-
-        def __getattr__(self, name: str) -> Any: ...
 
 
 class Event(Record):
@@ -199,78 +168,18 @@ class Event(Record):
         return (self.event_time_dt - _EPOCH) // timedelta(milliseconds=1)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Record):
-        return value.to_dict()
-    if isinstance(value, tuple | list):
-        return [_plain(item) for item in value]
-    if isinstance(value, dict):
-        return {name: _plain(item) for name, item in value.items()}
-    return value
-
-
-def _camel(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))
-
-
-def _build(cls: type[Record], data: Mapping[str, Any]) -> Any:
-    convert = cls._converters
-    return cls(**{name: convert[name](v) if name in convert else v for name, v in data.items()})
-
-
-def _converter(class_name: str, shapes: list[dict[str, Any]]) -> Callable[[Any], Any] | None:
-    """How to turn a validated JSON value of this shape (newest version first) into a field."""
-    shape = shapes[0]
-    if shape.get("type") == "object" and "properties" in shape:
-        record = _record_class(class_name, shapes, Record)
-        return lambda value: _build(record, value)
-    if shape.get("type") == "array":
-        items = [s["items"] for s in shapes if isinstance(s.get("items"), dict)]
-        inner = _converter(class_name + "Item", items) if items else None
-        if inner is None:
-            return tuple
-        return lambda value: tuple(inner(item) for item in value)
-    return None
-
-
-_PY_TYPES = {"string": "str", "integer": "int", "number": "float", "boolean": "bool"}
-
-
-def _record_class(name: str, shapes: list[dict[str, Any]], base: type[Record]) -> type[Record]:
-    properties: dict[str, list[dict[str, Any]]] = {}
-    for shape in shapes:
-        for field_name, field_shape in shape.get("properties", {}).items():
-            properties.setdefault(field_name, []).append(field_shape)
-    required = set.intersection(*(set(shape.get("required", ())) for shape in shapes))
-    fields: list[tuple[str, Any, Any]] = []
-    converters = {}
-    for field_name, field_shapes in properties.items():
-        convert = _converter(name + _camel(field_name), field_shapes)
-        if convert is not None:
-            converters[field_name] = convert
-        kind = _PY_TYPES.get(str(field_shapes[0].get("type")), "tuple" if convert else "Any")
-        if field_name in required:
-            fields.append((field_name, kind, dataclasses.field()))
-        else:
-            fields.append((field_name, f"{kind} | None", dataclasses.field(default=None)))
-    made = dataclasses.make_dataclass(name, fields, bases=(base,), frozen=True, kw_only=True)
-    cls = cast(type[Record], made)
-    cls.__module__ = __name__
-    cls._fields = tuple(properties)
-    cls._converters = converters
-    _GENERATED[name] = cls
-    return cls
-
-
 def event_class(event_type: str) -> type[Event]:
     """Return the generated frozen dataclass of ``event_type``, e.g. ``PostCreated``."""
-    versions, name = _versions(event_type), _camel(event_type)
-    if name not in _GENERATED:
-        with _GENERATING:  # exactly one class per type, even when threads race to build it
-            if name not in _GENERATED:
-                shapes = [versions[version] for version in sorted(versions, reverse=True)]
-                _record_class(name, shapes, Event)
-    return cast(type[Event], _GENERATED[name])
+    cls = _CLASS_OF.get(event_type)
+    if cls is None:
+        versions, name = _versions(event_type), camel(event_type)
+        if name not in _GENERATED:
+            with _GENERATING:  # exactly one class per type, even when threads race to build it
+                if name not in _GENERATED:
+                    shapes = [versions[version] for version in sorted(versions, reverse=True)]
+                    record_class(name, shapes, Event)
+        cls = _CLASS_OF[event_type] = cast(type[Event], _GENERATED[name])
+    return cls
 
 
 if not TYPE_CHECKING:
@@ -289,23 +198,6 @@ if not TYPE_CHECKING:
 # --- parsing, building and encoding -------------------------------------------------------
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=repr)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-_JSON_KINDS = dict(bool="boolean", int="integer", float="number", str="string", list="array")
-_JSON_KINDS.update(dict="object", NoneType="null")
-
-
-def _json_kind(value: Any) -> str:
-    return _JSON_KINDS.get(type(value).__name__, type(value).__name__)
-
-
-def _path(parts: Iterable[Any]) -> str:
-    return "$" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in parts)
-
-
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
@@ -319,6 +211,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+# The decoder json.loads(payload, object_pairs_hook=..., parse_constant=...) builds per call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
+
+
+_NO_TEXT = frozenset({int, float, bool, type(None)})
+
+
 def _lone_surrogate_path(value: Any, parts: tuple[str | int, ...] = ()) -> str | None:
     """Find the first string holding an unpaired surrogate (not storable as UTF-8)."""
     if isinstance(value, str):
@@ -330,39 +229,13 @@ def _lone_surrogate_path(value: Any, parts: tuple[str | int, ...] = ()) -> str |
     if isinstance(value, dict | list):
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for part, item in items:
+            kind = type(item)
+            if kind in _NO_TEXT or (kind is str and item.isascii()):
+                continue  # surely storable: skip the call
             found = _lone_surrogate_path(item, (*parts, part))
             if found:
                 return found
     return None
-
-
-_EXPLAIN: dict[str, Callable[[Any, Any], str]] = {
-    "type": lambda want, got: f"must be of type {want}, not {_json_kind(got)}",
-    "const": lambda want, got: f"must be {_short(want)}, not {_short(got)}",
-    "enum": lambda want, got: f"{_short(got)} is not one of {', '.join(map(_short, want))}",
-    "pattern": lambda want, got: f"{_short(got)} does not match {want}",
-    "minLength": lambda want, got: f"must have at least {want} characters, has {len(got)}",
-    "maxLength": lambda want, got: f"must have at most {want} characters, has {len(got)}",
-    "minItems": lambda want, got: f"must have at least {want} items, has {len(got)}",
-    "maxItems": lambda want, got: f"must have at most {want} items, has {len(got)}",
-}
-
-
-def _invalid(errors: list[ValidationError]) -> InvalidEvent:
-    """Turn schema errors into one InvalidEvent: missing fields first, then the shallowest."""
-    errors.sort(key=lambda e: (e.validator != "required", len(e.absolute_path), e.json_path))
-    error, where = errors[0], _path(errors[0].absolute_path)
-    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-    if error.validator == "required":
-        missing = next(name for name in error.validator_value if name not in error.instance)
-        return InvalidEvent("missing_field", f"{where}.{missing} is required{more}")
-    if error.validator == "additionalProperties":
-        known = error.schema.get("properties", {})
-        extra = next(name for name in error.instance if name not in known)
-        return InvalidEvent("invalid_field", f"{where}.{extra} is not an allowed field{more}")
-    explain = _EXPLAIN.get(str(error.validator))
-    message = explain(error.validator_value, error.instance) if explain else error.message[:200]
-    return InvalidEvent("invalid_field", f"{where}: {message}{more}")
 
 
 def _from_data(role: str, data: Any, *, check_text: bool) -> Event:
@@ -395,9 +268,9 @@ def _from_data(role: str, data: Any, *, check_text: bool) -> Event:
             "unknown_schema_version",
             f"$.schema_version: {event_type} has no version {version} (known: {sorted(versions)})",
         )
-    errors = list(_validator(event_type, version).iter_errors(data))
-    if errors:
-        raise _invalid(errors)
+    problem = _validator(event_type, version).problem(data)
+    if problem:
+        raise InvalidEvent(*problem)
     try:
         datetime.fromisoformat(data["event_time"])
     except ValueError as exc:
@@ -434,7 +307,12 @@ def parse_event(role: str, payload: bytes | str) -> Event:
     if len(payload) > MAX_EVENT_BYTES:
         raise InvalidEvent("oversized", f"{len(payload)} bytes, the limit is {MAX_EVENT_BYTES}")
     try:
-        data = json.loads(payload, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
+        if type(payload) is bytes:  # what json.loads does with bytes, minus a decoder per call
+            data = _DECODER.decode(payload.decode(json.detect_encoding(payload), "surrogatepass"))
+        else:
+            data = json.loads(
+                payload, object_pairs_hook=_unique_keys, parse_constant=_reject_constant
+            )
     except (ValueError, RecursionError) as exc:  # JSON and UTF-8 decode errors are ValueErrors
         raise InvalidEvent("unparseable", f"not valid UTF-8 JSON: {exc}") from None
     # JSON escapes can smuggle in unpaired surrogates, which no UTF-8 store accepts.
@@ -468,12 +346,14 @@ def new_event(
     Fields given as ``None`` are left out; nested values may be dicts or generated records; a
     ``schema_version`` field overrides the latest version (to produce an older one).
     """
-    role = role_of(event_type)
+    versions = _versions(event_type)
     data: dict[str, Any] = {
         "event_id": uuid.uuid4().hex if event_id is None else event_id,
         "event_type": event_type,
         "event_time": format_event_time(datetime.now(UTC) if event_time is None else event_time),
-        "schema_version": latest_version(event_type),
+        "schema_version": max(versions),
     }
-    data.update((name, _plain(value)) for name, value in fields.items() if value is not None)
-    return _from_data(role, data, check_text=True)
+    for name, value in fields.items():
+        if value is not None:
+            data[name] = value if type(value) in SCALAR_TYPES else _plain(value)
+    return _from_data(_ROLE_OF[event_type], data, check_text=True)

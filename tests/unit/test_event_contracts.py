@@ -437,3 +437,28 @@ def payload_envelope(event: ec.Event) -> dict[str, Any]:
         "event_time": event.event_time,
         "schema_version": event.schema_version,
     }
+
+
+# --- the module split: names stay where callers (and pickles) look for them ----------------
+
+
+def test_public_names_stay_importable_from_event_contracts() -> None:
+    from schemas import event_models, event_validation
+
+    assert ec.Record is event_models.Record and issubclass(ec.Event, ec.Record)
+    assert ec.load_schema is not None and ec.event_class is not None
+    like = ec.event_class("like")
+    media = type(new_event("post_created", **FIELDS["post_created"]).media[0])
+    assert like.__module__ == media.__module__ == "schemas.event_contracts"
+    assert getattr(ec, media.__name__) is media
+    assert pickle.loads(pickle.dumps(new_event("post_created", **FIELDS["post_created"]).media))
+    assert isinstance(ec._validator("like", 1), event_validation.SchemaCheck)
+
+
+def test_parse_event_reads_json_in_any_unicode_encoding_like_json_loads() -> None:
+    message = json.dumps(payload("like"))
+    for encoding in ("utf-8", "utf-8-sig", "utf-16", "utf-32-le"):
+        assert parse_event("engagements", message.encode(encoding)).user_id == "u2"
+    assert parse_event("engagements", bytearray(message.encode())).user_id == "u2"
+    assert parse_event("engagements", "\ufeff" + message).user_id == "u2"  # sent as UTF-8-sig
+    assert rejection("engagements", message.encode("utf-16")[:-1]).reason == "unparseable"
