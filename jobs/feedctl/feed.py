@@ -50,7 +50,7 @@ def _sample_user(client: redis.Redis, keys: RedisKeys, scan: int = 500) -> str |
     best, size = None, 0
     prefix = keys.timeline("")
     for n, key in enumerate(client.scan_iter(match=f"{prefix}*", count=500)):
-        card = int(client.zcard(key))
+        card: int = client.zcard(key)  # type: ignore[assignment]  # sync client
         if card > size:
             best, size = key[len(prefix):], card
         if n >= scan:
