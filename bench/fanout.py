@@ -76,6 +76,18 @@ def wait_metric(sb: Sandbox, job_id: str, operator: str, metric: str, target: fl
         time.sleep(poll_s)
 
 
+def settled(rest: str, job_id: str, operator: str, metric: str, quiet_s: float = 2.0) -> float:
+    """The metric's value once it has stopped changing for ``quiet_s`` (buffers drained)."""
+    value = flink_rest.operator_metric(rest, job_id, operator, metric)
+    since = time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        time.sleep(0.2)
+        current = flink_rest.operator_metric(rest, job_id, operator, metric)
+        if current != value:
+            value, since = current, time.monotonic()
+    return value
+
+
 def posts_only(
     spec: WorkloadSpec, workload: Workload, count: int, seed: int
 ) -> list[ProducedEvent]:
@@ -132,34 +144,17 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     sb = open_sandbox(stack, feed, partitions=3)
     results: dict[str, Any] = {}
-    try:
-        job = sb.deploy("fanout")
-        say("phase 1: graph")
-        started = time.monotonic()
-        produce(sb.streaming.kafka, graph)
-        done = wait_metric(sb, job, "fan-out-state", "events", len(graph), timeout_s=3600)
-        results["graph_follows"] = len(graph)
-        results["graph_follows_per_s"] = len(graph) / (done - started)
-        written_before = flink_rest.operator_metric(stack.flink.rest_url, job, "write-fan-out",
-                                                    "effects_written")
-        say(f"  {results['graph_follows_per_s']:,.0f} follows/s")
-
-        say("phase 2: throughput")
-        started = time.monotonic()
-        produce(sb.streaming.kafka, posts)
-        done = wait_metric(sb, job, "write-fan-out", "effects_written",
-                           written_before + len(post_effects), timeout_s=3600)
-        results["posts"] = len(posts)
-        results["deliveries"] = deliveries
-        results["throughput_seconds"] = done - started
-        results["deliveries_per_s"] = deliveries / (done - started)
-        say(f"  {results['deliveries_per_s']:,.0f} deliveries/s")
-
-        say("phase 3: freshness")
-        results.update(freshness(sb, fresh, probes, fresh_deliveries, args.freshness_rate))
-        results.update(redis_figures(sb))
-    finally:
-        sb.close()
+    services = {row.name: row.pid for row in local_stack.status(stack) if row.pid}
+    with StackMemory(list(services.values())) as memory:
+        try:
+            results.update(measure(sb, args, graph, posts, post_effects, deliveries, fresh,
+                                   probes, fresh_deliveries))
+        finally:
+            sb.close()
+    results["stack_peak_rss_mb"] = memory.peak_mb
+    results["service_peak_rss_mb"] = {
+        name: memory.per_service_mb.get(pid, 0.0) for name, pid in services.items()
+    }
     results.update({
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {platform.machine()} {_cpus()} cores, Python "
@@ -169,6 +164,40 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
+    return results
+
+
+def measure(sb: Sandbox, args: argparse.Namespace, graph: list[ProducedEvent],
+            posts: list[ProducedEvent], post_effects: list[Any], deliveries: int,
+            fresh: list[ProducedEvent], probes: dict[str, str],
+            fresh_deliveries: int) -> dict[str, Any]:
+    """The three phases on a deployed fan-out job."""
+    stack = sb.stack
+    results: dict[str, Any] = {}
+    job = sb.deploy("fanout")
+    say("phase 1: graph")
+    started = time.monotonic()
+    produce(sb.streaming.kafka, graph)
+    done = wait_metric(sb, job, "fan-out-state", "events", len(graph), timeout_s=3600)
+    results["graph_follows"] = len(graph)
+    results["graph_follows_per_s"] = len(graph) / (done - started)
+    written_before = settled(stack.flink.rest_url, job, "write-fan-out", "effects_written")
+    say(f"  {results['graph_follows_per_s']:,.0f} follows/s")
+
+    say("phase 2: throughput")
+    started = time.monotonic()
+    produce(sb.streaming.kafka, posts)
+    done = wait_metric(sb, job, "write-fan-out", "effects_written",
+                       written_before + len(post_effects), timeout_s=3600)
+    results["posts"] = len(posts)
+    results["deliveries"] = deliveries
+    results["throughput_seconds"] = done - started
+    results["deliveries_per_s"] = deliveries / (done - started)
+    say(f"  {results['deliveries_per_s']:,.0f} deliveries/s")
+
+    say("phase 3: freshness")
+    results.update(freshness(sb, fresh, probes, fresh_deliveries, args.freshness_rate))
+    results.update(redis_figures(sb))
     return results
 
 
@@ -240,6 +269,51 @@ def redis_figures(sb: Sandbox) -> dict[str, Any]:
         "redis_timelines_sampled": len(keys),
         "redis_bytes_per_timeline_entry": memory / max(1, entries),
     }
+
+
+class StackMemory:
+    """Samples the resident memory of every stack process and its children (PyFlink's
+    Python workers run under the TaskManager); keeps the peak of the total."""
+
+    def __init__(self, pids: list[int], every_s: float = 1.0) -> None:
+        self.pids = pids
+        self.every_s = every_s
+        self.peak_mb = 0.0
+        self.per_service_mb: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _tree_rss_mb(pid: int) -> float:
+        total, todo = 0.0, [pid]
+        while todo:
+            current = todo.pop()
+            try:
+                status = Path(f"/proc/{current}/status").read_text()
+                children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+            todo.extend(int(c) for c in children)
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            sizes = {pid: self._tree_rss_mb(pid) for pid in self.pids}
+            for pid, size in sizes.items():
+                self.per_service_mb[pid] = max(self.per_service_mb.get(pid, 0.0), size)
+            self.peak_mb = max(self.peak_mb, sum(sizes.values()))
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> StackMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _cpus() -> int:
