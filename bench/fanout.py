@@ -178,7 +178,8 @@ def measure(sb: Sandbox, args: argparse.Namespace, graph: list[ProducedEvent],
     say("phase 1: graph")
     started = time.monotonic()
     produce(sb.streaming.kafka, graph)
-    done = wait_metric(sb, job, "fan-out-state", "events", len(graph), timeout_s=3600)
+    done = wait_metric(sb, job, "fan-out-state", "events", len(graph), timeout_s=3600,
+                       poll_s=0.5)
     results["graph_follows"] = len(graph)
     results["graph_follows_per_s"] = len(graph) / (done - started)
     written_before = settled(stack.flink.rest_url, job, "write-fan-out", "effects_written")

@@ -55,7 +55,7 @@ def run(argv: Sequence[str] | None = None) -> None:
         .name("counter-targets")
         .uid("counter-targets")
         .key_by(lambda record: record[0], key_type=Types.STRING())
-        .process(CounterState(rules_config(settings), args.dedup_ttl_s),
+        .process(CounterState(rules_config(settings), args.dedup_window_s),
                  output_type=Types.PICKLED_BYTE_ARRAY())
         .name("counter-state")
         .uid("counter-state")

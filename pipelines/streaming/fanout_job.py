@@ -35,7 +35,7 @@ def run(argv: Sequence[str] | None = None) -> None:
     (
         uploads.union(follows)
         .key_by(fanout_key, key_type=Types.STRING())
-        .process(FanoutState(rules_config(settings), args.dedup_ttl_s),
+        .process(FanoutState(rules_config(settings), args.dedup_window_s),
                  output_type=Types.PICKLED_BYTE_ARRAY())
         .name("fan-out-state")
         .uid("fan-out-state")

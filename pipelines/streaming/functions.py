@@ -1,8 +1,9 @@
 """The Flink functions of the streaming jobs: keyed rule state and the store writer.
 
-Each keyed function holds one rules state object per key (pickled in a ValueState) and
-a TTL'd map of recently seen event ids, so a duplicate inside that window is skipped
-outright (the rules are idempotent anyway; the window saves the work). The writer
+Each keyed function holds one rules state object per key (pickled in a ValueState)
+together with the key's recently seen event ids (bounded by event time and count), so
+a duplicate inside that window is skipped outright (the rules are idempotent anyway;
+the window saves the work). The writer
 batches effects across events and keeps the unwritten batch in checkpointed state, so a
 completed checkpoint covers every effect before its barrier (written, or written after a
 restore) — with the restored Kafka offsets, an exactly-once *effect* from at-least-once
@@ -15,16 +16,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from pyflink.common import Types
-from pyflink.common.time import Time
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
-from pyflink.datastream.state import (
-    ListStateDescriptor,
-    MapStateDescriptor,
-    StateTtlConfig,
-    ValueStateDescriptor,
-)
+from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
 from feedline.rules.counters import PostEngagementState, UserCounterState
+from feedline.rules.dedup import RecentEvents
 from feedline.rules.dispatch import (
     apply_fanout_event,
     apply_post_counter_event,
@@ -34,24 +30,24 @@ from feedline.rules.fanout import AuthorState, RulesConfig
 
 
 class _RuleState(KeyedProcessFunction):
-    """Keyed rules state plus duplicate suppression; subclasses apply one event."""
+    """Keyed rules state plus duplicate suppression; subclasses apply one event.
+
+    One ValueState per key holds ``(rules state, RecentEvents)``. PyFlink caches it in
+    the Python worker (``python.state.cache-size``), so the duplicate check needs no
+    round trip to the JVM's state backend.
+    """
 
     state_name = "rules-state"
 
-    def __init__(self, config: RulesConfig, dedup_ttl_s: int) -> None:
+    def __init__(self, config: RulesConfig, dedup_window_s: int) -> None:
         self.config = config
-        self.dedup_ttl_s = dedup_ttl_s
+        self.dedup_window_ms = dedup_window_s * 1000
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        """Declare the keyed states and metrics."""
+        """Declare the keyed state and metrics."""
         self.state = runtime_context.get_state(
             ValueStateDescriptor(self.state_name, Types.PICKLED_BYTE_ARRAY())
         )
-        seen = MapStateDescriptor("seen-event-ids", Types.STRING(), Types.BOOLEAN())
-        seen.enable_time_to_live(
-            StateTtlConfig.new_builder(Time.seconds(self.dedup_ttl_s)).build()
-        )
-        self.seen = runtime_context.get_map_state(seen)
         metrics = runtime_context.get_metrics_group()
         self.duplicates = metrics.counter("duplicate_events")
         self.events = metrics.counter("events")
@@ -63,13 +59,15 @@ class _RuleState(KeyedProcessFunction):
     def process_element(self, value: Any, ctx: Any) -> Iterator[list[Any]]:
         """Skip a recent duplicate; otherwise apply the event and emit its effects."""
         event = value[1] if isinstance(value, tuple) else value
-        if self.seen.contains(event.event_id):
+        stored = self.state.value()
+        rules, recent = stored if stored is not None else (None, RecentEvents(self.dedup_window_ms))
+        if recent.check_and_add(event.event_id, event.event_time_ms):
             self.duplicates.inc()
+            self.state.update((rules, recent))
             return
-        self.seen.put(event.event_id, True)
         self.events.inc()
-        state, effects = self.apply(ctx.get_current_key(), self.state.value(), event)
-        self.state.update(state)
+        rules, effects = self.apply(ctx.get_current_key(), rules, event)
+        self.state.update((rules, recent))
         if effects:
             yield effects
 
