@@ -215,3 +215,20 @@ def parsed_events(
         .uid(f"dead-letters-{role}")
     )
     return events
+
+
+def write_and_end(effects: Any, settings: StreamingSettings, step: str) -> None:
+    """Send effect lists through the buffered writer (one instance) and end the graph."""
+    from pyflink.common import Types
+
+    from pipelines.streaming.functions import BufferedWriteEffects
+
+    (
+        effects.key_by(lambda _effects: "writer", key_type=Types.STRING())
+        .process(BufferedWriteEffects(settings.model_dump_json()), output_type=Types.LONG())
+        .name(f"write-{step}")
+        .uid(f"write-{step}")
+        .sink_to(discarding_sink())
+        .name(f"end-{step}")
+        .uid(f"end-{step}")
+    )

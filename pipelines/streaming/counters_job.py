@@ -29,12 +29,12 @@ def run(argv: Sequence[str] | None = None) -> None:
 
     from pipelines.streaming.common import (
         build_environment,
-        discarding_sink,
         parse_job_args,
         parsed_events,
         rules_config,
+        write_and_end,
     )
-    from pipelines.streaming.functions import BufferedWriteEffects, CounterState
+    from pipelines.streaming.functions import CounterState
 
     args = parse_job_args("counters_job", argv)
     settings = args.settings
@@ -49,7 +49,7 @@ def run(argv: Sequence[str] | None = None) -> None:
     uploads = parsed_events(
         t_env, settings, "uploads", kafka.uploads_topic, args.group_id, dead_letters=False
     )
-    (
+    effects = (
         engagements.union(follows, uploads)
         .flat_map(counter_records, output_type=Types.PICKLED_BYTE_ARRAY())
         .name("counter-targets")
@@ -59,14 +59,8 @@ def run(argv: Sequence[str] | None = None) -> None:
                  output_type=Types.PICKLED_BYTE_ARRAY())
         .name("counter-state")
         .uid("counter-state")
-        .key_by(lambda _effects: "writer", key_type=Types.STRING())
-        .process(BufferedWriteEffects(settings.model_dump_json()), output_type=Types.LONG())
-        .name("write-counters")
-        .uid("write-counters")
-        .sink_to(discarding_sink())
-        .name("end-counters")
-        .uid("end-counters")
     )
+    write_and_end(effects, settings, "counters")
     env.execute(args.job_name)
 
 

@@ -19,12 +19,12 @@ def run(argv: Sequence[str] | None = None) -> None:
     from feedline.rules.dispatch import fanout_key
     from pipelines.streaming.common import (
         build_environment,
-        discarding_sink,
         parse_job_args,
         parsed_events,
         rules_config,
+        write_and_end,
     )
-    from pipelines.streaming.functions import BufferedWriteEffects, FanoutState
+    from pipelines.streaming.functions import FanoutState
 
     args = parse_job_args("fanout_job", argv)
     settings = args.settings
@@ -32,21 +32,15 @@ def run(argv: Sequence[str] | None = None) -> None:
     kafka = settings.kafka
     uploads = parsed_events(t_env, settings, "uploads", kafka.uploads_topic, args.group_id)
     follows = parsed_events(t_env, settings, "follows", kafka.follows_topic, args.group_id)
-    (
+    effects = (
         uploads.union(follows)
         .key_by(fanout_key, key_type=Types.STRING())
         .process(FanoutState(rules_config(settings), args.dedup_window_s),
                  output_type=Types.PICKLED_BYTE_ARRAY())
         .name("fan-out-state")
         .uid("fan-out-state")
-        .key_by(lambda _effects: "writer", key_type=Types.STRING())
-        .process(BufferedWriteEffects(settings.model_dump_json()), output_type=Types.LONG())
-        .name("write-fan-out")
-        .uid("write-fan-out")
-        .sink_to(discarding_sink())
-        .name("end-fan-out")
-        .uid("end-fan-out")
     )
+    write_and_end(effects, settings, "fan-out")
     env.execute(args.job_name)
 
 
