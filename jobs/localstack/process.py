@@ -18,6 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def _signal_group(pid: int, sig: int) -> None:
+    """Signal the process group led by ``pid``; fall back to the pid alone."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        os.kill(pid, sig)
+
+
 @dataclass(frozen=True)
 class ManagedProcess:
     """A server process owned by the local stack."""
@@ -102,16 +112,19 @@ class ManagedProcess:
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        os.kill(pid, signal.SIGTERM)
+        # The server leads its own process group (start_new_session): signal the group,
+        # so helpers it forked (PyFlink's Python workers under the TaskManager) stop too.
+        _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.pid() is None:
                 break
             time.sleep(0.2)
         else:
-            os.kill(pid, signal.SIGKILL)
+            _signal_group(pid, signal.SIGKILL)
             while self.pid() is not None:
                 time.sleep(0.1)
+        _signal_group(pid, signal.SIGKILL)  # children that ignored SIGTERM
         self.pid_file.unlink(missing_ok=True)
         return True
 

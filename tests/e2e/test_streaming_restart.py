@@ -61,7 +61,7 @@ def test_kill_taskmanager_then_savepoint_restart_loses_and_doubles_nothing(
         taskmanager = FlinkTaskManagerService(stack)
         pid = taskmanager.process.pid()
         assert pid is not None
-        os.kill(pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)  # the TaskManager and its Python workers die at once
         produce(kafka, thirds[1])  # arrives while no TaskManager runs
         local_stack.up(stack, say=lambda m: print(f"[restart] {m}"))
         for job_id in (fanout, counters):

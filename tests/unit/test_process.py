@@ -41,3 +41,33 @@ def test_early_exit_is_detected_and_log_kept(tmp_path: Path) -> None:
         time.sleep(0.05)
     assert proc.exited_early()
     assert "boom" in proc.log_tail()
+
+
+def test_stop_also_stops_the_children_the_server_forked(tmp_path: Path) -> None:
+    proc = _sleeper(tmp_path, "feedline-test-marker-3")
+    child_pid_file = tmp_path / "child.pid"
+    script = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"open({str(child_pid_file)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(60)\n"
+    )
+    proc.start([sys.executable, "-c", script, "feedline-test-marker-3"])
+    deadline = time.monotonic() + 10
+    while not child_pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(child_pid_file.read_text())
+    assert Path(f"/proc/{child}").exists()
+    assert proc.stop(timeout_s=5) is True
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child), "a child of the stopped server is still running"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
