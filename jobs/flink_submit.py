@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from feedline.settings import StackSettings
-from jobs.localstack.flink import flink_env, flink_home
+from jobs.localstack.flink import flink_env, flink_home, write_flink_conf
 
 _JOB_ID = re.compile(r"JobID ([0-9a-f]{32})")
 
@@ -68,6 +68,9 @@ def submit_python_job(
         argv.insert(2, "-d")
     if from_savepoint:
         argv[2:2] = ["-s", from_savepoint]
+    # The client needs the cluster's configuration even when this checkout did not start
+    # the cluster (a stack reused from elsewhere): write it, it is idempotent.
+    write_flink_conf(settings)
     log_dir = settings.local.state_dir / "flink-client" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {
