@@ -50,6 +50,11 @@ class KafkaSettings(_Block):
         """The three event topics, in a fixed order."""
         return (self.uploads_topic, self.follows_topic, self.engagements_topic)
 
+    def topic_roles(self) -> dict[str, str]:
+        """Each event topic's name mapped to its role (uploads, follows, engagements)."""
+        return {self.uploads_topic: "uploads", self.follows_topic: "follows",
+                self.engagements_topic: "engagements"}
+
     def dlq_topic(self, topic: str) -> str:
         """The dead-letter topic of ``topic``."""
         return f"{topic}{self.dlq_suffix}"
