@@ -141,6 +141,39 @@ class ApiSettings(_Block):
     """HS256 secret for bearer tokens; the placeholder is refused outside dev."""
     rate_limit_per_minute: int = Field(default=600, ge=1)
     """Requests per user per minute before 429."""
+    workers: int = Field(default=1, ge=1, le=64)
+    """uvicorn worker processes the local stack starts (metrics are then multi-process)."""
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    """Largest accepted request body; bigger ones get 413 (media go to object storage)."""
+    media_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
+    """Largest photo or video a client may announce for a signed upload."""
+    upload_url_ttl_s: int = Field(default=900, ge=60, le=7 * 24 * 3600)
+    """Lifetime of a signed upload URL (V4 signatures allow at most 7 days)."""
+    signing_credentials_file: Path | None = None
+    """Service-account JSON key that signs upload URLs; None: the runtime's credentials
+    (IAM signBlob), or a throwaway local key when storage.emulator_host is set."""
+    media_base_url: str | None = None
+    """Public base URL of media objects (a CDN), ``<base>/<object name>``; None: the
+    emulator's or storage.googleapis.com's URL of the object."""
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+    """How long an Idempotency-Key maps to the event it produced."""
+    kafka_max_block_ms: int = Field(default=1500, ge=100)
+    """Longest a produce call may wait for broker metadata before the write gets 503."""
+    kafka_delivery_timeout_ms: int = Field(default=4000, ge=500)
+    """Longest a produce may wait for the acks=all acknowledgement before 503."""
+    kafka_retry_after_s: int = Field(default=5, ge=1)
+    """Retry-After of a 503 when Kafka is unreachable; writes fail fast for this long."""
+    redis_timeout_s: float = Field(default=0.5, gt=0)
+    """Socket timeout of Redis calls; past it a read falls back to the CQL store."""
+    cql_timeout_s: float = Field(default=2.0, gt=0)
+    """Timeout of one CQL request made by the API."""
+    celebrity_cache_s: float = Field(default=5.0, ge=0)
+    """How long the API caches the CQL celebrities table for Redis-less feed reads."""
+    access_log: bool = True
+    """Log one JSON line per request (method, route, status, duration, request id)."""
+    gc_freeze: bool = True
+    """Tune the garbage collector at startup (freeze the startup heap, collect less often);
+    off for apps built inside test processes."""
 
 
 class LocalStackSettings(_Block):

@@ -1,0 +1,185 @@
+"""Per-user request state in Redis: rate limits and idempotency keys.
+
+Rate limit: a sliding-window counter. Each user has one counter per fixed window
+(``RedisKeys.rate_limit``); a request is allowed while ``previous * (1 - elapsed share of
+the current window) + current < limit``, which smooths the burst a fixed window allows at
+its edges while costing one small script call.
+
+Idempotency: the first request with a given key stores the event it built (and its
+response) under ``RedisKeys.idempotency`` for ``ttl_s``; a retry with the same key and the
+same request gets the same event back — same event id, same post or comment id — and
+produces it again only if the first attempt never got Kafka's acknowledgement (consumers
+deduplicate on the event id).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from schemas.redis_keys import RedisKeys
+
+#: The sliding-window check as a Lua function, shared by the rate-limit script and the feed
+#: page script (which rate-limits in the same round trip as it reads the page).
+SLIDING_WINDOW_LUA = """
+local function rate_check(current_key, previous_key, limit, weight, ttl_ms)
+  local current = tonumber(redis.call('GET', current_key) or '0')
+  local previous = tonumber(redis.call('GET', previous_key) or '0')
+  if previous * tonumber(weight) + current >= tonumber(limit) then
+    return {0, current, previous}
+  end
+  current = redis.call('INCR', current_key)
+  if current == 1 then redis.call('PEXPIRE', current_key, ttl_ms) end
+  return {1, current, previous}
+end
+"""
+
+_SLIDING_WINDOW = SLIDING_WINDOW_LUA + """
+return rate_check(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+"""
+
+_CLAIM = """
+local found = redis.call('GET', KEYS[1])
+if found then return found end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return false
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    """Whether a request may proceed, and when to retry if not."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after_s: int
+
+
+def window_position(now_s: float, window_s: int) -> tuple[int, float]:
+    """The number of the window ``now_s`` falls in, and the seconds elapsed in it."""
+    index = math.floor(now_s / window_s)
+    return index, now_s - index * window_s
+
+
+def retry_after(limit: int, current: int, previous: int, elapsed_s: float,
+                window_s: int) -> int:
+    """Whole seconds until the sliding estimate falls below ``limit`` (at least 1)."""
+    remaining_s = window_s - elapsed_s
+    if current < limit and previous > 0:
+        wait = window_s * (1 - (limit - current) / previous) - elapsed_s
+        if wait < remaining_s:
+            return max(1, math.ceil(wait + 1e-9))
+    decay = window_s * (1 - limit / current) if current >= limit else 0.0
+    return max(1, math.ceil(remaining_s + max(0.0, decay) + 1e-9))
+
+
+class RateLimited(Exception):
+    """The caller is over its rate limit (``decision`` says when to retry)."""
+
+    def __init__(self, decision: RateDecision) -> None:
+        super().__init__(f"over {decision.limit} requests per minute")
+        self.decision = decision
+
+
+@dataclass(frozen=True, slots=True)
+class RateWindow:
+    """One user's rate-limit check at one moment: what the Lua ``rate_check`` needs."""
+
+    keys: tuple[str, str]
+    """Counters of the current and the previous window."""
+    limit: int
+    weight: float
+    """Share of the previous window still inside the sliding window."""
+    elapsed_s: float
+    window_s: int
+
+    def args(self) -> list[Any]:
+        """``limit, weight, ttl_ms`` as script arguments."""
+        return [self.limit, f"{self.weight:.6f}", self.window_s * 2 * 1000]
+
+    def decision(self, allowed: bool, current: int, previous: int) -> RateDecision:
+        """The decision for the counters the script saw."""
+        if allowed:
+            estimate = previous * self.weight + current
+            return RateDecision(True, self.limit, max(0, math.floor(self.limit - estimate)), 0)
+        wait = retry_after(self.limit, current, previous, self.elapsed_s, self.window_s)
+        return RateDecision(False, self.limit, 0, wait)
+
+
+class RateLimiter:
+    """Sliding-window request limits per user."""
+
+    def __init__(self, client: Redis, keys: RedisKeys, *, per_minute: int,
+                 window_s: int = 60) -> None:
+        self.keys = keys
+        self.limit = per_minute
+        self.window_s = window_s
+        self._script = client.register_script(_SLIDING_WINDOW)
+
+    def window(self, user_id: str, now_s: float) -> RateWindow:
+        """The check of one request of ``user_id`` at ``now_s``."""
+        index, elapsed = window_position(now_s, self.window_s)
+        return RateWindow((self.keys.rate_limit(user_id, index),
+                           self.keys.rate_limit(user_id, index - 1)),
+                          self.limit, 1 - elapsed / self.window_s, elapsed, self.window_s)
+
+    async def check(self, user_id: str, now_s: float) -> RateDecision:
+        """Count one request of ``user_id`` at ``now_s`` unless it is over the limit."""
+        window = self.window(user_id, now_s)
+        allowed, current, previous = await self._script(keys=list(window.keys),
+                                                         args=window.args())
+        return window.decision(bool(allowed), current, previous)
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentRecord:
+    """What a request with an Idempotency-Key produced."""
+
+    fingerprint: str
+    """Hash of the request (method, path, body): a key reused for another request is an error."""
+    event: str
+    """The encoded event (JSON text), produced again verbatim on a retry."""
+    response: dict[str, Any]
+    """The body answered."""
+    acknowledged: bool = False
+    """Kafka acknowledged the event (a retry need not produce it again)."""
+
+    def dumps(self) -> str:
+        """JSON text stored in Redis."""
+        return json.dumps({"fingerprint": self.fingerprint, "event": self.event,
+                           "response": self.response, "acknowledged": self.acknowledged},
+                          separators=(",", ":"))
+
+    @classmethod
+    def loads(cls, text: str) -> IdempotentRecord:
+        """Parse what ``dumps`` stored."""
+        data = json.loads(text)
+        return cls(data["fingerprint"], data["event"], data["response"],
+                   bool(data.get("acknowledged")))
+
+
+class IdempotencyRecords:
+    """Idempotency-Key records of every user, in Redis."""
+
+    def __init__(self, client: Redis, keys: RedisKeys, *, ttl_s: int) -> None:
+        self.redis = client
+        self.keys = keys
+        self.ttl_s = ttl_s
+        self._claim = client.register_script(_CLAIM)
+
+    async def claim(self, user_id: str, key: str, record: IdempotentRecord) -> IdempotentRecord:
+        """Store ``record`` unless the key already has one; returns the one that counts."""
+        found = await self._claim(keys=[self.keys.idempotency(user_id, key)],
+                                  args=[record.dumps(), self.ttl_s])
+        return IdempotentRecord.loads(found) if found else record
+
+    async def acknowledge(self, user_id: str, key: str, record: IdempotentRecord) -> None:
+        """Mark the record's event as acknowledged by Kafka (keeps the expiry)."""
+        done = IdempotentRecord(record.fingerprint, record.event, record.response, True)
+        await self.redis.set(self.keys.idempotency(user_id, key), done.dumps(), xx=True,
+                             keepttl=True)

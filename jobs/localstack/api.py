@@ -1,0 +1,56 @@
+"""The feedline HTTP API (uvicorn running ``serving.main:create_app``) on the local stack."""
+
+from __future__ import annotations
+
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+
+from jobs.localstack.base import Service
+
+#: Settings blocks the API reads, handed to it so it serves exactly the stack's endpoints.
+_BLOCKS = ("kafka", "cql", "redis", "storage", "feed", "api")
+
+
+class ApiService(Service):
+    """uvicorn with ``api.workers`` worker processes on ``api.host:api.port``."""
+
+    name = "api"
+
+    def endpoint(self) -> str:
+        """Base URL of the API."""
+        api = self.settings.api
+        return f"http://{api.host}:{api.port}"
+
+    def marker(self) -> str:
+        """The app factory and port on uvicorn's command line."""
+        return f"serving.main:create_app --factory --host {self.settings.api.host} " \
+               f"--port {self.settings.api.port}"
+
+    def prepare(self) -> None:
+        """Empty the multi-process metrics folder (samples of earlier runs are stale)."""
+        metrics = self.home / "metrics"
+        metrics.mkdir(parents=True, exist_ok=True)
+        for stale in metrics.glob("*.db"):
+            stale.unlink()
+
+    def command(self) -> tuple[list[str], Mapping[str, str]]:
+        """The uvicorn command line; the settings are passed as JSON, one block each."""
+        api = self.settings.api
+        argv = [sys.executable, "-m", "uvicorn", "serving.main:create_app", "--factory",
+                "--host", api.host, "--port", str(api.port), "--workers", str(api.workers),
+                "--no-access-log", "--timeout-graceful-shutdown", "10"]
+        env = {f"FEEDLINE_{block.upper()}": getattr(self.settings, block).model_dump_json()
+               for block in _BLOCKS}
+        env["FEEDLINE_ENVIRONMENT"] = self.settings.environment
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(self.home / "metrics")
+        return argv, env
+
+    def healthy(self) -> bool:
+        """GET /healthz answers 200."""
+        try:
+            with urllib.request.urlopen(f"{self.endpoint()}/healthz", timeout=2) as r:  # noqa: S310
+                return bool(r.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False

@@ -1,0 +1,129 @@
+"""Request and response bodies. Requests refuse unknown fields (``extra="forbid"``)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from feedline.stores.feed_items import PostView
+from serving.auth import ID_PATTERN
+
+#: Media types a post may show; must equal the post_created schema's enum (a unit test checks).
+ContentType = Literal["image/jpeg", "image/png", "image/webp", "image/heic", "video/mp4",
+                      "video/quicktime"]
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+MAX_CAPTION = 2200
+MAX_COMMENT = 2200
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MediaCreate(_Request):
+    """Announce an upload."""
+
+    content_type: ContentType = Field(description="MIME type of the file.")
+    bytes: int = Field(ge=1, le=2**53, description="Exact size of the file in bytes.")
+
+
+class MediaUpload(BaseModel):
+    """Where to PUT the file: send exactly ``upload_headers`` with the request."""
+
+    media_id: str
+    upload_url: str
+    method: Literal["PUT"] = "PUT"
+    upload_headers: dict[str, str]
+    expires_at: datetime
+
+
+class PostCreate(_Request):
+    """Publish a post of uploaded media."""
+
+    caption: str = Field(default="", max_length=MAX_CAPTION, description="May be empty.")
+    media_ids: list[Id] = Field(min_length=1, max_length=10,
+                                description="Media from POST /v1/media, uploaded, in order.")
+
+
+class CommentCreate(_Request):
+    """Comment on a post."""
+
+    text: str = Field(min_length=1, max_length=MAX_COMMENT)
+
+
+class Accepted(BaseModel):
+    """The event carrying the change was accepted by the event log."""
+
+    event_id: str
+
+
+class PostAccepted(Accepted):
+    """A post was accepted; it appears in feeds once the streaming jobs processed it."""
+
+    post_id: str
+
+
+class CommentAccepted(Accepted):
+    """A comment was accepted."""
+
+    comment_id: str
+
+
+class MediaOut(BaseModel):
+    """One photo or video of a post."""
+
+    media_id: str
+    content_type: str
+    url: str
+
+
+class PostOut(BaseModel):
+    """A post with its counters."""
+
+    post_id: str
+    author_id: str
+    caption: str
+    media: list[MediaOut]
+    created_at: str = Field(description="RFC 3339, UTC, milliseconds.")
+    likes: int
+    comments: int
+
+
+class PostPage(BaseModel):
+    """A page of posts, newest first; pass ``next_cursor`` back for the next page."""
+
+    items: list[PostOut]
+    next_cursor: str | None
+
+
+class UserOut(BaseModel):
+    """A user's counters."""
+
+    user_id: str
+    followers: int
+    following: int
+    posts: int
+
+
+def rfc3339_ms(ms: int) -> str:
+    """Epoch milliseconds as RFC 3339 UTC with milliseconds, e.g. ``2026-11-21T01:02:03.004Z``."""
+    t = time.gmtime(ms // 1000)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031 (fastest on the hot path)
+        t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, ms % 1000)
+
+
+def post_json(view: PostView, media_url: Any) -> dict[str, Any]:
+    """A ``PostOut`` as plain JSON data (built directly: this is the hot path)."""
+    return {
+        "post_id": view.post_id,
+        "author_id": view.author_id,
+        "caption": view.caption,
+        "media": [{"media_id": m.media_id, "content_type": m.content_type,
+                   "url": media_url(m.uri)} for m in view.media],
+        "created_at": rfc3339_ms(view.created_ms),
+        "likes": view.likes,
+        "comments": view.comments,
+    }

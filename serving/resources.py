@@ -1,0 +1,81 @@
+"""The clients one app instance (one worker process) uses, created without any I/O.
+
+Connections open on first use, so the API starts — and reports itself unready — while a
+dependency is down, and recovers when it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from redis.asyncio import Redis
+
+from feedline.settings import ServingSettings
+from feedline.stores.cql_client import CqlClient
+from feedline.stores.errors import Breaker
+from feedline.stores.event_publisher import EventPublisher
+from feedline.stores.feed_cache import FeedCache
+from feedline.stores.feed_reader import REDIS_PAUSE_S, FeedReader
+from feedline.stores.media_store import MediaStore, MediaUploads, MediaUrls
+from feedline.stores.post_store import PostStore
+from feedline.stores.request_guards import IdempotencyRecords, RateLimiter
+from schemas.redis_keys import RedisKeys
+from serving.auth import TokenVerifier
+from serving.cursor import cursor_key
+from serving.ids import id_key
+
+
+class Resources:
+    """Store clients and keys of one app."""
+
+    def __init__(self, settings: ServingSettings) -> None:
+        api = settings.api
+        self.settings = settings
+        self.keys = RedisKeys(settings.redis.key_prefix)
+        self.redis = Redis.from_url(settings.redis.url, decode_responses=True,
+                                    socket_timeout=api.redis_timeout_s,
+                                    socket_connect_timeout=api.redis_timeout_s)
+        self.cache = FeedCache(self.redis, self.keys, timeline_cap=settings.feed.timeline_cap)
+        self.cql = CqlClient(settings.cql, timeout_s=api.cql_timeout_s)
+        self.posts = PostStore(self.cql, celebrity_cache_s=api.celebrity_cache_s)
+        self.redis_breaker = Breaker(REDIS_PAUSE_S)
+        self.reader = FeedReader(self.cache, self.posts, timeline_cap=settings.feed.timeline_cap,
+                                 breaker=self.redis_breaker)
+        self.media = MediaStore(self.cql)
+        self.publisher = EventPublisher(
+            settings.kafka, max_block_ms=api.kafka_max_block_ms,
+            delivery_timeout_ms=api.kafka_delivery_timeout_ms,
+            retry_after_s=api.kafka_retry_after_s)
+        self.tokens = TokenVerifier(api.jwt_secret)
+        self.rate_limiter = RateLimiter(self.redis, self.keys,
+                                        per_minute=api.rate_limit_per_minute)
+        self.idempotency = IdempotencyRecords(self.redis, self.keys,
+                                              ttl_s=api.idempotency_ttl_s)
+        self.cursor_key = cursor_key(api.jwt_secret)
+        self.id_key = id_key(api.jwt_secret)
+        self.media_url = MediaUrls(settings.storage, api.media_base_url)
+        """The URL clients fetch a media object from (``gs://`` URI in)."""
+        self._uploads: MediaUploads | None = None
+        self._uploads_lock = threading.Lock()
+
+    def _make_uploads(self) -> MediaUploads:
+        with self._uploads_lock:
+            if self._uploads is None:
+                self._uploads = MediaUploads(
+                    self.settings.storage,
+                    credentials_file=self.settings.api.signing_credentials_file)
+            return self._uploads
+
+    async def uploads(self) -> MediaUploads:
+        """The object-storage side of media (built in a thread: it may generate a key)."""
+        if self._uploads is not None:
+            return self._uploads
+        return await asyncio.to_thread(self._make_uploads)
+
+
+    async def close(self) -> None:
+        """Close every client."""
+        await self.redis.aclose()
+        await asyncio.to_thread(self.publisher.close)
+        await asyncio.to_thread(self.cql.close)

@@ -1,0 +1,62 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from feedline.stores.errors import StoreUnavailable
+from serving.deps import ResourcesDep
+from serving.observability import metrics_payload
+from serving.problems import problem_response
+from serving.responses import JsonResponse, problem_doc
+
+router = APIRouter(tags=["health"])
+
+#: How long each readiness probe may take.
+PROBE_TIMEOUT_S = 2.0
+
+
+@router.get("/healthz", summary="The process is up")
+async def healthz() -> Response:
+    """Always 200 while the process serves requests (no dependency is checked)."""
+    return JsonResponse({"status": "ok"})
+
+
+async def _probe(name: str, check: Any) -> tuple[str, str | None]:
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S + 1):
+            await check
+    except StoreUnavailable as error:
+        return name, error.detail
+    except Exception as error:
+        return name, f"{type(error).__name__}: {error}"[:300]
+    return name, None
+
+
+@router.get("/readyz", summary="Every dependency answers",
+            responses={503: problem_doc("Some dependency is down; `down` lists them.")})
+async def readyz(resources: ResourcesDep) -> Response:
+    """200 when Redis, Kafka and the CQL store all answer; 503 naming those that do not."""
+    results = dict(await asyncio.gather(
+        _probe("redis", resources.cache.ping()),
+        _probe("kafka", resources.publisher.ready(PROBE_TIMEOUT_S)),
+        _probe("cql", resources.posts.ping()),
+    ))
+    checks = {name: ("ok" if error is None else f"down: {error}")
+              for name, error in results.items()}
+    down = sorted(name for name, error in results.items() if error is not None)
+    if down:
+        return problem_response(503, "not-ready", f"unavailable: {', '.join(down)}",
+                                headers={"Retry-After": "5"}, down=down, checks=checks)
+    return JsonResponse({"status": "ready", "checks": checks})
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics() -> Response:
+    """Request latency histograms, request and error counters, degraded reads."""
+    payload, content_type = metrics_payload()
+    return Response(payload, media_type=content_type)

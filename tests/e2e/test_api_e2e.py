@@ -1,0 +1,121 @@
+"""A client story through the whole platform: the API produces the events, both streaming
+jobs (an isolated sandbox on the local Flink cluster) derive the stores, the API serves them.
+
+alice follows bob; bob uploads a photo through a signed URL (a real PUT into the GCS
+emulator) and posts it; the post reaches alice's home feed once fanned out; her like and
+comment reach its counters; bob deletes it and it leaves the feed (and GET gives 404).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from feedline.settings import ApiSettings, FeedSettings, ServingSettings, StackSettings
+from feedline.stores.media_store import object_name
+from feedline.stores.object_store import storage_client
+from jobs.sandbox import Sandbox, open_sandbox
+from serving.auth import issue_token
+from serving.main import create_app
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+
+FEED = FeedSettings(celebrity_threshold=50, follow_merge_limit=20, timeline_cap=50)
+PHOTO = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T | None], what: str, timeout_s: float = 180) -> T:
+    """Poll ``probe`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def platform(stack: StackSettings) -> Iterator[tuple[Sandbox, ServingSettings]]:
+    sandbox = open_sandbox(stack, FEED)
+    try:
+        sandbox.deploy("fanout")
+        sandbox.deploy("counters")
+        streaming = sandbox.streaming
+        settings = ServingSettings(environment="test", kafka=streaming.kafka, cql=streaming.cql,
+                                   redis=streaming.redis, storage=streaming.storage, feed=FEED,
+                                   api=ApiSettings(rate_limit_per_minute=100_000,
+                                                   gc_freeze=False))
+        yield sandbox, settings
+    finally:
+        sandbox.close()
+
+
+def headers(settings: ServingSettings, user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(settings.api.jwt_secret, user, ttl_s=3600)}"}
+
+
+def test_follow_post_read_engage_delete(platform: tuple[Sandbox, ServingSettings]) -> None:
+    sandbox, settings = platform
+    alice, bob = headers(settings, "alice"), headers(settings, "bob")
+    with TestClient(create_app(settings)) as api:
+        assert api.get("/readyz").status_code == 200
+        assert api.put("/v1/users/bob/follow", headers=alice).status_code == 202
+        eventually(lambda: api.get("/v1/users/bob", headers=alice).json()["followers"] == 1,
+                   "the follow to be counted")
+
+        announced = api.post("/v1/media", json={"content_type": "image/jpeg",
+                                                "bytes": len(PHOTO)}, headers=bob)
+        assert announced.status_code == 201
+        media = announced.json()
+        put = httpx.put(media["upload_url"], content=PHOTO, headers=media["upload_headers"])
+        assert put.status_code == 200
+        try:
+            created = api.post("/v1/posts", json={"caption": "first light",
+                                                  "media_ids": [media["media_id"]]},
+                               headers={**bob, "Idempotency-Key": "bob-post-1"})
+            assert created.status_code == 202, created.text
+            post_id = created.json()["post_id"]
+
+            def in_feed() -> dict[str, Any] | None:
+                page = api.get("/v1/feed", headers=alice).json()
+                return next((p for p in page["items"] if p["post_id"] == post_id), None)
+
+            item = eventually(in_feed, "the post in alice's feed")
+            assert item["author_id"] == "bob" and item["caption"] == "first light"
+            [shown] = item["media"]
+            assert shown["media_id"] == media["media_id"]
+            assert httpx.get(shown["url"]).content == PHOTO  # the URL serves the upload
+            assert api.get("/v1/users/bob/posts", headers=alice).json()["items"][0][
+                "post_id"] == post_id
+
+            assert api.put(f"/v1/posts/{post_id}/like", headers=alice).status_code == 202
+            assert api.post(f"/v1/posts/{post_id}/comments", json={"text": "wow"},
+                            headers=alice).status_code == 202
+
+            def counted() -> bool:
+                post = api.get(f"/v1/posts/{post_id}", headers=alice).json()
+                return (post["likes"], post["comments"]) == (1, 1)
+
+            eventually(counted, "the like and the comment to be counted")
+            assert eventually(lambda: api.get("/v1/users/bob", headers=alice).json()["posts"],
+                              "bob's post count") == 1
+
+            assert api.delete(f"/v1/posts/{post_id}", headers=alice).status_code == 403
+            assert api.delete(f"/v1/posts/{post_id}", headers=bob).status_code == 202
+            eventually(lambda: api.get(f"/v1/posts/{post_id}", headers=alice).status_code == 404,
+                       "the post to be gone")
+            assert in_feed() is None
+            sandbox.assert_jobs_alive()
+        finally:
+            blob = storage_client(settings.storage).bucket(settings.storage.media_bucket).blob(
+                object_name(media["media_id"]))
+            if blob.exists():
+                blob.delete()
