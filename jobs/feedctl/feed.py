@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +15,7 @@ import redis
 from feedline.settings import get_stack_settings
 from feedline.stores.timeline_reader import read_feed
 from schemas.redis_keys import RedisKeys
+from serving.auth import issue_token
 
 
 def register(nouns: Any) -> None:
@@ -21,6 +25,9 @@ def register(nouns: Any) -> None:
     parser.add_argument("--sample", action="store_true",
                         help="pick a user with a well-filled timeline")
     parser.add_argument("--limit", type=int, default=10)
+    parser.add_argument("--api", action="store_true",
+                        help="then print the API URL, a token for the user and a curl of "
+                             "the same feed through the API (checked to answer 200)")
     parser.set_defaults(run=_feed)
 
 
@@ -42,6 +49,27 @@ def _feed(args: argparse.Namespace) -> int:
         when = datetime.fromtimestamp(item.created_ms / 1000, tz=UTC).isoformat(timespec="seconds")
         print(f"{when}  {item.post_id:<14} by {item.author_id:<8} "
               f"{item.likes:>3} likes {item.comments:>3} comments  {item.caption}")
+    return _api_hint(args.user_id, args.limit) if args.api else 0
+
+
+def _api_hint(user_id: str, limit: int) -> int:
+    """Print how to read the same feed over HTTP, after checking that it answers."""
+    settings = get_stack_settings()
+    base = f"http://{settings.api.host}:{settings.api.port}"
+    token = issue_token(settings.api.jwt_secret, user_id, ttl_s=7 * 24 * 3600)
+    url = f"{base}/v1/feed?limit={limit}"
+    request = urllib.request.Request(  # noqa: S310 (an http URL built from settings)
+        url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (local URL)
+            served = len(json.load(response)["items"])
+    except (urllib.error.URLError, OSError, ValueError, KeyError) as error:
+        print(f"feedctl feed: the API at {base} did not serve the feed: {error}",
+              file=sys.stderr)
+        return 1
+    print(f"\nThe API at {base} serves it ({served} items on the first page).")
+    print(f"Token for {user_id} (valid 7 days):\n{token}")
+    print(f"Try:\n  curl -s -H 'Authorization: Bearer {token}' '{url}'")
     return 0
 
 

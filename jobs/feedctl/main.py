@@ -9,9 +9,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from jobs.feedctl import db, feed, jobs, load, local
+from jobs.feedctl import db, feed, jobs, load, local, token
 
-NOUNS = (local, db, jobs, load, feed)
+NOUNS = (local, db, jobs, load, feed, token)
 
 
 def build_parser() -> argparse.ArgumentParser:

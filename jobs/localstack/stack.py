@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from feedline.settings import REPO_ROOT, StackSettings
+from jobs.localstack.api import ApiService
 from jobs.localstack.base import Service
 from jobs.localstack.cassandra import CassandraService
 from jobs.localstack.flink import FlinkJobManagerService, FlinkTaskManagerService
@@ -28,6 +29,7 @@ def services(settings: StackSettings) -> list[Service]:
         GcsEmulatorService(settings),
         FlinkJobManagerService(settings),
         FlinkTaskManagerService(settings),
+        ApiService(settings),
     ]
 
 
