@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The JWT secret shipped for local development; refused in any other environment.
-DEV_JWT_SECRET = "feedline-dev-secret-change-me"  # noqa: S105 (a documented placeholder)
+DEV_JWT_SECRET = "feedline-development-secret-change-me-now"  # noqa: S105 (a documented placeholder)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -238,6 +238,8 @@ class ServingSettings(_FeedlineSettings):
                 "FEEDLINE_API__JWT_SECRET is the development placeholder; "
                 f"set a real secret for environment {self.environment!r}"
             )
+        if self.environment not in ("dev", "test") and len(self.api.jwt_secret.encode()) < 32:
+            raise ValueError("FEEDLINE_API__JWT_SECRET must be at least 32 bytes (RFC 7518 3.2)")
         return self
 
 

@@ -33,6 +33,9 @@ def test_placeholder_secret_refused_outside_dev(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(ValidationError, match="JWT_SECRET is the development placeholder"):
         ServingSettings()
     monkeypatch.setenv("FEEDLINE_API__JWT_SECRET", "s3cr3t-from-a-vault")
+    with pytest.raises(ValidationError, match="at least 32 bytes"):
+        ServingSettings()
+    monkeypatch.setenv("FEEDLINE_API__JWT_SECRET", "s3cr3t-from-a-vault-" + "x" * 12)
     assert ServingSettings().api.jwt_secret != DEV_JWT_SECRET
 
 
