@@ -9,7 +9,8 @@ FEEDCTL := $(VENV)/bin/feedctl
 STATE := .local
 STAMP := $(VENV)/.installed
 
-.PHONY: help deps system-deps venv jars run stop status test test-unit test-integration lint clean-state
+.PHONY: help deps system-deps venv jars run stop status test test-unit test-integration lint clean-state \
+        bench-fanout bench-serve
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -67,6 +68,18 @@ test-integration: deps ## integration and e2e tests on the real local stack
 
 test: deps lint ## lint, then every test; the fixtures start the stack if it is not up
 	$(VENV)/bin/pytest -q
+
+bench-fanout: deps ## fan-out throughput and freshness (docs/BENCHMARKS.md)
+	$(FEEDCTL) local up
+	$(PY) -m bench.fanout --out docs/bench-fanout-$$(date -u +%F).json
+
+bench-serve: deps ## feed reads/s and latency over HTTP with wrk (docs/BENCHMARKS.md)
+	@command -v wrk >/dev/null || { \
+	  echo "installing wrk (Debian package)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q wrk; }
+	$(FEEDCTL) local up
+	$(PY) -m bench.serve --out docs/bench-serve-$$(date -u +%F).json
 
 clean-state: stop ## delete all local data and logs (keeps the fetched jars)
 	find $(STATE) -mindepth 1 -maxdepth 1 ! -name jars -exec rm -rf {} +

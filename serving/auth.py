@@ -47,16 +47,17 @@ def issue_token(secret: str, user_id: str, *, ttl_s: int, now: float | None = No
                           algorithm="HS256")
 
 
-def verify_token(secret: str, token: str) -> tuple[str, float | None]:
-    """The user id of a valid token and its expiry (epoch seconds, None if it has none)."""
+def verify_token(secret: str, token: str) -> tuple[str, float]:
+    """The user id of a valid token and its expiry (epoch seconds); ``exp`` is required."""
     try:
         with _short_key_tolerated(secret):
             claims = jwt.decode(token, secret, algorithms=["HS256"],
-                                options={"require": ["sub"]}, leeway=5)
+                                options={"require": ["sub", "exp"]}, leeway=5)
     except jwt.ExpiredSignatureError:
         raise InvalidToken("the token has expired") from None
-    except jwt.MissingRequiredClaimError:
-        raise InvalidToken("the token has no 'sub' claim (the user id)") from None
+    except jwt.MissingRequiredClaimError as error:
+        what = "the user id" if error.claim == "sub" else "its expiry time"
+        raise InvalidToken(f"the token has no {error.claim!r} claim ({what})") from None
     except jwt.InvalidSignatureError:
         raise InvalidToken("the token's signature does not verify") from None
     except jwt.InvalidAlgorithmError:
@@ -66,8 +67,7 @@ def verify_token(secret: str, token: str) -> tuple[str, float | None]:
     subject = claims.get("sub")
     if not isinstance(subject, str) or not _ID.match(subject):
         raise InvalidToken("the token's 'sub' must be a user id (1-64 of A-Z a-z 0-9 _ -)")
-    exp = claims.get("exp")
-    return subject, float(exp) if isinstance(exp, int | float) else None
+    return subject, float(claims["exp"])
 
 
 class TokenVerifier:
@@ -76,14 +76,14 @@ class TokenVerifier:
     def __init__(self, secret: str, *, cache_size: int = 50_000) -> None:
         self.secret = secret
         self.cache_size = cache_size
-        self._cache: OrderedDict[str, tuple[str, float | None]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[str, float]] = OrderedDict()
 
     def user_of(self, token: str, now: float | None = None) -> str:
         """The user id of ``token``; raises ``InvalidToken``."""
         cached = self._cache.get(token)
         if cached is not None:
             user_id, exp = cached
-            if exp is None or exp > (time.time() if now is None else now):
+            if exp > (time.time() if now is None else now):
                 return user_id
             del self._cache[token]
         user_id, exp = verify_token(self.secret, token)

@@ -59,8 +59,14 @@ for _, author in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   if redis.call('EXISTS', key) == 1 then
     sources[#sources + 1] = key
     authors[#authors + 1] = author
-  elseif ARGV[9] ~= '1' and redis.call('HGET', ARGV[10] .. author, 'posts') ~= '0' then
-    absent[#absent + 1] = author  -- not cached (an author with no posts has no outbox)
+  elseif ARGV[9] ~= '1' then
+    -- Not cached, unless the author has no posts (then there is no outbox): a counters
+    -- hash without a posts field means none; no hash at all means we cannot tell.
+    local counts = ARGV[10] .. author
+    local posts = redis.call('HGET', counts, 'posts')
+    if (posts and posts ~= '0') or (not posts and redis.call('EXISTS', counts) == 0) then
+      absent[#absent + 1] = author
+    end
   end
 end
 if #absent > 0 then return {'outbox_miss', absent} end

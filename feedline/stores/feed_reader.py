@@ -26,8 +26,12 @@ from feedline.stores.request_guards import RateWindow
 
 log = logging.getLogger(__name__)
 
-#: Redis errors meaning "the cache is unreachable": read from the CQL store instead.
-REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+#: Redis errors meaning "the cache cannot serve": read from the CQL store instead. Besides
+#: unreachable, a replica promoted away (READONLY), a full instance that refuses writes
+#: (OOM: the page script counts the rate limit) and a failover in progress.
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError,
+              redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError,
+              redis.exceptions.MasterDownError, redis.exceptions.TryAgainError)
 #: Extra candidates read per source beyond the page size: room for entries whose post is
 #: gone (the writer removes deleted posts from sets, so few); past it, another round.
 SLACK = 3
@@ -166,8 +170,8 @@ class FeedReader:
         for entry in entries:
             if isinstance(entry, PostView):
                 out.append(entry)
-            elif entry.post_id in found:
-                out.append(found[entry.post_id])
+            elif entry.post_id in found and found[entry.post_id].position == entry:
+                out.append(found[entry.post_id])  # a row at another time is stale: skipped
         return out
 
     # --- paging over CQL listings ---------------------------------------------------------
@@ -189,8 +193,8 @@ class FeedReader:
             degraded = degraded or ("redis" if cache_down else None)
             for index, candidate in enumerate(candidates):
                 view = views.get(candidate.post_id)
-                if view is None:
-                    continue
+                if view is None or view.position != candidate:
+                    continue  # deleted, or a stale listing row (not at the post's time)
                 items.append(view)
                 if len(items) == limit:
                     tail = more or index < len(candidates) - 1

@@ -3,15 +3,19 @@ celebrity outboxes, deleted and evicted posts, Redis down), profiles, posts, use
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis as AsyncRedis
 from starlette.testclient import TestClient
 
 from feedline.settings import RedisSettings, ServingSettings
+from feedline.stores.feed_cache import FeedCache
 from serving.main import create_app
 from tests.integration import test_api_stack
-from tests.integration.test_api_stack import FEED, Seeder, auth
+from tests.integration.test_api_stack import FEED, T0, Seeder, auth
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
@@ -235,3 +239,50 @@ def test_user_counters(client: TestClient, api_settings: ServingSettings, world:
     assert client.get("/v1/users/celeb", headers=headers).json()["followers"] == 4
     assert client.get("/v1/users/nobody", headers=headers).json() == {
         "user_id": "nobody", "followers": 0, "following": 0, "posts": 0}
+
+
+def test_a_stale_listing_row_never_breaks_paging(
+        api_settings: ServingSettings, world: Seeder, redis_keys: Any,
+        cql_session: Any) -> None:
+    """A timeline row left at another time than its post's (a post_created replayed with a
+    different event time): CQL paging must end, without duplicates or the stale row."""
+    redis, keys = redis_keys
+    stale = T0 + timedelta(seconds=900)  # newer than everything, so it comes first
+    cql_session.execute(
+        "INSERT INTO timelines (user_id, created_at, post_id, author_id) VALUES (%s, %s, %s, %s)",
+        ("me", stale, "f1p0", "friend1"))
+    expected = world.newest_first(FOLLOWED)
+    down = api_settings.model_copy(update={
+        "redis": RedisSettings(url="redis://127.0.0.1:1/0", key_prefix="unused")})
+    with TestClient(create_app(down)) as degraded_client:
+        for limit in (1, 3):
+            items, _ = read_all(degraded_client, down, "/v1/feed", limit)
+            assert ids(items) == expected
+    # The cache path: the stale position cached, the post's hash evicted (read from CQL):
+    # the post shows once, at its own time (served from the CQL rows past the cap).
+    redis.zadd(keys.timeline("me"), {"f1p0": int(stale.timestamp() * 1000)})
+    redis.delete(keys.post("f1p0"))
+    with TestClient(create_app(api_settings)) as cached_client:
+        items, _ = read_all(cached_client, api_settings, "/v1/feed", 2)
+    assert ids(items) == expected
+
+
+def test_a_followed_celebrity_without_posts_is_not_an_outbox_miss(
+        api_settings: ServingSettings, world: Seeder, redis_keys: Any) -> None:
+    """A counters hash without a posts field means no posts (nothing to repair); a missing
+    hash means unknown."""
+    redis, keys = redis_keys
+    redis.sadd(keys.followed_celebrities("me"), "quiet")
+    redis.hset(keys.user_counters("quiet"), "followers", 5)
+
+    async def status() -> str:
+        client = AsyncRedis.from_url(api_settings.redis.url, decode_responses=True)
+        try:
+            cache = FeedCache(client, keys, timeline_cap=FEED.timeline_cap)
+            return (await cache.page("me", None, 5, fetch=8)).status
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(status()) == "more"
+    redis.delete(keys.user_counters("quiet"))
+    assert asyncio.run(status()) == "outbox_miss"

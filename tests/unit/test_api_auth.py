@@ -45,14 +45,17 @@ def test_alg_none_and_other_algorithms_are_refused() -> None:
     ({"sub": "x" * 65}, "must be a user id"),
 ])
 def test_subject_must_be_a_user_id(claims: dict, reason: str) -> None:
-    token = jwt.encode(claims, SECRET, algorithm="HS256")
+    token = jwt.encode({**claims, "exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
     with pytest.raises(InvalidToken, match=reason):
         verify_token(SECRET, token)
 
 
-def test_token_without_expiry_is_accepted() -> None:
+def test_token_without_expiry_is_refused() -> None:
     token = jwt.encode({"sub": "u7"}, SECRET, algorithm="HS256")
-    assert verify_token(SECRET, token) == ("u7", None)
+    with pytest.raises(InvalidToken, match="no 'exp' claim"):
+        verify_token(SECRET, token)
+    lasting = jwt.encode({"sub": "u7", "exp": 4_000_000_000}, SECRET, algorithm="HS256")
+    assert verify_token(SECRET, lasting) == ("u7", 4_000_000_000.0)
 
 
 def test_issue_refuses_invalid_user_ids() -> None:
