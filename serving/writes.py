@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Header
@@ -63,16 +63,21 @@ def build_checked(build: Callable[[], Built]) -> Built:
 
 
 async def publish(resources: Resources, user_id: str, *, idempotency_key: str | None,
-                  request_fingerprint: str,
-                  build: Callable[[], Built]) -> tuple[dict[str, Any], bool]:
-    """Produce the event ``build`` makes.
+                  request_fingerprint: str, build: Callable[[], Built],
+                  check: Callable[[], Awaitable[None]] | None = None,
+                  ) -> tuple[dict[str, Any], bool]:
+    """Produce the event ``build`` makes, after ``check`` (the state checks) passes.
 
     Returns the response body and whether it replays an earlier request with the same
-    Idempotency-Key.
+    Idempotency-Key. A replay answers what the first request got without running ``check``
+    again: the state it checked may have changed since (a retried delete after the delete
+    was applied still answers 202).
     """
     publisher = resources.publisher
     publisher.check_open()
     if idempotency_key is None:
+        if check is not None:
+            await check()
         event, response = build_checked(build)
         await publisher.publish(event)
         return response, False
@@ -82,17 +87,25 @@ async def publish(resources: Resources, user_id: str, *, idempotency_key: str | 
                          title="Request validation failed",
                          errors=[{"location": "header", "field": "Idempotency-Key",
                                   "message": "use 1-128 of A-Z a-z 0-9 _ . : -"}])
-    event, response = build_checked(build)
-    record = IdempotentRecord(request_fingerprint, encode_event(event).decode(), response)
     try:
-        stored = await resources.idempotency.claim(user_id, idempotency_key, record)
+        stored = await resources.idempotency.get(user_id, idempotency_key)
     except REDIS_DOWN as error:
         raise StoreUnavailable("redis", "Idempotency-Key needs Redis") from error
+    replay = stored is not None
+    if stored is None:
+        if check is not None:
+            await check()
+        event, response = build_checked(build)
+        record = IdempotentRecord(request_fingerprint, encode_event(event).decode(), response)
+        try:
+            stored = await resources.idempotency.claim(user_id, idempotency_key, record)
+        except REDIS_DOWN as error:
+            raise StoreUnavailable("redis", "Idempotency-Key needs Redis") from error
+        replay = stored is not record  # a concurrent request with the key got there first
     if stored.fingerprint != request_fingerprint:
         raise ApiProblem(422, "idempotency-key-reused",
                          f"Idempotency-Key {idempotency_key!r} was used for a different "
                          "request; use a new key for a new request")
-    replay = stored is not record
     if replay and stored.acknowledged:
         return stored.response, True
     if replay:

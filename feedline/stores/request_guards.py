@@ -178,6 +178,11 @@ class IdempotencyRecords:
                                   args=[record.dumps(), self.ttl_s])
         return IdempotentRecord.loads(found) if found else record
 
+    async def get(self, user_id: str, key: str) -> IdempotentRecord | None:
+        """The record stored under the key, if any."""
+        found = await self.redis.get(self.keys.idempotency(user_id, key))
+        return IdempotentRecord.loads(found) if found else None
+
     async def acknowledge(self, user_id: str, key: str, record: IdempotentRecord) -> None:
         """Mark the record's event as acknowledged by Kafka (keeps the expiry)."""
         done = IdempotentRecord(record.fingerprint, record.event, record.response, True)

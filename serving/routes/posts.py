@@ -93,7 +93,11 @@ async def _checked_media(resources: Resources, user: str,
 async def create_post(body: PostCreate, user: CurrentUser, resources: ResourcesDep,
                       request: Request, idempotency_key: IdempotencyKey = None) -> Response:
     """Publish uploaded media with a caption; it reaches followers' feeds asynchronously."""
-    media = await _checked_media(resources, user, body.media_ids)
+    media: list[MediaRecord] = []
+
+    async def check() -> None:
+        nonlocal media
+        media = await _checked_media(resources, user, body.media_ids)
 
     def build() -> Built:
         post_id = new_post_id(resources.id_key, user)
@@ -104,7 +108,7 @@ async def create_post(body: PostCreate, user: CurrentUser, resources: ResourcesD
         return event, {"post_id": post_id, "event_id": event.event_id}
 
     answer, replayed = await publish(
-        resources, user, idempotency_key=idempotency_key, build=build,
+        resources, user, idempotency_key=idempotency_key, build=build, check=check,
         request_fingerprint=fingerprint("POST", request.url.path, body.model_dump()))
     return _accepted(answer, replayed)
 
@@ -133,29 +137,36 @@ async def delete_post(post_id: PostId, user: CurrentUser, reader: ReaderDep,
                       resources: ResourcesDep, request: Request,
                       idempotency_key: IdempotencyKey = None) -> Response:
     """Retract the caller's post from every feed."""
-    found = await reader.lookup(post_id)
-    if found.author_id is None:
-        # Not stored yet: accept only a post id this API minted for the caller.
-        if not minted_post_of(resources.id_key, post_id, user):
-            raise ApiProblem(404, "post-not-found", f"post {post_id} does not exist")
-    elif found.author_id != user:
-        raise ApiProblem(403, "not-the-author", f"only the author of post {post_id} may delete it")
-    elif found.deleted:
-        raise ApiProblem(404, "post-not-found", f"post {post_id} was already deleted")
+
+    async def check() -> None:
+        found = await reader.lookup(post_id)
+        if found.author_id is None:
+            # Not stored yet: accept only a post id this API minted for the caller.
+            if not minted_post_of(resources.id_key, post_id, user):
+                raise ApiProblem(404, "post-not-found", f"post {post_id} does not exist")
+        elif found.author_id != user:
+            raise ApiProblem(403, "not-the-author",
+                             f"only the author of post {post_id} may delete it")
+        elif found.deleted:
+            raise ApiProblem(404, "post-not-found", f"post {post_id} was already deleted")
 
     def build() -> Built:
         event = new_event("post_deleted", author_id=user, post_id=post_id)
         return event, {"event_id": event.event_id}
 
     answer, replayed = await publish(resources, user, idempotency_key=idempotency_key,
-                                     build=build,
+                                     build=build, check=check,
                                      request_fingerprint=fingerprint("DELETE", request.url.path))
     return _accepted(answer, replayed)
 
 
 async def _engage(event_type: str, post_id: str, user: str, reader: Any,
                   resources: Resources, request: Request, key: str | None) -> Response:
-    found = await _live_post(reader, post_id)
+    found = PostLookup(None)
+
+    async def check() -> None:
+        nonlocal found
+        found = await _live_post(reader, post_id)
 
     def build() -> Built:
         event = new_event(event_type, user_id=user, post_id=post_id,
@@ -163,7 +174,7 @@ async def _engage(event_type: str, post_id: str, user: str, reader: Any,
         return event, {"event_id": event.event_id}
 
     answer, replayed = await publish(
-        resources, user, idempotency_key=key, build=build,
+        resources, user, idempotency_key=key, build=build, check=check,
         request_fingerprint=fingerprint(request.method, request.url.path))
     return _accepted(answer, replayed)
 
@@ -191,7 +202,11 @@ async def comment(post_id: PostId, body: CommentCreate, user: CurrentUser, reade
                   resources: ResourcesDep, request: Request,
                   idempotency_key: IdempotencyKey = None) -> Response:
     """Add a comment; the answer names the new comment's id."""
-    found = await _live_post(reader, post_id)
+    found = PostLookup(None)
+
+    async def check() -> None:
+        nonlocal found
+        found = await _live_post(reader, post_id)
 
     def build() -> Built:
         comment_id = new_comment_id(resources.id_key, user, post_id)
@@ -200,7 +215,7 @@ async def comment(post_id: PostId, body: CommentCreate, user: CurrentUser, reade
         return event, {"comment_id": comment_id, "event_id": event.event_id}
 
     answer, replayed = await publish(
-        resources, user, idempotency_key=idempotency_key, build=build,
+        resources, user, idempotency_key=idempotency_key, build=build, check=check,
         request_fingerprint=fingerprint("POST", request.url.path, body.model_dump()))
     return _accepted(answer, replayed)
 
@@ -211,11 +226,15 @@ async def delete_comment(post_id: PostId, comment_id: CommentId, user: CurrentUs
                          reader: ReaderDep, resources: ResourcesDep, request: Request,
                          idempotency_key: IdempotencyKey = None) -> Response:
     """Delete a comment: its author or the post's author may."""
-    found = await _live_post(reader, post_id)
-    if found.author_id != user and not minted_comment_of(resources.id_key, comment_id, user,
-                                                          post_id):
-        raise ApiProblem(403, "not-the-author", f"only the author of comment {comment_id} or of "
-                                                f"post {post_id} may delete it")
+    found = PostLookup(None)
+
+    async def check() -> None:
+        nonlocal found
+        found = await _live_post(reader, post_id)
+        if found.author_id != user and not minted_comment_of(resources.id_key, comment_id,
+                                                              user, post_id):
+            raise ApiProblem(403, "not-the-author", f"only the author of comment {comment_id} "
+                                                    f"or of post {post_id} may delete it")
 
     def build() -> Built:
         event = new_event("comment_deleted", user_id=user, post_id=post_id,
@@ -223,6 +242,6 @@ async def delete_comment(post_id: PostId, comment_id: CommentId, user: CurrentUs
         return event, {"event_id": event.event_id}
 
     answer, replayed = await publish(resources, user, idempotency_key=idempotency_key,
-                                     build=build,
+                                     build=build, check=check,
                                      request_fingerprint=fingerprint("DELETE", request.url.path))
     return _accepted(answer, replayed)

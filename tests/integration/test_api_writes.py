@@ -251,3 +251,23 @@ def test_feed_reads_count_against_the_rate_limit_in_the_same_redis_call(
         refused = c.get("/v1/users/bob", headers=headers)  # one budget for every route
         assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
         assert c.get("/v1/feed", headers=auth(limited, "carol")).status_code == 200
+
+
+def test_a_retry_after_the_write_was_applied_replays_instead_of_checking_again(
+        client: TestClient, api_settings: ServingSettings, seeder: Seeder) -> None:
+    """The state a write checked changes once the jobs apply it: a retried delete, or a
+    retried like of a post deleted since, still answers what the first attempt got."""
+    seeder.post("bob", "bp9")
+    bob = {**auth(api_settings, "bob"), "Idempotency-Key": "delete-bp9"}
+    alice = {**auth(api_settings, "alice"), "Idempotency-Key": "like-bp9"}
+    first_delete = client.delete("/v1/posts/bp9", headers=bob)
+    first_like = client.put("/v1/posts/bp9/like", headers=alice)
+    assert first_delete.status_code == first_like.status_code == 202
+    seeder.delete("bob", "bp9")  # what the fan-out job does with the event
+    retried_delete = client.delete("/v1/posts/bp9", headers=bob)
+    retried_like = client.put("/v1/posts/bp9/like", headers=alice)
+    assert (retried_delete.status_code, retried_delete.json()) == (202, first_delete.json())
+    assert (retried_like.status_code, retried_like.json()) == (202, first_like.json())
+    assert retried_delete.headers["idempotent-replayed"] == "true"
+    # Without the key the state check runs: the post is gone.
+    assert client.delete("/v1/posts/bp9", headers=auth(api_settings, "bob")).status_code == 404
