@@ -42,7 +42,7 @@ import redis
 
 from feedline.settings import ApiSettings, CqlSettings, RedisSettings, get_stack_settings
 from feedline.stores.cql import drop_keyspace, migrate
-from schemas.redis_keys import RedisKeys
+from schemas.redis_keys import COMPLETE_MEMBER, RedisKeys
 from serving.auth import issue_token
 
 USERS = 10_000
@@ -92,8 +92,9 @@ def seed(client: redis.Redis, keys: RedisKeys, rng: random.Random) -> dict[str, 
         entries += size
         pipe.zadd(keys.timeline(user), {f"bp{n:06d}": created[n] for n in picks})
         followed = rng.sample(range(CELEBRITIES), rng.choice((0, 0, 1, 2, 3)))
-        if followed:
-            pipe.sadd(keys.followed_celebrities(user), *(f"celeb{c:02d}" for c in followed))
+        # As a reader leaves the set once it has completed it from the CQL store.
+        pipe.sadd(keys.followed_celebrities(user), COMPLETE_MEMBER,
+                  *(f"celeb{c:02d}" for c in followed))
         if u % 200 == 199:
             pipe.execute()
     pipe.execute()

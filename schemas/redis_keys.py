@@ -7,7 +7,7 @@
 | ``{p}:post:{post_id}`` | HASH | post payload for hydration (author, caption, media, time) |
 | ``{p}:pc:{post_id}`` | HASH | post counters: likes, comments (absolute values) |
 | ``{p}:uc:{user_id}`` | HASH | user counters: followers, following, posts (absolute values) |
-| ``{p}:fc:{user_id}`` | SET | celebrities the user follows (merged into the feed on read) |
+| ``{p}:fc:{user_id}`` | SET | celebrities the user follows (merged on read), ``.`` once complete |
 | ``{p}:celebs`` | SET | authors currently above the celebrity threshold |
 | ``{p}:rl:{user_id}:{window}`` | STRING | rate-limit counter of one window |
 | ``{p}:idem:{user_id}:{key}`` | STRING | event id produced for an Idempotency-Key |
@@ -16,6 +16,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+#: Member of a followed-celebrities SET meaning "rebuilt from the CQL store: complete".
+#: Not a valid user id, so it never collides with a celebrity.
+COMPLETE_MEMBER = "."
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,13 @@ class RedisKeys:
         return f"{self.prefix}:uc:{user_id}"
 
     def followed_celebrities(self, user_id: str) -> str:
-        """SET of celebrities ``user_id`` follows."""
+        """SET of celebrities ``user_id`` follows.
+
+        Readers trust the set only when it holds ``COMPLETE_MEMBER``: readers rebuild the
+        set from the CQL store with the marker, while the writer only adds and removes
+        celebrities, so a set evicted and then re-created by a single add stays untrusted
+        (it would hide the other celebrities' posts).
+        """
         return f"{self.prefix}:fc:{user_id}"
 
     def celebrities(self) -> str:

@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 from feedline.rules.effects import MediaRef
 from feedline.stores.feed_items import Position, PostView
 from feedline.stores.request_guards import SLIDING_WINDOW_LUA, RateLimited, RateWindow
-from schemas.redis_keys import RedisKeys
+from schemas.redis_keys import COMPLETE_MEMBER, RedisKeys
 
 _PAGE = SLIDING_WINDOW_LUA + """
 if ARGV[11] ~= '' then  -- count the request against the reader's rate limit first
@@ -53,10 +53,14 @@ local function precedes(s1, id1, s2, id2)
 end
 
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'miss'} end
+-- The followed-celebrity set counts only when marked complete (rebuilt by a reader).
+if redis.call('SISMEMBER', KEYS[2], ARGV[14]) == 0 then return {'celebrities_miss'} end
 local sources, authors, absent = {KEYS[1]}, {false}, {}
 for _, author in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   local key = outbox_prefix .. author
-  if redis.call('EXISTS', key) == 1 then
+  if author == ARGV[14] then
+    -- the completeness marker, not a celebrity
+  elseif redis.call('EXISTS', key) == 1 then
     sources[#sources + 1] = key
     authors[#authors + 1] = author
   elseif ARGV[9] ~= '1' then
@@ -162,8 +166,10 @@ if last_id then out[2], out[3] = last_score, last_id end
 return out
 """
 
-# Writes a timeline (and the reader's followed-celebrity set) only where none is cached:
-# a concurrent writer that rebuilt the key meanwhile wins.
+# Writes a timeline only where none is cached (a concurrent writer that rebuilt the key
+# meanwhile wins), and completes the reader's followed-celebrity set unless it is marked
+# complete already: the celebrities read from the CQL store are added with the marker (a
+# union, so a celebrity the writer added meanwhile stays).
 _REPAIR = """
 local cap, n = tonumber(ARGV[1]), tonumber(ARGV[2])
 local wrote = 0
@@ -174,7 +180,7 @@ if n > 0 and redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(cap + 1))
   wrote = 1
 end
-if #ARGV > 2 + 2 * n and redis.call('EXISTS', KEYS[2]) == 0 then
+if redis.call('SISMEMBER', KEYS[2], ARGV[3 + 2 * n]) == 0 then
   redis.call('SADD', KEYS[2], unpack(ARGV, 3 + 2 * n))
 end
 return wrote
@@ -198,7 +204,8 @@ class CachePage:
 
     ``status``: ``end`` (nothing follows), ``more`` (the page is full), ``continue`` (call
     again after ``last``), ``deep`` (the rest is only in the CQL store), ``miss`` (no
-    timeline cached) or ``outbox_miss`` (``absent`` celebrities' outboxes not cached).
+    timeline cached), ``celebrities_miss`` (the followed-celebrity set is not known to be
+    complete) or ``outbox_miss`` (``absent`` celebrities' outboxes not cached).
     ``entries`` hold a ``PostView`` per hydrated post and a bare ``Position`` per post
     without a hash, in feed order.
     """
@@ -235,17 +242,18 @@ class FeedCache:
                            "1" if lenient_outboxes else "0", k.user_counters("")]
         keys = [k.timeline(user_id), k.followed_celebrities(user_id)]
         if rate is None:
-            args.append("")
+            args.extend(("", "", ""))
         else:
             keys.extend(rate.keys)
             args.extend(rate.args())
+        args.append(COMPLETE_MEMBER)
         reply = await self._page(keys=keys, args=args)
         status = reply[0]
         if status == "limited":
             assert rate is not None
             raise RateLimited(rate.decision(False, int(reply[1]), int(reply[2])))
-        if status == "miss":
-            return CachePage("miss")
+        if status in ("miss", "celebrities_miss"):
+            return CachePage(status)
         if status == "outbox_miss":
             return CachePage("outbox_miss", absent=tuple(reply[1]))
         last = Position(int(reply[1]), reply[2]) if reply[2] else None
@@ -261,14 +269,16 @@ class FeedCache:
 
     async def repair(self, user_id: str, timeline: Sequence[Position],
                      celebrities: Sequence[str]) -> bool:
-        """Cache a timeline read from the CQL store, and the followed-celebrity set.
+        """Cache a timeline read from the CQL store, and complete the followed-celebrity set.
 
-        Nothing is written where a key was cached meanwhile; True when the timeline was.
+        No timeline is written where one was cached meanwhile (True when it was); an
+        empty ``timeline`` only completes the set.
         """
         newest = timeline[: self.cap]
         args: list[Any] = [self.cap, len(newest)]
         for p in newest:
             args.extend((p.created_ms, p.post_id))
+        args.append(COMPLETE_MEMBER)
         args.extend(celebrities)
         k = self.keys
         wrote = await self._repair(

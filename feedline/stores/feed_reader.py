@@ -2,7 +2,8 @@
 
 Home feed: one Redis call (``FeedCache.page``) serves a page in the common case. When the
 timeline is not cached it is read from the CQL store, written back (the newest
-``timeline_cap`` entries) and the call repeated; a reader whose timeline is empty, or who
+``timeline_cap`` entries) and the call repeated; so is a followed-celebrity set not marked
+complete (evicted, or re-created by a single writer add); a reader whose timeline is empty, or who
 pages past what Redis keeps, is served from the CQL store (timelines plus the posts of
 followed celebrities, ``following`` ∩ ``celebrities``). A post without a hash is shown
 only if the CQL store has it live. With Redis down, every read comes from the CQL store
@@ -97,7 +98,7 @@ class FeedReader:
     async def _home_cached(self, cache: FeedCache, user_id: str, after: Position | None,
                            limit: int, rate: RateWindow | None) -> FeedPage:
         items: list[PostView] = []
-        position, repaired, lenient = after, False, False
+        position, repaired, completed, lenient = after, False, False, False
         for _ in range(MAX_ROUNDS):
             want = limit - len(items)
             page = await cache.page(user_id, position, want, fetch=want + SLACK,
@@ -106,6 +107,14 @@ class FeedReader:
             if page.status == "miss":
                 if not repaired and await self._repair_timeline(cache, user_id):
                     repaired = True
+                    continue
+                rest = await self._home_from_store(user_id, position, want)
+                return FeedPage(items + rest.items, rest.next)
+            if page.status == "celebrities_miss":
+                if not completed:
+                    completed = True
+                    await cache.repair(user_id, (),
+                                       await self.store.followed_celebrities(user_id))
                     continue
                 rest = await self._home_from_store(user_id, position, want)
                 return FeedPage(items + rest.items, rest.next)

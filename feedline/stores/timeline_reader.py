@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from schemas.redis_keys import RedisKeys
+from schemas.redis_keys import COMPLETE_MEMBER, RedisKeys
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def read_feed(client: redis.Redis, keys: RedisKeys, user_id: str, limit: int) ->
     sources = [own]
     if celebrities:
         pipe = client.pipeline(transaction=False)
-        for author in sorted(celebrities):
+        for author in sorted(celebrities - {COMPLETE_MEMBER, COMPLETE_MEMBER.encode()}):
             pipe.zrevrange(keys.outbox(_text(author)), 0, limit - 1, withscores=True)
         sources.extend(pipe.execute())
     merged = heapq.merge(

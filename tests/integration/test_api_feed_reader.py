@@ -22,7 +22,7 @@ from feedline.settings import StackSettings
 from feedline.stores.feed_cache import FeedCache
 from feedline.stores.feed_items import Position, PostView, newest_first
 from feedline.stores.feed_reader import FeedReader
-from schemas.redis_keys import RedisKeys
+from schemas.redis_keys import COMPLETE_MEMBER, RedisKeys
 from tests.unit.test_api_paging import FakeStore
 
 
@@ -44,9 +44,13 @@ def build_world(rng: random.Random, client: Any, keys: RedisKeys, cap: int) -> t
     cached = bool(timeline) and rng.random() < 0.7
     if cached:
         client.zadd(keys.timeline("me"), {p.post_id: p.created_ms for p in timeline})
-    if cached or rng.random() < 0.5:  # the writer keeps the set beside the timeline
-        for celebrity in celebrities:
-            client.sadd(keys.followed_celebrities("me"), celebrity)
+    # The set as a reader completed it, as the writer keeps it (unmarked), as a single
+    # writer add left it after an eviction (partial), or evicted.
+    shape = rng.choice(("complete", "unmarked", "partial", "evicted"))
+    members = {"complete": [*celebrities, COMPLETE_MEMBER], "unmarked": celebrities,
+               "partial": celebrities[:1], "evicted": []}[shape]
+    if members:
+        client.sadd(keys.followed_celebrities("me"), *members)
     for celebrity in celebrities:
         client.sadd(keys.celebrities(), celebrity)
         live = [p for p in newest_first(store.user_posts.get(celebrity, []))
@@ -120,4 +124,5 @@ def test_repair_writes_the_newest_entries_only_where_nothing_is_cached(
 
     assert asyncio.run(run()) == (True, False)
     assert client.zrevrange(keys.timeline("me"), 0, -1) == ["p5", "p4", "p3"]
-    assert client.smembers(keys.followed_celebrities("me")) == {"c1"}
+    # The set is completed (a union) and marked; later repairs leave a complete set alone.
+    assert client.smembers(keys.followed_celebrities("me")) == {"c1", COMPLETE_MEMBER}

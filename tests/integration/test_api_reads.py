@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from feedline.settings import RedisSettings, ServingSettings
 from feedline.stores.feed_cache import FeedCache
+from schemas.redis_keys import COMPLETE_MEMBER
 from serving.main import create_app
 from tests.integration import test_api_stack
 from tests.integration.test_api_stack import FEED, T0, Seeder, auth
@@ -115,7 +116,7 @@ def test_a_miss_is_served_from_cql_and_repairs_the_timeline(
     assert ids(items) == world.newest_first(FOLLOWED)
     assert set(degraded) == {""}
     assert redis.zrevrange(keys.timeline("me"), 0, -1, withscores=True) == cached
-    assert redis.smembers(keys.followed_celebrities("me")) == {"celeb"}
+    assert redis.smembers(keys.followed_celebrities("me")) == {"celeb", COMPLETE_MEMBER}
 
 
 def test_evicted_outbox_and_post_hashes_are_read_from_cql(
@@ -272,7 +273,7 @@ def test_a_followed_celebrity_without_posts_is_not_an_outbox_miss(
     """A counters hash without a posts field means no posts (nothing to repair); a missing
     hash means unknown."""
     redis, keys = redis_keys
-    redis.sadd(keys.followed_celebrities("me"), "quiet")
+    redis.sadd(keys.followed_celebrities("me"), "quiet", COMPLETE_MEMBER)
     redis.hset(keys.user_counters("quiet"), "followers", 5)
 
     async def status() -> str:
@@ -286,3 +287,20 @@ def test_a_followed_celebrity_without_posts_is_not_an_outbox_miss(
     assert asyncio.run(status()) == "more"
     redis.delete(keys.user_counters("quiet"))
     assert asyncio.run(status()) == "outbox_miss"
+
+
+@pytest.mark.parametrize("left", [set(), {"celeb"}])
+def test_an_incomplete_followed_celebrity_set_is_completed_from_cql(
+        client: TestClient, api_settings: ServingSettings, world: Seeder, redis_keys: Any,
+        left: set[str]) -> None:
+    """The timeline stays cached while the set was evicted (writers keep timelines warm,
+    nothing but reads touches the set), or a writer's single add re-created part of it:
+    the celebrity's posts must still be merged, and the set is repaired and marked."""
+    redis, keys = redis_keys
+    redis.delete(keys.followed_celebrities("me"))
+    if left:
+        redis.sadd(keys.followed_celebrities("me"), *left)
+    items, degraded = read_all(client, api_settings, "/v1/feed", 5)
+    assert ids(items) == world.newest_first(FOLLOWED)
+    assert set(degraded) == {""}
+    assert redis.smembers(keys.followed_celebrities("me")) == {"celeb", COMPLETE_MEMBER} | left

@@ -8,7 +8,7 @@ from typing import Any
 import redis
 
 from feedline.stores.feed_writer import dt_to_ms
-from schemas.redis_keys import RedisKeys
+from schemas.redis_keys import COMPLETE_MEMBER, RedisKeys
 
 
 @dataclass
@@ -76,7 +76,7 @@ def read_redis(client: redis.Redis, keys: RedisKeys, out: StoredState) -> None:
         elif kind == "ob":
             out.redis_outboxes[_ids(key)] = client.zrevrange(key, 0, -1)
         elif kind == "fc":
-            members = set(client.smembers(key))
+            members = set(client.smembers(key)) - {COMPLETE_MEMBER}  # readers' marker
             if members:
                 out.redis_followed_celebrities[_ids(key)] = members
         elif kind == "post":
