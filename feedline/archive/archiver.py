@@ -78,9 +78,19 @@ class WrittenBatch:
 
 def archive_line(value: bytes | None, topic: str, kafka_partition: int, offset: int,
                  timestamp_ms: int) -> bytes:
-    """The JSONL line stored for one record: its bytes, or an envelope when they cannot be."""
+    """The JSONL line stored for one record: its bytes, or an envelope when they cannot be.
+
+    A JSON object spread over several lines is stored compacted (same content).
+    """
     if value and b"\n" not in value and b"\r" not in value:
         return value
+    if value:
+        try:
+            record = json.loads(value)
+        except (ValueError, RecursionError):
+            record = None
+        if isinstance(record, dict):  # pretty-printed JSON: the same object on one line
+            return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
     envelope = {
         RAW_ENVELOPE_KEY: base64.b64encode(value or b"").decode("ascii"),
         "_kafka": {"topic": topic, "partition": kafka_partition, "offset": offset,
@@ -154,7 +164,7 @@ class Archiver:
         )
 
     def _partitions(self, consumer: KafkaConsumer) -> list[TopicPartition]:
-        found = []
+        found: list[TopicPartition] = []
         for topic in self.topics:
             parts = consumer.partitions_for_topic(topic)
             if not parts:
