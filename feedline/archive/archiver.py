@@ -42,6 +42,12 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import (
+    CommitFailedError,
+    IllegalGenerationError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
 from kafka.structs import OffsetAndMetadata
 
 from feedline.archive.layout import Partition, part_name, partition_of
@@ -164,6 +170,8 @@ class Archiver:
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             consumer_timeout_ms=float("inf"),
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
         )
 
     def _partitions(self, consumer: KafkaConsumer) -> list[TopicPartition]:
@@ -205,20 +213,25 @@ class Archiver:
         )
 
     def _write(self, tp: TopicPartition, buffer: _Buffer) -> WrittenBatch:
-        """Write a buffer as one part per event-time hour (nothing committed yet)."""
-        groups: dict[Partition, list[tuple[int, bytes]]] = {}
-        for offset, timestamp_ms, value in buffer.records:
-            partition = event_hour(tp.topic, value, timestamp_ms)
-            line = archive_line(value, tp.topic, tp.partition, offset, timestamp_ms)
-            groups.setdefault(partition, []).append((offset, line))
+        """Write a buffer, ``max_records`` at a time, one part per event-time hour.
+
+        Nothing is committed here.
+        """
         objects = []
-        for partition, rows in sorted(groups.items()):
-            name = part_name(tp.partition, rows[0][0], rows[-1][0])
-            objects.append(self.archive.write_part(partition, name, (line for _, line in rows)))
+        for start in range(0, len(buffer.records), self.max_records):
+            groups: dict[Partition, list[tuple[int, bytes]]] = {}
+            for offset, timestamp_ms, value in buffer.records[start:start + self.max_records]:
+                partition = event_hour(tp.topic, value, timestamp_ms)
+                line = archive_line(value, tp.topic, tp.partition, offset, timestamp_ms)
+                groups.setdefault(partition, []).append((offset, line))
+            for partition, rows in sorted(groups.items()):
+                name = part_name(tp.partition, rows[0][0], rows[-1][0])
+                objects.append(self.archive.write_part(partition, name, (li for _, li in rows)))
         return WrittenBatch(tp.topic, tp.partition, buffer.records[0][0],
                             buffer.records[-1][0], tuple(objects))
 
-    def _flush(self, consumer: KafkaConsumer, tps: Iterable[TopicPartition]) -> int:
+    def _flush(self, consumer: KafkaConsumer, tps: Iterable[TopicPartition],
+               retry_until: float | None = None) -> int:
         """Write then commit the given partitions' buffers; returns records archived."""
         commits: dict[TopicPartition, OffsetAndMetadata] = {}
         written = 0
@@ -236,9 +249,30 @@ class Archiver:
                      len(buffer.records), len(batch.objects))
             self._buffers[tp] = _Buffer()
         if commits:
-            consumer.commit(commits)
+            self._commit(consumer, commits, retry_until)
         self.archived += written
         return written
+
+    @staticmethod
+    def _commit(consumer: KafkaConsumer, commits: dict[TopicPartition, OffsetAndMetadata],
+                retry_until: float | None) -> None:
+        """Commit; a standalone (``drain``) commit waits for a dead member's session to end.
+
+        A group that still lists a member (a killed archiver, until its session times out)
+        refuses commits from outside the group; the objects are written already, so waiting
+        is safe.
+        """
+        while True:
+            try:
+                consumer.commit(commits)
+                return
+            except (CommitFailedError, UnknownMemberIdError, IllegalGenerationError,
+                    RebalanceInProgressError) as refused:
+                if retry_until is None or time.monotonic() > retry_until:
+                    raise
+                log.info("offset commit refused (%s); the group has a member, retrying",
+                         type(refused).__name__)
+                time.sleep(1.0)
 
     # --- entry points ----------------------------------------------------------------------
 
@@ -259,7 +293,7 @@ class Archiver:
             pending = {tp for tp in tps if consumer.position(tp) < targets[tp]}
             while pending:
                 if time.monotonic() > deadline:
-                    archived += self._flush(consumer, tps)
+                    archived += self._flush(consumer, tps, deadline + 30)
                     raise TimeoutError(
                         f"archiver drain: {len(pending)} partition(s) not caught up "
                         f"after {timeout_s:.0f}s ({archived} records archived)")
@@ -268,9 +302,10 @@ class Archiver:
                     self._add(tp, (r for r in records if r.offset < targets[tp]))
                 now = time.monotonic()
                 archived += self._flush(
-                    consumer, [tp for tp, b in self._buffers.items() if self._due(b, now)])
+                    consumer, [tp for tp, b in self._buffers.items() if self._due(b, now)],
+                    deadline)
                 pending = {tp for tp in pending if consumer.position(tp) < targets[tp]}
-            archived += self._flush(consumer, tps)
+            archived += self._flush(consumer, tps, deadline)
         finally:
             self._buffers.clear()
             consumer.close(autocommit=False)
@@ -305,7 +340,14 @@ class Archiver:
                 for tp, records in batches.items():
                     self._add(tp, records)
                 now = time.monotonic()
-                self._flush(consumer, [tp for tp, b in self._buffers.items() if self._due(b, now)])
+                try:
+                    self._flush(consumer,
+                                [tp for tp, b in self._buffers.items() if self._due(b, now)])
+                except CommitFailedError as lost:
+                    # Out of the group (a rebalance while writing): the objects are written;
+                    # whoever owns the partitions now re-archives from the committed offsets.
+                    log.warning("commit failed, dropping buffers: %s", lost)
+                    self._buffers.clear()
                 if self.on_poll is not None:
                     self.on_poll()
                 if now >= next_report:
