@@ -314,17 +314,21 @@ class Archiver:
     def run(self, stop: threading.Event, *, report_every_s: float = 60.0) -> int:
         """Archive continuously as a group member until ``stop`` is set; returns records.
 
-        Buffers are flushed when due, when partitions are revoked in a rebalance, and on
-        stop; a crash loses only uncommitted work, which the next run re-archives.
+        Buffers are flushed when due and on stop; a rebalance drops the revoked partitions'
+        unwritten buffers and a crash loses uncommitted work, which is re-archived from the
+        committed offsets either way.
         """
         consumer = self._open()
         archiver = self
 
-        class _FlushOnRevoke(ConsumerRebalanceListener):
+        class _DropOnRevoke(ConsumerRebalanceListener):
+            # kafka-python runs listeners on its IO thread, where a commit cannot block:
+            # unwritten buffers of revoked partitions are dropped instead (not committed,
+            # so their new owner re-reads them from the committed offsets).
             def on_partitions_revoked(self, revoked: Any) -> None:
-                archiver._flush(consumer, revoked)
                 for tp in revoked:
                     archiver._buffers.pop(tp, None)
+                log.info("revoked %s", sorted((tp.topic, tp.partition) for tp in revoked))
 
             def on_partitions_assigned(self, assigned: Any) -> None:
                 log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
@@ -333,7 +337,7 @@ class Archiver:
         next_report = started + report_every_s
         try:
             self._wait_for_topics(consumer, stop)
-            consumer.subscribe(list(self.topics), listener=_FlushOnRevoke())
+            consumer.subscribe(list(self.topics), listener=_DropOnRevoke())
             log.info("archiver started: group %s, topics %s", self.group_id, self.topics)
             while not stop.is_set():
                 batches = consumer.poll(timeout_ms=500)
