@@ -282,6 +282,10 @@ class Archiver:
         Reads with manual assignment of every partition (no group membership), starting at
         the group's committed offsets, writes and commits. Raises ``TimeoutError`` if the
         end offsets are not reached in ``timeout_s`` (what was written is committed).
+
+        Use a group no running archiver belongs to (the service holds ``feedline-archiver``):
+        the broker refuses commits from outside a group that has live members, and ``drain``
+        waits for them to leave (a killed member leaves after its 10 s session timeout).
         """
         consumer = self._open()
         deadline = time.monotonic() + timeout_s
