@@ -315,47 +315,71 @@ class Archiver:
             consumer.close(autocommit=False)
         return archived
 
+    def _resync(self, consumer: KafkaConsumer, tps: Iterable[TopicPartition]) -> None:
+        """Forget unwritten buffers and rewind to the committed offsets.
+
+        After a rebalance or a refused commit the fetch position may be past records that
+        were buffered but never written; rewinding re-reads them (at-least-once).
+        """
+        assigned = consumer.assignment()
+        for tp in tps:
+            self._buffers.pop(tp, None)
+            if tp in assigned:
+                committed = consumer.committed(tp)
+                if committed is None:
+                    consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, committed)
+
     def run(self, stop: threading.Event, *, report_every_s: float = 60.0) -> int:
         """Archive continuously as a group member until ``stop`` is set; returns records.
 
-        Buffers are flushed when due and on stop; a rebalance drops the revoked partitions'
-        unwritten buffers and a crash loses uncommitted work, which is re-archived from the
-        committed offsets either way.
+        Buffers are flushed when due and on stop. After a rebalance the affected partitions
+        drop their unwritten buffers and rewind to the committed offsets; a crash loses
+        only uncommitted work. Either way it is re-archived from the committed offsets.
         """
         consumer = self._open()
-        archiver = self
+        changed: set[TopicPartition] = set()
+        lock = threading.Lock()
 
-        class _DropOnRevoke(ConsumerRebalanceListener):
-            # kafka-python runs listeners on its IO thread, where a commit cannot block:
-            # unwritten buffers of revoked partitions are dropped instead (not committed,
-            # so their new owner re-reads them from the committed offsets).
+        class _MarkOnRebalance(ConsumerRebalanceListener):
+            # kafka-python runs listeners on its IO thread, where nothing may block (no
+            # commit, no committed-offset lookup): mark the partitions, the loop resyncs them.
             def on_partitions_revoked(self, revoked: Any) -> None:
-                for tp in revoked:
-                    archiver._buffers.pop(tp, None)
+                with lock:
+                    changed.update(revoked)
                 log.info("revoked %s", sorted((tp.topic, tp.partition) for tp in revoked))
 
             def on_partitions_assigned(self, assigned: Any) -> None:
+                with lock:
+                    changed.update(assigned)
                 log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
 
         started = time.monotonic()
         next_report = started + report_every_s
         try:
             self._wait_for_topics(consumer, stop)
-            consumer.subscribe(list(self.topics), listener=_DropOnRevoke())
+            consumer.subscribe(list(self.topics), listener=_MarkOnRebalance())
             log.info("archiver started: group %s, topics %s", self.group_id, self.topics)
             while not stop.is_set():
                 batches = consumer.poll(timeout_ms=500)
+                with lock:
+                    moved = set(changed)
+                    changed.clear()
+                if moved:
+                    self._resync(consumer, moved)
                 for tp, records in batches.items():
-                    self._add(tp, records)
+                    if tp not in moved:  # a resynced partition re-reads these records
+                        self._add(tp, records)
                 now = time.monotonic()
                 try:
                     self._flush(consumer,
                                 [tp for tp, b in self._buffers.items() if self._due(b, now)])
                 except CommitFailedError as lost:
                     # Out of the group (a rebalance while writing): the objects are written;
-                    # whoever owns the partitions now re-archives from the committed offsets.
-                    log.warning("commit failed, dropping buffers: %s", lost)
-                    self._buffers.clear()
+                    # rewind to what is committed and let the rejoin decide who archives it.
+                    log.warning("commit refused, rewinding to committed offsets: %s", lost)
+                    self._resync(consumer, list(self._buffers) + list(consumer.assignment()))
                 if self.on_poll is not None:
                     self.on_poll()
                 if now >= next_report:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 
@@ -138,3 +139,36 @@ def test_killed_archiver_process_resumes_from_committed_offsets(stack, topic_fac
     ids, _ = _archived(archive, kafka)
     assert ids == Counter(set(produced))
     assert sum(row.lag for row in archive_lag(kafka, kafka.event_topics, group)) == 0
+
+
+def test_two_archivers_in_one_group_survive_rebalances(stack, topic_factory, object_prefix):
+    kafka = _kafka(stack, topic_factory)
+    root = f"{object_prefix}events"
+    group = f"archiver-{object_prefix.strip('/')}"
+    stops = [threading.Event(), threading.Event()]
+    errors: list[BaseException] = []
+
+    def member(stop: threading.Event) -> None:
+        try:
+            Archiver(kafka, stack.storage, topics=kafka.event_topics, root=root,
+                     group_id=group, max_records=100_000, max_age_s=4.0).run(stop)
+        except BaseException as err:  # surfaced by the assertions below
+            errors.append(err)
+
+    threads = [threading.Thread(target=member, args=(stop,), daemon=True) for stop in stops]
+    threads[0].start()
+    produced = _produce_all(kafka, slice(0, 500))
+    time.sleep(1.5)  # the first member has polled and buffered (flushes after 4 s)
+    threads[1].start()  # joins the group: buffered partitions are revoked, some reassigned
+    produced.update(_produce_all(kafka, slice(500, None)))
+    deadline = time.monotonic() + 120
+    while sum(r.lag for r in archive_lag(kafka, kafka.event_topics, group)) > 0:
+        assert time.monotonic() < deadline and not errors, errors
+        time.sleep(0.5)
+    stops[1].set()  # leaving triggers one more rebalance for the other member
+    threads[1].join(timeout=60)
+    stops[0].set()
+    threads[0].join(timeout=60)
+    assert not errors, errors
+    ids, _ = _archived(Archive.open(stack.storage, root), kafka)
+    assert ids == Counter(set(produced))
