@@ -14,7 +14,8 @@ from collections import Counter
 import pytest
 from kafka import KafkaProducer
 
-from feedline.archive.archiver import RAW_ENVELOPE_KEY, Archiver, archive_lag
+from feedline.archive.archiver import RAW_ENVELOPE_KEY, Archiver
+from feedline.archive.lag import archive_lag
 from feedline.archive.store import Archive
 from feedline.settings import KafkaSettings, StackSettings
 from feedline.workload import Workload, WorkloadSpec
