@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from feedline.archive.layout import part_name, partition_of
+from feedline.archive.layout import part_name, partition_of, revised_part_name
 from feedline.archive.store import Archive
 from feedline.settings import BatchSettings, StackSettings
 from feedline.workload import Workload, WorkloadSpec
@@ -137,3 +137,22 @@ def test_gate_reads_only_the_window(stack, object_prefix):
                for r in result.partitions)
     with_bad = run_gate(_settings(stack, root), [topic], bad_hour.start, bad_hour.end)
     assert not with_bad.passed and with_bad.partitions[0].bad_records == 1
+
+
+def test_quarantine_after_a_crash_between_rewrite_and_delete(stack, object_prefix):
+    """The state a crash leaves (new part written, old part not yet deleted) heals."""
+    root = f"{object_prefix}events"
+    topic = stack.kafka.uploads_topic
+    archive = Archive.open(stack.storage, root)
+    written = _write_workload(archive, topic, "uploads")
+    target = sorted(written)[0]
+    good = written[target]
+    old = part_name(1, 100, 200)
+    archive.write_part(target, old, [*good[:2], b"garbage line"])
+    archive.write_part(target, revised_part_name(old), good[:2])  # the crash's leftovers
+    result = run_gate(_settings(stack, root), [topic], target.start, target.end,
+                      quarantine=True)
+    assert result.passed and result.quarantined == 1, result.summary()
+    names = [n.rsplit("/", 1)[-1] for n in archive.part_names(target)]
+    assert old not in names and revised_part_name(old) in names
+    assert {line for _, line in archive.partition_lines(target)} == set(good)
