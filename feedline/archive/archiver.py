@@ -56,6 +56,9 @@ from feedline.settings import KafkaSettings, StorageSettings
 
 log = logging.getLogger("feedline.archiver")
 
+#: Commit errors meaning "not (or no longer) a member of the group's current generation".
+_REFUSED = (CommitFailedError, UnknownMemberIdError, IllegalGenerationError,
+            RebalanceInProgressError)
 #: The JSON key of the envelope holding a record whose bytes are not one JSONL line.
 RAW_ENVELOPE_KEY = "_archived_raw_b64"
 
@@ -155,7 +158,6 @@ class Archiver:
         self.archived = 0
         """Records written so far by this instance."""
         self._buffers: dict[TopicPartition, _Buffer] = {}
-        self._consumer: KafkaConsumer | None = None
 
     # --- the consumer ----------------------------------------------------------------------
 
@@ -266,8 +268,7 @@ class Archiver:
             try:
                 consumer.commit(commits)
                 return
-            except (CommitFailedError, UnknownMemberIdError, IllegalGenerationError,
-                    RebalanceInProgressError) as refused:
+            except _REFUSED as refused:
                 if retry_until is None or time.monotonic() > retry_until:
                     raise
                 log.info("offset commit refused (%s); the group has a member, retrying",
@@ -375,7 +376,7 @@ class Archiver:
                 try:
                     self._flush(consumer,
                                 [tp for tp, b in self._buffers.items() if self._due(b, now)])
-                except CommitFailedError as lost:
+                except _REFUSED as lost:
                     # Out of the group (a rebalance while writing): the objects are written;
                     # rewind to what is committed and let the rejoin decide who archives it.
                     log.warning("commit refused, rewinding to committed offsets: %s", lost)
