@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from feedline.settings import REPO_ROOT, StackSettings
 from jobs.localstack.api import ApiService
+from jobs.localstack.archiver import ArchiverService
 from jobs.localstack.base import Service
 from jobs.localstack.cassandra import CassandraService
 from jobs.localstack.flink import FlinkJobManagerService, FlinkTaskManagerService
@@ -30,6 +31,7 @@ def services(settings: StackSettings) -> list[Service]:
         FlinkJobManagerService(settings),
         FlinkTaskManagerService(settings),
         ApiService(settings),
+        ArchiverService(settings),  # last: it waits for the topics and bucket
     ]
 
 
@@ -65,6 +67,7 @@ class ServiceStatus:
     pid: int | None
     healthy: bool
     endpoint: str
+    essential: bool = True
 
     def line(self) -> str:
         """One aligned line for the terminal."""
@@ -78,7 +81,7 @@ def status(settings: StackSettings) -> list[ServiceStatus]:
     out = []
     for svc in services(settings):
         pid = svc.process.pid()
-        out.append(ServiceStatus(svc.name, pid, svc.healthy(), svc.endpoint()))
+        out.append(ServiceStatus(svc.name, pid, svc.healthy(), svc.endpoint(), svc.essential))
     return out
 
 
