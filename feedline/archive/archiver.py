@@ -78,9 +78,19 @@ class WrittenBatch:
 
 def archive_line(value: bytes | None, topic: str, kafka_partition: int, offset: int,
                  timestamp_ms: int) -> bytes:
-    """The JSONL line stored for one record: its bytes, or an envelope when they cannot be."""
+    """The JSONL line stored for one record: its bytes, or an envelope when they cannot be.
+
+    A JSON object spread over several lines is stored compacted (same content).
+    """
     if value and b"\n" not in value and b"\r" not in value:
         return value
+    if value:
+        try:
+            record = json.loads(value)
+        except (ValueError, RecursionError):
+            record = None
+        if isinstance(record, dict):  # pretty-printed JSON: the same object on one line
+            return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
     envelope = {
         RAW_ENVELOPE_KEY: base64.b64encode(value or b"").decode("ascii"),
         "_kafka": {"topic": topic, "partition": kafka_partition, "offset": offset,
@@ -107,7 +117,8 @@ class Archiver:
 
     ``max_records``/``max_bytes`` bound a partition's buffer, ``max_age_s`` how long a record
     may wait. ``on_written`` is called after a batch's objects are written and before its
-    offset is committed (progress reporting; tests use it to crash at the worst moment).
+    offset is committed (progress reporting; tests use it to crash at the worst moment);
+    ``on_poll`` after every poll of ``run`` (a liveness heartbeat).
     """
 
     def __init__(
@@ -122,6 +133,7 @@ class Archiver:
         max_bytes: int = 16 * 1024 * 1024,
         max_age_s: float = 30.0,
         on_written: Callable[[WrittenBatch], Any] | None = None,
+        on_poll: Callable[[], Any] | None = None,
     ) -> None:
         if not topics:
             raise ValueError("Archiver needs at least one topic")
@@ -133,6 +145,7 @@ class Archiver:
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
         self.on_written = on_written
+        self.on_poll = on_poll
         self.archived = 0
         """Records written so far by this instance."""
         self._buffers: dict[TopicPartition, _Buffer] = {}
@@ -154,13 +167,25 @@ class Archiver:
         )
 
     def _partitions(self, consumer: KafkaConsumer) -> list[TopicPartition]:
-        found = []
+        found: list[TopicPartition] = []
         for topic in self.topics:
             parts = consumer.partitions_for_topic(topic)
             if not parts:
                 raise RuntimeError(f"topic {topic!r} does not exist (or has no partitions)")
             found.extend(TopicPartition(topic, p) for p in sorted(parts))
         return found
+
+    def _wait_for_topics(self, consumer: KafkaConsumer, stop: threading.Event) -> None:
+        """Wait until every topic exists (the stack creates them after the broker is up)."""
+        while not stop.is_set():
+            try:
+                self._partitions(consumer)
+                return
+            except RuntimeError as missing:
+                log.info("waiting for topics: %s", missing)
+                if self.on_poll is not None:
+                    self.on_poll()
+                stop.wait(2.0)
 
     # --- buffering and flushing ------------------------------------------------------------
 
@@ -272,7 +297,7 @@ class Archiver:
         started = time.monotonic()
         next_report = started + report_every_s
         try:
-            self._partitions(consumer)  # fail fast on a missing topic
+            self._wait_for_topics(consumer, stop)
             consumer.subscribe(list(self.topics), listener=_FlushOnRevoke())
             log.info("archiver started: group %s, topics %s", self.group_id, self.topics)
             while not stop.is_set():
@@ -281,6 +306,8 @@ class Archiver:
                     self._add(tp, records)
                 now = time.monotonic()
                 self._flush(consumer, [tp for tp, b in self._buffers.items() if self._due(b, now)])
+                if self.on_poll is not None:
+                    self.on_poll()
                 if now >= next_report:
                     log.info("archiver progress: %d records archived in %.0fs",
                              self.archived, now - started)

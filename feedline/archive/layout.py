@@ -9,7 +9,8 @@ line can be parsed with the schema it was written with.
 Part names come from the Kafka coordinates of the batch that produced them
 (``p<partition>-<first offset>-<last offset>.jsonl.gz``): re-archiving the same batch after a
 crash writes the same name, and a differently cut batch leaves duplicates that readers drop
-by ``event_id``.
+by ``event_id``. A part the quality gate rewrote without its quarantined records carries a
+revision (``….r1.jsonl.gz``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 PART_SUFFIX = ".jsonl.gz"
-_PART = re.compile(r"^p(?P<partition>\d{3})-(?P<first>\d{12})-(?P<last>\d{12})\.jsonl\.gz$")
+_PART = re.compile(
+    r"^p(?P<partition>\d{3})-(?P<first>\d{12})-(?P<last>\d{12})(?:\.r(?P<rev>\d+))?\.jsonl\.gz$"
+)
 _HOUR = timedelta(hours=1)
 
 
@@ -89,6 +92,21 @@ def part_offsets(name: str) -> tuple[int, int, int] | None:
     if match is None:
         return None
     return int(match["partition"]), int(match["first"]), int(match["last"])
+
+
+def revised_part_name(name: str) -> str:
+    """The name of a part rewritten from part ``name`` (the quality gate's quarantine).
+
+    ``p001-…-….jsonl.gz`` becomes ``p001-…-….r1.jsonl.gz``, ``….r1.jsonl.gz`` becomes
+    ``….r2.jsonl.gz``; the Kafka coordinates stay readable by ``part_offsets``.
+    """
+    short = name.rsplit("/", 1)[-1]
+    match = _PART.match(short)
+    revision = int(match["rev"] or 0) + 1 if match else 1
+    stem = short.removesuffix(PART_SUFFIX)
+    if match and match["rev"]:
+        stem = stem.rsplit(".r", 1)[0]
+    return f"{stem}.r{revision}{PART_SUFFIX}"
 
 
 def encode_part(lines: Iterable[bytes]) -> bytes:

@@ -9,9 +9,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from jobs.feedctl import db, feed, jobs, load, local
+from jobs.feedctl import archive, db, dlq, feed, jobs, load, local, quality
 
-NOUNS = (local, db, jobs, load, feed)
+NOUNS = (local, db, jobs, load, feed, archive, quality, dlq)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,120 @@
+"""feedctl archive — copy the event topics from Kafka into the object-storage archive.
+
+`run` archives continuously (the local stack runs it as a service) until SIGTERM/SIGINT;
+`drain` archives everything up to the topics' current end and exits; `status` shows the
+archiver group's committed offset and lag per partition. Objects land in
+gs://<archive bucket>/<archive prefix>/<topic>/dt=YYYY-MM-DD/hr=HH/ (feedline.archive.layout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from kafka.errors import KafkaError
+
+from feedline.settings import get_batch_settings
+
+DEFAULT_GROUP = "feedline-archiver"
+
+
+def register(nouns: Any) -> None:
+    """Add `archive` and its verbs."""
+    parser = nouns.add_parser("archive", help="archive the event topics to object storage",
+                              description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    run = verbs.add_parser("run", help="archive continuously until stopped")
+    drain = verbs.add_parser("drain", help="archive up to the topics' current end, then exit")
+    for verb in (run, drain):
+        verb.add_argument("--topic", action="append", dest="topics", metavar="TOPIC",
+                          help="topic to archive (repeatable; default: the three event topics)")
+        verb.add_argument("--group", default=DEFAULT_GROUP, help="Kafka consumer group")
+        verb.add_argument("--root", help="archive object prefix (default: settings)")
+        verb.add_argument("--max-records", type=int, default=20_000,
+                          help="flush a partition's buffer at this many records")
+        verb.add_argument("--max-bytes", type=int, default=4 * 1024 * 1024,
+                          help="flush a partition's buffer at this many bytes")
+        verb.add_argument("--max-age", type=float, default=30.0,
+                          help="flush a partition's buffer after this many seconds")
+    run.add_argument("--heartbeat-file", type=Path,
+                     help="file touched while the loop is alive (the local stack's health check)")
+    run.set_defaults(run=_run)
+    drain.add_argument("--timeout", type=float, default=600.0, help="seconds to catch up")
+    drain.set_defaults(run=_drain)
+    st = verbs.add_parser("status", help="committed offset and lag per partition; exit 1 if lag")
+    st.add_argument("--topic", action="append", dest="topics", metavar="TOPIC")
+    st.add_argument("--group", default=DEFAULT_GROUP, help="Kafka consumer group")
+    st.set_defaults(run=_status)
+
+
+def _archiver(args: argparse.Namespace, **extra: Any) -> Any:
+    from feedline.archive.archiver import Archiver
+
+    settings = get_batch_settings()
+    return Archiver(settings.kafka, settings.storage,
+                    topics=args.topics or list(settings.kafka.event_topics),
+                    root=args.root or settings.archive_prefix, group_id=args.group,
+                    max_records=args.max_records, max_bytes=args.max_bytes,
+                    max_age_s=args.max_age, **extra)
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
+def _run(args: argparse.Namespace) -> int:
+    _logging()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    beat = args.heartbeat_file
+    if beat is not None:
+        beat.parent.mkdir(parents=True, exist_ok=True)
+        beat.touch()
+    try:
+        _archiver(args, on_poll=(lambda: beat.touch()) if beat is not None else None).run(stop)
+    except KafkaError as err:
+        print(f"feedctl archive run: Kafka: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _drain(args: argparse.Namespace) -> int:
+    _logging()
+    started = time.monotonic()
+    try:
+        archived = _archiver(args).drain(args.timeout)
+    except (KafkaError, TimeoutError, RuntimeError) as err:
+        print(f"feedctl archive drain: {err}", file=sys.stderr)
+        return 1
+    took = time.monotonic() - started
+    print(f"archived {archived:,} records in {took:.1f}s ({archived / max(took, 1e-9):,.0f}/s)")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from feedline.archive.archiver import archive_lag
+
+    settings = get_batch_settings()
+    try:
+        rows = archive_lag(settings.kafka, args.topics or list(settings.kafka.event_topics),
+                           args.group)
+    except KafkaError as err:
+        print(f"feedctl archive status: Kafka: {err}", file=sys.stderr)
+        return 1
+    print(f"{'topic':<24} {'part':>4} {'committed':>12} {'end':>12} {'lag':>10}")
+    for row in rows:
+        committed = "-" if row.committed is None else str(row.committed)
+        print(f"{row.topic:<24} {row.partition:>4} {committed:>12} {row.end:>12} {row.lag:>10}")
+    total = sum(r.lag for r in rows)
+    print(f"group {args.group}: total lag {total:,}")
+    return 0 if total == 0 else 1
