@@ -9,9 +9,21 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from jobs.feedctl import archive, db, dlq, feed, jobs, load, local, quality
+from jobs.feedctl import (
+    archive,
+    backfill,
+    db,
+    dlq,
+    feed,
+    jobs,
+    load,
+    local,
+    quality,
+    rebuild,
+    verify,
+)
 
-NOUNS = (local, db, jobs, load, feed, archive, quality, dlq)
+NOUNS = (local, db, jobs, load, feed, archive, quality, dlq, rebuild, backfill, verify)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,6 +31,7 @@ from pipelines.batch.common import (
     quality_gate,
     rules_config,
     say,
+    shard_of,
 )
 from pipelines.batch.rebuild_timelines import open_stores
 
@@ -63,7 +64,9 @@ class DeriveCounters(beam.DoFn):
         shard, batches = element
         job = self.job
         events = parse_shard(batches, job["since"], job["until"])
-        groups = counter_groups(events)
+        # A follow event reaches the shards of both its users: each shard keeps its own keys.
+        groups = {k: v for k, v in counter_groups(events).items()
+                  if shard_of(k, job["shards"]) == shard}
         users = job["users"]
         if users is not None:
             groups = {k: v for k, v in groups.items()
@@ -123,13 +126,16 @@ def run(argv: Sequence[str] | None = None) -> int:
         f"keyspace {settings.cql.keyspace}, redis prefix {settings.redis.key_prefix}"
         + (f", {len(parsed.users):,} user(s)" if parsed.users is not None else "")
         + (" (dry run)" if args.dry_run else ""))
-    if not quality_gate(settings, list(settings.kafka.event_topics), args.since, args.until,
+    if args.no_gate:
+        say("quality gate skipped (--no-gate)")
+    elif not quality_gate(settings, list(settings.kafka.event_topics), args.since, args.until,
                         quarantine=args.quarantine):
         return 1
     gate_done = time.monotonic()
     parts = part_list(settings, ("uploads", "follows", "engagements"), args.since, args.until)
     say(f"{len(parts):,} archive part(s) to read")
     job = {"since": args.since, "until": args.until, "users": parsed.users,
+           "shards": args.shards,
            "dry_run": args.dry_run, "write_time_us": rebuild_write_time()}
     settings_json = settings.model_dump_json()
     pipeline = beam.Pipeline(options=pipeline_options(parsed.beam_args))

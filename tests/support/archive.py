@@ -14,8 +14,11 @@ from schemas.event_contracts import encode_event
 
 
 def write_archive(archive: Archive, kafka: KafkaSettings, produced: Iterable[ProducedEvent],
-                  extra: Iterable[tuple[str, bytes]] = ()) -> int:
-    """Archive events (plus raw ``(role, line)`` records in the first hour); returns parts."""
+                  extra: Iterable[tuple[str, bytes]] = (), *, part_lines: int = 50_000) -> int:
+    """Archive events (plus raw ``(role, line)`` records in the first hour); returns parts.
+
+    Parts hold at most ``part_lines`` records, as the archiver cuts them by size.
+    """
     groups: dict[Partition, list[bytes]] = {}
     first: Partition | None = None
     for item in produced:
@@ -26,7 +29,12 @@ def write_archive(archive: Archive, kafka: KafkaSettings, produced: Iterable[Pro
         assert first is not None
         topic = topic_for(kafka, role)
         groups.setdefault(Partition(topic, first.day, first.hour), []).append(line)
-    for n, (partition, lines) in enumerate(sorted(groups.items())):
-        archive.write_part(partition, part_name(0, n * 1_000_000, n * 1_000_000 + len(lines) - 1),
-                           lines)
-    return len(groups)
+    parts = 0
+    offset = 0
+    for partition, lines in sorted(groups.items()):
+        for start in range(0, len(lines), part_lines):
+            cut = lines[start:start + part_lines]
+            archive.write_part(partition, part_name(0, offset, offset + len(cut) - 1), cut)
+            offset += len(cut)
+            parts += 1
+    return parts
