@@ -9,7 +9,7 @@ FEEDCTL := $(VENV)/bin/feedctl
 STATE := .local
 STAMP := $(VENV)/.installed
 
-.PHONY: help deps system-deps venv jars run stop status test test-unit test-integration lint clean-state
+.PHONY: help deps system-deps venv jars run stop status test test-unit test-integration lint clean-state bench-rebuild
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -67,6 +67,9 @@ test-integration: deps ## integration and e2e tests on the real local stack
 
 test: deps lint ## lint, then every test; the fixtures start the stack if it is not up
 	$(VENV)/bin/pytest -q
+
+bench-rebuild: venv ## full rebuild of the standard workload from the archive (stack must be up)
+	$(PY) -m bench.rebuild
 
 clean-state: stop ## delete all local data and logs (keeps the fetched jars)
 	find $(STATE) -mindepth 1 -maxdepth 1 ! -name jars -exec rm -rf {} +

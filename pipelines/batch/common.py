@@ -181,6 +181,26 @@ def counter_route(role: str, record: dict[str, Any]) -> Iterator[str]:
         yield f"user:{record.get('author_id')}"
 
 
+Router = Callable[[str, dict[str, Any]], Iterator[str]]
+
+
+def route_records(role: str, lines: Sequence[bytes], shards: int,
+                  router: Router) -> dict[int, list[tuple[str, bytes]]]:
+    """Raw records grouped by the shard of each of their rules keys (a JSON decode only)."""
+    groups: dict[int, list[tuple[str, bytes]]] = {}
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            raise ValueError("a record is not a JSON object (the quality gate should have "
+                             "stopped the job; rerun with --quarantine)")
+        for key in router(role, record):
+            groups.setdefault(shard_of(key, shards), []).append((role, line))
+    return groups
+
+
 class ReadParts(beam.DoFn):
     """One archive part in, its raw records out, grouped by shard of their rules keys."""
 
@@ -197,24 +217,16 @@ class ReadParts(beam.DoFn):
 
         settings = BatchSettings.model_validate_json(self.settings_json)
         self.archive = Archive.open(settings.storage, settings.archive_prefix)
-        self.router: Callable[[str, dict[str, Any]], Iterator[str]] = (
-            fanout_route if self.route == "fanout" else counter_route)
+        self.router: Router = fanout_route if self.route == "fanout" else counter_route
 
     def process(self, part: tuple[str, str]) -> Iterator[tuple[int, list[tuple[str, bytes]]]]:
         """Download, decode, route."""
         role, object_name = part
-        groups: dict[int, list[tuple[str, bytes]]] = {}
         lines = self.archive.read_lines(object_name)
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                record = None
-            if not isinstance(record, dict):
-                raise ValueError(f"{object_name}: a record is not a JSON object (the quality "
-                                 "gate should have stopped the job; rerun with --quarantine)")
-            for key in self.router(role, record):
-                groups.setdefault(shard_of(key, self.shards), []).append((role, line))
+        try:
+            groups = route_records(role, lines, self.shards, self.router)
+        except ValueError as err:
+            raise ValueError(f"{object_name}: {err}") from None
         self.parts.inc()
         self.records.inc(len(lines))
         yield from groups.items()
