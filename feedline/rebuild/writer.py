@@ -86,7 +86,7 @@ class ImageWriter:
     """Writes rebuilt partitions and keys to one keyspace and one Redis prefix."""
 
     def __init__(self, session: Any, client: redis.Redis, keys: RedisKeys, *,
-                 timeline_cap: int, write_time_us: int, concurrency: int = 32,
+                 timeline_cap: int, write_time_us: int, concurrency: int = 64,
                  batch_rows: int = 100) -> None:
         self.session = session
         self.redis = client

@@ -145,6 +145,7 @@ class WriteTimelines(beam.DoFn):
         per_worker = self.job["rate"] / max(1, self.job["workers"]) if self.job["rate"] else None
         self.throttle = Throttle(per_worker)
         self.done: set[str] = set()
+        self.reported = 0
         path = self.job["checkpoint"]
         if path and os.path.exists(path):
             with open(path) as handle:
@@ -169,7 +170,7 @@ class WriteTimelines(beam.DoFn):
                 following.setdefault(reader, []).extend(edges)
         users = sorted(u for u in timelines if u not in self.done)
         written = 0
-        for chunk in chunks(users, 200):
+        for chunk in chunks(users, 500):
             if self.job["dry_run"]:
                 self._compare(chunk, timelines, followed)
                 continue
@@ -207,7 +208,11 @@ class WriteTimelines(beam.DoFn):
             if drift.drifted:
                 self.drifted.inc()
                 self.entries.inc(len(set(want) ^ set(cql[user])))
-                say(f"would change {user}: " + "; ".join(drift.problems))
+                self.reported += 1
+                if self.reported <= 20:
+                    say(f"would change {user}: " + "; ".join(drift.problems))
+                elif self.reported == 21:
+                    say("... (more changes counted in dry_run.timelines_that_would_change)")
 
 
 def build(pipeline: beam.Pipeline, parts: list[tuple[str, str]], settings_json: str,
