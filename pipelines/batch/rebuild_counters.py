@@ -98,8 +98,9 @@ class DeriveCounters(beam.DoFn):
             want = image.feed.user_counters.get(user, {})
             if cql[user] != want or cached[user] != want:
                 changed += 1
-                say(f"would change user counters of {user}: cql {cql[user]}, "
-                    f"redis {cached[user]}, recomputed {want}")
+                if changed <= 20:
+                    say(f"would change user counters of {user}: cql {cql[user]}, "
+                        f"redis {cached[user]}, recomputed {want}")
         pipe = self.writer.redis.pipeline(transaction=False)
         posts = sorted(image.counter_posts)
         for post in posts:
