@@ -3,8 +3,10 @@
 Every rebuilt CQL partition (a user's timeline, an author's followers, ...) is deleted at
 write time ``T`` and its rows inserted at ``T + 1`` in the same single-partition unlogged
 batch, so the result is exactly the image whatever the store held before and however
-often the rebuild runs. Redis keys are deleted and re-created in MULTI/EXEC pipelines, so
-a reader never sees a half-built timeline. Statements are prepared and run concurrently.
+often the rebuild runs. A Redis timeline is built under a scratch key and renamed over the
+live one, so a reader never sees a half-built timeline and no long transaction blocks
+reads; outboxes, post hashes and counters are replaced in MULTI/EXEC pipelines. CQL
+statements are prepared and run concurrently.
 """
 
 from __future__ import annotations
@@ -57,6 +59,21 @@ _CQL = {
 }
 _COUNTER_FIELD = {"followers": "user_followers", "following": "user_following",
                   "posts": "user_posts_count"}
+
+
+#: Suffix of the scratch key a Redis value is built under before it replaces the live key.
+SCRATCH = ":rebuilding"
+
+
+def _swap(pipe: Any, key: str, filled: bool) -> None:
+    """Put the scratch copy in place of ``key`` (one atomic RENAME), or delete ``key``.
+
+    Readers see the old value or the new one, and no long MULTI/EXEC holds Redis up.
+    """
+    if filled:
+        pipe.rename(f"{key}{SCRATCH}", key)
+    else:
+        pipe.delete(key)
 
 
 def rebuild_write_time() -> int:
@@ -133,15 +150,22 @@ class ImageWriter:
                     for ms, post, author in sorted(timelines.get(user, []), reverse=True)]
             statements.extend(self._partition("timeline_clear", user, "timeline_add", rows))
         self._run(statements)
-        pipe = self.redis.pipeline(transaction=True)
+        # Each key is built under a scratch name and renamed over the live one: readers see
+        # the old value or the new one, and no long MULTI/EXEC holds Redis up for them.
+        pipe = self.redis.pipeline(transaction=False)
         for user in users:
             entries = {post: ms for ms, post, _ in timelines.get(user, [])}
             cached = {p: entries[p] for p in newest(entries, self.cap)}
-            pipe.delete(self.keys.timeline(user), self.keys.followed_celebrities(user))
+            key = self.keys.timeline(user)
             if cached:
-                pipe.zadd(self.keys.timeline(user), cached)
+                pipe.delete(f"{key}{SCRATCH}")
+                pipe.zadd(f"{key}{SCRATCH}", cached)
+            _swap(pipe, key, bool(cached))
+            key = self.keys.followed_celebrities(user)
             if followed.get(user):
-                pipe.sadd(self.keys.followed_celebrities(user), *sorted(followed[user]))
+                pipe.delete(f"{key}{SCRATCH}")
+                pipe.sadd(f"{key}{SCRATCH}", *sorted(followed[user]))
+            _swap(pipe, key, bool(followed.get(user)))
         pipe.execute()
 
     def write_following(self, following: dict[str, list[tuple[str, int]]],
