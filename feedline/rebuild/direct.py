@@ -33,18 +33,21 @@ class ArchiveIndex:
     followees: dict[str, set[str]] = field(default_factory=dict)
     """follower -> everyone they followed or unfollowed in the window."""
     parts: int = 0
+    _parsed: dict[str, list[Any]] = field(default_factory=dict, repr=False)
+    """Events of a key, parsed once (a sample's users share followed authors)."""
 
     def users(self) -> set[str]:
         """Every user the window's uploads and follows mention."""
         return set(self.records) | set(self.followees)
 
     def _events(self, key: str, keep: Callable[[Any], bool] | None = None) -> list[Any]:
-        out = []
-        for role, line in self.records.get(key, []):
-            event = parse_event(role, line)
-            if in_window(event, self.since, self.until) and (keep is None or keep(event)):
-                out.append(event)
-        return out
+        parsed = self._parsed.get(key)
+        if parsed is None:
+            parsed = self._parsed[key] = [
+                event for event in (parse_event(role, line)
+                                    for role, line in self.records.get(key, []))
+                if in_window(event, self.since, self.until)]
+        return parsed if keep is None else [e for e in parsed if keep(e)]
 
     def recompute(self, users: Iterable[str], config: RulesConfig, *,
                   counters: bool = True) -> StoreImage:

@@ -39,6 +39,9 @@ def register(nouns: Any) -> None:
     parser.add_argument("--dry-run", action="store_true", help="report differences, write nothing")
     parser.add_argument("--quarantine", action="store_true",
                         help="let the quality gate move bad records aside")
+    parser.add_argument("--no-gate", action="store_true",
+                        help="skip the quality gate (it takes most of a one-user backfill); "
+                        "an invalid record among the ones read still stops the command")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file (default: under "
                         "the local state dir, named after the users and the target)")
     parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
@@ -70,11 +73,12 @@ def _backfill(args: argparse.Namespace) -> int:
         return 2
     if args.user:
         return backfill_one(args.user, since, until, dry_run=args.dry_run,
-                            quarantine=args.quarantine)
+                            quarantine=args.quarantine, gate=not args.no_gate)
     return _backfill_many(args)
 
 
-def backfill_one(user: str, since: Any, until: Any, *, dry_run: bool, quarantine: bool) -> int:
+def backfill_one(user: str, since: Any, until: Any, *, dry_run: bool, quarantine: bool,
+                 gate: bool = True) -> int:
     """One user's timeline, recomputed in-process and written (or compared)."""
     import redis
 
@@ -83,16 +87,24 @@ def backfill_one(user: str, since: Any, until: Any, *, dry_run: bool, quarantine
     from feedline.rebuild.writer import ImageWriter, rebuild_write_time
     from feedline.stores.cql import connect
     from pipelines.batch.common import quality_gate, rules_config, say
+    from schemas.event_contracts import InvalidEvent
     from schemas.redis_keys import RedisKeys
 
     settings = get_batch_settings()
     kafka = settings.kafka
-    if not quality_gate(settings, [kafka.uploads_topic, kafka.follows_topic], since, until,
-                        quarantine=quarantine):
+    if not gate:
+        say("quality gate skipped (--no-gate)")
+    elif not quality_gate(settings, [kafka.uploads_topic, kafka.follows_topic], since, until,
+                          quarantine=quarantine):
         return 1
     started = time.monotonic()
-    index = load_index(settings, since, until, progress=say)
-    image = index.recompute([user], rules_config(settings), counters=False)
+    try:
+        index = load_index(settings, since, until, progress=say)
+        image = index.recompute([user], rules_config(settings), counters=False)
+    except (InvalidEvent, ValueError, KeyError) as err:
+        say(f"feedctl backfill: the archive holds a bad record ({err}); run the quality gate "
+            "(`feedctl rebuild timelines --quarantine --dry-run`) first")
+        return 1
     rows = image.timeline_rows(user)
     followed = set(image.feed.followed_celebrities.get(user, set()))
     say(f"{user}: {len(rows):,} timeline entries recomputed from "
@@ -161,6 +173,8 @@ def _backfill_many(args: argparse.Namespace) -> int:
         argv.append("--dry-run")
     if args.quarantine:
         argv.append("--quarantine")
+    if args.no_gate:
+        argv.append("--no-gate")
     code = rebuild_timelines.run(argv)
     if code == 0 and not args.dry_run:
         checkpoint.unlink(missing_ok=True)
