@@ -38,7 +38,7 @@ from feedline.rules.effects import (
     TimelineAdd,
 )
 from feedline.rules.fanout import AuthorState, RulesConfig
-from feedline.rules.memory import FeedState, newest
+from feedline.rules.memory import FeedState
 
 #: Marks the ``deleted_at`` cell of a retracted post: streaming writes its wall clock there,
 #: so the writer puts the rebuild's own clock in its place.
@@ -99,11 +99,6 @@ class StoreImage:
                 for post, ms in entries.items()]
         rows.sort(reverse=True)
         return rows
-
-    def cached_timeline(self, user_id: str) -> dict[str, int]:
-        """The Redis timeline: newest ``timeline_cap`` entries, post_id -> created_ms."""
-        entries = self.feed.timelines.get(user_id, {})
-        return {p: entries[p] for p in newest(entries, self.config.timeline_cap)}
 
     def cached_outbox(self, author_id: str) -> dict[str, int]:
         """The Redis outbox of an author (empty unless a celebrity with live posts)."""

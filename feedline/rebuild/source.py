@@ -7,13 +7,12 @@ the runner is paid per part, not per event.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from feedline.archive.store import Archive
-from schemas.event_contracts import parse_event
 
 
 @dataclass(frozen=True)
@@ -40,16 +39,3 @@ def in_window(event: Any, since: datetime | None, until: datetime | None) -> boo
         return True
     moment = event.event_time_dt
     return (since is None or moment >= since) and (until is None or moment < until)
-
-
-def part_events(archive: Archive, part: PartRef, since: datetime | None,
-                until: datetime | None) -> Iterator[Any]:
-    """The valid events of one part inside the window (duplicates kept: keys drop them).
-
-    Raises ``InvalidEvent`` on a broken record; the quality gate runs first and stops the
-    job (or quarantines the record) before a worker meets one.
-    """
-    for line in archive.read_lines(part.object_name):
-        event = parse_event(part.role, line)
-        if in_window(event, since, until):
-            yield event

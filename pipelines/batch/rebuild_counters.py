@@ -21,6 +21,7 @@ from typing import Any
 import apache_beam as beam
 
 from pipelines.batch.common import (
+    JobArgs,
     ReadParts,
     job_parser,
     parse_job_args,
@@ -114,10 +115,31 @@ class DeriveCounters(beam.DoFn):
         return changed
 
 
-def run(argv: Sequence[str] | None = None) -> int:
-    """Parse flags, run the gate, run the pipeline; returns the exit code."""
+def job_settings(parsed: JobArgs) -> dict[str, Any]:
+    """The plain values every DoFn of the job needs."""
     from feedline.rebuild.writer import rebuild_write_time
 
+    args = parsed.args
+    return {"since": args.since, "until": args.until, "users": parsed.users,
+            "shards": args.shards, "dry_run": args.dry_run,
+            "write_time_us": rebuild_write_time()}
+
+
+def build(pipeline: beam.Pipeline, parts: list[tuple[str, str]], settings_json: str,
+          job: dict[str, Any], label: str = "") -> Any:
+    """The graph: read, derive and write per counter shard."""
+    return (
+        pipeline
+        | f"{label}ListedParts" >> beam.Create(parts)
+        | f"{label}SpreadParts" >> beam.Reshuffle()
+        | f"{label}ReadParts" >> beam.ParDo(ReadParts(settings_json, job["shards"], "counters"))
+        | f"{label}GroupByCounterShard" >> beam.GroupByKey()
+        | f"{label}DeriveCounters" >> beam.ParDo(DeriveCounters(settings_json, job))
+    )
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse flags, run the gate, run the pipeline; returns the exit code."""
     parser = job_parser("rebuild_counters", __doc__)
     parsed = parse_job_args(parser, argv)
     settings, args = parsed.settings, parsed.args
@@ -135,19 +157,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     gate_done = time.monotonic()
     parts = part_list(settings, ("uploads", "follows", "engagements"), args.since, args.until)
     say(f"{len(parts):,} archive part(s) to read")
-    job = {"since": args.since, "until": args.until, "users": parsed.users,
-           "shards": args.shards,
-           "dry_run": args.dry_run, "write_time_us": rebuild_write_time()}
-    settings_json = settings.model_dump_json()
     pipeline = beam.Pipeline(options=pipeline_options(parsed.beam_args))
-    _ = (
-        pipeline
-        | "ListedParts" >> beam.Create(parts)
-        | "SpreadParts" >> beam.Reshuffle()
-        | "ReadParts" >> beam.ParDo(ReadParts(settings_json, args.shards, "counters"))
-        | "GroupByCounterShard" >> beam.GroupByKey()
-        | "DeriveCounters" >> beam.ParDo(DeriveCounters(settings_json, job))
-    )
+    build(pipeline, parts, settings.model_dump_json(), job_settings(parsed))
     result = pipeline.run()
     result.wait_until_finish()
     finished = time.monotonic()

@@ -216,19 +216,24 @@ class WriteTimelines(beam.DoFn):
 
 
 def build(pipeline: beam.Pipeline, parts: list[tuple[str, str]], settings_json: str,
-          job: dict[str, Any]) -> Any:
-    """The graph: read, derive per author, write per reader."""
+          job: dict[str, Any], label: str = "") -> Any:
+    """The graph: read, derive per author, write per reader (``label`` prefixes steps)."""
     shards = job["shards"]
     return (
         pipeline
-        | "ListedParts" >> beam.Create(parts)
-        | "SpreadParts" >> beam.Reshuffle()
-        | "ReadParts" >> beam.ParDo(ReadParts(settings_json, shards, "fanout"))
-        | "GroupByAuthorShard" >> beam.GroupByKey()
-        | "DeriveAuthors" >> beam.ParDo(DeriveAuthors(settings_json, job))
-        | "GroupByReaderShard" >> beam.GroupByKey()
-        | "WriteTimelines" >> beam.ParDo(WriteTimelines(settings_json, job))
+        | f"{label}ListedParts" >> beam.Create(parts)
+        | f"{label}SpreadParts" >> beam.Reshuffle()
+        | f"{label}ReadParts" >> beam.ParDo(ReadParts(settings_json, shards, "fanout"))
+        | f"{label}GroupByAuthorShard" >> beam.GroupByKey()
+        | f"{label}DeriveAuthors" >> beam.ParDo(DeriveAuthors(settings_json, job))
+        | f"{label}GroupByReaderShard" >> beam.GroupByKey()
+        | f"{label}WriteTimelines" >> beam.ParDo(WriteTimelines(settings_json, job))
     )
+
+
+def worker_count(options: Any) -> int:
+    """How many worker processes share the writes (for the per-worker rate)."""
+    return int(options.get_all_options().get("direct_num_workers") or 1)
 
 
 def job_settings(parsed: JobArgs, *, workers: int) -> dict[str, Any]:
@@ -240,9 +245,9 @@ def job_settings(parsed: JobArgs, *, workers: int) -> dict[str, Any]:
     until: datetime | None = args.until
     return {
         "since": since, "until": until, "users": parsed.users, "dry_run": args.dry_run,
-        "all_tables": args.all_tables, "shards": args.shards, "rate": args.rate,
-        "checkpoint": args.checkpoint, "workers": workers,
-        "write_time_us": rebuild_write_time(),
+        "all_tables": getattr(args, "all_tables", False), "shards": args.shards,
+        "rate": getattr(args, "rate", None), "checkpoint": getattr(args, "checkpoint", None),
+        "workers": workers, "write_time_us": rebuild_write_time(),
     }
 
 
@@ -274,8 +279,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     parts = part_list(settings, ("uploads", "follows"), args.since, args.until)
     say(f"{len(parts):,} archive part(s) to read")
     options = pipeline_options(parsed.beam_args)
-    workers = options.get_all_options().get("direct_num_workers") or 1
-    job = job_settings(parsed, workers=workers)
+    job = job_settings(parsed, workers=worker_count(options))
     pipeline = beam.Pipeline(options=options)
     build(pipeline, parts, settings.model_dump_json(), job)
     result = pipeline.run()
