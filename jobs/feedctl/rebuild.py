@@ -6,8 +6,9 @@
 
 `all` runs the quality gate once over every event topic, then the timelines job and the
 counters job: after Redis and the timeline and counter tables were wiped, it puts back
-exactly what streaming had built. Every other flag is the jobs' own (see `python -m pipelines.batch.rebuild_timelines --help`); unknown flags are
-Beam pipeline options (`--runner=DataflowRunner --project P --region R`).
+exactly what streaming had built. Every other flag is the jobs' own (see
+`python -m pipelines.batch.rebuild_timelines --help`); unknown flags are Beam pipeline
+options (`--runner=DataflowRunner --project P --region R`).
 Exit codes: 0 done, 1 the quality gate or a job failed, 2 usage error.
 """
 
