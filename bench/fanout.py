@@ -115,7 +115,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     stack = get_stack_settings()
-    if not all(s.healthy for s in local_stack.status(stack)):
+    if not all(s.healthy for s in local_stack.status(stack) if s.essential):
         raise SystemExit("the local stack is not healthy: run `make run` or `feedctl local up`")
     spec = WorkloadSpec(users=args.users, posts=args.posts, mean_followers=args.mean_followers,
                         max_followers=args.max_followers, likes_per_post=0, comments_per_post=0,

@@ -110,7 +110,7 @@ def inspect_dlq(kafka: KafkaSettings, topic: str, *, samples: int = 5,
                 group_id: str = REPLAY_GROUP) -> Inspection:
     """Count the dead letters of ``topic`` by reason; sample the pending ones."""
     dlq = kafka.dlq_topic(topic)
-    consumer = _consumer(kafka, None)
+    consumer = _consumer(kafka, None, isolation_level="read_committed")
     committed_by = _consumer(kafka, group_id)
     try:
         tps = _partitions(consumer, dlq)

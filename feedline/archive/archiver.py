@@ -42,6 +42,12 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import (
+    CommitFailedError,
+    IllegalGenerationError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
 from kafka.structs import OffsetAndMetadata
 
 from feedline.archive.layout import Partition, part_name, partition_of
@@ -50,6 +56,9 @@ from feedline.settings import KafkaSettings, StorageSettings
 
 log = logging.getLogger("feedline.archiver")
 
+#: Commit errors meaning "not (or no longer) a member of the group's current generation".
+_REFUSED = (CommitFailedError, UnknownMemberIdError, IllegalGenerationError,
+            RebalanceInProgressError)
 #: The JSON key of the envelope holding a record whose bytes are not one JSONL line.
 RAW_ENVELOPE_KEY = "_archived_raw_b64"
 
@@ -149,7 +158,6 @@ class Archiver:
         self.archived = 0
         """Records written so far by this instance."""
         self._buffers: dict[TopicPartition, _Buffer] = {}
-        self._consumer: KafkaConsumer | None = None
 
     # --- the consumer ----------------------------------------------------------------------
 
@@ -164,6 +172,8 @@ class Archiver:
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             consumer_timeout_ms=float("inf"),
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
         )
 
     def _partitions(self, consumer: KafkaConsumer) -> list[TopicPartition]:
@@ -205,20 +215,25 @@ class Archiver:
         )
 
     def _write(self, tp: TopicPartition, buffer: _Buffer) -> WrittenBatch:
-        """Write a buffer as one part per event-time hour (nothing committed yet)."""
-        groups: dict[Partition, list[tuple[int, bytes]]] = {}
-        for offset, timestamp_ms, value in buffer.records:
-            partition = event_hour(tp.topic, value, timestamp_ms)
-            line = archive_line(value, tp.topic, tp.partition, offset, timestamp_ms)
-            groups.setdefault(partition, []).append((offset, line))
+        """Write a buffer, ``max_records`` at a time, one part per event-time hour.
+
+        Nothing is committed here.
+        """
         objects = []
-        for partition, rows in sorted(groups.items()):
-            name = part_name(tp.partition, rows[0][0], rows[-1][0])
-            objects.append(self.archive.write_part(partition, name, (line for _, line in rows)))
+        for start in range(0, len(buffer.records), self.max_records):
+            groups: dict[Partition, list[tuple[int, bytes]]] = {}
+            for offset, timestamp_ms, value in buffer.records[start:start + self.max_records]:
+                partition = event_hour(tp.topic, value, timestamp_ms)
+                line = archive_line(value, tp.topic, tp.partition, offset, timestamp_ms)
+                groups.setdefault(partition, []).append((offset, line))
+            for partition, rows in sorted(groups.items()):
+                name = part_name(tp.partition, rows[0][0], rows[-1][0])
+                objects.append(self.archive.write_part(partition, name, (li for _, li in rows)))
         return WrittenBatch(tp.topic, tp.partition, buffer.records[0][0],
                             buffer.records[-1][0], tuple(objects))
 
-    def _flush(self, consumer: KafkaConsumer, tps: Iterable[TopicPartition]) -> int:
+    def _flush(self, consumer: KafkaConsumer, tps: Iterable[TopicPartition],
+               retry_until: float | None = None) -> int:
         """Write then commit the given partitions' buffers; returns records archived."""
         commits: dict[TopicPartition, OffsetAndMetadata] = {}
         written = 0
@@ -236,9 +251,29 @@ class Archiver:
                      len(buffer.records), len(batch.objects))
             self._buffers[tp] = _Buffer()
         if commits:
-            consumer.commit(commits)
+            self._commit(consumer, commits, retry_until)
         self.archived += written
         return written
+
+    @staticmethod
+    def _commit(consumer: KafkaConsumer, commits: dict[TopicPartition, OffsetAndMetadata],
+                retry_until: float | None) -> None:
+        """Commit; a standalone (``drain``) commit waits for a dead member's session to end.
+
+        A group that still lists a member (a killed archiver, until its session times out)
+        refuses commits from outside the group; the objects are written already, so waiting
+        is safe.
+        """
+        while True:
+            try:
+                consumer.commit(commits)
+                return
+            except _REFUSED as refused:
+                if retry_until is None or time.monotonic() > retry_until:
+                    raise
+                log.info("offset commit refused (%s); the group has a member, retrying",
+                         type(refused).__name__)
+                time.sleep(1.0)
 
     # --- entry points ----------------------------------------------------------------------
 
@@ -248,6 +283,10 @@ class Archiver:
         Reads with manual assignment of every partition (no group membership), starting at
         the group's committed offsets, writes and commits. Raises ``TimeoutError`` if the
         end offsets are not reached in ``timeout_s`` (what was written is committed).
+
+        Use a group no running archiver belongs to (the service holds ``feedline-archiver``):
+        the broker refuses commits from outside a group that has live members, and ``drain``
+        waits for them to leave (a killed member leaves after its 10 s session timeout).
         """
         consumer = self._open()
         deadline = time.monotonic() + timeout_s
@@ -259,7 +298,7 @@ class Archiver:
             pending = {tp for tp in tps if consumer.position(tp) < targets[tp]}
             while pending:
                 if time.monotonic() > deadline:
-                    archived += self._flush(consumer, tps)
+                    archived += self._flush(consumer, tps, deadline + 30)
                     raise TimeoutError(
                         f"archiver drain: {len(pending)} partition(s) not caught up "
                         f"after {timeout_s:.0f}s ({archived} records archived)")
@@ -268,44 +307,80 @@ class Archiver:
                     self._add(tp, (r for r in records if r.offset < targets[tp]))
                 now = time.monotonic()
                 archived += self._flush(
-                    consumer, [tp for tp, b in self._buffers.items() if self._due(b, now)])
+                    consumer, [tp for tp, b in self._buffers.items() if self._due(b, now)],
+                    deadline)
                 pending = {tp for tp in pending if consumer.position(tp) < targets[tp]}
-            archived += self._flush(consumer, tps)
+            archived += self._flush(consumer, tps, deadline)
         finally:
             self._buffers.clear()
             consumer.close(autocommit=False)
         return archived
 
+    def _resync(self, consumer: KafkaConsumer, tps: Iterable[TopicPartition]) -> None:
+        """Forget unwritten buffers and rewind to the committed offsets.
+
+        After a rebalance or a refused commit the fetch position may be past records that
+        were buffered but never written; rewinding re-reads them (at-least-once).
+        """
+        assigned = consumer.assignment()
+        for tp in tps:
+            self._buffers.pop(tp, None)
+            if tp in assigned:
+                committed = consumer.committed(tp)
+                if committed is None:
+                    consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, committed)
+
     def run(self, stop: threading.Event, *, report_every_s: float = 60.0) -> int:
         """Archive continuously as a group member until ``stop`` is set; returns records.
 
-        Buffers are flushed when due, when partitions are revoked in a rebalance, and on
-        stop; a crash loses only uncommitted work, which the next run re-archives.
+        Buffers are flushed when due and on stop. After a rebalance the affected partitions
+        drop their unwritten buffers and rewind to the committed offsets; a crash loses
+        only uncommitted work. Either way it is re-archived from the committed offsets.
         """
         consumer = self._open()
-        archiver = self
+        changed: set[TopicPartition] = set()
+        lock = threading.Lock()
 
-        class _FlushOnRevoke(ConsumerRebalanceListener):
+        class _MarkOnRebalance(ConsumerRebalanceListener):
+            # kafka-python runs listeners on its IO thread, where nothing may block (no
+            # commit, no committed-offset lookup): mark the partitions, the loop resyncs them.
             def on_partitions_revoked(self, revoked: Any) -> None:
-                archiver._flush(consumer, revoked)
-                for tp in revoked:
-                    archiver._buffers.pop(tp, None)
+                with lock:
+                    changed.update(revoked)
+                log.info("revoked %s", sorted((tp.topic, tp.partition) for tp in revoked))
 
             def on_partitions_assigned(self, assigned: Any) -> None:
+                with lock:
+                    changed.update(assigned)
                 log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
 
         started = time.monotonic()
         next_report = started + report_every_s
         try:
             self._wait_for_topics(consumer, stop)
-            consumer.subscribe(list(self.topics), listener=_FlushOnRevoke())
+            consumer.subscribe(list(self.topics), listener=_MarkOnRebalance())
             log.info("archiver started: group %s, topics %s", self.group_id, self.topics)
             while not stop.is_set():
                 batches = consumer.poll(timeout_ms=500)
+                with lock:
+                    moved = set(changed)
+                    changed.clear()
+                if moved:
+                    self._resync(consumer, moved)
                 for tp, records in batches.items():
-                    self._add(tp, records)
+                    if tp not in moved:  # a resynced partition re-reads these records
+                        self._add(tp, records)
                 now = time.monotonic()
-                self._flush(consumer, [tp for tp, b in self._buffers.items() if self._due(b, now)])
+                try:
+                    self._flush(consumer,
+                                [tp for tp, b in self._buffers.items() if self._due(b, now)])
+                except _REFUSED as lost:
+                    # Out of the group (a rebalance while writing): the objects are written;
+                    # rewind to what is committed and let the rejoin decide who archives it.
+                    log.warning("commit refused, rewinding to committed offsets: %s", lost)
+                    self._resync(consumer, list(self._buffers) + list(consumer.assignment()))
                 if self.on_poll is not None:
                     self.on_poll()
                 if now >= next_report:
@@ -318,36 +393,3 @@ class Archiver:
             consumer.close(autocommit=False)
         log.info("archiver stopped: %d records archived", self.archived)
         return self.archived
-
-
-@dataclass(frozen=True)
-class PartitionLag:
-    """Archive progress of one Kafka partition."""
-
-    topic: str
-    partition: int
-    committed: int | None
-    end: int
-
-    @property
-    def lag(self) -> int:
-        """Records not yet archived (all of them when nothing was committed)."""
-        return max(0, self.end - (self.committed or 0))
-
-
-def archive_lag(kafka: KafkaSettings, topics: Sequence[str],
-                group_id: str = "feedline-archiver") -> list[PartitionLag]:
-    """Committed offset, end offset and lag of every partition of ``topics``."""
-    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, group_id=group_id,
-                             enable_auto_commit=False, client_id=f"{group_id}-status")
-    try:
-        tps = [TopicPartition(t, p) for t in topics
-               for p in sorted(consumer.partitions_for_topic(t) or ())]
-        ends = consumer.end_offsets(tps)
-        rows = []
-        for tp in tps:
-            committed = consumer.committed(tp)
-            rows.append(PartitionLag(tp.topic, tp.partition, committed, ends[tp]))
-        return rows
-    finally:
-        consumer.close(autocommit=False)

@@ -102,7 +102,7 @@ def _drain(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from feedline.archive.archiver import archive_lag
+    from feedline.archive.lag import archive_lag
 
     settings = get_batch_settings()
     try:

@@ -27,6 +27,8 @@ class Service(ABC):
 
     name: str = ""
     """Short name, also the folder name under the state directory."""
+    essential: bool = True
+    """False for helpers (the archiver) that tests and the serving path do not need."""
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings

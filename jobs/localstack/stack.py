@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from feedline.settings import REPO_ROOT, StackSettings
+from jobs.localstack.archiver import ArchiverService
 from jobs.localstack.base import Service
 from jobs.localstack.cassandra import CassandraService
 from jobs.localstack.flink import FlinkJobManagerService, FlinkTaskManagerService
@@ -28,6 +29,7 @@ def services(settings: StackSettings) -> list[Service]:
         GcsEmulatorService(settings),
         FlinkJobManagerService(settings),
         FlinkTaskManagerService(settings),
+        ArchiverService(settings),  # last: it waits for the topics and bucket
     ]
 
 
@@ -63,6 +65,7 @@ class ServiceStatus:
     pid: int | None
     healthy: bool
     endpoint: str
+    essential: bool = True
 
     def line(self) -> str:
         """One aligned line for the terminal."""
@@ -76,7 +79,7 @@ def status(settings: StackSettings) -> list[ServiceStatus]:
     out = []
     for svc in services(settings):
         pid = svc.process.pid()
-        out.append(ServiceStatus(svc.name, pid, svc.healthy(), svc.endpoint()))
+        out.append(ServiceStatus(svc.name, pid, svc.healthy(), svc.endpoint(), svc.essential))
     return out
 
 

@@ -66,7 +66,7 @@ def event_time_ms(value: Any) -> int | None:
     return epoch_ms(moment) if moment.utcoffset() is not None else None
 
 
-@dataclass
+@dataclass(slots=True)
 class Source:
     """Where one validated row came from."""
 
@@ -88,40 +88,49 @@ class RecordFrames:
     exact_duplicates: dict[Partition, int] = field(default_factory=dict)
 
 
-def _columns(records: list[dict[str, Any]], props: set[str], arrays: set[str],
-             allowed_by_row: list[set[str] | None]) -> dict[str, list[Any]]:
-    """Property values, their JSON types and the unknown-field lists, column by column."""
-    n = len(records)
-    values: dict[str, list[Any]] = {p: [None] * n for p in props}
-    types: dict[str, list[str]] = {p: [MISSING] * n for p in props}
-    lengths: dict[str, list[int | None]] = {p: [None] * n for p in arrays}
-    unknown = [""] * n
-    for i, record in enumerate(records):
-        allowed = allowed_by_row[i]
+class _Columns:
+    """Property values, their JSON types and unknown-field lists, filled record by record."""
+
+    def __init__(self, props: set[str], arrays: set[str]) -> None:
+        self.values: dict[str, list[Any]] = {p: [] for p in props}
+        self.types: dict[str, list[str]] = {p: [] for p in props}
+        self.lengths: dict[str, list[int | None]] = {p: [] for p in arrays}
+        self.unknown: list[str] = []
+
+    def add(self, record: dict[str, Any], allowed: set[str] | None) -> None:
+        """Append one record (``allowed``: its schema's properties, None when unknown)."""
+        for values in self.values.values():
+            values.append(None)
+        for kinds in self.types.values():
+            kinds.append(MISSING)
+        for lengths in self.lengths.values():
+            lengths.append(None)
         extra: list[str] = []
         for key, value in record.items():
-            column = values.get(key)
+            column = self.values.get(key)
             if column is None or (allowed is not None and key not in allowed):
                 extra.append(key)
                 if column is None:
                     continue
             kind = _JSON_TYPES.get(type(value), "unknown")
-            types[key][i] = kind
+            self.types[key][-1] = kind
             if kind in ("array", "object"):
-                if key in arrays and kind == "array":
-                    lengths[key][i] = len(value)
-                    column[i] = value
+                if key in self.lengths and kind == "array":
+                    self.lengths[key][-1] = len(value)
+                    column[-1] = value
                 else:
-                    column[i] = json.dumps(value, sort_keys=True)
+                    column[-1] = json.dumps(value, sort_keys=True)
             else:
-                column[i] = value
-        if extra:
-            unknown[i] = ",".join(sorted(extra))
-    out: dict[str, list[Any]] = dict(values)
-    out.update({type_column(p): t for p, t in types.items()})
-    out.update({length_column(p): v for p, v in lengths.items()})
-    out[UNKNOWN] = unknown
-    return out
+                column[-1] = value
+        self.unknown.append(",".join(sorted(extra)))
+
+    def as_dict(self) -> dict[str, list[Any]]:
+        """Column name -> values."""
+        out: dict[str, list[Any]] = dict(self.values)
+        out.update({type_column(p): t for p, t in self.types.items()})
+        out.update({length_column(p): v for p, v in self.lengths.items()})
+        out[UNKNOWN] = self.unknown
+        return out
 
 
 def _schemas_of(role: str) -> dict[str, dict[str, Any]]:
@@ -140,18 +149,18 @@ def build_frames(role: str, rows: Iterable[tuple[Partition, str, bytes]]) -> Rec
     for schema in schemas.values():
         arrays.update(object_arrays(schema))
 
-    seen: set[tuple[Partition, bytes]] = set()
+    seen: dict[Partition, set[bytes]] = {}
     duplicates: dict[Partition, int] = {}
     sources: list[Source] = []
-    records: list[dict[str, Any]] = []
     kinds: list[str] = []
     schema_keys: list[str] = []
-    allowed_by_row: list[set[str] | None] = []
+    builder = _Columns(props, set(arrays))
     for partition, object_name, line in rows:
-        if (partition, line) in seen:
+        lines = seen.setdefault(partition, set())
+        if line in lines:
             duplicates[partition] = duplicates.get(partition, 0) + 1
             continue
-        seen.add((partition, line))
+        lines.add(line)
         sources.append(Source(partition, object_name, line))
         try:
             record = json.loads(line)
@@ -163,13 +172,12 @@ def build_frames(role: str, rows: Iterable[tuple[Partition, str, bytes]]) -> Rec
         if kind != "object":
             record = {}
         key = f"{record.get('event_type')}.v{record.get('schema_version')!r}" if record else ""
-        records.append(record)
+        builder.add(record, allowed.get(key))
         kinds.append(kind)
         schema_keys.append(key)
-        allowed_by_row.append(allowed.get(key))
-
-    columns = _columns(records, props, set(arrays), allowed_by_row)
-    del records, allowed_by_row
+    del seen
+    columns = builder.as_dict()
+    del builder
     columns[ROW] = list(range(len(kinds)))
     columns[KIND] = kinds
     columns[SCHEMA] = schema_keys
@@ -210,7 +218,10 @@ def _child_frame(frame: pd.DataFrame, name: str, items: dict[str, Any]) -> pd.Da
             is_object = isinstance(item, dict)
             records.append(item if is_object else {})
             kinds.append("object" if is_object else json_type(item))
-    columns = _columns(records, props, set(), [props] * len(records))
+    builder = _Columns(props, set())
+    for record in records:
+        builder.add(record, props)
+    columns = builder.as_dict()
     columns[PARENT] = parents
     columns[ROW] = list(range(len(records)))
     columns[KIND] = kinds

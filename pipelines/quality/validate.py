@@ -87,7 +87,7 @@ class SuiteRunner:
             safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{label}.{spec.name}")
             path = self.results_dir / "validations" / f"{self._written:04d}-{safe}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(result.describe_dict(), indent=1, default=str))
+            path.write_text(json.dumps(result.to_json_dict(), indent=1, default=str))
         return result
 
     def finish(self) -> None:

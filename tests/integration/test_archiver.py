@@ -1,0 +1,175 @@
+"""The archiver on the real stack: Kafka -> object storage, crash between write and commit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+
+import pytest
+from kafka import KafkaProducer
+
+from feedline.archive.archiver import RAW_ENVELOPE_KEY, Archiver
+from feedline.archive.lag import archive_lag
+from feedline.archive.store import Archive
+from feedline.settings import KafkaSettings, StackSettings
+from feedline.workload import Workload, WorkloadSpec
+from jobs.load import produce
+
+SPEC = WorkloadSpec(users=120, posts=60, mean_followers=6, max_followers=30, seed=7)
+GARBAGE = [b"not json at all", b"", b'{"event_type": "follow",\n "oops": 1}', b"[1, 2]"]
+
+
+class Crash(RuntimeError):
+    """Raised by the test hook between writing objects and committing offsets."""
+
+
+def _kafka(stack: StackSettings, topic_factory) -> KafkaSettings:
+    return KafkaSettings(
+        bootstrap_servers=stack.kafka.bootstrap_servers,
+        uploads_topic=topic_factory(2), follows_topic=topic_factory(2),
+        engagements_topic=topic_factory(2), partitions=2)
+
+
+def _produce_all(kafka: KafkaSettings, part: slice = slice(None)) -> Counter[str]:
+    """The workload (a slice of it) plus garbage on the follows topic; returns event ids."""
+    events = list(Workload(SPEC).events())[part]
+    produce(kafka, events)
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    for value in GARBAGE:
+        producer.send(kafka.follows_topic, value=value, key=b"garbage")
+    producer.flush()
+    producer.close()
+    return Counter(e.event.event_id for e in events)
+
+
+def _archived(archive: Archive, kafka: KafkaSettings) -> tuple[Counter[str], list[bytes]]:
+    """Event ids after de-dup (counted) and the lines that are not events."""
+    ids: Counter[str] = Counter()
+    other: list[bytes] = []
+    for topic in kafka.event_topics:
+        for partition in archive.partitions(topic):
+            for record in archive.partition_records(partition):
+                if "event_id" in record:
+                    ids[record["event_id"]] += 1
+            other.extend(line for _, line in archive.partition_lines(partition)
+                         if b'"event_id"' not in line)
+    return ids, other
+
+
+def test_crash_after_write_before_commit_loses_nothing(stack, topic_factory, object_prefix):
+    kafka = _kafka(stack, topic_factory)
+    produced = _produce_all(kafka)
+    total = sum(produced.values()) + len(GARBAGE)
+    root = f"{object_prefix}events"
+    group = f"archiver-{object_prefix.strip('/')}"
+    written: list[int] = []
+
+    def crash_on_third(batch) -> None:
+        written.append(batch.last_offset - batch.first_offset + 1)
+        if len(written) == 3:
+            raise Crash("killed after writing, before committing")
+
+    first = Archiver(kafka, stack.storage, topics=kafka.event_topics, root=root,
+                     group_id=group, max_records=200, on_written=crash_on_third)
+    with pytest.raises(Crash):
+        first.drain(timeout_s=120)
+    lag = sum(row.lag for row in archive_lag(kafka, kafka.event_topics, group))
+    assert lag > 0, "the crashed batch must not be committed"
+
+    second = Archiver(kafka, stack.storage, topics=kafka.event_topics, root=root,
+                      group_id=group, max_records=150)  # cut batches differently: duplicates
+    archived = second.drain(timeout_s=120)
+    assert archived == lag, "the restart archives exactly what was not committed"
+    assert sum(row.lag for row in archive_lag(kafka, kafka.event_topics, group)) == 0
+
+    archive = Archive.open(stack.storage, root)
+    ids, other = _archived(archive, kafka)
+    assert ids == Counter(set(produced)), "every event exactly once after de-dup"
+    raw = sum(1 for t in kafka.event_topics for p in archive.partitions(t)
+              for _ in archive.partition_lines(p))
+    assert raw > total, "the crashed batch was written twice (and de-duplicated)"
+    # Garbage is archived, not lost: non-JSON as is, an empty value as an envelope, a
+    # multi-line object compacted onto one line.
+    assert b"not json at all" in other and b"[1, 2]" in other
+    assert any(RAW_ENVELOPE_KEY.encode() in line and b'"tombstone":false' in line
+               for line in other)
+    assert json.dumps({"event_type": "follow", "oops": 1},
+                      separators=(",", ":")).encode() in other
+    # A later drain with nothing new writes nothing.
+    assert second.drain(timeout_s=30) == 0
+
+
+def test_killed_archiver_process_resumes_from_committed_offsets(stack, topic_factory,
+                                                                object_prefix):
+    kafka = _kafka(stack, topic_factory)
+    produced = _produce_all(kafka, slice(0, 600))
+    root = f"{object_prefix}events"
+    group = f"archiver-{object_prefix.strip('/')}"
+    archive = Archive.open(stack.storage, root)
+    env = dict(os.environ, FEEDLINE_KAFKA__BOOTSTRAP_SERVERS=kafka.bootstrap_servers)
+    argv = [sys.executable, "-m", "jobs.feedctl.main", "archive", "run", "--root", root,
+            "--group", group, "--max-records", "100", "--max-age", "0.5"]
+    for topic in kafka.event_topics:
+        argv += ["--topic", topic]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            names = list(archive.bucket.list_blobs(prefix=root))
+            if len(names) >= 3:
+                break
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            time.sleep(0.2)
+        else:
+            pytest.fail("the archiver wrote nothing")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # no chance to flush or commit
+        proc.wait(timeout=30)
+    later = _produce_all(kafka, slice(600, None))  # produced while the archiver was down
+    produced.update(later)
+    resumed = Archiver(kafka, stack.storage, topics=kafka.event_topics, root=root,
+                       group_id=group, max_records=1000)
+    assert resumed.drain(timeout_s=120) >= sum(later.values())
+    ids, _ = _archived(archive, kafka)
+    assert ids == Counter(set(produced))
+    assert sum(row.lag for row in archive_lag(kafka, kafka.event_topics, group)) == 0
+
+
+def test_two_archivers_in_one_group_survive_rebalances(stack, topic_factory, object_prefix):
+    kafka = _kafka(stack, topic_factory)
+    root = f"{object_prefix}events"
+    group = f"archiver-{object_prefix.strip('/')}"
+    stops = [threading.Event(), threading.Event()]
+    errors: list[BaseException] = []
+
+    def member(stop: threading.Event) -> None:
+        try:
+            Archiver(kafka, stack.storage, topics=kafka.event_topics, root=root,
+                     group_id=group, max_records=100_000, max_age_s=4.0).run(stop)
+        except BaseException as err:  # surfaced by the assertions below
+            errors.append(err)
+
+    threads = [threading.Thread(target=member, args=(stop,), daemon=True) for stop in stops]
+    threads[0].start()
+    produced = _produce_all(kafka, slice(0, 500))
+    time.sleep(1.5)  # the first member has polled and buffered (flushes after 4 s)
+    threads[1].start()  # joins the group: buffered partitions are revoked, some reassigned
+    produced.update(_produce_all(kafka, slice(500, None)))
+    deadline = time.monotonic() + 120
+    while sum(r.lag for r in archive_lag(kafka, kafka.event_topics, group)) > 0:
+        assert time.monotonic() < deadline and not errors, errors
+        time.sleep(0.5)
+    stops[1].set()  # leaving triggers one more rebalance for the other member
+    threads[1].join(timeout=60)
+    stops[0].set()
+    threads[0].join(timeout=60)
+    assert not errors, errors
+    ids, _ = _archived(Archive.open(stack.storage, root), kafka)
+    assert ids == Counter(set(produced))
