@@ -10,7 +10,7 @@ STATE := .local
 STAMP := $(VENV)/.installed
 
 .PHONY: help deps system-deps venv jars run stop status test test-unit test-integration lint clean-state \
-        bench-fanout bench-serve
+        bench-fanout bench-serve bench-rebuild
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -80,6 +80,10 @@ bench-serve: deps ## feed reads/s and latency over HTTP with wrk (docs/BENCHMARK
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q wrk; }
 	$(FEEDCTL) local up
 	$(PY) -m bench.serve --out docs/bench-serve-$$(date -u +%F).json
+
+bench-rebuild: deps ## full rebuild of the standard workload from the archive
+	$(FEEDCTL) local up
+	$(PY) -m bench.rebuild
 
 clean-state: stop ## delete all local data and logs (keeps the fetched jars)
 	find $(STATE) -mindepth 1 -maxdepth 1 ! -name jars -exec rm -rf {} +

@@ -88,9 +88,18 @@ class UserCounterState:
     followers: dict[str, Edge] = field(default_factory=dict)
     following: dict[str, Edge] = field(default_factory=dict)
     posts: dict[str, CommentState] = field(default_factory=dict)
+    _tally: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
+    """``counts()`` kept up to date by ``apply_user_event``; None until first asked (a state
+    pickled before this field existed reads the class default and recounts once)."""
 
     def counts(self) -> dict[str, int]:
-        """followers, following and posts now."""
+        """followers, following and posts now (O(1) once counted)."""
+        if self._tally is None:
+            self._tally = self.recount()
+        return dict(self._tally)
+
+    def recount(self) -> dict[str, int]:
+        """followers, following and posts counted from the registers."""
         return {
             "followers": sum(1 for e in self.followers.values() if e.following),
             "following": sum(1 for e in self.following.values() if e.following),
@@ -114,18 +123,29 @@ def apply_user_event(
     """
     before = state.counts()
     if relation == "followed_by":
-        state.followers.setdefault(other_id, Edge()).apply(version, positive)
+        edge = state.followers.setdefault(other_id, Edge())
+        name, was = "followers", edge.following
+        edge.apply(version, positive)
+        now = edge.following
     elif relation == "follows":
-        state.following.setdefault(other_id, Edge()).apply(version, positive)
+        edge = state.following.setdefault(other_id, Edge())
+        name, was = "following", edge.following
+        edge.apply(version, positive)
+        now = edge.following
     elif relation == "post":
         post = state.posts.setdefault(other_id, CommentState())
+        name, was = "posts", post.created and not post.deleted
         if positive:
             post.created = True
         else:
             post.deleted = True
+        now = post.created and not post.deleted
     else:
         raise ValueError(f"unknown relation {relation!r}")
-    after = state.counts()
+    # Only the touched register can change a count: adjust it instead of recounting.
+    after = dict(before)
+    after[name] += int(now) - int(was)
+    state._tally = dict(after)
     return [
         UserCounterSet(state.user_id, name, value)
         for name, value in after.items()

@@ -109,12 +109,17 @@ class AuthorState:
     """Every created post (deleted ones too) by (created_ms, post_id), oldest first."""
     edges: dict[str, Edge] = field(default_factory=dict)
     celebrity: bool = False
+    _followers: int | None = field(default=None, init=False, repr=False, compare=False)
+    """``follower_count()`` kept up to date by ``apply_follow_change``; None until first
+    asked (a state pickled before this field existed reads the class default)."""
 
     # --- derived views ------------------------------------------------------------------
 
     def follower_count(self) -> int:
-        """Current followers."""
-        return sum(1 for e in self.edges.values() if e.following)
+        """Current followers (O(1) once counted)."""
+        if self._followers is None:
+            self._followers = sum(1 for e in self.edges.values() if e.following)
+        return self._followers
 
     def followers(self) -> Iterator[tuple[str, int]]:
         """(follower_id, following-since ms) of current followers, sorted by id."""
@@ -275,8 +280,10 @@ def apply_follow_change(
         if old_since is not None and not state.celebrity
         else []
     )
+    count = state.follower_count()
     if not edge.apply(version, follow):
         return []
+    state._followers = count + int(edge.following) - int(was_following)
     effects: list[Effect] = []
     if edge.following and (not was_following or edge.since_ms != old_since):
         effects.append(EdgeUpsert(state.author_id, follower_id, edge.since_ms))

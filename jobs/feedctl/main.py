@@ -9,9 +9,22 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from jobs.feedctl import archive, db, dlq, feed, jobs, load, local, quality, token
+from jobs.feedctl import (
+    archive,
+    backfill,
+    db,
+    dlq,
+    feed,
+    jobs,
+    load,
+    local,
+    quality,
+    rebuild,
+    token,
+    verify,
+)
 
-NOUNS = (local, db, jobs, load, feed, token, archive, quality, dlq)
+NOUNS = (local, db, jobs, load, feed, token, archive, quality, dlq, rebuild, backfill, verify)
 
 
 def build_parser() -> argparse.ArgumentParser:

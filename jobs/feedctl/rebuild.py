@@ -1,0 +1,73 @@
+"""feedctl rebuild — rebuild derived data from the event archive with the Beam jobs.
+
+    feedctl rebuild all         [--since T] [--until T] [--quarantine] [--dry-run] [beam flags]
+    feedctl rebuild timelines   [...] [--users U,V | --users-file F] [--all-tables]
+    feedctl rebuild counters    [...] [--users U,V | --users-file F]
+
+`all` runs the quality gate once over every event topic, then the timelines job and the
+counters job: after Redis and the timeline and counter tables were wiped, it puts back
+exactly what streaming had built. Every other flag is the jobs' own (see
+`python -m pipelines.batch.rebuild_timelines --help`); unknown flags are Beam pipeline
+options (`--runner=DataflowRunner --project P --region R`).
+Exit codes: 0 done, 1 the quality gate or a job failed, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(nouns: Any) -> None:
+    """Add `rebuild`."""
+    parser = nouns.add_parser("rebuild", help="rebuild timelines and counters from the archive",
+                              description=__doc__, add_help=False,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("job", nargs="?", choices=["all", "timelines", "counters"])
+    parser.add_argument("-h", "--help", action="store_true", help="show this help")
+    parser.add_argument("rest", nargs=argparse.REMAINDER,
+                        help="the job's flags and Beam pipeline options")
+    parser.set_defaults(run=lambda args: _rebuild(args, parser))
+
+
+def _rebuild(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from pipelines.batch import rebuild_counters, rebuild_timelines
+
+    rest: list[str] = list(args.rest)
+    if args.job is None:
+        parser.print_help()
+        return 0 if args.help else 2
+    if args.help:
+        rest.append("--help")
+    if args.job == "timelines":
+        return rebuild_timelines.run(rest)
+    if args.job == "counters":
+        return rebuild_counters.run(rest)
+    return rebuild_all(rest)
+
+
+def rebuild_all(rest: list[str]) -> int:
+    """Gate once over every topic, then the timelines job, then the counters job.
+
+    Two pipelines one after the other: both graphs in one DirectRunner pipeline measured
+    slower (pipeline 94-99 s against 61-66 s for the two, same workload, same machine).
+    """
+    from pipelines.batch import rebuild_counters, rebuild_timelines
+    from pipelines.batch.common import job_parser, parse_job_args, quality_gate, say
+
+    if any(a.startswith(("--users", "--all-tables", "--rate", "--checkpoint")) for a in rest):
+        say("feedctl rebuild all: --users/--all-tables/--rate/--checkpoint belong to "
+            "`rebuild timelines`, `rebuild counters` or `backfill`")
+        return 2
+    parsed = parse_job_args(job_parser("feedctl rebuild all", __doc__), rest)
+    args, settings = parsed.args, parsed.settings
+    if args.no_gate:
+        say("quality gate skipped (--no-gate)")
+    elif not quality_gate(settings, list(settings.kafka.event_topics), args.since,
+                          args.until, quarantine=args.quarantine):
+        return 1
+    rest = [a for a in rest if a not in ("--quarantine", "--no-gate")] + ["--no-gate"]
+    code = rebuild_timelines.run(rest)
+    if code != 0:
+        return code
+    return rebuild_counters.run(rest)

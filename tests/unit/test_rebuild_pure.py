@@ -1,0 +1,158 @@
+"""The rebuild's pure parts: the store image (rules per key, cells streaming leaves
+behind), the routing of raw records into shards, flags, drift descriptions."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+
+from feedline.rebuild.drift import user_drift
+from feedline.rebuild.image import StoreImage, apply_authors, derive_image, fanout_groups
+from feedline.rules.engine import derive
+from feedline.rules.fanout import RulesConfig
+from feedline.rules.memory import newest
+from feedline.workload import Workload, WorkloadSpec
+from pipelines.batch.common import (
+    counter_route,
+    fanout_route,
+    iso_time,
+    parse_shard,
+    read_users_file,
+    route_records,
+    shard_of,
+)
+from schemas.event_contracts import encode_event, new_event
+from tests.support.reference import reference
+
+MEDIA = [{"media_id": "m1", "content_type": "image/jpeg", "uri": "gs://feedline-media/m1"}]
+CONFIG = RulesConfig(celebrity_threshold=25, follow_merge_limit=4, timeline_cap=12)
+SPEC = WorkloadSpec(users=120, posts=150, mean_followers=10, max_followers=40,
+                    likes_per_post=3, comments_per_post=1, post_delete_share=0.05,
+                    unfollow_share=0.05, seed=9)
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _events() -> list:
+    return [p.event for p in Workload(SPEC).events()]
+
+
+def test_image_per_key_equals_the_reference_and_the_in_order_engine() -> None:
+    events = _events()
+    image = derive_image(reversed(events), CONFIG)  # arrival order must not matter
+    expected = reference(events, celebrity_threshold=25, follow_merge_limit=4, timeline_cap=12)
+    assert expected.celebrities
+    feed = image.feed.normalized()
+    assert feed.timelines == expected.timelines
+    assert feed.celebrities == expected.celebrities
+    assert feed.followed_celebrities == expected.followed_celebrities
+    assert feed.outboxes == {a: {p: o[p] for p in newest(o, 12)}
+                             for a, o in expected.outboxes.items() if o}
+    assert feed.post_counters == expected.post_counters
+    assert feed.user_counters == expected.user_counters
+    assert image.feed.normalized().timelines == derive(events, CONFIG).normalized().timelines
+
+
+def test_image_keeps_the_cells_streaming_leaves_behind() -> None:
+    def at(s: int) -> dict:
+        return {"event_time": T0.replace(second=s)}
+
+    created = new_event("post_created", author_id="a", post_id="p1", caption="hi",
+                        media=MEDIA, **at(1))
+    deleted = new_event("post_deleted", author_id="a", post_id="p1", **at(2))
+    like = new_event("like", user_id="u", post_id="p2", post_author_id="a", **at(3))
+    unlike = new_event("unlike", user_id="u", post_id="p2", post_author_id="a", **at(4))
+    follow = new_event("follow", follower_id="f", followee_id="a", **at(5))
+    image = derive_image([created, deleted, like, unlike, follow], CONFIG)
+    row = image.post_rows["p1"]
+    assert (row.deleted, row.caption, row.created_ms) == (True, "hi", created.event_time_ms)
+    assert image.feed.post_counters["p2"] == (0, 0)  # written by streaming as zeros
+    assert image.feed.user_counters["a"] == {"posts": 0, "followers": 1}
+    assert "following" not in image.feed.user_counters["a"]  # never written at all
+    assert image.readers == {"f"}
+
+
+def test_routing_puts_every_key_in_one_shard_and_follows_in_both_users_shards() -> None:
+    follow = encode_event(new_event("follow", follower_id="f1", followee_id="a1"))
+    post = encode_event(new_event("post_created", author_id="a1", post_id="p", caption="",
+                                  media=MEDIA))
+    fan = route_records("follows", [follow], 16, fanout_route)
+    assert fan == {shard_of("a1", 16): [("follows", follow)]}
+    assert route_records("uploads", [post], 16, fanout_route) == fan | {
+        shard_of("a1", 16): [("uploads", post)]}
+    counted = route_records("follows", [follow], 64, counter_route)
+    assert set(counted) == {shard_of("user:a1", 64), shard_of("user:f1", 64)}
+    with pytest.raises(ValueError, match="not a JSON object"):
+        route_records("follows", [b"[1]"], 4, fanout_route)
+
+
+def test_sharded_beam_graph_equals_one_image() -> None:
+    """beam.Create -> route -> GroupByKey -> rules per shard: the union of the shards'
+    timelines equals the rules over all events at once."""
+    produced = list(Workload(SPEC).events())
+    parts = [(p.role, encode_event(p.event)) for p in produced]
+    chunks = [parts[i:i + 500] for i in range(0, len(parts), 500)]
+    whole = derive_image([p.event for p in produced], CONFIG, counters=False)
+    expected = sorted((u, tuple(whole.timeline_rows(u))) for u in whole.feed.timelines
+                      if whole.feed.timelines[u])
+
+    def route(chunk: list) -> list:
+        by_role: dict[int, list] = {}
+        for role in ("uploads", "follows"):
+            lines = [line for r, line in chunk if r == role]
+            for shard, records in route_records(role, lines, 7, fanout_route).items():
+                by_role.setdefault(shard, []).extend(records)
+        return list(by_role.items())
+
+    def derive_shard(element: tuple) -> list:
+        _shard, batches = element
+        image = StoreImage(CONFIG)
+        apply_authors(image, fanout_groups(parse_shard(batches, None, None)))
+        return [(u, tuple(image.timeline_rows(u))) for u in image.feed.timelines]
+
+    def merge(element: tuple) -> tuple:
+        user, pieces = element
+        rows = sorted((r for piece in pieces for r in piece), reverse=True)
+        return user, tuple(rows)
+
+    with beam.Pipeline("DirectRunner") as pipeline:
+        timelines = (
+            pipeline
+            | "Chunks" >> beam.Create(chunks)
+            | "Route" >> beam.FlatMap(route)
+            | "ByShard" >> beam.GroupByKey()
+            | "Derive" >> beam.FlatMap(derive_shard)
+            | "ByUser" >> beam.GroupByKey()
+            | "Merge" >> beam.Map(merge)
+            | "NonEmpty" >> beam.Filter(lambda kv: bool(kv[1]))
+        )
+        assert_that(timelines, equal_to(expected))
+
+
+def test_flags_and_users_file(tmp_path) -> None:
+    assert iso_time("2026-11-01T00:00:00Z") == T0
+    with pytest.raises(argparse.ArgumentTypeError, match="no timezone"):
+        iso_time("2026-11-01T00:00:00")
+    users = tmp_path / "users.txt"
+    users.write_text("u1\n\n# comment\nu2  # trailing\n")
+    assert read_users_file(str(users)) == ["u1", "u2"]
+
+
+def test_drift_names_what_differs() -> None:
+    same = user_drift("u", expected_timeline={"p1": 1, "p2": 2}, expected_followed={"c"},
+                      expected_counters={"followers": 1}, cap=1,
+                      cql_timeline={"p1": 1, "p2": 2}, cached={"p2": 2}, followed={"c"},
+                      cql_counters={"followers": 1}, cached_counters={"followers": 1})
+    assert not same.drifted
+    off = user_drift("u", expected_timeline={"p1": 1, "p2": 2}, expected_followed=set(),
+                     expected_counters={"followers": 1}, cap=1,
+                     cql_timeline={"p1": 1, "p3": 3}, cached={"p1": 1}, followed=set(),
+                     cql_counters={"followers": 2}, cached_counters={"followers": 1})
+    assert off.problems == [
+        "cql timeline: 1 missing (e.g. p2), 1 extra (e.g. p3)",
+        "redis timeline: 1 missing (e.g. p2), 1 extra (e.g. p1)",
+        "cql user counters {'followers': 2} != {'followers': 1}",
+    ]
