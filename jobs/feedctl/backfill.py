@@ -49,7 +49,7 @@ def register(nouns: Any) -> None:
 
 
 def _window(args: argparse.Namespace) -> tuple[Any, Any]:
-    from pipelines.batch.common import iso_time
+    from feedline.cli import iso_time
 
     try:
         since = iso_time(args.since) if args.since else None

@@ -14,22 +14,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from feedline.cli import iso_time
 from feedline.settings import get_batch_settings
-
-
-def iso_time(text: str) -> datetime:
-    """An aware datetime from ISO-8601 text (argparse type)."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from None
-    if moment.utcoffset() is None:
-        raise argparse.ArgumentTypeError(f"give a UTC offset (e.g. Z or +00:00): {text!r}")
-    return moment
 
 
 def register(nouns: Any) -> None:

@@ -40,6 +40,7 @@ def register(nouns: Any) -> None:
 def _verify(args: argparse.Namespace) -> int:
     import redis
 
+    from feedline.cli import iso_time
     from feedline.rebuild.direct import load_index
     from feedline.rebuild.drift import (
         read_cql_timelines,
@@ -48,7 +49,7 @@ def _verify(args: argparse.Namespace) -> int:
         user_drift,
     )
     from feedline.stores.cql import connect
-    from pipelines.batch.common import iso_time, quality_gate, rules_config, say
+    from pipelines.batch.common import quality_gate, rules_config, say
     from schemas.redis_keys import RedisKeys
 
     if args.sample is not None and args.sample < 1:

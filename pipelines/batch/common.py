@@ -24,21 +24,12 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
+from feedline.cli import iso_time
 from feedline.rules.fanout import RulesConfig
 from feedline.settings import BatchSettings, get_batch_settings
 
 log = logging.getLogger("feedline.rebuild")
 
-
-def iso_time(text: str) -> datetime:
-    """An ISO-8601 instant with a timezone (``2026-11-01T00:00:00Z``)."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from None
-    if moment.utcoffset() is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no timezone; add Z or +00:00")
-    return moment
 
 
 def read_users_file(path: str) -> list[str]:
@@ -199,6 +190,40 @@ def route_records(role: str, lines: Sequence[bytes], shards: int,
         for key in router(role, record):
             groups.setdefault(shard_of(key, shards), []).append((role, line))
     return groups
+
+
+class StoreDoFn(beam.DoFn):
+    """A DoFn holding an ``ImageWriter`` on the stores from ``setup`` to ``teardown``.
+
+    ``settings_json`` is the job's ``BatchSettings`` as JSON (workers rebuild them), ``job``
+    the job's plain options; ``self.writer`` and ``self.settings`` exist once set up.
+    """
+
+    def __init__(self, settings_json: str, job: dict[str, Any]) -> None:
+        self.settings_json = settings_json
+        self.job = job
+
+    def setup(self) -> None:
+        """Connect to the CQL store and Redis."""
+        import redis
+
+        from feedline.rebuild.writer import ImageWriter
+        from feedline.stores.cql import connect
+        from schemas.redis_keys import RedisKeys
+
+        self.settings = BatchSettings.model_validate_json(self.settings_json)
+        self._cluster, session = connect(self.settings.cql,
+                                         keyspace=self.settings.cql.keyspace)
+        self._redis = redis.Redis.from_url(self.settings.redis.url, decode_responses=True)
+        self.writer = ImageWriter(session, self._redis,
+                                  RedisKeys(self.settings.redis.key_prefix),
+                                  timeline_cap=self.settings.feed.timeline_cap,
+                                  write_time_us=self.job["write_time_us"])
+
+    def teardown(self) -> None:
+        """Release the connections."""
+        self._cluster.shutdown()
+        self._redis.close()
 
 
 class ReadParts(beam.DoFn):

@@ -23,6 +23,7 @@ import apache_beam as beam
 from pipelines.batch.common import (
     JobArgs,
     ReadParts,
+    StoreDoFn,
     job_parser,
     parse_job_args,
     parse_shard,
@@ -34,28 +35,17 @@ from pipelines.batch.common import (
     say,
     shard_of,
 )
-from pipelines.batch.rebuild_timelines import open_stores
 
 
-class DeriveCounters(beam.DoFn):
+class DeriveCounters(StoreDoFn):
     """Counter rules per key of one shard; writes (or compares) the counters."""
 
     def __init__(self, settings_json: str, job: dict[str, Any]) -> None:
-        self.settings_json = settings_json
-        self.job = job
+        super().__init__(settings_json, job)
         self.events = beam.metrics.Metrics.counter("derive", "counter_events")
         self.posts = beam.metrics.Metrics.counter("write", "post_counters")
         self.users = beam.metrics.Metrics.counter("write", "user_counters")
         self.drifted = beam.metrics.Metrics.counter("dry_run", "counters_that_would_change")
-
-    def setup(self) -> None:
-        """Connect to the stores."""
-        self.writer, self.settings, self.close = open_stores(self.settings_json,
-                                                             self.job["write_time_us"])
-
-    def teardown(self) -> None:
-        """Release the connections."""
-        self.close()
 
     def process(self, element: tuple[int, Any]) -> Iterator[int]:
         """Derive and write one shard."""

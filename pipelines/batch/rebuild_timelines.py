@@ -27,6 +27,7 @@ import apache_beam as beam
 from pipelines.batch.common import (
     JobArgs,
     ReadParts,
+    StoreDoFn,
     job_parser,
     parse_job_args,
     parse_shard,
@@ -43,46 +44,14 @@ from pipelines.batch.common import (
 ReaderPart = tuple[list[tuple[int, str, str]], set[str], list[tuple[str, int]]]
 
 
-def open_stores(settings_json: str, write_time_us: int) -> tuple[Any, Any, Any]:
-    """An ImageWriter on the configured stores, the settings, and a close function."""
-    import redis
-
-    from feedline.rebuild.writer import ImageWriter
-    from feedline.settings import BatchSettings
-    from feedline.stores.cql import connect
-    from schemas.redis_keys import RedisKeys
-
-    settings = BatchSettings.model_validate_json(settings_json)
-    cluster, session = connect(settings.cql, keyspace=settings.cql.keyspace)
-    client = redis.Redis.from_url(settings.redis.url, decode_responses=True)
-    writer = ImageWriter(session, client, RedisKeys(settings.redis.key_prefix),
-                         timeline_cap=settings.feed.timeline_cap, write_time_us=write_time_us)
-
-    def close() -> None:
-        cluster.shutdown()
-        client.close()
-
-    return writer, settings, close
-
-
-class DeriveAuthors(beam.DoFn):
+class DeriveAuthors(StoreDoFn):
     """Fan-out rules per author of one shard; writes author data, emits readers' rows."""
 
     def __init__(self, settings_json: str, job: dict[str, Any]) -> None:
-        self.settings_json = settings_json
-        self.job = job
+        super().__init__(settings_json, job)
         self.events = beam.metrics.Metrics.counter("derive", "events")
         self.authors = beam.metrics.Metrics.counter("derive", "authors")
         self.rows = beam.metrics.Metrics.counter("derive", "timeline_rows")
-
-    def setup(self) -> None:
-        """Connect to the stores (unless only reporting)."""
-        self.writer, self.settings, self.close = open_stores(self.settings_json,
-                                                             self.job["write_time_us"])
-
-    def teardown(self) -> None:
-        """Release the connections."""
-        self.close()
 
     def process(self, element: tuple[int, Any]) -> Iterator[tuple[int, dict[str, ReaderPart]]]:
         """Derive one shard."""
@@ -125,12 +94,11 @@ class DeriveAuthors(beam.DoFn):
         yield from out.items()
 
 
-class WriteTimelines(beam.DoFn):
+class WriteTimelines(StoreDoFn):
     """Merge readers' rows from every author shard; replace their timelines."""
 
     def __init__(self, settings_json: str, job: dict[str, Any]) -> None:
-        self.settings_json = settings_json
-        self.job = job
+        super().__init__(settings_json, job)
         self.users_written = beam.metrics.Metrics.counter("write", "timelines")
         self.rows_written = beam.metrics.Metrics.counter("write", "timeline_rows")
         self.drifted = beam.metrics.Metrics.counter("dry_run", "timelines_that_would_change")
@@ -140,8 +108,7 @@ class WriteTimelines(beam.DoFn):
         """Connect; read the checkpoint of users already done."""
         from feedline.rebuild.writer import Throttle
 
-        self.writer, self.settings, self.close = open_stores(self.settings_json,
-                                                             self.job["write_time_us"])
+        super().setup()
         per_worker = self.job["rate"] / max(1, self.job["workers"]) if self.job["rate"] else None
         self.throttle = Throttle(per_worker)
         self.done: set[str] = set()
@@ -151,9 +118,6 @@ class WriteTimelines(beam.DoFn):
             with open(path) as handle:
                 self.done = {line.strip() for line in handle if line.strip()}
 
-    def teardown(self) -> None:
-        """Release the connections."""
-        self.close()
 
     def process(self, element: tuple[int, Any]) -> Iterator[int]:
         """Write (or compare) one reader shard, a chunk of users at a time."""
