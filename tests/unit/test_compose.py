@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings
 
 from feedline.settings import (
     REPO_ROOT,
+    BatchSettings,
     KafkaSettings,
     ServingSettings,
     StackSettings,
@@ -36,11 +37,13 @@ FLINK_DOCKERFILE = REPO_ROOT / "infra" / "docker" / "flink" / "Dockerfile"
 API_DOCKERFILE = REPO_ROOT / "infra" / "docker" / "api" / "Dockerfile"
 MAVEN_POM = REPO_ROOT / "infra" / "maven" / "pom.xml"
 
-LONG_RUNNING = {"scylla", "kafka", "redis", "gcs", "flink-jobmanager", "flink-taskmanager", "api"}
+LONG_RUNNING = {"scylla", "kafka", "redis", "gcs", "flink-jobmanager", "flink-taskmanager", "api",
+                "archiver"}
 ONE_SHOT = {"kafka-init", "cql-migrate"}
 #: Which settings model reads the FEEDLINE_* environment of each app container.
 SETTINGS_OF: dict[str, type[BaseSettings]] = {
     "api": ServingSettings,
+    "archiver": BatchSettings,  # `feedctl archive run` reads the batch settings
     "cql-migrate": StackSettings,  # feedctl reads the stack settings
     "flink-jobmanager": StreamingSettings,
     "flink-taskmanager": StreamingSettings,
