@@ -193,8 +193,11 @@ class LocalStackSettings(_Block):
     """Redis maxmemory; eviction drops least-recently-used keys (it is a rebuildable cache)."""
     flink_jobmanager_memory: str = "1024m"
     """Flink JobManager total process memory (1024m leaves ~450 MB heap after metaspace)."""
-    flink_taskmanager_memory: str = "1536m"
-    """Flink TaskManager total process memory (the Python workers live outside it)."""
+    flink_taskmanager_memory: str = "1792m"
+    """Flink TaskManager total process memory (the Python workers live outside it); it
+    includes the metaspace below, so the other pools stay as they were at 1536m/256m."""
+    flink_taskmanager_metaspace: str = "512m"
+    """Flink TaskManager JVM metaspace: each job deployment loads its classes anew."""
     start_timeout_s: float = Field(default=240.0, gt=0)
     """How long `feedctl local up` waits for each service to become healthy."""
 

@@ -59,6 +59,9 @@ def write_flink_conf(settings: StackSettings) -> Path:
         "taskmanager.bind-host": "127.0.0.1",
         "taskmanager.host": "127.0.0.1",
         "taskmanager.memory.process.size": settings.local.flink_taskmanager_memory,
+        # Every deployment loads the Kafka connector and planner-generated classes in its own
+        # class loader; 256 MB (the default) ran out over a full test run of redeployments.
+        "taskmanager.memory.jvm-metaspace.size": settings.local.flink_taskmanager_metaspace,
         "taskmanager.numberOfTaskSlots": settings.flink.task_slots,
         "parallelism.default": settings.flink.parallelism,
         "rest.address": rest.hostname or "127.0.0.1",
@@ -83,6 +86,20 @@ def write_flink_conf(settings: StackSettings) -> Path:
         (conf_dir / name).write_text((home / "conf" / name).read_text())
     (state / "tmp").mkdir(parents=True, exist_ok=True)
     return conf_dir
+
+
+def java_opts(settings: StackSettings) -> str:
+    """``env.java.opts.all`` of the generated configuration (the JDK 17 module openings).
+
+    Flink's launcher reads it only when ``FLINK_ENV_JAVA_OPTS`` is unset, and the services
+    set that variable (to mark their JVMs), so they pass these options on themselves.
+    """
+    tree = yaml.safe_load((flink_conf_dir(settings) / "config.yaml").read_text()) or {}
+    node: Any = tree
+    for part in ("env", "java", "opts", "all"):
+        node = node.get(part) if isinstance(node, dict) else None
+    flat = tree.get("env.java.opts.all")
+    return str(node if isinstance(node, str) else flat or "")
 
 
 def flink_env(settings: StackSettings, log_dir: Path) -> dict[str, str]:
@@ -117,7 +134,7 @@ class _FlinkProcess(Service):
         """Run Flink's launcher in the foreground (it execs the JVM, so the pid is java's)."""
         script = flink_home() / "bin" / f"{self.role}.sh"
         env = flink_env(self.settings, self.home / "logs")
-        env["FLINK_ENV_JAVA_OPTS"] = f"-Dfeedline.home={self.home}"
+        env["FLINK_ENV_JAVA_OPTS"] = f"{java_opts(self.settings)} -Dfeedline.home={self.home}"
         return ["bash", str(script), "start-foreground"], env
 
     def marker(self) -> str:
