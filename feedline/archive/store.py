@@ -8,7 +8,7 @@ may repeat events) and can return raw lines for the quality gate.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,7 +25,6 @@ from feedline.archive.layout import (
 )
 from feedline.settings import StorageSettings
 from feedline.stores.object_store import storage_client
-from schemas.event_contracts import Event, parse_event
 
 
 @dataclass
@@ -103,24 +102,4 @@ class Archive:
                 seen.add(event_id)
             out.append(record)
         return out
-
-    def events(self, topic_roles: Mapping[str, str], since: datetime | None = None,
-               until: datetime | None = None) -> Iterator[Event]:
-        """Valid events in ``[since, until)``, de-duplicated by ``event_id``.
-
-        ``topic_roles`` maps each topic to read to its role (``KafkaSettings.topic_roles``).
-        Raises ``InvalidEvent`` on the first invalid record: callers that must tolerate bad
-        records run the quality gate (and its quarantine) first.
-        """
-        seen: set[str] = set()
-        for topic, role in topic_roles.items():
-            for partition in self.partitions_in(topic, since, until):
-                for _, line in self.partition_lines(partition):
-                    event = parse_event(role, line)
-                    if event.event_id in seen:
-                        continue
-                    seen.add(event.event_id)
-                    if (since is None or event.event_time_dt >= since) and (
-                            until is None or event.event_time_dt < until):
-                        yield event
 
