@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -67,18 +69,19 @@ def _settings(stack: StackSettings, keyspace: str, prefix: str, root: str) -> Ba
                          storage=stack.storage, feed=FEED, archive_prefix=root)
 
 
-@pytest.fixture(scope="module")
-def env(stack: StackSettings) -> Iterator[Env]:
-    tag = unique("rb")
+@contextmanager
+def isolated_stores(stack: StackSettings,
+                    name: str) -> Iterator[tuple[BatchSettings, Any, redis.Redis]]:
+    """Settings on a new keyspace, Redis prefix and archive root, with a CQL session and a
+    Redis client on them; everything is removed afterwards."""
+    tag = unique(name)
     keyspace, prefix, root = f"ks_{tag}", f"fl{tag}", f"test_{tag}/events"
     migrate(stack.cql, keyspace=keyspace)
     settings = _settings(stack, keyspace, prefix, root)
-    produced = list(Workload(SPEC).events())
-    write_archive(Archive.open(stack.storage, root), stack.kafka, produced, part_lines=500)
     cluster, session = connect(settings.cql, keyspace=keyspace)
     client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
     try:
-        yield Env(settings, session, client, RedisKeys(prefix), [p.event for p in produced])
+        yield settings, session, client
     finally:
         cluster.shutdown()
         wipe_prefix(client, prefix)
@@ -87,6 +90,16 @@ def env(stack: StackSettings) -> Iterator[Env]:
         bucket = storage_client(stack.storage).bucket(stack.storage.archive_bucket)
         for blob in bucket.list_blobs(prefix=f"test_{tag}/"):
             blob.delete()
+
+
+@pytest.fixture(scope="module")
+def env(stack: StackSettings) -> Iterator[Env]:
+    with isolated_stores(stack, "rb") as (settings, session, client):
+        produced = list(Workload(SPEC).events())
+        write_archive(Archive.open(stack.storage, settings.archive_prefix), stack.kafka,
+                      produced, part_lines=500)
+        yield Env(settings, session, client, RedisKeys(settings.redis.key_prefix),
+                  [p.event for p in produced])
 
 
 def wipe_prefix(client: redis.Redis, prefix: str) -> None:
@@ -225,30 +238,16 @@ def test_verify_reports_drift_it_did_not_have(env: Env, rebuilt: tuple[dict, dic
 
 
 def test_a_failing_quality_gate_stops_the_job(stack: StackSettings) -> None:
-    tag = unique("rbgate")
-    keyspace, prefix, root = f"ks_{tag}", f"fl{tag}", f"test_{tag}/events"
-    migrate(stack.cql, keyspace=keyspace)
-    settings = _settings(stack, keyspace, prefix, root)
-    produced = list(Workload(WorkloadSpec(users=30, posts=20, mean_followers=5,
-                                          max_followers=10, seed=3)).events())
-    bad = json.loads(encode_event(new_event("follow", follower_id="a", followee_id="b")))
-    del bad["follower_id"]
-    write_archive(Archive.open(stack.storage, root), stack.kafka, produced,
-                  extra=[("follows", json.dumps(bad).encode())])
-    cluster, session = connect(settings.cql, keyspace=keyspace)
-    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
-    argv = ["--settings-json", settings.model_dump_json()]
-    try:
+    with isolated_stores(stack, "rbgate") as (settings, session, client):
+        produced = list(Workload(WorkloadSpec(users=30, posts=20, mean_followers=5,
+                                              max_followers=10, seed=3)).events())
+        bad = json.loads(encode_event(new_event("follow", follower_id="a", followee_id="b")))
+        del bad["follower_id"]
+        write_archive(Archive.open(stack.storage, settings.archive_prefix), stack.kafka,
+                      produced, extra=[("follows", json.dumps(bad).encode())])
+        argv = ["--settings-json", settings.model_dump_json()]
         assert rebuild_all(argv) == 1
         assert session.execute("SELECT count(*) FROM timelines").one()[0] == 0
-        assert not list(client.scan_iter(match=f"{prefix}:*"))
+        assert not list(client.scan_iter(match=f"{settings.redis.key_prefix}:*"))
         assert rebuild_all([*argv, "--quarantine"]) == 0
         assert session.execute("SELECT count(*) FROM timelines").one()[0] > 0
-    finally:
-        cluster.shutdown()
-        wipe_prefix(client, prefix)
-        client.close()
-        drop_keyspace(stack.cql, keyspace)
-        bucket = storage_client(stack.storage).bucket(stack.storage.archive_bucket)
-        for blob in bucket.list_blobs(prefix=f"test_{tag}/"):
-            blob.delete()
