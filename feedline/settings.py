@@ -10,17 +10,45 @@ Environment variables use the ``FEEDLINE_`` prefix and ``__`` between levels, e.
 
 from __future__ import annotations
 
+import difflib
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from dotenv import dotenv_values
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The JWT secret shipped for local development; refused in any other environment.
 DEV_JWT_SECRET = "feedline-development-secret-change-me-now"  # noqa: S105 (a documented placeholder)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+ENV_PREFIX = "FEEDLINE_"
+ENV_NESTING = "__"
+
+#: ``FEEDLINE_*`` variables that are not settings of any deployable, with who reads them.
+OTHER_VARIABLES = {
+    "FEEDLINE_KEEP_STACK": "the test fixtures: keep a local stack the tests started",
+}
+
+
+class SettingsError(ValueError):
+    """The environment or `.env` names an unknown ``FEEDLINE_*`` key or an invalid value.
+
+    Its message is one line that names the key (and, for a typo, the closest valid one).
+    """
 
 
 class _Block(BaseModel):
@@ -205,14 +233,24 @@ class LocalStackSettings(_Block):
 class _FeedlineSettings(BaseSettings):
     """Fields every deployable shares."""
 
+    # One `.env` serves every deployable: a key another model owns is ignored here, and
+    # a key no model owns is refused by `check_setting_keys` before the model is built.
     model_config = SettingsConfigDict(
-        env_prefix="FEEDLINE_",
-        env_nested_delimiter="__",
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTING,
         env_file=".env",
-        extra="forbid",
+        extra="ignore",
         use_attribute_docstrings=True,
         frozen=True,
     )
+
+    def __init__(self, **values: Any) -> None:
+        env_file = self.model_config.get("env_file")
+        check_setting_keys(Path(env_file) if isinstance(env_file, str | Path) else None)
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise SettingsError(describe_validation_error(error)) from None
 
     environment: Literal["dev", "test", "staging", "prod"] = "dev"
     """Deployment environment; placeholder secrets are refused outside dev and test."""
@@ -293,3 +331,72 @@ def get_batch_settings() -> BatchSettings:
 def get_stack_settings() -> StackSettings:
     """The local stack's and feedctl's settings, read once."""
     return StackSettings()
+
+
+DEPLOYABLES: tuple[type[_FeedlineSettings], ...] = (
+    ServingSettings, StreamingSettings, BatchSettings, StackSettings)
+
+
+def _field_keys(model: type[BaseModel], prefix: str) -> Iterator[str]:
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name.upper()}"
+        yield key
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from _field_keys(annotation, key + ENV_NESTING)
+
+
+@lru_cache(maxsize=1)
+def known_setting_keys() -> frozenset[str]:
+    """Every ``FEEDLINE_*`` variable some deployable reads (blocks and their fields)."""
+    keys = {key for model in DEPLOYABLES for key in _field_keys(model, ENV_PREFIX)}
+    return frozenset(keys | set(OTHER_VARIABLES))
+
+
+def unknown_key_message(key: str, source: str) -> str:
+    """One line naming an unknown key, where it was set, and the closest valid key."""
+    known = sorted(known_setting_keys())
+    closest = difflib.get_close_matches(key.upper(), known, n=1, cutoff=0.6)
+    hint = f"; did you mean {closest[0]}?" if closest else f"; see {ENV_PREFIX}* in the README"
+    return f"unknown setting {key} (in {source}){hint}"
+
+
+def check_setting_keys(env_file: Path | None = Path(".env")) -> None:
+    """Refuse a ``FEEDLINE_*`` key in the environment or ``env_file`` that no model knows.
+
+    A key that one deployable owns is accepted by all, so a shared `.env` works for each.
+    """
+    sources: list[tuple[str, str]] = [(key, "the environment") for key in os.environ]
+    if env_file is not None and env_file.is_file():
+        sources += [(key, str(env_file)) for key in dotenv_values(env_file)]
+    known = known_setting_keys()
+    for key, source in sources:
+        if key.upper().startswith(ENV_PREFIX) and key.upper() not in known:
+            raise SettingsError(unknown_key_message(key, source))
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """A pydantic error about settings as one line naming the ``FEEDLINE_*`` keys."""
+    parts = []
+    for item in error.errors(include_url=False, include_input=False):
+        location = [str(part) for part in item["loc"]]
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if not location:
+            parts.append(message)
+            continue
+        key = ENV_PREFIX + ENV_NESTING.join(location).upper()
+        if item["type"] == "extra_forbidden":
+            parts.append(unknown_key_message(key, "the settings"))
+        else:
+            parts.append(f"invalid setting {key}: {message}")
+    return "; ".join(parts) or "invalid settings"
+
+
+@contextmanager
+def settings_errors_exit(program: str) -> Iterator[None]:
+    """Turn a `SettingsError` inside the block into one line on stderr and exit code 2."""
+    try:
+        yield
+    except SettingsError as error:
+        print(f"{program}: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,1 +1,2 @@
 """serving."""
+import feedline  # noqa: F401 (its warning filters apply before any Google library loads)

@@ -24,6 +24,7 @@ from typing import Any
 
 import apache_beam as beam
 
+from feedline.settings import settings_errors_exit
 from pipelines.batch.common import (
     JobArgs,
     ReadParts,
@@ -257,4 +258,5 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    with settings_errors_exit("rebuild_timelines"):
+        sys.exit(run())
