@@ -4,7 +4,7 @@ limits, request ids, metrics and the 503 paths need no running service."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from starlette.testclient import TestClient
@@ -31,8 +31,12 @@ NOWHERE = ServingSettings(
     api=ApiSettings(kafka_max_block_ms=300, kafka_delivery_timeout_ms=600, kafka_retry_after_s=7,
                     max_body_bytes=4096, access_log=True, gc_freeze=False),
 )
-TOKEN = issue_token(NOWHERE.api.jwt_secret, "alice", ttl_s=600)
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def auth() -> dict[str, str]:
+    """A fresh bearer header for alice: minted when a test runs, never at collection time
+    (a token minted at import expired before the test ran on a slow machine)."""
+    return {"Authorization": f"Bearer {issue_token(NOWHERE.api.jwt_secret, 'alice', ttl_s=600)}"}
 
 
 @pytest.fixture(scope="module")
@@ -66,23 +70,24 @@ def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize(("headers", "reason"), [
-    ({}, "missing Authorization header"),
-    ({"Authorization": "Basic YTpi"}, "must be 'Bearer <token>'"),
-    ({"Authorization": "Bearer not-a-jwt"}, "not a valid JWT"),
-    ({"Authorization": "Bearer " + issue_token("x" * 40, "alice", ttl_s=60)}, "signature"),
-    ({"Authorization": "Bearer " + issue_token(NOWHERE.api.jwt_secret, "alice", ttl_s=1,
-                                               now=time.time() - 60)}, "expired"),
-])
-def test_bad_credentials_get_401_saying_why(client: TestClient, headers: dict,
+    (lambda: {}, "missing Authorization header"),
+    (lambda: {"Authorization": "Basic YTpi"}, "must be 'Bearer <token>'"),
+    (lambda: {"Authorization": "Bearer not-a-jwt"}, "not a valid JWT"),
+    (lambda: {"Authorization": "Bearer " + issue_token("x" * 40, "alice", ttl_s=600)},
+     "signature"),
+    (lambda: {"Authorization": "Bearer " + issue_token(NOWHERE.api.jwt_secret, "alice", ttl_s=1,
+                                                       now=time.time() - 60)}, "expired"),
+], ids=["missing", "basic", "not-jwt", "wrong-secret", "expired"])
+def test_bad_credentials_get_401_saying_why(client: TestClient, headers: Callable[[], dict],
                                              reason: str) -> None:
-    response = client.get("/v1/feed", headers=headers)
+    response = client.get("/v1/feed", headers=headers())
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert reason in problem(response)["detail"]
 
 
 def test_unknown_fields_and_bad_values_list_every_field(client: TestClient) -> None:
-    response = client.post("/v1/posts", headers=AUTH,
+    response = client.post("/v1/posts", headers=auth(),
                            json={"caption": "x" * 2201, "media_ids": ["ok", "not ok"], "geo": 1})
     assert response.status_code == 422
     body = problem(response)
@@ -92,7 +97,7 @@ def test_unknown_fields_and_bad_values_list_every_field(client: TestClient) -> N
 
 
 def test_malformed_json_is_400(client: TestClient) -> None:
-    response = client.post("/v1/posts", headers={**AUTH, "Content-Type": "application/json"},
+    response = client.post("/v1/posts", headers={**auth(), "Content-Type": "application/json"},
                            content=b'{"caption": ')
     assert response.status_code == 400
     assert problem(response)["type"].endswith("/malformed-json")
@@ -100,7 +105,7 @@ def test_malformed_json_is_400(client: TestClient) -> None:
 
 def test_oversized_bodies_get_413_declared_or_streamed(client: TestClient) -> None:
     big = b'{"caption": "' + b"x" * 5000 + b'", "media_ids": ["m1"]}'
-    declared = client.post("/v1/posts", headers={**AUTH, "Content-Type": "application/json"},
+    declared = client.post("/v1/posts", headers={**auth(), "Content-Type": "application/json"},
                            content=big)
     assert declared.status_code == 413
     assert "4096 bytes" in problem(declared)["detail"]
@@ -109,7 +114,7 @@ def test_oversized_bodies_get_413_declared_or_streamed(client: TestClient) -> No
         for start in range(0, len(big), 1000):
             yield big[start:start + 1000]
 
-    streamed = client.post("/v1/posts", headers={**AUTH, "Content-Type": "application/json"},
+    streamed = client.post("/v1/posts", headers={**auth(), "Content-Type": "application/json"},
                            content=chunks())
     assert streamed.status_code == 413
     problem(streamed)
@@ -117,18 +122,18 @@ def test_oversized_bodies_get_413_declared_or_streamed(client: TestClient) -> No
 
 def test_query_and_path_validation(client: TestClient) -> None:
     for url in ("/v1/feed?limit=0", "/v1/feed?limit=101", "/v1/feed?limit=x"):
-        response = client.get(url, headers=AUTH)
+        response = client.get(url, headers=auth())
         assert response.status_code == 422
         assert problem(response)["errors"][0] == {
             "location": "query", "field": "limit", "message": response.json()["errors"][0][
                 "message"]}
-    response = client.get("/v1/posts/not%20valid", headers=AUTH)
+    response = client.get("/v1/posts/not%20valid", headers=auth())
     assert response.status_code == 422
     assert problem(response)["errors"][0]["field"] == "post_id"
 
 
 def test_forged_cursor_is_400(client: TestClient) -> None:
-    response = client.get("/v1/feed?cursor=AAAAAAAAAAAAAAAAAAAAAAAAAAAA", headers=AUTH)
+    response = client.get("/v1/feed?cursor=AAAAAAAAAAAAAAAAAAAAAAAAAAAA", headers=auth())
     assert response.status_code == 400
     assert problem(response)["type"].endswith("/invalid-cursor")
 
@@ -142,28 +147,28 @@ def test_unknown_route_and_method_are_problems(client: TestClient) -> None:
 
 
 def test_self_follow_is_422(client: TestClient) -> None:
-    response = client.put("/v1/users/alice/follow", headers=AUTH)
+    response = client.put("/v1/users/alice/follow", headers=auth())
     assert response.status_code == 422
     assert problem(response)["type"].endswith("/self-follow")
 
 
 def test_kafka_down_is_a_fast_503_with_retry_after(client: TestClient) -> None:
     started = time.monotonic()
-    response = client.put("/v1/users/bob/follow", headers=AUTH)
+    response = client.put("/v1/users/bob/follow", headers=auth())
     took = time.monotonic() - started
     assert response.status_code == 503
     assert response.headers["retry-after"] == "7"
     assert problem(response)["dependency"] == "kafka"
     assert took < 5  # bounded by max_block_ms + delivery timeout, never a hang
     started = time.monotonic()
-    again = client.delete("/v1/users/bob/follow", headers=AUTH)  # breaker open: at once
+    again = client.delete("/v1/users/bob/follow", headers=auth())  # breaker open: at once
     assert again.status_code == 503 and time.monotonic() - started < 0.5
     assert 1 <= int(again.headers["retry-after"]) <= 7
 
 
 def test_reads_with_every_store_down_are_503_not_500(client: TestClient) -> None:
     for url in ("/v1/feed", "/v1/users/bob/posts", "/v1/posts/p1", "/v1/users/bob"):
-        response = client.get(url, headers=AUTH)
+        response = client.get(url, headers=auth())
         assert response.status_code == 503, url
         assert response.headers["retry-after"]
         assert problem(response)["dependency"] == "cql"
