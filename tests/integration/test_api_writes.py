@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import httpx
@@ -208,10 +207,8 @@ def test_a_retry_after_a_kafka_failure_produces_the_same_event(
                            gc_freeze=False)})
     headers = {**auth(api_settings, "alice"), "Idempotency-Key": "follow-bob"}
     with TestClient(create_app(broken)) as failing:
-        started = time.monotonic()
         response = failing.put("/v1/users/bob/follow", headers=headers)
         assert response.status_code == 503 and response.headers["retry-after"]
-        assert time.monotonic() - started < 5
     record = json.loads(redis.get(keys.idempotency("alice", "follow-bob")))
     assert not record["acknowledged"]
     with TestClient(create_app(api_settings)) as working:
