@@ -8,8 +8,7 @@ comment reach its counters; bob deletes it and it leaves the feed (and GET gives
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import httpx
@@ -22,24 +21,13 @@ from feedline.stores.object_store import storage_client
 from jobs.sandbox import Sandbox, open_sandbox
 from serving.auth import issue_token
 from serving.main import create_app
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
 FEED = FeedSettings(celebrity_threshold=50, follow_merge_limit=20, timeline_cap=50)
 PHOTO = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40
 T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T | None], what: str, timeout_s: float = 180) -> T:
-    """Poll ``probe`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(1)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 from feedline.settings import FeedSettings, StackSettings
 from feedline.workload import Workload, WorkloadSpec
@@ -17,6 +16,7 @@ from jobs.localstack.flink import FlinkTaskManagerService
 from jobs.sandbox import open_sandbox
 from tests.support.pipeline import events_of, wait_converged
 from tests.support.reference import reference
+from tests.support.waiting import eventually
 
 FEED = FeedSettings(celebrity_threshold=25, follow_merge_limit=4, timeline_cap=12)
 SPEC = WorkloadSpec(users=150, posts=240, mean_followers=10, max_followers=40,
@@ -32,11 +32,8 @@ def _restored(rest: str, job_id: str) -> bool:
     return latest.get("restored") is not None
 
 
-def _wait(predicate, what: str, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
+def _wait(predicate, what: str) -> None:
+    eventually(predicate, what)
 
 
 def test_kill_taskmanager_then_savepoint_restart_loses_and_doubles_nothing(

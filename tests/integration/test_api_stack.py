@@ -138,23 +138,30 @@ def seeder(cql_session: Any, redis_keys: Any) -> Seeder:
     return Seeder(writer, RulesEngine(config))
 
 
-def consume(settings: ServingSettings, topic: str, count: int,
-            timeout_s: float = 20.0) -> list[tuple[bytes | None, dict[str, Any]]]:
-    """Up to ``count`` (key, event) pairs from partition 0 of ``topic``."""
+def consume(settings: ServingSettings, topic: str,
+            count: int | None = None) -> list[tuple[bytes | None, dict[str, Any]]]:
+    """The (key, event) pairs in partition 0 of ``topic``, up to its end offset now.
+
+    The API answers 202 only after the acks=all acknowledgement, so what a test wrote is
+    below the end offset: reading to it is exact on any machine (no idle timeout). With
+    ``count``, exactly that many records must be there.
+    """
     import json
 
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers,
-                             auto_offset_reset="earliest", enable_auto_commit=False,
-                             consumer_timeout_ms=int(timeout_s * 1000))
-    consumer.assign([TopicPartition(topic, 0)])
+                             enable_auto_commit=False)
+    partition = TopicPartition(topic, 0)
+    consumer.assign([partition])
+    consumer.seek_to_beginning(partition)
+    end = consumer.end_offsets([partition])[partition]
     found = []
     try:
-        for message in consumer:
-            found.append((message.key, json.loads(message.value)))
-            if len(found) >= count:
-                break
+        while consumer.position(partition) < end:
+            for records in consumer.poll(timeout_ms=1000).values():
+                found.extend((r.key, json.loads(r.value)) for r in records if r.offset < end)
     finally:
         consumer.close()
+    assert count is None or len(found) == count, f"{len(found)} records in {topic}, not {count}"
     return found
 
 

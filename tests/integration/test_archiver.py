@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 
 import pytest
@@ -20,6 +19,7 @@ from feedline.archive.store import Archive
 from feedline.settings import KafkaSettings, StackSettings
 from feedline.workload import Workload, WorkloadSpec
 from jobs.load import produce
+from tests.support.waiting import HANG_GUARD_S, eventually
 
 SPEC = WorkloadSpec(users=120, posts=60, mean_followers=6, max_followers=30, seed=7)
 GARBAGE = [b"not json at all", b"", b'{"event_type": "follow",\n "oops": 1}', b"[1, 2]"]
@@ -78,13 +78,13 @@ def test_crash_after_write_before_commit_loses_nothing(stack, topic_factory, obj
     first = Archiver(kafka, stack.storage, topics=kafka.event_topics, root=root,
                      group_id=group, max_records=200, on_written=crash_on_third)
     with pytest.raises(Crash):
-        first.drain(timeout_s=120)
+        first.drain(timeout_s=HANG_GUARD_S)
     lag = sum(row.lag for row in archive_lag(kafka, kafka.event_topics, group))
     assert lag > 0, "the crashed batch must not be committed"
 
     second = Archiver(kafka, stack.storage, topics=kafka.event_topics, root=root,
                       group_id=group, max_records=150)  # cut batches differently: duplicates
-    archived = second.drain(timeout_s=120)
+    archived = second.drain(timeout_s=HANG_GUARD_S)
     assert archived == lag, "the restart archives exactly what was not committed"
     assert sum(row.lag for row in archive_lag(kafka, kafka.event_topics, group)) == 0
 
@@ -102,7 +102,7 @@ def test_crash_after_write_before_commit_loses_nothing(stack, topic_factory, obj
     assert json.dumps({"event_type": "follow", "oops": 1},
                       separators=(",", ":")).encode() in other
     # A later drain with nothing new writes nothing.
-    assert second.drain(timeout_s=30) == 0
+    assert second.drain(timeout_s=HANG_GUARD_S) == 0
 
 
 def test_killed_archiver_process_resumes_from_committed_offsets(stack, topic_factory,
@@ -120,23 +120,19 @@ def test_killed_archiver_process_resumes_from_committed_offsets(stack, topic_fac
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            names = list(archive.bucket.list_blobs(prefix=root))
-            if len(names) >= 3:
-                break
+        def wrote_three_parts() -> bool:
             assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            time.sleep(0.2)
-        else:
-            pytest.fail("the archiver wrote nothing")
+            return len(list(archive.bucket.list_blobs(prefix=root))) >= 3
+
+        eventually(wrote_three_parts, "the archiver process to write three parts", every_s=0.2)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # no chance to flush or commit
-        proc.wait(timeout=30)
+        proc.wait(timeout=HANG_GUARD_S)
     later = _produce_all(kafka, slice(600, None))  # produced while the archiver was down
     produced.update(later)
     resumed = Archiver(kafka, stack.storage, topics=kafka.event_topics, root=root,
                        group_id=group, max_records=1000)
-    assert resumed.drain(timeout_s=120) >= sum(later.values())
+    assert resumed.drain(timeout_s=HANG_GUARD_S) >= sum(later.values())
     ids, _ = _archived(archive, kafka)
     assert ids == Counter(set(produced))
     assert sum(row.lag for row in archive_lag(kafka, kafka.event_topics, group)) == 0
@@ -149,27 +145,34 @@ def test_two_archivers_in_one_group_survive_rebalances(stack, topic_factory, obj
     stops = [threading.Event(), threading.Event()]
     errors: list[BaseException] = []
 
-    def member(stop: threading.Event) -> None:
+    members = [Archiver(kafka, stack.storage, topics=kafka.event_topics, root=root,
+                        group_id=group, max_records=100_000, max_age_s=4.0) for _ in stops]
+
+    def member(archiver: Archiver, stop: threading.Event) -> None:
         try:
-            Archiver(kafka, stack.storage, topics=kafka.event_topics, root=root,
-                     group_id=group, max_records=100_000, max_age_s=4.0).run(stop)
+            archiver.run(stop)
         except BaseException as err:  # surfaced by the assertions below
             errors.append(err)
 
-    threads = [threading.Thread(target=member, args=(stop,), daemon=True) for stop in stops]
+    threads = [threading.Thread(target=member, args=pair, daemon=True)
+               for pair in zip(members, stops, strict=True)]
     threads[0].start()
     produced = _produce_all(kafka, slice(0, 500))
-    time.sleep(1.5)  # the first member has polled and buffered (flushes after 4 s)
+    # Wait (however long this machine needs) until the first member holds unflushed records.
+    eventually(lambda: errors or any(len(b.records) for b in list(members[0]._buffers.values())),
+               "the first archiver to buffer records", every_s=0.05)
     threads[1].start()  # joins the group: buffered partitions are revoked, some reassigned
     produced.update(_produce_all(kafka, slice(500, None)))
-    deadline = time.monotonic() + 120
-    while sum(r.lag for r in archive_lag(kafka, kafka.event_topics, group)) > 0:
-        assert time.monotonic() < deadline and not errors, errors
-        time.sleep(0.5)
+
+    def caught_up() -> bool:
+        assert not errors, errors
+        return sum(r.lag for r in archive_lag(kafka, kafka.event_topics, group)) == 0
+
+    eventually(caught_up, "both archivers to commit every offset")
     stops[1].set()  # leaving triggers one more rebalance for the other member
-    threads[1].join(timeout=60)
+    threads[1].join(timeout=HANG_GUARD_S)
     stops[0].set()
-    threads[0].join(timeout=60)
+    threads[0].join(timeout=HANG_GUARD_S)
     assert not errors, errors
     ids, _ = _archived(Archive.open(stack.storage, root), kafka)
     assert ids == Counter(set(produced))

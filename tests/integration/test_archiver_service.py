@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from feedline.archive.store import Archive
@@ -10,6 +9,7 @@ from feedline.settings import KafkaSettings, LocalStackSettings, StackSettings
 from feedline.workload import Workload, WorkloadSpec
 from jobs.load import produce
 from jobs.localstack.archiver import ArchiverService
+from tests.support.waiting import eventually
 
 
 def test_archiver_service_starts_archives_and_stops(stack, topic_factory, tmp_path: Path):
@@ -24,22 +24,23 @@ def test_archiver_service_starts_archives_and_stops(stack, topic_factory, tmp_pa
     try:
         pid = service.start()
         assert service.process.pid_file.read_text().strip() == str(pid)
-        deadline = time.monotonic() + 60
-        while not service.healthy():
+        def healthy() -> bool:
             assert not service.process.exited_early(), service.process.log_tail(30)
-            assert time.monotonic() < deadline, service.process.log_tail(30)
-            time.sleep(0.5)
+            return service.healthy()
+
+        eventually(healthy, "the archiver's first heartbeat",
+                   detail=lambda: service.process.log_tail(30))
         events = list(Workload(WorkloadSpec(users=30, posts=5, mean_followers=3,
                                             max_followers=10)).events())
         produce(kafka, events)
-        deadline = time.monotonic() + 90  # flushed within --max-age (30 s)
-        while time.monotonic() < deadline:
-            found = sum(len(archive.partition_records(p))
-                        for t in kafka.event_topics for p in archive.partitions(t))
-            if found == len(events):
-                break
-            time.sleep(1)
-        assert found == len(events), service.process.log_tail(30)
+        def archived() -> int:
+            return sum(len(archive.partition_records(p))
+                       for t in kafka.event_topics for p in archive.partitions(t))
+
+        # Flushed within --max-age (30 s) once the service has read them.
+        eventually(lambda: archived() == len(events), "every event in the archive", every_s=1,
+                   detail=lambda: f"{archived()} of {len(events)}; "
+                                  f"{service.process.log_tail(30)}")
         rss_kb = int(next(line.split()[1] for line in
                           Path(f"/proc/{pid}/status").read_text().splitlines()
                           if line.startswith("VmRSS:")))

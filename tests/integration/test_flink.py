@@ -52,7 +52,7 @@ def test_topic_counts_job_on_local_cluster_matches_reference(
         bootstrap_servers=stack.kafka.bootstrap_servers,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
-        consumer_timeout_ms=10_000,
+        consumer_timeout_ms=300_000,  # a hang guard: the job FINISHED before
     )
     consumer.assign([TopicPartition(sink, 0)])
     got = {}

@@ -11,9 +11,10 @@ from jobs.sandbox import Sandbox
 from tests.support.compare import mismatches
 from tests.support.reference import Expected
 from tests.support.stores import read_state
+from tests.support.waiting import HANG_GUARD_S
 
 
-def wait_converged(sb: Sandbox, expected: Expected, timeout_s: float = 300) -> list[str]:
+def wait_converged(sb: Sandbox, expected: Expected, timeout_s: float = HANG_GUARD_S) -> list[str]:
     """Poll the stores until they equal the reference; returns what still differs."""
     deadline = time.monotonic() + timeout_s
     cap = sb.streaming.feed.timeline_cap

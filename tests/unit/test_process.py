@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 from jobs.localstack.process import ManagedProcess
+from tests.support.waiting import eventually
 
 
 def _sleeper(tmp_path: Path, marker: str) -> ManagedProcess:
@@ -36,10 +36,7 @@ def test_early_exit_is_detected_and_log_kept(tmp_path: Path) -> None:
     proc.start(
         [sys.executable, "-c", "print('boom'); raise SystemExit(3)", "feedline-test-marker-2"]
     )
-    deadline = time.monotonic() + 10
-    while not proc.exited_early() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proc.exited_early()
+    eventually(proc.exited_early, "the process to exit", every_s=0.05)
     assert "boom" in proc.log_tail()
 
 
@@ -53,16 +50,11 @@ def test_stop_also_stops_the_children_the_server_forked(tmp_path: Path) -> None:
         "time.sleep(60)\n"
     )
     proc.start([sys.executable, "-c", script, "feedline-test-marker-3"])
-    deadline = time.monotonic() + 10
-    while not child_pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(child_pid_file.exists, "the server to fork its child", every_s=0.05)
     child = int(child_pid_file.read_text())
     assert Path(f"/proc/{child}").exists()
     assert proc.stop(timeout_s=5) is True
-    deadline = time.monotonic() + 5
-    while _alive(child) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(child), "a child of the stopped server is still running"
+    eventually(lambda: not _alive(child), "the stopped server's child to exit", every_s=0.05)
 
 
 def _alive(pid: int) -> bool:
