@@ -18,6 +18,7 @@ from jobs.sandbox import Sandbox, open_sandbox
 from schemas.event_contracts import encode_event, new_event
 from tests.support.pipeline import events_of, wait_converged
 from tests.support.reference import reference
+from tests.support.waiting import HANG_GUARD_S
 
 FEED = FeedSettings(celebrity_threshold=25, follow_merge_limit=4, timeline_cap=12)
 SPEC = WorkloadSpec(users=150, posts=160, mean_followers=10, max_followers=40,
@@ -85,7 +86,8 @@ def test_broken_records_reach_the_dead_letter_topics_with_reasons(run) -> None:
     kafka = pipeline.streaming.kafka
     consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers,
                              auto_offset_reset="earliest", enable_auto_commit=False,
-                             consumer_timeout_ms=60_000, fetch_max_bytes=4_000_000,
+                             consumer_timeout_ms=int(HANG_GUARD_S * 1000),
+                             fetch_max_bytes=4_000_000,
                              max_partition_fetch_bytes=4_000_000)
     consumer.assign([TopicPartition(kafka.dlq_topic(t), 0) for t in kafka.event_topics])
     letters = {}
