@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from feedline.settings import DEV_JWT_SECRET, ServingSettings, get_serving_settings
+from serving.docs import install_docs
 from serving.middleware import RequestContextMiddleware
 from serving.observability import configure_logging
 from serving.problems import install_handlers
@@ -56,7 +57,8 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         await resources.close()
 
     app = FastAPI(title="feedline API", version="1.0.0", description=DESCRIPTION,
-                  default_response_class=JsonResponse, lifespan=lifespan)
+                  default_response_class=JsonResponse, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)  # served offline by install_docs
     app.state.resources = resources
     app.state.settings = settings
     install_handlers(app)
@@ -65,6 +67,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.api.max_body_bytes,
                        access_log_enabled=settings.api.access_log)
     document_bearer_auth(app)
+    install_docs(app)
     return app
 
 
