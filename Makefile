@@ -1,5 +1,5 @@
 # feedline — two commands on a fresh machine: `make run`, then `make test`.
-# Prerequisites: Python 3.11, Java 17, Maven; root (or sudo) to apt-get redis-server.
+# Prerequisites: Python 3.11, Java 17, Maven; root (or sudo) to apt-get redis-server and chromium.
 
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -17,13 +17,17 @@ help: ## list the targets
 
 deps: system-deps venv jars ## everything the stack and tests need (idempotent)
 
-system-deps: ## redis-server from Debian packages; checks java and mvn
+system-deps: ## redis-server and chromium (docs test) from Debian packages; checks java and mvn
 	@command -v java >/dev/null || { echo "Java 17 is required"; exit 1; }
 	@command -v mvn >/dev/null || { echo "Maven is required"; exit 1; }
 	@command -v redis-server >/dev/null || { \
 	  echo "installing redis-server (Debian package)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q redis-server; }
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium (Debian package, for the /docs and /redoc browser test)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
 
 venv: $(STAMP) ## the Python environment in .venv (pinned by constraints.txt)
 
