@@ -15,9 +15,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
-from feedline.settings import ServingSettings
+from feedline.settings import ServingSettings, SettingsError
 from serving.auth import issue_token
 
 DAY_S = 24 * 3600
@@ -40,7 +38,7 @@ def _token(args: argparse.Namespace) -> int:
         return 2
     try:
         settings = ServingSettings()
-    except ValidationError as error:
+    except SettingsError as error:
         print(f"feedctl token: refused: {error}", file=sys.stderr)
         return 1
     ttl_s = int(args.ttl_days * DAY_S)
