@@ -144,7 +144,17 @@ class FlinkSettings(_Block):
     task_slots: int = Field(default=4, ge=1)
     """Task slots of the local TaskManager."""
     jars_dir: Path = REPO_ROOT / ".local" / "jars" / "flink"
-    """Folder whose jars (the Kafka connector) are added to every submitted job."""
+    """Folder whose jars (the Kafka connector) are added to every submitted job; read by the
+    submitting `flink` client, which ships them to the cluster with the job."""
+    python_executable: str | None = None
+    """Interpreter of the jobs' Python workers on the TaskManagers (``flink run -pyexec``), a
+    path on the cluster's machines; None: the submitter's own (the local stack shares it)."""
+    client_conf_dir: Path | None = None
+    """Configuration folder of the submitting `flink` client (the cluster's own, in an image
+    of it); None: the local stack's, regenerated for each submission."""
+    savepoint_dir: str | None = None
+    """Where savepoints are written, a URI the JobManager and TaskManagers can all reach;
+    None: ``file://<local.state_dir>/flink/savepoints`` (the local stack's)."""
 
 
 class FeedSettings(_Block):
