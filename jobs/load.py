@@ -9,7 +9,7 @@ from typing import Any
 from kafka import KafkaProducer
 
 from feedline.settings import KafkaSettings
-from feedline.workload import ProducedEvent
+from feedline.workload import ProducedEvent, Workload, WorkloadSpec
 from schemas.event_contracts import encode_event
 
 
@@ -20,6 +20,25 @@ def topic_for(kafka: KafkaSettings, role: str) -> str:
         "follows": kafka.follows_topic,
         "engagements": kafka.engagements_topic,
     }[role]
+
+
+class _CountingWorkload(Workload):
+    """The same random draws as `Workload`, without building the events (a progress total)."""
+
+    def _event(self, kind: str, role: str, key: str, **fields: Any) -> ProducedEvent:
+        self.serial += 1
+        return _NO_EVENT
+
+    def _tick(self, ms: int = 1) -> Any:
+        return None
+
+
+_NO_EVENT = ProducedEvent("", "", None)
+
+
+def count_events(spec: WorkloadSpec) -> int:
+    """How many events ``Workload(spec).events()`` yields (about 3x faster than building them)."""
+    return sum(1 for _ in _CountingWorkload(spec).events())
 
 
 def producer(kafka: KafkaSettings, **overrides: Any) -> KafkaProducer:

@@ -76,13 +76,15 @@ def _by_follower(user: str) -> Callable[[Any], bool]:
 
 def load_index(settings: BatchSettings, since: datetime | None, until: datetime | None,
                progress: Callable[[str], Any] | None = None) -> ArchiveIndex:
-    """Read the upload and follow parts of the window into an index."""
+    """Read the upload and follow parts of the window into an index (a bar on a terminal)."""
+    from feedline.cli import progress_bar
+
     archive = Archive.open(settings.storage, settings.archive_prefix)
     roles = {t: r for t, r in settings.kafka.topic_roles().items()
              if r in ("uploads", "follows")}
     parts = list_parts(archive, roles, since, until)
     index = ArchiveIndex(since, until)
-    for n, part in enumerate(parts, 1):
+    for n, part in enumerate(progress_bar("read archive", len(parts), "part", iterable=parts), 1):
         for line in archive.read_lines(part.object_name):
             record = json.loads(line)
             if part.role == "uploads":

@@ -55,7 +55,8 @@ def ensure_jars(settings: StackSettings, say: Say) -> None:
         capture_output=True, text=True, check=False,
     )
     if result.returncode != 0:
-        raise StackError(f"maven failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        raise StackError("maven failed to fetch the jars (`make jars` shows why):\n"
+                         f"{result.stdout[-3000:]}{result.stderr[-3000:]}")
     say(f"jars       ready in {time.monotonic() - started:.1f}s")
 
 
@@ -85,10 +86,12 @@ def status(settings: StackSettings) -> list[ServiceStatus]:
     return out
 
 
-def up(settings: StackSettings, say: Say = print) -> float:
+def up(settings: StackSettings, say: Say = print,
+       on_ready: Callable[[str], object] | None = None) -> float:
     """Start whatever is not running, wait until all are healthy, then set them up.
 
-    Idempotent: healthy services are left alone. Returns the seconds it took.
+    Idempotent: healthy services are left alone. ``on_ready(name)`` is called as each
+    service is healthy and set up (a progress bar's step). Returns the seconds it took.
     """
     began = time.monotonic()
     settings.local.state_dir.mkdir(parents=True, exist_ok=True)
@@ -109,6 +112,8 @@ def up(settings: StackSettings, say: Say = print) -> float:
     for svc in all_services:
         _wait_healthy(svc, settings.local.start_timeout_s, say, started.get(svc.name))
         svc.after_healthy()
+        if on_ready is not None:
+            on_ready(svc.name)
     took = time.monotonic() - began
     say(f"stack up in {took:.1f}s")
     return took
@@ -119,10 +124,12 @@ def _wait_healthy(svc: Service, timeout_s: float, say: Say, started: float | Non
     last_note = time.monotonic()
     while not svc.healthy():
         if svc.process.exited_early():
-            raise StackError(f"{svc.name} exited during start-up:\n{svc.process.log_tail(40)}")
+            raise StackError(f"{svc.name} exited during start-up (log: {svc.process.log_file}):"
+                             f"\n{svc.process.log_tail(40)}")
         if time.monotonic() > deadline:
             raise StackError(
-                f"{svc.name} not healthy after {timeout_s:.0f}s:\n{svc.process.log_tail(40)}"
+                f"{svc.name} not healthy after {timeout_s:.0f}s (log: {svc.process.log_file}):"
+                f"\n{svc.process.log_tail(40)}"
             )
         if time.monotonic() - last_note > 10:
             say(f"{svc.name:<18} still waiting ({time.monotonic() - (started or last_note):.0f}s)")

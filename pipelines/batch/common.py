@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -120,18 +123,22 @@ def rules_config(settings: BatchSettings) -> RulesConfig:
 
 
 def say(message: str) -> None:
-    """A progress line on stderr."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    """A progress line on stderr (above a progress bar, if one is showing)."""
+    from feedline.cli import write_line
+
+    write_line(f"[{time.strftime('%H:%M:%S')}] {message}", sys.stderr)
 
 
 def quality_gate(settings: BatchSettings, topics: Sequence[str], since: datetime | None,
                  until: datetime | None, *, quarantine: bool) -> bool:
     """Run the quality gate over the window first; False (with the reasons) when it fails."""
+    from feedline.cli import gate_progress
     from pipelines.quality.gate import run_gate
 
     started = time.monotonic()
-    result = run_gate(settings, topics, since, until, quarantine=quarantine,
-                      root=settings.archive_prefix)
+    with gate_progress(settings, topics, since, until):
+        result = run_gate(settings, topics, since, until, quarantine=quarantine,
+                          root=settings.archive_prefix)
     # The summary has one line per partition: show the failing and quarantined ones.
     for report in result.partitions:
         if not report.passed or report.quarantined:
@@ -229,10 +236,12 @@ class StoreDoFn(beam.DoFn):
 class ReadParts(beam.DoFn):
     """One archive part in, its raw records out, grouped by shard of their rules keys."""
 
-    def __init__(self, settings_json: str, shards: int, route: str) -> None:
+    def __init__(self, settings_json: str, shards: int, route: str,
+                 progress_file: str | None = None) -> None:
         self.settings_json = settings_json
         self.shards = shards
         self.route = route
+        self.progress_file = progress_file
         self.parts = beam.metrics.Metrics.counter("read", "parts")
         self.records = beam.metrics.Metrics.counter("read", "records")
 
@@ -254,7 +263,60 @@ class ReadParts(beam.DoFn):
             raise ValueError(f"{object_name}: {err}") from None
         self.parts.inc()
         self.records.inc(len(lines))
+        advance(self.progress_file)
         yield from groups.items()
+
+
+def advance(progress_file: str | None) -> None:
+    """One step of the job done: a byte appended to its progress file (``pipeline_progress``)."""
+    if progress_file:
+        with open(progress_file, "ab") as handle:
+            handle.write(b".")
+
+
+class PipelineProgress:
+    """A progress bar of ``total`` steps that the job's DoFns advance with ``advance``.
+
+    Shown on a terminal with the DirectRunner, whose workers are local processes: they
+    append a byte per step to a temporary file whose size the bar follows. Entering gives
+    the file's path for the job's DoFns, or None (no bar: nothing to report).
+    """
+
+    def __init__(self, desc: str, total: int, options: PipelineOptions) -> None:
+        from feedline.cli import interactive
+
+        runner = str(options.view_as(StandardOptions).runner or "")
+        self.shown = interactive() and runner.endswith("DirectRunner")
+        self.desc, self.total = desc, total
+        self._stop = threading.Event()
+
+    def __enter__(self) -> str | None:
+        from feedline.cli import progress_bar
+
+        if not self.shown:
+            return None
+        self._folder = tempfile.TemporaryDirectory(prefix="feedline-progress-")
+        self.path = os.path.join(self._folder.name, "steps")
+        open(self.path, "wb").close()
+        self._bar = progress_bar(self.desc, self.total, "step")
+        self._follower = threading.Thread(target=self._follow, name="pipeline-progress",
+                                          daemon=True)
+        self._follower.start()
+        return self.path
+
+    def _follow(self) -> None:
+        while not self._stop.wait(0.5):
+            self._bar.update(min(self.total, os.path.getsize(self.path)) - self._bar.n)
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if not self.shown:
+            return
+        self._stop.set()
+        self._follower.join()
+        if kind is None:
+            self._bar.update(self.total - self._bar.n)
+        self._bar.close()
+        self._folder.cleanup()
 
 
 def parse_shard(batches: Any, since: datetime | None, until: datetime | None) -> list[Any]:

@@ -23,8 +23,10 @@ import apache_beam as beam
 from feedline.settings import settings_errors_exit
 from pipelines.batch.common import (
     JobArgs,
+    PipelineProgress,
     ReadParts,
     StoreDoFn,
+    advance,
     job_parser,
     parse_job_args,
     parse_shard,
@@ -69,6 +71,7 @@ class DeriveCounters(StoreDoFn):
         if job["dry_run"]:
             changed = self._compare(image)
             say(f"counters shard {shard}: {changed:,} key(s) would change")
+            advance(job.get("progress_file"))
             yield changed
             return
         self.writer.write_counters(image, users=users)
@@ -77,6 +80,7 @@ class DeriveCounters(StoreDoFn):
         self.users.inc(len(image.counter_users))
         say(f"counters shard {shard}: {applied:,} events, {posts:,} posts, "
             f"{len(image.counter_users):,} users written, {time.monotonic() - started:.1f} s")
+        advance(job.get("progress_file"))
         yield posts + len(image.counter_users)
 
     def _compare(self, image: Any) -> int:
@@ -123,7 +127,8 @@ def build(pipeline: beam.Pipeline, parts: list[tuple[str, str]], settings_json: 
         pipeline
         | f"{label}ListedParts" >> beam.Create(parts)
         | f"{label}SpreadParts" >> beam.Reshuffle()
-        | f"{label}ReadParts" >> beam.ParDo(ReadParts(settings_json, job["shards"], "counters"))
+        | f"{label}ReadParts" >> beam.ParDo(ReadParts(settings_json, job["shards"], "counters",
+                                                      job.get("progress_file")))
         | f"{label}GroupByCounterShard" >> beam.GroupByKey()
         | f"{label}DeriveCounters" >> beam.ParDo(DeriveCounters(settings_json, job))
     )
@@ -148,10 +153,15 @@ def run(argv: Sequence[str] | None = None) -> int:
     gate_done = time.monotonic()
     parts = part_list(settings, ("uploads", "follows", "engagements"), args.since, args.until)
     say(f"{len(parts):,} archive part(s) to read")
-    pipeline = beam.Pipeline(options=pipeline_options(parsed.beam_args))
-    build(pipeline, parts, settings.model_dump_json(), job_settings(parsed))
-    result = pipeline.run()
-    result.wait_until_finish()
+    options = pipeline_options(parsed.beam_args)
+    job = job_settings(parsed)
+    # Steps: each part read, each counter shard derived and written.
+    with PipelineProgress("rebuild counters", len(parts) + args.shards,
+                          options) as job["progress_file"]:
+        pipeline = beam.Pipeline(options=options)
+        build(pipeline, parts, settings.model_dump_json(), job)
+        result = pipeline.run()
+        result.wait_until_finish()
     finished = time.monotonic()
     print_metrics(result)
     say(f"rebuild counters done: gate {gate_done - started:.1f} s, pipeline "

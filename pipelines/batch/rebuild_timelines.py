@@ -27,8 +27,10 @@ import apache_beam as beam
 from feedline.settings import settings_errors_exit
 from pipelines.batch.common import (
     JobArgs,
+    PipelineProgress,
     ReadParts,
     StoreDoFn,
+    advance,
     job_parser,
     parse_job_args,
     parse_shard,
@@ -92,6 +94,7 @@ class DeriveAuthors(StoreDoFn):
         self.rows.inc(rows)
         say(f"derive shard {shard}: {applied:,} events, {len(image.authors):,} authors, "
             f"{rows:,} timeline rows, {time.monotonic() - started:.1f} s")
+        advance(job.get("progress_file"))
         yield from out.items()
 
 
@@ -154,6 +157,7 @@ class WriteTimelines(StoreDoFn):
             self.throttle.take(len(chunk))
         say(f"timelines shard {shard}: {written:,} of {len(users):,} users written"
             + (f" ({len(timelines) - len(users):,} done before)" if self.done else ""))
+        advance(self.job.get("progress_file"))
         yield written
 
     def _compare(self, users: list[str], timelines: dict[str, list[tuple[int, str, str]]],
@@ -188,7 +192,8 @@ def build(pipeline: beam.Pipeline, parts: list[tuple[str, str]], settings_json: 
         pipeline
         | f"{label}ListedParts" >> beam.Create(parts)
         | f"{label}SpreadParts" >> beam.Reshuffle()
-        | f"{label}ReadParts" >> beam.ParDo(ReadParts(settings_json, shards, "fanout"))
+        | f"{label}ReadParts" >> beam.ParDo(ReadParts(settings_json, shards, "fanout",
+                                                      job.get("progress_file")))
         | f"{label}GroupByAuthorShard" >> beam.GroupByKey()
         | f"{label}DeriveAuthors" >> beam.ParDo(DeriveAuthors(settings_json, job))
         | f"{label}GroupByReaderShard" >> beam.GroupByKey()
@@ -245,10 +250,13 @@ def run(argv: Sequence[str] | None = None) -> int:
     say(f"{len(parts):,} archive part(s) to read")
     options = pipeline_options(parsed.beam_args)
     job = job_settings(parsed, workers=worker_count(options))
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, parts, settings.model_dump_json(), job)
-    result = pipeline.run()
-    result.wait_until_finish()
+    # Steps: each part read, each author shard derived, each reader shard written.
+    with PipelineProgress("rebuild timelines", len(parts) + 2 * args.shards,
+                          options) as job["progress_file"]:
+        pipeline = beam.Pipeline(options=options)
+        build(pipeline, parts, settings.model_dump_json(), job)
+        result = pipeline.run()
+        result.wait_until_finish()
     finished = time.monotonic()
     print_metrics(result)
     say(f"rebuild timelines done: gate {gate_done - started:.1f} s, pipeline "
