@@ -16,6 +16,10 @@ class FlinkRestError(RuntimeError):
     """The REST API answered with an error or did not answer."""
 
 
+class FlinkUnreachable(FlinkRestError):
+    """The REST API did not answer at all (refused, unresolvable, timed out)."""
+
+
 def call(base_url: str, method: str, path: str, body: Any = None, timeout_s: float = 10) -> Any:
     """One REST call; returns the decoded JSON (or None for an empty body)."""
     data = None if body is None else json.dumps(body).encode()
@@ -29,7 +33,7 @@ def call(base_url: str, method: str, path: str, body: Any = None, timeout_s: flo
     except urllib.error.HTTPError as err:
         raise FlinkRestError(f"{method} {path}: HTTP {err.code} {err.read()[:500]!r}") from err
     except (urllib.error.URLError, OSError) as err:
-        raise FlinkRestError(f"{method} {path}: {err}") from err
+        raise FlinkUnreachable(f"{method} {path}: {err}") from err
     return json.loads(raw) if raw else None
 
 

@@ -19,7 +19,10 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
+from feedline.cli import interactive, progress_bar
 from feedline.settings import get_batch_settings
+from jobs.feedctl import deps
+from jobs.feedctl.output import add_json_flag, print_json
 
 DEFAULT_GROUP = "feedline-archiver"
 
@@ -51,6 +54,7 @@ def register(nouns: Any) -> None:
     st = verbs.add_parser("status", help="committed offset and lag per partition; exit 1 if lag")
     st.add_argument("--topic", action="append", dest="topics", metavar="TOPIC")
     st.add_argument("--group", default=DEFAULT_GROUP, help="Kafka consumer group")
+    add_json_flag(st)
     st.set_defaults(run=_status)
 
 
@@ -58,6 +62,7 @@ def _archiver(args: argparse.Namespace, **extra: Any) -> Any:
     from feedline.archive.archiver import Archiver
 
     settings = get_batch_settings()
+    deps.require(deps.kafka(settings.kafka), deps.storage(settings.storage))
     return Archiver(settings.kafka, settings.storage,
                     topics=args.topics or list(settings.kafka.event_topics),
                     root=args.root or settings.archive_prefix, group_id=args.group,
@@ -89,13 +94,24 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _drain(args: argparse.Namespace) -> int:
+    from feedline.archive.lag import archive_lag
+
     _logging()
     started = time.monotonic()
-    try:
-        archived = _archiver(args).drain(args.timeout)
-    except (KafkaError, TimeoutError, RuntimeError) as err:
-        print(f"feedctl archive drain: {err}", file=sys.stderr)
-        return 1
+    total = None
+    if interactive():  # the bar's total: what the group has not archived yet
+        settings = get_batch_settings()
+        deps.require(deps.kafka(settings.kafka))
+        total = sum(row.lag for row in archive_lag(
+            settings.kafka, args.topics or list(settings.kafka.event_topics), args.group))
+    with progress_bar("archive drain", total, "record", unit_scale=True) as bar:
+        try:
+            archiver = _archiver(args, on_written=lambda batch: bar.update(
+                batch.last_offset - batch.first_offset + 1))
+            archived = archiver.drain(args.timeout)
+        except (TimeoutError, RuntimeError) as err:
+            print(f"feedctl archive drain: {err}", file=sys.stderr)
+            return 1
     took = time.monotonic() - started
     print(f"archived {archived:,} records in {took:.1f}s ({archived / max(took, 1e-9):,.0f}/s)")
     return 0
@@ -105,16 +121,18 @@ def _status(args: argparse.Namespace) -> int:
     from feedline.archive.lag import archive_lag
 
     settings = get_batch_settings()
-    try:
-        rows = archive_lag(settings.kafka, args.topics or list(settings.kafka.event_topics),
-                           args.group)
-    except KafkaError as err:
-        print(f"feedctl archive status: Kafka: {err}", file=sys.stderr)
-        return 1
+    deps.require(deps.kafka(settings.kafka))
+    rows = archive_lag(settings.kafka, args.topics or list(settings.kafka.event_topics),
+                       args.group)
+    total = sum(r.lag for r in rows)
+    if args.json:
+        print_json({"group": args.group, "total_lag": total, "partitions": [
+            {"topic": r.topic, "partition": r.partition, "committed": r.committed,
+             "end": r.end, "lag": r.lag} for r in rows]})
+        return 0 if total == 0 else 1
     print(f"{'topic':<24} {'part':>4} {'committed':>12} {'end':>12} {'lag':>10}")
     for row in rows:
         committed = "-" if row.committed is None else str(row.committed)
         print(f"{row.topic:<24} {row.partition:>4} {committed:>12} {row.end:>12} {row.lag:>10}")
-    total = sum(r.lag for r in rows)
     print(f"group {args.group}: total lag {total:,}")
     return 0 if total == 0 else 1

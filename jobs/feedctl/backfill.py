@@ -8,7 +8,8 @@ The quality gate runs first. Writes are throttled (--rate timelines per second) 
 reads stay fast. Many-user runs are resumable: users are appended to a checkpoint file as
 they are written, and an interrupted run started again with the same arguments skips
 them (--restart ignores the checkpoint). The checkpoint is removed when a run completes.
-Exit codes: 0 done (or, with --dry-run, reported), 1 gate or job failure, 2 usage error.
+Exit codes: 0 done (or, with --dry-run, reported), 1 gate or job failure, 2 usage error,
+3 a store (object storage, the CQL store, Redis) is unreachable.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from feedline.settings import get_batch_settings, get_stack_settings
+from jobs.feedctl import deps
 
 
 def register(nouns: Any) -> None:
@@ -92,6 +94,8 @@ def backfill_one(user: str, since: Any, until: Any, *, dry_run: bool, quarantine
 
     settings = get_batch_settings()
     kafka = settings.kafka
+    deps.require(deps.storage(settings.storage), deps.cql(settings.cql),
+                 deps.redis(settings.redis))
     if not gate:
         say("quality gate skipped (--no-gate)")
     elif not quality_gate(settings, [kafka.uploads_topic, kafka.follows_topic], since, until,
@@ -150,6 +154,7 @@ def checkpoint_path(args: argparse.Namespace) -> Path:
 
 
 def _backfill_many(args: argparse.Namespace) -> int:
+    from jobs.feedctl.rebuild import require_stores
     from pipelines.batch import rebuild_timelines
     from pipelines.batch.common import say
 
@@ -175,6 +180,7 @@ def _backfill_many(args: argparse.Namespace) -> int:
         argv.append("--quarantine")
     if args.no_gate:
         argv.append("--no-gate")
+    require_stores(argv)
     code = rebuild_timelines.run(argv)
     if code == 0 and not args.dry_run:
         checkpoint.unlink(missing_ok=True)

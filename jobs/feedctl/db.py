@@ -15,6 +15,7 @@ from feedline.stores.cql import (
     load_migrations,
     migrate,
 )
+from jobs.feedctl import deps
 
 
 def register(nouns: Any) -> None:
@@ -33,6 +34,12 @@ def register(nouns: Any) -> None:
 def _migrate(args: argparse.Namespace) -> int:
     settings = get_stack_settings().cql
     try:
+        check_keyspace_name(args.keyspace or settings.keyspace)
+    except ValueError as err:
+        print(f"feedctl db migrate: {err}", file=sys.stderr)
+        return 2
+    deps.require(deps.cql(settings))
+    try:
         applied = migrate(settings, keyspace=args.keyspace, dry_run=args.dry_run,
                           progress=lambda m: print(m, flush=True))
     except (MigrationError, ValueError) as err:
@@ -45,7 +52,12 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     settings = get_stack_settings().cql
-    keyspace = check_keyspace_name(args.keyspace or settings.keyspace)
+    try:
+        keyspace = check_keyspace_name(args.keyspace or settings.keyspace)
+    except ValueError as err:
+        print(f"feedctl db status: {err}", file=sys.stderr)
+        return 2
+    deps.require(deps.cql(settings))
     cluster, session = connect(settings)
     try:
         applied = applied_migrations(session, keyspace)

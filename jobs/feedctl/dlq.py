@@ -12,14 +12,15 @@ a dead letter twice. --dry-run reports without publishing or committing.
 from __future__ import annotations
 
 import argparse
+import base64
 import sys
 from pathlib import Path
 from typing import Any
 
-from kafka.errors import KafkaError
-
 from feedline.settings import get_batch_settings
 from jobs.dlq import REPLAY_GROUP, inspect_dlq, replay_dlq
+from jobs.feedctl import deps
+from jobs.feedctl.output import add_json_flag, print_json
 
 
 def register(nouns: Any) -> None:
@@ -31,6 +32,7 @@ def register(nouns: Any) -> None:
     ins.add_argument("topic", metavar="TOPIC", help="event topic (its DLQ is TOPIC.dlq)")
     ins.add_argument("--samples", type=int, default=5, help="pending dead letters to show")
     ins.add_argument("--group", default=REPLAY_GROUP, help="replay consumer group")
+    add_json_flag(ins)
     ins.set_defaults(run=_inspect)
     rep = verbs.add_parser("replay", help="re-publish dead letters that now pass")
     rep.add_argument("topic", metavar="TOPIC", help="event topic (its DLQ is TOPIC.dlq)")
@@ -49,11 +51,22 @@ def _inspect(args: argparse.Namespace) -> int:
     if _role(args.topic) is None:
         print(f"feedctl dlq inspect: {args.topic!r} is not an event topic", file=sys.stderr)
         return 2
+    deps.require(deps.kafka(kafka))
     try:
         report = inspect_dlq(kafka, args.topic, samples=args.samples, group_id=args.group)
-    except (KafkaError, ValueError) as err:
+    except ValueError as err:  # the dead-letter topic does not exist
         print(f"feedctl dlq inspect: {err}", file=sys.stderr)
         return 1
+    if args.json:
+        print_json({
+            "topic": args.topic, "dlq_topic": report.topic, "group": args.group,
+            "total": dict(report.total), "pending": dict(report.pending),
+            "samples": [{"partition": letter.dlq_partition, "offset": letter.dlq_offset,
+                         "reason": letter.reason, "detail": letter.detail,
+                         "source": letter.source, "event_id": letter.event_id,
+                         "payload_b64": base64.b64encode(letter.payload).decode()}
+                        for letter in report.samples]})
+        return 0
     print(f"{report.topic}: {sum(report.total.values())} dead letter(s), "
           f"{sum(report.pending.values())} pending replay (group {args.group})")
     for reason, count in report.total.most_common():
@@ -78,10 +91,11 @@ def _replay(args: argparse.Namespace) -> int:
         except OSError as err:
             print(f"feedctl dlq replay: {err}", file=sys.stderr)
             return 2
+    deps.require(deps.kafka(kafka))
     try:
         report = replay_dlq(kafka, args.topic, role, fix_lines=lines, dry_run=args.dry_run,
                             group_id=args.group)
-    except (KafkaError, ValueError) as err:
+    except ValueError as err:  # the dead-letter topic does not exist
         print(f"feedctl dlq replay: {err}", file=sys.stderr)
         return 1
     verb = "would publish" if args.dry_run else "published"

@@ -14,6 +14,8 @@ import redis
 
 from feedline.settings import get_stack_settings
 from feedline.stores.timeline_reader import read_feed
+from jobs.feedctl import deps
+from jobs.feedctl.errors import Unreachable
 from schemas.redis_keys import RedisKeys
 from serving.auth import issue_token
 
@@ -33,13 +35,19 @@ def register(nouns: Any) -> None:
 
 def _feed(args: argparse.Namespace) -> int:
     settings = get_stack_settings()
-    client = redis.Redis.from_url(settings.redis.url, decode_responses=True)
+    if not args.user_id and not args.sample:
+        print("feedctl feed: give a USER_ID or --sample", file=sys.stderr)
+        return 2
+    deps.require(deps.redis(settings.redis))
+    client = redis.Redis.from_url(settings.redis.url, decode_responses=True,
+                                  socket_connect_timeout=deps.PROBE_TIMEOUT_S)
     keys = RedisKeys(settings.redis.key_prefix)
     if args.sample:
         args.user_id = _sample_user(client, keys)
     if not args.user_id:
-        print("feedctl feed: give a USER_ID or --sample", file=sys.stderr)
-        return 2
+        print("feedctl feed: no cached timeline to sample (nothing delivered yet?)",
+              file=sys.stderr)
+        return 1
     print(f"home feed of {args.user_id}:")
     items = read_feed(client, keys, args.user_id, args.limit)
     if not items:
@@ -63,7 +71,13 @@ def _api_hint(user_id: str, limit: int) -> int:
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (local URL)
             served = len(json.load(response)["items"])
-    except (urllib.error.URLError, OSError, ValueError, KeyError) as error:
+    except urllib.error.HTTPError as error:
+        print(f"feedctl feed: the API at {base} did not serve the feed: HTTP {error.code}",
+              file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as error:
+        raise Unreachable(deps.api(settings.api), deps.cause_of(error)) from error
+    except (ValueError, KeyError) as error:
         print(f"feedctl feed: the API at {base} did not serve the feed: {error}",
               file=sys.stderr)
         return 1

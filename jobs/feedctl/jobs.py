@@ -14,6 +14,8 @@ from typing import Any
 from feedline.settings import get_stack_settings, get_streaming_settings
 from jobs import flink_rest
 from jobs.deploy import DeployError, deploy
+from jobs.feedctl import deps
+from jobs.feedctl.output import add_json_flag, print_json
 from jobs.lag import group_lag
 from jobs.specs import JOBS
 
@@ -36,6 +38,7 @@ def register(nouns: Any) -> None:
     wait.set_defaults(run=_wait)
     lst = verbs.add_parser("list", help="jobs on the cluster")
     lst.add_argument("--all", action="store_true", help="include ended jobs")
+    add_json_flag(lst)
     lst.set_defaults(run=_list)
     can = verbs.add_parser("cancel", help="stop a running job")
     can.add_argument("name", choices=sorted(JOBS))
@@ -51,6 +54,8 @@ def register(nouns: Any) -> None:
 def _deploy(args: argparse.Namespace) -> int:
     stack, streaming = get_stack_settings(), get_streaming_settings()
     names = sorted(JOBS) if args.name == "all" else [args.name]
+    if not args.dry_run:
+        deps.require(deps.flink(stack.flink))
     for name in names:
         spec = JOBS[name]
         if args.dry_run:
@@ -64,6 +69,8 @@ def _deploy(args: argparse.Namespace) -> int:
         print(f"deploying {spec.job_name()} ...", flush=True)
         try:
             job_id = deploy(stack, streaming, name, from_savepoint=args.from_savepoint)
+        except flink_rest.FlinkUnreachable:
+            raise
         except (DeployError, flink_rest.FlinkRestError) as err:
             print(f"feedctl jobs deploy: {err}", file=sys.stderr)
             return 1
@@ -74,6 +81,7 @@ def _deploy(args: argparse.Namespace) -> int:
 def _wait(args: argparse.Namespace) -> int:
     streaming = get_streaming_settings()
     kafka = streaming.kafka
+    deps.require(deps.kafka(kafka))
     topics = {
         "fanout": [kafka.uploads_topic, kafka.follows_topic],
         "counters": [kafka.engagements_topic, kafka.follows_topic, kafka.uploads_topic],
@@ -93,19 +101,24 @@ def _wait(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    try:
-        jobs = flink_rest.list_jobs(get_stack_settings().flink.rest_url)
-    except flink_rest.FlinkRestError as err:
-        print(f"feedctl jobs list: {err}", file=sys.stderr)
-        return 1
+    settings = get_stack_settings().flink
+    deps.require(deps.flink(settings))
+    jobs = [job for job in flink_rest.list_jobs(settings.rest_url)
+            if args.all or job.state not in flink_rest.TERMINAL]
+    if args.json:
+        print_json({"rest_url": settings.rest_url, "jobs": [
+            {"job_id": job.job_id, "name": job.name, "state": job.state,
+             "start_time_ms": job.start_time_ms} for job in jobs]})
+        return 0
     for job in jobs:
-        if args.all or job.state not in flink_rest.TERMINAL:
-            print(f"{job.job_id}  {job.state:<10} {job.name}")
+        print(f"{job.job_id}  {job.state:<10} {job.name}")
     return 0
 
 
 def _one_running(name: str) -> flink_rest.JobInfo | None:
-    jobs = flink_rest.running(get_stack_settings().flink.rest_url, JOBS[name].job_name())
+    settings = get_stack_settings().flink
+    deps.require(deps.flink(settings))
+    jobs = flink_rest.running(settings.rest_url, JOBS[name].job_name())
     if not jobs:
         print(f"{JOBS[name].job_name()} is not running", file=sys.stderr)
         return None

@@ -8,14 +8,14 @@ only produces duplicates that the jobs recognise and skip.
 from __future__ import annotations
 
 import argparse
-import sys
+import threading
 from typing import Any
 
-from kafka.errors import KafkaError
-
+from feedline.cli import interactive, progress_bar
 from feedline.settings import get_stack_settings
 from feedline.workload import Workload, WorkloadSpec
-from jobs.load import produce
+from jobs.feedctl import deps
+from jobs.load import count_events, produce
 
 
 def register(nouns: Any) -> None:
@@ -45,15 +45,16 @@ def _load(args: argparse.Namespace) -> int:
             print(f"{kind:<16} {n}")
         return 0
     kafka = get_stack_settings().kafka
-
-    def progress(sent: int, elapsed: float) -> None:
-        print(f"\rsent {sent:>9,} events  {sent / max(elapsed, 1e-9):>8,.0f}/s", end="",
-              flush=True)
-
-    try:
-        sent = produce(kafka, events, rate=args.rate, progress=progress)
-    except KafkaError as err:
-        print(f"\nfeedctl load: Kafka: {err}", file=sys.stderr)
-        return 1
-    print(f"\nproduced {sent:,} events to {kafka.bootstrap_servers}")
+    deps.require(deps.kafka(kafka))
+    with progress_bar("load", None, "event", unit_scale=True) as bar:
+        if interactive():  # the total (and so the ETA) is counted while sending starts
+            threading.Thread(target=_set_total, args=(bar, spec), daemon=True).start()
+        sent = produce(kafka, events, rate=args.rate,
+                       progress=lambda sent, _elapsed: bar.update(sent - bar.n))
+    print(f"produced {sent:,} events to {kafka.bootstrap_servers}")
     return 0
+
+
+def _set_total(bar: Any, spec: WorkloadSpec) -> None:
+    bar.total = count_events(spec)
+    bar.refresh()

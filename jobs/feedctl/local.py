@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
+from feedline.cli import progress_bar, write_line
 from feedline.settings import get_stack_settings
+from jobs.feedctl.errors import Failed
+from jobs.feedctl.output import add_json_flag, print_json
 from jobs.localstack import stack
 
 
@@ -21,16 +23,20 @@ def register(nouns: Any) -> None:
     down.add_argument("--dry-run", action="store_true", help="list what would be stopped")
     down.set_defaults(run=_down)
     st = verbs.add_parser("status", help="health of each service; exit 1 unless all healthy")
+    add_json_flag(st)
     st.set_defaults(run=_status)
 
 
 def _up(_args: argparse.Namespace) -> int:
-    try:
-        stack.up(get_stack_settings(), say=_say)
-    except stack.StackError as err:
-        print(f"feedctl local up: {err}", file=sys.stderr)
-        return 1
-    return _status(_args)
+    settings = get_stack_settings()
+    total = len(stack.services(settings))
+    with progress_bar("stack up", total, "service", leave=False) as bar:
+        try:
+            stack.up(settings, say=write_line, on_ready=lambda name: bar.update())
+        except stack.StackError as err:
+            # The first line names the service and its log; the rest is the log's tail.
+            raise Failed(str(err).splitlines()[0].rstrip(":")) from err
+    return _status(argparse.Namespace(json=False))
 
 
 def _down(args: argparse.Namespace) -> int:
@@ -40,16 +46,18 @@ def _down(args: argparse.Namespace) -> int:
             if svc.pid:
                 print(f"would stop {svc.name} (pid {svc.pid})")
         return 0
-    stack.down(settings, say=_say)
+    stack.down(settings, say=write_line)
     return 0
 
 
-def _status(_args: argparse.Namespace) -> int:
+def _status(args: argparse.Namespace) -> int:
     rows = stack.status(get_stack_settings())
-    for row in rows:
-        print(row.line())
-    return 0 if all(r.healthy for r in rows) else 1
-
-
-def _say(message: str) -> None:
-    print(message, flush=True)
+    healthy = all(r.healthy for r in rows)
+    if args.json:
+        print_json({"healthy": healthy, "services": [
+            {"name": r.name, "state": r.line().split()[1], "healthy": r.healthy, "pid": r.pid,
+             "endpoint": r.endpoint, "essential": r.essential} for r in rows]})
+    else:
+        for row in rows:
+            print(row.line())
+    return 0 if healthy else 1

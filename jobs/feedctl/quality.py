@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from feedline.cli import iso_time
+from feedline.cli import gate_progress, iso_time
 from feedline.settings import get_batch_settings
+from jobs.feedctl import deps
 
 
 def register(nouns: Any) -> None:
@@ -43,6 +44,8 @@ def register(nouns: Any) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from pipelines.quality.gate import run_gate
 
     settings = get_batch_settings()
@@ -54,10 +57,13 @@ def _check(args: argparse.Namespace) -> int:
     if args.since and args.until and args.since >= args.until:
         print("feedctl quality check: --since must be before --until", file=sys.stderr)
         return 2
+    deps.require(deps.storage(settings.storage))
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
-    result = run_gate(settings, topics, args.since, args.until, quarantine=args.quarantine,
-                      results_dir=args.results_dir, root=args.root)
+    with logging_redirect_tqdm(), \
+            gate_progress(settings, topics, args.since, args.until, root=args.root):
+        result = run_gate(settings, topics, args.since, args.until, quarantine=args.quarantine,
+                          results_dir=args.results_dir, root=args.root)
     print(result.summary())
     if args.results_dir is not None:
         print(f"results: {args.results_dir}/validations, Data Docs: "

@@ -9,13 +9,18 @@ counters job: after Redis and the timeline and counter tables were wiped, it put
 exactly what streaming had built. Every other flag is the jobs' own (see
 `python -m pipelines.batch.rebuild_timelines --help`); unknown flags are Beam pipeline
 options (`--runner=DataflowRunner --project P --region R`).
-Exit codes: 0 done, 1 the quality gate or a job failed, 2 usage error.
+Exit codes: 0 done, 1 the quality gate or a job failed, 2 usage error, 3 a store
+(object storage, the CQL store, Redis) is unreachable.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import Any
+
+from feedline.settings import get_batch_settings
+from jobs.feedctl import deps
 
 
 def register(nouns: Any) -> None:
@@ -39,11 +44,52 @@ def _rebuild(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return 0 if args.help else 2
     if args.help:
         rest.append("--help")
+    elif args.job != "all":
+        from pipelines.batch.common import job_parser
+
+        # Usage errors (exit 2) before the stores are probed (exit 3).
+        job_parser(f"feedctl rebuild {args.job}", None).parse_known_args(rest)
+        require_stores(rest)
     if args.job == "timelines":
         return rebuild_timelines.run(rest)
     if args.job == "counters":
         return rebuild_counters.run(rest)
     return rebuild_all(rest)
+
+
+def _flag(argv: Sequence[str], name: str) -> str | None:
+    """The value of ``--name=V`` or ``--name V`` in ``argv`` (the last one), or None."""
+    value = None
+    for n, arg in enumerate(argv):
+        if arg.startswith(f"{name}="):
+            value = arg.split("=", 1)[1]
+        elif arg == name and n + 1 < len(argv):
+            value = argv[n + 1]
+    return value
+
+
+def require_stores(argv: Sequence[str]) -> None:
+    """Fail fast (exit 3) when a store the job uses from this machine is down.
+
+    The archive is read here by the quality gate and the part listing; the CQL store and
+    Redis are written from here with the DirectRunner (a remote runner's workers connect
+    from elsewhere, so they are not probed then). Endpoints come from --settings-json
+    when it is given, as the job's do.
+    """
+    from pydantic import ValidationError
+
+    from feedline.settings import BatchSettings
+
+    text = _flag(argv, "--settings-json")
+    try:
+        settings = BatchSettings.model_validate_json(text) if text else get_batch_settings()
+    except ValidationError:
+        return  # the job reports it
+    needed = [deps.storage(settings.storage)]
+    runner = _flag(argv, "--runner")
+    if runner is None or runner.endswith("DirectRunner"):
+        needed += [deps.cql(settings.cql), deps.redis(settings.redis)]
+    deps.require(*needed)
 
 
 def rebuild_all(rest: list[str]) -> int:
@@ -61,6 +107,7 @@ def rebuild_all(rest: list[str]) -> int:
         return 2
     parsed = parse_job_args(job_parser("feedctl rebuild all", __doc__), rest)
     args, settings = parsed.args, parsed.settings
+    require_stores(rest)
     if args.no_gate:
         say("quality gate skipped (--no-gate)")
     elif not quality_gate(settings, list(settings.kafka.event_topics), args.since,

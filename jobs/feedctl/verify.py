@@ -6,7 +6,10 @@ with the CQL timeline rows, the Redis timeline (its newest `timeline_cap` entrie
 followed-celebrity set and the counters in both stores. One line per user; a summary.
 Events newer than the archive (archiver lag) show up as drift: verify a window that the
 archiver has finished (--until), or after `feedctl archive` caught up.
-Exit codes: 0 no drift, 1 drift (or the quality gate failed), 2 usage error.
+Exit codes: 0 no drift, 1 drift (or the quality gate failed), 2 usage error, 3 could not
+check: a store (object storage, the CQL store, Redis) is unreachable.
+With --json, one JSON document on stdout: {"checked", "drifted", "gate", "users": [{"user",
+"drift", "problems", "timeline_entries"}]} (same exit codes; none when it could not check).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import time
 from typing import Any
 
 from feedline.settings import get_batch_settings
+from jobs.feedctl import deps
+from jobs.feedctl.output import add_json_flag, print_json
 
 
 def register(nouns: Any) -> None:
@@ -34,6 +39,7 @@ def register(nouns: Any) -> None:
     parser.add_argument("--no-counters", action="store_true", help="check timelines only")
     parser.add_argument("--no-gate", action="store_true",
                         help="skip the quality gate; an invalid record read still stops it")
+    add_json_flag(parser)
     parser.set_defaults(run=_verify)
 
 
@@ -63,10 +69,14 @@ def _verify(args: argparse.Namespace) -> int:
         return 2
     settings = get_batch_settings()
     kafka = settings.kafka
+    deps.require(deps.storage(settings.storage), deps.cql(settings.cql),
+                 deps.redis(settings.redis))
     if args.no_gate:
         say("quality gate skipped (--no-gate)")
     elif not quality_gate(settings, [kafka.uploads_topic, kafka.follows_topic], since, until,
                           quarantine=False):
+        if args.json:
+            print_json({"checked": 0, "drifted": 0, "gate": "failed", "users": []})
         return 1
     started = time.monotonic()
     counters = not args.no_counters
@@ -94,7 +104,7 @@ def _verify(args: argparse.Namespace) -> int:
     finally:
         cluster.shutdown()
         client.close()
-    drifted = 0
+    report = []
     for user in users:
         drift = user_drift(
             user,
@@ -104,10 +114,17 @@ def _verify(args: argparse.Namespace) -> int:
             cap=settings.feed.timeline_cap, cql_timeline=cql[user], cached=cached[user],
             followed=followed[user], cql_counters=cql_counters.get(user),
             cached_counters=cached_counters[user] if counters else None)
-        if drift.drifted:
-            drifted += 1
-            print(f"{user}  DRIFT  " + "; ".join(drift.problems))
+        report.append({"user": user, "drift": drift.drifted, "problems": list(drift.problems),
+                       "timeline_entries": len(cql[user])})
+    drifted = sum(1 for row in report if row["drift"])
+    if args.json:
+        print_json({"checked": len(users), "drifted": drifted,
+                    "gate": "skipped" if args.no_gate else "passed", "users": report})
+        return 1 if drifted else 0
+    for row in report:
+        if row["drift"]:
+            print(f"{row['user']}  DRIFT  " + "; ".join(row["problems"]))
         else:
-            print(f"{user}  ok     {len(cql[user]):,} timeline entries")
+            print(f"{row['user']}  ok     {row['timeline_entries']:,} timeline entries")
     print(f"{len(users):,} user(s) checked, {drifted:,} with drift")
     return 1 if drifted else 0
