@@ -45,9 +45,15 @@ def progress_bar(desc: str, total: float | None = None, unit: str = "it",
 
 
 def write_line(message: str, file: TextIO | None = None) -> None:
-    """Print a line without tearing an active progress bar (stdout by default)."""
-    tqdm.write(message, file=file if file is not None else sys.stdout)
-    (file if file is not None else sys.stdout).flush()
+    """Print a line without tearing an active progress bar (stdout by default).
+
+    On a terminal the line first clears the current one: a bar another process draws
+    there (the Beam workers' lines under the rebuild's bar) is redrawn below it.
+    """
+    out = file if file is not None else sys.stdout
+    isatty = getattr(out, "isatty", None)
+    tqdm.write(("\r\x1b[K" if isatty and isatty() else "") + message, file=out)
+    out.flush()
 
 
 #: The quality gate's logger; it announces each topic as it starts it

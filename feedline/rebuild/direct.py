@@ -76,7 +76,11 @@ def _by_follower(user: str) -> Callable[[Any], bool]:
 
 def load_index(settings: BatchSettings, since: datetime | None, until: datetime | None,
                progress: Callable[[str], Any] | None = None) -> ArchiveIndex:
-    """Read the upload and follow parts of the window into an index (a bar on a terminal)."""
+    """Read the upload and follow parts of the window into an index.
+
+    On a terminal a progress bar shows the parts read; elsewhere ``progress`` gets a line
+    every ten parts.
+    """
     from feedline.cli import progress_bar
 
     archive = Archive.open(settings.storage, settings.archive_prefix)
@@ -84,7 +88,8 @@ def load_index(settings: BatchSettings, since: datetime | None, until: datetime 
              if r in ("uploads", "follows")}
     parts = list_parts(archive, roles, since, until)
     index = ArchiveIndex(since, until)
-    for n, part in enumerate(progress_bar("read archive", len(parts), "part", iterable=parts), 1):
+    bar = progress_bar("read archive", len(parts), "part", iterable=parts)
+    for n, part in enumerate(bar, 1):
         for line in archive.read_lines(part.object_name):
             record = json.loads(line)
             if part.role == "uploads":
@@ -94,6 +99,6 @@ def load_index(settings: BatchSettings, since: datetime | None, until: datetime 
                 index.records.setdefault(followee, []).append((part.role, line))
                 index.followees.setdefault(str(record["follower_id"]), set()).add(followee)
         index.parts += 1
-        if progress is not None and (n % 10 == 0 or n == len(parts)):
+        if progress is not None and bar.disable and (n % 10 == 0 or n == len(parts)):
             progress(f"read {n}/{len(parts)} archive parts")
     return index

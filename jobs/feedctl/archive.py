@@ -94,6 +94,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _drain(args: argparse.Namespace) -> int:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from feedline.archive.lag import archive_lag
 
     _logging()
@@ -104,7 +106,8 @@ def _drain(args: argparse.Namespace) -> int:
         deps.require(deps.kafka(settings.kafka))
         total = sum(row.lag for row in archive_lag(
             settings.kafka, args.topics or list(settings.kafka.event_topics), args.group))
-    with progress_bar("archive drain", total, "record", unit_scale=True) as bar:
+    with progress_bar("archive drain", total, "record", unit_scale=True) as bar, \
+            logging_redirect_tqdm():
         try:
             archiver = _archiver(args, on_written=lambda batch: bar.update(
                 batch.last_offset - batch.first_offset + 1))

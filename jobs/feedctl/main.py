@@ -33,7 +33,7 @@ from jobs.feedctl import (
     verify,
 )
 from jobs.feedctl.deps import translate
-from jobs.feedctl.errors import EXIT_CODES, INTERNAL, INTERRUPTED, USAGE, one_line
+from jobs.feedctl.errors import EXIT_CODES, FAILED, INTERNAL, INTERRUPTED, USAGE, one_line
 
 NOUNS = (local, db, jobs, load, feed, token, archive, quality, dlq, rebuild, backfill, verify)
 
@@ -67,6 +67,14 @@ def _complete(parser: argparse.ArgumentParser) -> None:
     argcomplete.autocomplete(parser)
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (tests capture it)
+        pass
+
+
 def _program(args: argparse.Namespace) -> str:
     words = ["feedctl", getattr(args, "noun", None), getattr(args, "verb", None)]
     return " ".join(w for w in words if isinstance(w, str))
@@ -90,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"feedctl: {one_line(error, 1000)}", file=sys.stderr)
         return USAGE
+    except BrokenPipeError:  # the reader left (`feedctl ... | head`): nothing to report
+        _silence_stdout()
+        return FAILED
     except Exception as error:
         if args.debug:
             traceback.print_exc()

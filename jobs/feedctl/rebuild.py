@@ -21,6 +21,7 @@ from typing import Any
 
 from feedline.settings import get_batch_settings
 from jobs.feedctl import deps
+from jobs.feedctl.errors import UsageError
 
 
 def register(nouns: Any) -> None:
@@ -50,11 +51,16 @@ def _rebuild(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         # Usage errors (exit 2) before the stores are probed (exit 3).
         job_parser(f"feedctl rebuild {args.job}", None).parse_known_args(rest)
         require_stores(rest)
-    if args.job == "timelines":
-        return rebuild_timelines.run(rest)
-    if args.job == "counters":
-        return rebuild_counters.run(rest)
-    return rebuild_all(rest)
+    try:
+        if args.job == "timelines":
+            return rebuild_timelines.run(rest)
+        if args.job == "counters":
+            return rebuild_counters.run(rest)
+        return rebuild_all(rest)
+    except ValueError as err:
+        if "validations errors" in str(err):  # Beam refused the pipeline options
+            raise UsageError(f"Beam pipeline options: {err}") from err
+        raise
 
 
 def _flag(argv: Sequence[str], name: str) -> str | None:
