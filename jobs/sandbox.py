@@ -45,10 +45,15 @@ class Sandbox:
     close: Callable[[], None]
     job_ids: dict[str, str] = field(default_factory=dict)
 
-    def deploy(self, name: str, from_savepoint: str | None = None) -> str:
-        """Start one job of this sandbox; returns its Flink job id."""
+    def deploy(self, name: str, from_savepoint: str | None = None, *,
+               wait_running_s: float = 900) -> str:
+        """Start one job of this sandbox; returns its Flink job id.
+
+        Waits up to ``wait_running_s`` for its tasks to run: a hang guard, long enough for a
+        loaded machine restoring a savepoint (one took more than 180 s with the CPU busy).
+        """
         self.job_ids[name] = deploy(self.stack, self.streaming, name, suffix=self.suffix,
-                                    from_savepoint=from_savepoint)
+                                    from_savepoint=from_savepoint, wait_running_s=wait_running_s)
         return self.job_ids[name]
 
     def assert_jobs_alive(self) -> None:
