@@ -24,6 +24,7 @@ from tests.e2e.test_streaming_e2e import FEED, SPEC
 from tests.support.dump import TABLES, differences, dump_cql, dump_redis, wipe
 from tests.support.pipeline import events_of, wait_converged
 from tests.support.reference import reference
+from tests.support.waiting import HANG_GUARD_S
 
 
 def test_rebuild_from_the_archive_equals_what_streaming_built(stack: StackSettings) -> None:
@@ -44,7 +45,7 @@ def test_rebuild_from_the_archive_equals_what_streaming_built(stack: StackSettin
         for job_id in sb.job_ids.values():  # nothing may write behind the rebuild's back
             flink_rest.cancel(stack.flink.rest_url, job_id)
         archived = Archiver(kafka, stack.storage, topics=list(kafka.event_topics),
-                            root=f"{root}/events", group_id=f"archiver-{root}").drain(120)
+                            root=f"{root}/events", group_id=f"archiver-{root}").drain(HANG_GUARD_S)
         assert archived == len(produced)
 
         streaming_cql = dump_cql(sb.session)

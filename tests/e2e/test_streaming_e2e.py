@@ -60,7 +60,7 @@ def run(stack: StackSettings) -> Iterator[tuple[Sandbox, list, dict]]:
         half = len(produced) // 2
         produce(kafka, produced[:half])
         for role, payload, reason in broken_records():
-            meta = raw.send(topic[role], payload).get(timeout=30)
+            meta = raw.send(topic[role], payload).get(timeout=HANG_GUARD_S)
             positions[(topic[role], meta.partition, meta.offset)] = (reason, payload)
         raw.close()
         produce(kafka, produced[half:])
