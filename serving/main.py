@@ -17,7 +17,12 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from feedline.settings import DEV_JWT_SECRET, ServingSettings, get_serving_settings
+from feedline.settings import (
+    DEV_JWT_SECRET,
+    ServingSettings,
+    get_serving_settings,
+    settings_errors_exit,
+)
 from serving.docs import install_docs
 from serving.middleware import RequestContextMiddleware
 from serving.observability import configure_logging
@@ -40,7 +45,9 @@ Errors are `application/problem+json` bodies. Every request needs
 
 def create_app(settings: ServingSettings | None = None) -> FastAPI:
     """Build the API for ``settings`` (default: from the environment)."""
-    settings = settings or get_serving_settings()
+    if settings is None:
+        with settings_errors_exit("feedline API"):
+            settings = get_serving_settings()
     configure_logging()
     if settings.api.jwt_secret == DEV_JWT_SECRET:
         log.warning("the JWT secret is the development placeholder (environment %s)",
