@@ -55,9 +55,14 @@ def _status(args: argparse.Namespace) -> int:
     healthy = all(r.healthy for r in rows)
     if args.json:
         print_json({"healthy": healthy, "services": [
-            {"name": r.name, "state": r.line().split()[1], "healthy": r.healthy, "pid": r.pid,
+            {"name": r.name, "state": _state(r), "healthy": r.healthy, "pid": r.pid,
              "endpoint": r.endpoint, "essential": r.essential} for r in rows]})
     else:
         for row in rows:
             print(row.line())
     return 0 if healthy else 1
+
+
+def _state(row: stack.ServiceStatus) -> str:
+    """The state word of `ServiceStatus.line`: healthy, UNHEALTHY (running) or stopped."""
+    return "healthy" if row.healthy else ("UNHEALTHY" if row.pid else "stopped")
