@@ -16,6 +16,7 @@ from jobs import flink_rest
 from jobs.deploy import DeployError, deploy
 from jobs.feedctl import deps
 from jobs.feedctl.output import add_json_flag, print_json
+from jobs.flink_submit import savepoint_target
 from jobs.lag import group_lag
 from jobs.specs import JOBS
 
@@ -135,7 +136,7 @@ def _cancel(args: argparse.Namespace) -> int:
         print(f"would {how} {job.name} ({job.job_id})")
         return 0
     if args.savepoint:
-        target = f"file://{stack.local.state_dir / 'flink' / 'savepoints'}"
+        target = savepoint_target(stack)
         print(flink_rest.stop_with_savepoint(stack.flink.rest_url, job.job_id, target))
     else:
         flink_rest.cancel(stack.flink.rest_url, job.job_id)
@@ -148,6 +149,6 @@ def _savepoint(args: argparse.Namespace) -> int:
     job = _one_running(args.name)
     if job is None:
         return 1
-    target = f"file://{stack.local.state_dir / 'flink' / 'savepoints'}"
+    target = savepoint_target(stack)
     print(flink_rest.savepoint(stack.flink.rest_url, job.job_id, target))
     return 0

@@ -40,7 +40,7 @@ def _token(args: argparse.Namespace) -> int:
         settings = ServingSettings()
     except SettingsError as error:
         print(f"feedctl token: refused: {error}", file=sys.stderr)
-        return 1
+        return 2  # a configuration error
     ttl_s = int(args.ttl_days * DAY_S)
     try:
         token = issue_token(settings.api.jwt_secret, args.user_id, ttl_s=ttl_s)

@@ -10,6 +10,7 @@ import signal
 from feedline.settings import FeedSettings, StackSettings
 from feedline.workload import Workload, WorkloadSpec
 from jobs import flink_rest
+from jobs.flink_submit import savepoint_target
 from jobs.load import produce
 from jobs.localstack import stack as local_stack
 from jobs.localstack.flink import FlinkTaskManagerService
@@ -65,7 +66,7 @@ def test_kill_taskmanager_then_savepoint_restart_loses_and_doubles_nothing(
             _wait(lambda j=job_id: _restored(rest, j), "restore from the latest checkpoint")
             _wait(lambda j=job_id: flink_rest.running_tasks(rest, j), "tasks running again")
 
-        target = f"file://{stack.local.state_dir / 'flink' / 'savepoints'}"
+        target = savepoint_target(stack)
         savepoints = {
             name: flink_rest.stop_with_savepoint(rest, job_id, target)
             for name, job_id in (("fanout", fanout), ("counters", counters))

@@ -57,5 +57,5 @@ def test_token_refuses_bad_ids_and_the_placeholder_in_prod(
     assert run_token(capsys, "not valid")[0] == 2
     monkeypatch.setenv("FEEDLINE_ENVIRONMENT", "prod")
     code, lines, err = run_token(capsys, "u1")
-    assert code == 1 and not lines
+    assert code == 2 and not lines  # a configuration error
     assert "development placeholder" in err
