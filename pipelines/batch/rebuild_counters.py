@@ -31,7 +31,6 @@ from pipelines.batch.common import (
     pipeline_options,
     print_metrics,
     quality_gate,
-    rules_config,
     say,
     shard_of,
 )
@@ -49,21 +48,23 @@ class DeriveCounters(StoreDoFn):
 
     def process(self, element: tuple[int, Any]) -> Iterator[int]:
         """Derive and write one shard."""
-        from feedline.rebuild.image import StoreImage, apply_counters, counter_groups
+        from feedline.rebuild.image import StoreImage, apply_groups, key_groups
+        from feedline.rules.fanout import RulesConfig
+        from feedline.rules.keys import Job, KeyKind
 
         started = time.monotonic()
         shard, batches = element
         job = self.job
         events = parse_shard(batches, job["since"], job["until"])
         # A follow event reaches the shards of both its users: each shard keeps its own keys.
-        groups = {k: v for k, v in counter_groups(events).items()
-                  if shard_of(k, job["shards"]) == shard}
+        groups = {k: v for k, v in key_groups(events, Job.COUNTERS).items()
+                  if shard_of(k.text, job["shards"]) == shard}
         users = job["users"]
         if users is not None:
             groups = {k: v for k, v in groups.items()
-                      if k.startswith("user:") and k[5:] in users}
-        image = StoreImage(rules_config(self.settings))
-        applied = apply_counters(image, groups)
+                      if k.kind is KeyKind.USER and k.ident in users}
+        image = StoreImage(RulesConfig.from_settings(self.settings.feed))
+        applied = apply_groups(image, groups)
         self.events.inc(applied)
         if job["dry_run"]:
             changed = self._compare(image)
