@@ -81,6 +81,7 @@ class DeriveCounters(StoreDoFn):
 
     def _compare(self, image: Any) -> int:
         from feedline.rebuild.drift import read_cql_user_counters, read_redis_users
+        from schemas.redis_hashes import decode_post_counters
 
         users = sorted(image.counter_users)
         cql = read_cql_user_counters(self.writer.session, users)
@@ -99,7 +100,7 @@ class DeriveCounters(StoreDoFn):
             pipe.hgetall(self.writer.keys.post_counters(post))
         for post, stored in zip(posts, pipe.execute(), strict=True):
             want_post = image.feed.post_counters.get(post)
-            got = (int(stored["likes"]), int(stored["comments"])) if stored else None
+            got = decode_post_counters(stored) if stored else None
             if got != want_post:
                 changed += 1
         self.drifted.inc(changed)
