@@ -121,7 +121,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         max_followers=args.max_followers, likes_per_post=0, comments_per_post=0,
                         post_delete_share=0, unfollow_share=0)
     feed = FeedSettings()
-    config = RulesConfig(feed.celebrity_threshold, feed.follow_merge_limit, feed.timeline_cap)
+    config = RulesConfig.from_settings(feed)
 
     say("generating the workload ...")
     workload = Workload(spec)

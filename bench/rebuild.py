@@ -37,6 +37,7 @@ from feedline.settings import BatchSettings, CqlSettings, RedisSettings, get_sta
 from feedline.stores.cql import connect, drop_keyspace, migrate
 from feedline.workload import Workload, WorkloadSpec
 from jobs.feedctl.rebuild import rebuild_all
+from schemas.cql_statements import READS
 
 _STAGE = re.compile(r"(gate|pipeline|total) ([0-9.]+) s")
 
@@ -116,7 +117,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
                        "timelines_pipeline_s": pipelines[0], "counters_pipeline_s": pipelines[1]}
             rounds.append(timings)
             say("  " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
-        timeline_rows = session.execute("SELECT count(*) FROM timelines", timeout=300).one()[0]
+        timeline_rows = session.execute(READS["timeline_rows_count"], timeout=300).one()[0]
         redis_timelines = sum(1 for _ in client.scan_iter(match=f"{prefix}:tl:*", count=5000))
     finally:
         wipe(session, client, prefix)

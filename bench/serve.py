@@ -40,8 +40,10 @@ from typing import Any
 
 import redis
 
+from feedline.rules.effects import MediaRef, PostUpsert
 from feedline.settings import ApiSettings, CqlSettings, RedisSettings, get_stack_settings
 from feedline.stores.cql import drop_keyspace, migrate
+from schemas.redis_hashes import encode_post, encode_post_counters, encode_user_counters
 from schemas.redis_keys import COMPLETE_MEMBER, RedisKeys
 from serving.auth import issue_token
 
@@ -65,15 +67,14 @@ def seed(client: redis.Redis, keys: RedisKeys, rng: random.Random) -> dict[str, 
     pipe = client.pipeline(transaction=False)
     for n in range(POSTS):
         post_id = f"bp{n:06d}"
-        media = [{"media_id": f"m{n:06d}{k}", "content_type": "image/jpeg",
-                  "uri": f"gs://feedline-media/media/m{n:06d}{k}"}
-                 for k in range(1 + (n % 3 == 0))]
-        pipe.hset(keys.post(post_id), mapping={
-            "post_id": post_id, "author_id": authors[n],
-            "caption": f"caption of post {n} " + "lorem ipsum " * rng.randint(0, 8),
-            "media": json.dumps(media, separators=(",", ":")), "created_ms": created[n]})
-        pipe.hset(keys.post_counters(post_id), mapping={"likes": rng.randint(0, 500),
-                                                        "comments": rng.randint(0, 40)})
+        media = tuple(MediaRef(f"m{n:06d}{k}", "image/jpeg",
+                               f"gs://feedline-media/media/m{n:06d}{k}")
+                      for k in range(1 + (n % 3 == 0)))
+        caption = f"caption of post {n} " + "lorem ipsum " * rng.randint(0, 8)
+        post = PostUpsert(post_id, authors[n], created[n], caption, media, f"bench{n:06d}")
+        pipe.hset(keys.post(post_id), mapping=encode_post(post))
+        pipe.hset(keys.post_counters(post_id),
+                  mapping=encode_post_counters(rng.randint(0, 500), rng.randint(0, 40)))
         if n % 5000 == 4999:
             pipe.execute()
     celebrity_posts = {}
@@ -82,7 +83,7 @@ def seed(client: redis.Redis, keys: RedisKeys, rng: random.Random) -> dict[str, 
         picks = rng.sample(range(POSTS), 300)
         celebrity_posts[author] = picks
         pipe.zadd(keys.outbox(author), {f"bp{n:06d}": created[n] for n in picks})
-        pipe.hset(keys.user_counters(author), "posts", 300)
+        pipe.hset(keys.user_counters(author), mapping=encode_user_counters({"posts": 300}))
     pipe.execute()
     entries = 0
     for u in range(USERS):

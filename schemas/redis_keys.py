@@ -11,6 +11,8 @@
 | ``{p}:celebs`` | SET | authors currently above the celebrity threshold |
 | ``{p}:rl:{user_id}:{window}`` | STRING | rate-limit counter of one window |
 | ``{p}:idem:{user_id}:{key}`` | STRING | event id produced for an Idempotency-Key |
+
+The hashes' fields, with their encode and decode, are in ``schemas.redis_hashes``.
 """
 
 from __future__ import annotations

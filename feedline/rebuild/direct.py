@@ -16,9 +16,10 @@ from datetime import datetime
 from typing import Any
 
 from feedline.archive.store import Archive
-from feedline.rebuild.image import StoreImage, apply_authors, apply_counters
+from feedline.rebuild.image import StoreImage, apply_groups
 from feedline.rebuild.source import in_window, list_parts
 from feedline.rules.fanout import RulesConfig
+from feedline.rules.keys import Job, RuleKey, record_keys
 from feedline.settings import BatchSettings
 from schemas.event_contracts import parse_event
 
@@ -29,18 +30,18 @@ class ArchiveIndex:
 
     since: datetime | None
     until: datetime | None
-    records: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
+    records: dict[RuleKey, list[tuple[str, bytes]]] = field(default_factory=dict)
     followees: dict[str, set[str]] = field(default_factory=dict)
     """follower -> everyone they followed or unfollowed in the window."""
     parts: int = 0
-    _parsed: dict[str, list[Any]] = field(default_factory=dict, repr=False)
+    _parsed: dict[RuleKey, list[Any]] = field(default_factory=dict, repr=False)
     """Events of a key, parsed once (a sample's users share followed authors)."""
 
     def users(self) -> set[str]:
         """Every user the window's uploads and follows mention."""
-        return set(self.records) | set(self.followees)
+        return {key.ident for key in self.records} | set(self.followees)
 
-    def _events(self, key: str, keep: Callable[[Any], bool] | None = None) -> list[Any]:
+    def _events(self, key: RuleKey, keep: Callable[[Any], bool] | None = None) -> list[Any]:
         parsed = self._parsed.get(key)
         if parsed is None:
             parsed = self._parsed[key] = [
@@ -55,15 +56,16 @@ class ArchiveIndex:
         wanted = set(users)
         authors = set().union(*(self.followees.get(u, set()) for u in wanted))
         image = StoreImage(config)
-        apply_authors(image, {a: self._events(a) for a in authors})
+        followed = [RuleKey.author(author) for author in authors]
+        apply_groups(image, {key: self._events(key) for key in followed})
         if counters:
-            groups: dict[str, list[Any]] = {}
+            groups: dict[RuleKey, list[Any]] = {}
             for user in wanted:
-                own = self._events(user)  # their uploads and who followed them
+                own = list(self._events(RuleKey.author(user)))  # uploads, who followed them
                 for followee in self.followees.get(user, set()):
-                    own += self._events(followee, _by_follower(user))
-                groups[f"user:{user}"] = own
-            apply_counters(image, groups)
+                    own += self._events(RuleKey.author(followee), _by_follower(user))
+                groups[RuleKey.user(user)] = own
+            apply_groups(image, groups)
         return image
 
 
@@ -92,12 +94,10 @@ def load_index(settings: BatchSettings, since: datetime | None, until: datetime 
     for n, part in enumerate(bar, 1):
         for line in archive.read_lines(part.object_name):
             record = json.loads(line)
-            if part.role == "uploads":
-                index.records.setdefault(str(record["author_id"]), []).append((part.role, line))
-            else:
-                followee = str(record["followee_id"])
-                index.records.setdefault(followee, []).append((part.role, line))
-                index.followees.setdefault(str(record["follower_id"]), set()).add(followee)
+            for key in record_keys(record, Job.FANOUT):
+                index.records.setdefault(key, []).append((part.role, line))
+                if part.role == "follows":
+                    index.followees.setdefault(str(record["follower_id"]), set()).add(key.ident)
         index.parts += 1
         if progress is not None and bar.disable and (n % 10 == 0 or n == len(parts)):
             progress(f"read {n}/{len(parts)} archive parts")

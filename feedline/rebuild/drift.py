@@ -14,7 +14,8 @@ import redis
 from cassandra.concurrent import execute_concurrent_with_args
 
 from feedline.rules.memory import newest
-from feedline.stores.feed_writer import dt_to_ms
+from schemas.cql_statements import READS, dt_to_ms
+from schemas.redis_hashes import decode_user_counters
 from schemas.redis_keys import RedisKeys
 
 
@@ -34,7 +35,7 @@ class UserDrift:
 def read_cql_timelines(session: Any, users: Sequence[str],
                        concurrency: int = 32) -> dict[str, dict[str, int]]:
     """Every row of the users' CQL timelines: user -> {post_id: created_ms}."""
-    stmt = session.prepare("SELECT post_id, created_at FROM timelines WHERE user_id = ?")
+    stmt = session.prepare(READS["timeline_all"])
     results = execute_concurrent_with_args(session, stmt, [(u,) for u in users],
                                            concurrency=concurrency, raise_on_first_error=True)
     return {user: {row.post_id: dt_to_ms(row.created_at) for row in rows}
@@ -44,8 +45,7 @@ def read_cql_timelines(session: Any, users: Sequence[str],
 def read_cql_user_counters(session: Any, users: Sequence[str],
                            concurrency: int = 32) -> dict[str, dict[str, int]]:
     """The users' counter cells that hold a value: user -> {field: value}."""
-    stmt = session.prepare(
-        "SELECT followers, following, posts FROM user_counters WHERE user_id = ?")
+    stmt = session.prepare(READS["user_counters"])
     results = execute_concurrent_with_args(session, stmt, [(u,) for u in users],
                                            concurrency=concurrency, raise_on_first_error=True)
     out: dict[str, dict[str, int]] = {}
@@ -72,7 +72,7 @@ def read_redis_users(client: redis.Redis, keys: RedisKeys, users: Sequence[str]
         zset, members, hashed = replies[3 * n: 3 * n + 3]
         timelines[user] = {_text(m): int(s) for m, s in zset}
         followed[user] = {_text(m) for m in members}
-        counters[user] = {_text(k): int(v) for k, v in hashed.items()}
+        counters[user] = decode_user_counters(hashed)
     return timelines, followed, counters
 
 

@@ -17,19 +17,10 @@ produced in event-time order per key.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from feedline.rules.counters import PostEngagementState, UserCounterState
-from feedline.rules.dispatch import (
-    FANOUT_TYPES,
-    apply_fanout_event,
-    apply_post_counter_event,
-    apply_user_counter_event,
-    counter_targets,
-    fanout_key,
-)
 from feedline.rules.effects import (
     Effect,
     MediaRef,
@@ -37,7 +28,8 @@ from feedline.rules.effects import (
     PostUpsert,
     TimelineAdd,
 )
-from feedline.rules.fanout import AuthorState, RulesConfig
+from feedline.rules.fanout import RulesConfig
+from feedline.rules.keys import Job, KeyKind, RuleKey, apply_event, new_state, rule_keys
 from feedline.rules.memory import FeedState
 
 #: Marks the ``deleted_at`` cell of a retracted post: streaming writes its wall clock there,
@@ -92,6 +84,12 @@ class StoreImage:
 
     # --- views the writer needs ----------------------------------------------------------
 
+    def keys_of(self, kind: KeyKind) -> set[str]:
+        """The ids of the keys of one kind applied so far."""
+        by_kind = {KeyKind.AUTHOR: self.authors, KeyKind.POST: self.counter_posts,
+                   KeyKind.USER: self.counter_users}
+        return by_kind[kind]
+
     def timeline_rows(self, user_id: str) -> list[tuple[int, str, str]]:
         """(created_ms, post_id, author_id) of a home timeline, newest first."""
         entries = self.feed.timelines.get(user_id, {})
@@ -111,54 +109,26 @@ def ordered(events: Iterable[Any]) -> list[Any]:
     return sorted(unique.values(), key=lambda e: (e.event_time_ms, e.event_id))
 
 
-def fanout_groups(events: Iterable[Any]) -> dict[str, list[Any]]:
-    """Upload and follow events grouped by the fan-out job's key (the author)."""
-    groups: dict[str, list[Any]] = {}
+def key_groups(events: Iterable[Any], job: Job) -> dict[RuleKey, list[Any]]:
+    """Events grouped by the keys of ``job`` they change (an event may have several)."""
+    groups: dict[RuleKey, list[Any]] = {}
     for event in events:
-        if event.event_type in FANOUT_TYPES:
-            groups.setdefault(fanout_key(event), []).append(event)
+        for key in rule_keys(event, job):
+            groups.setdefault(key, []).append(event)
     return groups
 
 
-def counter_groups(events: Iterable[Any]) -> dict[str, list[Any]]:
-    """Events grouped by the counters job's keys (``post:ID`` / ``user:ID``)."""
-    groups: dict[str, list[Any]] = {}
-    for event in events:
-        for kind, key in counter_targets(event):
-            groups.setdefault(f"{kind}:{key}", []).append(event)
-    return groups
-
-
-def apply_authors(image: StoreImage, groups: dict[str, list[Any]]) -> int:
-    """Run the fan-out rules per author over its events; returns how many events applied."""
-    applied = 0
-    for author_id in sorted(groups):
-        state = AuthorState(author_id)
-        image.authors.add(author_id)
-        for event in ordered(groups[author_id]):
-            if event.event_type in ("follow", "unfollow"):
-                image.readers.add(event.follower_id)
-            image.apply(apply_fanout_event(state, event, image.config))
-            applied += 1
-    return applied
-
-
-def apply_counters(image: StoreImage, groups: dict[str, list[Any]]) -> int:
-    """Run the counter rules per post and per user; returns how many events applied."""
+def apply_groups(image: StoreImage, groups: Mapping[RuleKey, list[Any]]) -> int:
+    """Run the rules per key over that key's events; returns how many events applied."""
     applied = 0
     for key in sorted(groups):
-        kind, _, ident = key.partition(":")
+        image.keys_of(key.kind).add(key.ident)
+        state = new_state(key)
         events = ordered(groups[key])
-        if kind == "post":
-            image.counter_posts.add(ident)
-            post = PostEngagementState(ident)
-            for event in events:
-                image.apply(apply_post_counter_event(post, event))
-        else:
-            image.counter_users.add(ident)
-            user = UserCounterState(ident)
-            for event in events:
-                image.apply(apply_user_counter_event(user, event))
+        for event in events:
+            if key.kind is KeyKind.AUTHOR and event.event_type in ("follow", "unfollow"):
+                image.readers.add(event.follower_id)
+            image.apply(apply_event(state, event, image.config))
         applied += len(events)
     return applied
 
@@ -168,10 +138,9 @@ def derive_image(events: Iterable[Any], config: RulesConfig, *, fanout: bool = T
     """The store image of a whole event set (tests and the one-user backfill use it)."""
     materialised = list(events)
     image = StoreImage(config)
-    if fanout:
-        apply_authors(image, fanout_groups(materialised))
-    if counters:
-        apply_counters(image, counter_groups(materialised))
+    for job, wanted in ((Job.FANOUT, fanout), (Job.COUNTERS, counters)):
+        if wanted:
+            apply_groups(image, key_groups(materialised, job))
     return image
 
 

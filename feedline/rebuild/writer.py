@@ -22,43 +22,20 @@ from cassandra.query import BatchStatement, BatchType
 
 from feedline.rebuild.image import StoreImage
 from feedline.rules.memory import newest
-from feedline.stores.feed_writer import ms_to_dt, post_hash
+from schemas.cql_statements import USER_COUNTER_WRITES, bind_write, ms_to_dt, prepare
+from schemas.redis_hashes import encode_post, encode_post_counters, encode_user_counters
 from schemas.redis_keys import RedisKeys
 
 #: (created_ms, post_id, author_id) of one timeline row.
 TimelineRow = tuple[int, str, str]
 
-_CQL = {
-    "timeline_clear": "DELETE FROM timelines USING TIMESTAMP ? WHERE user_id = ?",
-    "timeline_add": "INSERT INTO timelines (user_id, created_at, post_id, author_id) "
-    "VALUES (?, ?, ?, ?) USING TIMESTAMP ?",
-    "following_clear": "DELETE FROM following USING TIMESTAMP ? WHERE follower_id = ?",
-    "following_add": "INSERT INTO following (follower_id, followee_id, followed_at) "
-    "VALUES (?, ?, ?) USING TIMESTAMP ?",
-    "followers_clear": "DELETE FROM followers USING TIMESTAMP ? WHERE followee_id = ?",
-    "followers_add": "INSERT INTO followers (followee_id, follower_id, followed_at) "
-    "VALUES (?, ?, ?) USING TIMESTAMP ?",
-    "user_posts_clear": "DELETE FROM user_posts USING TIMESTAMP ? WHERE author_id = ?",
-    "user_posts_add": "INSERT INTO user_posts (author_id, created_at, post_id) VALUES (?, ?, ?) "
-    "USING TIMESTAMP ?",
-    "post_clear": "DELETE FROM posts USING TIMESTAMP ? WHERE post_id = ?",
-    "post_live": "INSERT INTO posts (post_id, author_id, caption, media, created_at, deleted, "
-    "deleted_at, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?",
-    "post_retracted": "UPDATE posts USING TIMESTAMP ? SET author_id = ?, deleted = true, "
-    "deleted_at = ? WHERE post_id = ?",
-    "celebrity_add": "INSERT INTO celebrities (author_id) VALUES (?) USING TIMESTAMP ?",
-    "celebrity_remove": "DELETE FROM celebrities USING TIMESTAMP ? WHERE author_id = ?",
-    "post_counters_clear": "DELETE FROM post_counters USING TIMESTAMP ? WHERE post_id = ?",
-    "post_counters_set": "INSERT INTO post_counters (post_id, likes, comments) VALUES (?, ?, ?) "
-    "USING TIMESTAMP ?",
-    "user_counters_clear": "DELETE FROM user_counters USING TIMESTAMP ? WHERE user_id = ?",
-    "user_followers": "UPDATE user_counters USING TIMESTAMP ? SET followers = ? WHERE user_id = ?",
-    "user_following": "UPDATE user_counters USING TIMESTAMP ? SET following = ? WHERE user_id = ?",
-    "user_posts_count": "UPDATE user_counters USING TIMESTAMP ? SET posts = ? "
-    "WHERE user_id = ?",
-}
-_COUNTER_FIELD = {"followers": "user_followers", "following": "user_following",
-                  "posts": "user_posts_count"}
+#: The statements (``schemas.cql_statements``) the rebuild prepares.
+_STATEMENTS = (
+    "timeline_clear", "timeline_add", "following_clear", "following_add", "followers_clear",
+    "follower_add", "user_posts_clear", "user_post_add", "post_clear", "post_row",
+    "post_retract", "celebrity_add", "celebrity_remove", "post_counters_clear",
+    "post_counters_set", "user_counters_clear", *USER_COUNTER_WRITES.values(),
+)
 
 
 #: Suffix of the scratch key a Redis value is built under before it replaces the live key.
@@ -113,7 +90,7 @@ class ImageWriter:
         self.write_at = write_time_us + 1
         self.concurrency = concurrency
         self.batch_rows = batch_rows
-        self.stmts = {name: session.prepare(cql) for name, cql in _CQL.items()}
+        self.stmts = prepare(session, _STATEMENTS)
         self.rows_written = 0
 
     # --- CQL plumbing -------------------------------------------------------------------
@@ -123,12 +100,12 @@ class ImageWriter:
         """Batches replacing one partition: its delete at T, then its rows at T + 1."""
         batches: list[BatchStatement] = []
         batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-        batch.add(self.stmts[clear], (self.clear_at, key))
+        batch.add(self.stmts[clear], bind_write(clear, (key,), self.clear_at))
         for n, row in enumerate(rows):
             if n and n % self.batch_rows == 0:
                 batches.append(batch)
                 batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-            batch.add(self.stmts[add], (*row, self.write_at))
+            batch.add(self.stmts[add], bind_write(add, row, self.write_at))
         batches.append(batch)
         self.rows_written += len(rows)
         return batches
@@ -191,10 +168,10 @@ class ImageWriter:
         pipe = self.redis.pipeline(transaction=True)
         for author in sorted(image.authors):
             if author in feed.celebrities:
-                statements.append(self._one("celebrity_add", (author, self.write_at)))
+                statements.append(self._one("celebrity_add", (author,), self.write_at))
                 pipe.sadd(self.keys.celebrities(), author)
             else:
-                statements.append(self._one("celebrity_remove", (self.clear_at, author)))
+                statements.append(self._one("celebrity_remove", (author,), self.clear_at))
                 pipe.srem(self.keys.celebrities(), author)
             pipe.delete(self.keys.outbox(author))
             outbox = image.cached_outbox(author)
@@ -204,15 +181,15 @@ class ImageWriter:
             pipe.delete(self.keys.post(post_id))
             upsert = feed.posts.get(post_id)
             if upsert is not None:
-                pipe.hset(self.keys.post(post_id), mapping=post_hash(upsert))
+                pipe.hset(self.keys.post(post_id), mapping=encode_post(upsert))
         if all_tables:
             statements.extend(self._graph_and_profiles(image))
         self._run(statements)
         pipe.execute()
 
-    def _one(self, name: str, values: tuple[Any, ...]) -> BatchStatement:
+    def _one(self, name: str, values: tuple[Any, ...], write_time_us: int) -> BatchStatement:
         batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-        batch.add(self.stmts[name], values)
+        batch.add(self.stmts[name], bind_write(name, values, write_time_us))
         return batch
 
     def _graph_and_profiles(self, image: StoreImage) -> list[Any]:
@@ -226,22 +203,22 @@ class ImageWriter:
                 (upsert.author_id, ms_to_dt(upsert.created_ms), post_id))
         statements: list[Any] = []
         for author in sorted(image.authors):
-            statements.extend(self._partition("followers_clear", author, "followers_add",
+            statements.extend(self._partition("followers_clear", author, "follower_add",
                                               followers[author]))
-            statements.extend(self._partition("user_posts_clear", author, "user_posts_add",
+            statements.extend(self._partition("user_posts_clear", author, "user_post_add",
                                               profiles[author]))
         now = datetime.now(UTC)
         for post_id, row in sorted(image.post_rows.items()):
             batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-            batch.add(self.stmts["post_clear"], (self.clear_at, post_id))
+            batch.add(self.stmts["post_clear"], bind_write("post_clear", (post_id,), self.clear_at))
             if row.created_ms is not None:
                 media = [(m.media_id, m.content_type, m.uri) for m in row.media or ()]
-                batch.add(self.stmts["post_live"], (
+                batch.add(self.stmts["post_row"], bind_write("post_row", (
                     post_id, row.author_id, row.caption, media, ms_to_dt(row.created_ms),
-                    row.deleted, now if row.deleted else None, row.event_id, self.write_at))
+                    row.deleted, now if row.deleted else None, row.event_id), self.write_at))
             else:
-                batch.add(self.stmts["post_retracted"],
-                          (self.write_at, row.author_id, now, post_id))
+                batch.add(self.stmts["post_retract"], bind_write(
+                    "post_retract", (row.author_id, now, post_id), self.write_at))
             statements.append(batch)
             self.rows_written += 1
         return statements
@@ -256,28 +233,30 @@ class ImageWriter:
         if users is None:
             for post_id in sorted(image.counter_posts):
                 batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-                batch.add(self.stmts["post_counters_clear"], (self.clear_at, post_id))
+                batch.add(self.stmts["post_counters_clear"],
+                          bind_write("post_counters_clear", (post_id,), self.clear_at))
                 pipe.delete(self.keys.post_counters(post_id))
                 counts = feed.post_counters.get(post_id)
                 if counts is not None:
-                    batch.add(self.stmts["post_counters_set"],
-                              (post_id, counts[0], counts[1], self.write_at))
+                    batch.add(self.stmts["post_counters_set"], bind_write(
+                        "post_counters_set", (post_id, *counts), self.write_at))
                     pipe.hset(self.keys.post_counters(post_id),
-                              mapping={"likes": counts[0], "comments": counts[1]})
+                              mapping=encode_post_counters(*counts))
                     self.rows_written += 1
                 statements.append(batch)
         for user in sorted(image.counter_users if users is None
                            else image.counter_users & users):
             batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-            batch.add(self.stmts["user_counters_clear"], (self.clear_at, user))
+            batch.add(self.stmts["user_counters_clear"],
+                      bind_write("user_counters_clear", (user,), self.clear_at))
             pipe.delete(self.keys.user_counters(user))
             values = feed.user_counters.get(user, {})
-            for name in ("followers", "following", "posts"):
+            for name, statement in USER_COUNTER_WRITES.items():
                 if name in values:
-                    batch.add(self.stmts[_COUNTER_FIELD[name]],
-                              (self.write_at, values[name], user))
+                    batch.add(self.stmts[statement],
+                              bind_write(statement, (values[name], user), self.write_at))
             if values:
-                pipe.hset(self.keys.user_counters(user), mapping=dict(values))
+                pipe.hset(self.keys.user_counters(user), mapping=encode_user_counters(values))
                 self.rows_written += 1
             statements.append(batch)
         self._run(statements)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from feedline.rules.effects import (
     CelebritySet,
@@ -42,6 +43,9 @@ from feedline.rules.effects import (
     TimelineRemove,
 )
 
+if TYPE_CHECKING:
+    from feedline.settings import FeedSettings
+
 #: (event_time_ms, event_id): the total order deciding last-writer-wins.
 Version = tuple[int, str]
 #: (created_ms, post_id): the order of posts in timelines, newest last.
@@ -55,6 +59,15 @@ class RulesConfig:
     celebrity_threshold: int = 10_000
     follow_merge_limit: int = 200
     timeline_cap: int = 800
+
+    @classmethod
+    def from_settings(cls, feed: FeedSettings) -> RulesConfig:
+        """The knobs every engine reads: streaming, the rebuild, backfill and verify."""
+        return cls(
+            celebrity_threshold=feed.celebrity_threshold,
+            follow_merge_limit=feed.follow_merge_limit,
+            timeline_cap=feed.timeline_cap,
+        )
 
 
 @dataclass

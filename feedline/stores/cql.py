@@ -21,6 +21,7 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, S
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
 from feedline.settings import CqlSettings
+from schemas.cql_statements import MIGRATION_RECORD, applied_migrations_query
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.cql$")
 _IDENT = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
@@ -104,8 +105,7 @@ def applied_migrations(session: Session, keyspace: str) -> dict[int, tuple[str, 
     if meta is None or "schema_migrations" not in meta.tables:
         return {}
     # keyspace is a checked identifier (check_keyspace_name), never user text.
-    query = f"SELECT version, name, checksum FROM {keyspace}.schema_migrations"  # noqa: S608
-    stmt = session.prepare(query)
+    stmt = session.prepare(applied_migrations_query(keyspace))
     return {row.version: (row.name, row.checksum) for row in session.execute(stmt)}
 
 
@@ -154,10 +154,7 @@ def migrate(
         cluster.refresh_schema_metadata()
         pending = pending_migrations(session, keyspace)
         session.set_keyspace(keyspace)
-        record = session.prepare(
-            "INSERT INTO schema_migrations (version, name, checksum, applied_at) "
-            "VALUES (?, ?, ?, ?)"
-        )
+        record = session.prepare(MIGRATION_RECORD)
         for migration in pending:
             say(f"applying {migration.version:04d}_{migration.name}")
             for statement in migration.statements():

@@ -21,12 +21,18 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-import orjson
 from redis.asyncio import Redis
 
 from feedline.rules.effects import MediaRef
 from feedline.stores.feed_items import Position, PostView
 from feedline.stores.request_guards import SLIDING_WINDOW_LUA, RateLimited, RateWindow
+from schemas.redis_hashes import (
+    POST_COUNTER_FIELDS,
+    USER_COUNTER_FIELDS,
+    decode_media,
+    decode_post,
+    decode_user_counters,
+)
 from schemas.redis_keys import COMPLETE_MEMBER, RedisKeys
 
 _PAGE = SLIDING_WINDOW_LUA + """
@@ -303,7 +309,7 @@ class FeedCache:
         pipe = self.redis.pipeline(transaction=False)
         for post_id in post_ids:
             pipe.hgetall(self.keys.post(post_id))
-            pipe.hmget(self.keys.post_counters(post_id), ["likes", "comments"])
+            pipe.hmget(self.keys.post_counters(post_id), list(POST_COUNTER_FIELDS))
         replies = await pipe.execute()
         views = {}
         for post_id, post, counts in zip(post_ids, replies[::2], replies[1::2], strict=True):
@@ -318,19 +324,24 @@ class FeedCache:
         found = await pending
         if not found:
             return None
-        return {name: int(found.get(name) or 0) for name in ("followers", "following", "posts")}
+        counts = decode_user_counters(found)
+        return {name: counts.get(name, 0) for name in USER_COUNTER_FIELDS}
 
     async def ping(self) -> bool:
         """PING answered."""
         return bool(await self.redis.ping())
 
 
+def _refs(media: list[dict[str, str]]) -> tuple[MediaRef, ...]:
+    return tuple([MediaRef(m["media_id"], m["content_type"], m["uri"]) for m in media])
+
+
 def _media(text: str) -> tuple[MediaRef, ...]:
-    return tuple([MediaRef(m["media_id"], m["content_type"], m["uri"])
-                  for m in orjson.loads(text)])
+    return _refs(decode_media(text))
 
 
 def view_from_hash(post: dict[str, str], likes: str | None, comments: str | None) -> PostView:
-    """A ``PostView`` from a post hash (``feed_writer.post_hash``) and counter values."""
-    return PostView(post["post_id"], post["author_id"], post["caption"], _media(post["media"]),
-                    int(post["created_ms"]), int(likes or 0), int(comments or 0))
+    """A ``PostView`` from a post hash (``schemas.redis_hashes``) and counter values."""
+    decoded = decode_post(post)
+    return PostView(decoded.post_id, decoded.author_id, decoded.caption, _refs(decoded.media),
+                    decoded.created_ms, int(likes or 0), int(comments or 0))

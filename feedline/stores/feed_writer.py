@@ -17,7 +17,6 @@ applying the same effects twice changes nothing.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -45,6 +44,14 @@ from feedline.rules.effects import (
     TimelineRemove,
     UserCounterSet,
 )
+from schemas.cql_statements import (
+    USER_COUNTER_WRITES,
+    bind_write,
+    dt_to_ms,
+    ms_to_dt,
+    prepare,
+)
+from schemas.redis_hashes import encode_post, encode_post_counters, encode_user_counters
 from schemas.redis_keys import RedisKeys
 
 _TRANSIENT = (WriteTimeout, OperationTimedOut, Unavailable)
@@ -57,69 +64,13 @@ redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[1]) + 1))
 return 1
 """
 
-# Every write carries an explicit write time (microseconds, strictly increasing per
-# writer, in effect order), so grouping statements into batches or running them
-# concurrently can never reorder two effects on the same row.
-_WRITES = {
-    "post_upsert": "INSERT INTO posts (post_id, author_id, caption, media, created_at, deleted, "
-    "deleted_at, event_id) VALUES (?, ?, ?, ?, ?, false, null, ?) USING TIMESTAMP ?",
-    "user_post_add": "INSERT INTO user_posts (author_id, created_at, post_id) VALUES (?, ?, ?) "
-    "USING TIMESTAMP ?",
-    "post_retract": "UPDATE posts USING TIMESTAMP ? SET author_id = ?, deleted = true, "
-    "deleted_at = ? WHERE post_id = ?",
-    "user_post_remove": "DELETE FROM user_posts USING TIMESTAMP ? WHERE author_id = ? "
-    "AND created_at = ? AND post_id = ?",
-    "timeline_add": "INSERT INTO timelines (user_id, created_at, post_id, author_id) "
-    "VALUES (?, ?, ?, ?) USING TIMESTAMP ?",
-    "timeline_remove": "DELETE FROM timelines USING TIMESTAMP ? WHERE user_id = ? "
-    "AND created_at = ? AND post_id = ?",
-    "follower_add": "INSERT INTO followers (followee_id, follower_id, followed_at) "
-    "VALUES (?, ?, ?) USING TIMESTAMP ?",
-    "following_add": "INSERT INTO following (follower_id, followee_id, followed_at) "
-    "VALUES (?, ?, ?) USING TIMESTAMP ?",
-    "follower_remove": "DELETE FROM followers USING TIMESTAMP ? WHERE followee_id = ? "
-    "AND follower_id = ?",
-    "following_remove": "DELETE FROM following USING TIMESTAMP ? WHERE follower_id = ? "
-    "AND followee_id = ?",
-    "celebrity_add": "INSERT INTO celebrities (author_id) VALUES (?) USING TIMESTAMP ?",
-    "celebrity_remove": "DELETE FROM celebrities USING TIMESTAMP ? WHERE author_id = ?",
-    "post_counters": "INSERT INTO post_counters (post_id, likes, comments) VALUES (?, ?, ?) "
-    "USING TIMESTAMP ?",
-    "user_followers": "UPDATE user_counters USING TIMESTAMP ? SET followers = ? WHERE user_id = ?",
-    "user_following": "UPDATE user_counters USING TIMESTAMP ? SET following = ? WHERE user_id = ?",
-    "user_posts": "UPDATE user_counters USING TIMESTAMP ? SET posts = ? WHERE user_id = ?",
-}
-_READS = {
-    "timeline_page": "SELECT created_at, post_id FROM timelines WHERE user_id = ? LIMIT ?",
-    "user_posts_page": "SELECT created_at, post_id FROM user_posts WHERE author_id = ? LIMIT ?",
-}
-
-
-def ms_to_dt(ms: int) -> datetime:
-    """Epoch milliseconds as an aware UTC datetime (the CQL timestamp type)."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def dt_to_ms(value: datetime) -> int:
-    """A CQL timestamp (naive UTC from the driver, or aware) as epoch milliseconds."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return round(value.timestamp() * 1000)
-
-
-def post_hash(effect: PostUpsert) -> dict[str, str]:
-    """The Redis hash fields of a post (what feed hydration reads)."""
-    media = [
-        {"media_id": m.media_id, "content_type": m.content_type, "uri": m.uri}
-        for m in effect.media
-    ]
-    return {
-        "post_id": effect.post_id,
-        "author_id": effect.author_id,
-        "caption": effect.caption,
-        "media": json.dumps(media, separators=(",", ":")),
-        "created_ms": str(effect.created_ms),
-    }
+#: The statements (``schemas.cql_statements``) the writer prepares.
+_WRITES = (
+    "post_upsert", "user_post_add", "post_retract", "user_post_remove", "timeline_add",
+    "timeline_remove", "follower_add", "following_add", "follower_remove", "following_remove",
+    "celebrity_add", "celebrity_remove", "post_counters_set", *USER_COUNTER_WRITES.values(),
+)
+_READS = ("timeline_first", "user_posts_first")
 
 
 class FeedWriter:
@@ -142,9 +93,10 @@ class FeedWriter:
         self.cap = timeline_cap
         self.concurrency = concurrency
         self.retries = retries
-        self.stmts = {name: session.prepare(cql) for name, cql in {**_WRITES, **_READS}.items()}
-        # UPDATE/DELETE take the write time first, INSERT last.
-        self.time_first = {name: not cql.startswith("INSERT") for name, cql in _WRITES.items()}
+        # Every write carries an explicit write time (microseconds, strictly increasing per
+        # writer, in effect order), so grouping statements into batches or running them
+        # concurrently can never reorder two effects on the same row.
+        self.stmts = prepare(session, (*_WRITES, *_READS))
         self.batch_size = batch_size
         self._last_micros = 0
         self._zadd_if_cached = client.register_script(_ZADD_IF_CACHED)
@@ -185,9 +137,9 @@ class FeedWriter:
                     name = "celebrity_add" if e.celebrity else "celebrity_remove"
                     out.append((name, (e.author_id,)))
                 case PostCountersSet():
-                    out.append(("post_counters", (e.post_id, e.likes, e.comments)))
+                    out.append(("post_counters_set", (e.post_id, e.likes, e.comments)))
                 case UserCounterSet():
-                    out.append((f"user_{e.field}", (e.value, e.user_id)))
+                    out.append((USER_COUNTER_WRITES[e.field], (e.value, e.user_id)))
                 case OutboxAdd() | OutboxRemove() | OutboxClear():
                     pass  # the CQL outbox is user_posts, written with the post itself
                 case FollowedCelebrityAdd() | FollowedCelebrityRemove():
@@ -223,7 +175,7 @@ class FeedWriter:
                     tags.append(("card", e.user_id))
                     plain(pipe.zrem, k.timeline(e.user_id), e.post_id)
                 case PostUpsert():
-                    plain(pipe.hset, k.post(e.post_id), mapping=post_hash(e))
+                    plain(pipe.hset, k.post(e.post_id), mapping=encode_post(e))
                 case PostRetract():
                     plain(pipe.delete, k.post(e.post_id))
                 case OutboxAdd():
@@ -241,9 +193,10 @@ class FeedWriter:
                     plain(pipe.srem, k.followed_celebrities(e.user_id), e.author_id)
                 case PostCountersSet():
                     plain(pipe.hset, k.post_counters(e.post_id),
-                          mapping={"likes": e.likes, "comments": e.comments})
+                          mapping=encode_post_counters(e.likes, e.comments))
                 case UserCounterSet():
-                    plain(pipe.hset, k.user_counters(e.user_id), e.field, e.value)
+                    plain(pipe.hset, k.user_counters(e.user_id),
+                          mapping=encode_user_counters({e.field: e.value}))
                 case EdgeUpsert() | EdgeDelete():
                     pass  # the follow graph lives in the CQL store only
                 case _:
@@ -264,7 +217,7 @@ class FeedWriter:
         """Rebuild sorted sets from the CQL store (the newest ``cap`` entries)."""
         if not targets:
             return
-        stmt = {"timeline": self.stmts["timeline_page"], "outbox": self.stmts["user_posts_page"]}
+        stmt = {"timeline": self.stmts["timeline_first"], "outbox": self.stmts["user_posts_first"]}
         items = list(targets.items())
         pages = execute_concurrent(
             self.session,
@@ -298,9 +251,7 @@ class FeedWriter:
         for start in range(0, len(ops), self.batch_size):
             batch = BatchStatement(batch_type=BatchType.UNLOGGED)
             for name, values in ops[start:start + self.batch_size]:
-                stamp = self._write_time()
-                bound = (stamp, *values) if self.time_first[name] else (*values, stamp)
-                batch.add(self.stmts[name], bound)
+                batch.add(self.stmts[name], bind_write(name, values, self._write_time()))
             out.append((batch, None))
         return out
 

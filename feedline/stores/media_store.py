@@ -31,6 +31,7 @@ from feedline.settings import StorageSettings
 from feedline.stores.cql_client import CqlClient
 from feedline.stores.errors import StoreUnavailable
 from feedline.stores.object_store import storage_client
+from schemas.cql_statements import MEDIA
 
 #: The service account named in URLs signed with a throwaway key (emulator only).
 LOCAL_SIGNER = "feedline-api@feedline-local.iam.gserviceaccount.com"
@@ -38,13 +39,6 @@ LOCAL_SIGNER = "feedline-api@feedline-local.iam.gserviceaccount.com"
 MEDIA_FOLDER = "media"
 #: The signed header that makes GCS refuse an upload of any other size.
 LENGTH_HEADER = "x-goog-content-length-range"
-
-_CQL = {
-    "insert": "INSERT INTO media (media_id, owner_id, content_type, bytes, uri, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?)",
-    "select": "SELECT media_id, owner_id, content_type, bytes, uri FROM media "
-    "WHERE media_id = ?",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +115,13 @@ class MediaStore:
 
     async def record(self, media: MediaRecord, created_at: datetime) -> None:
         """Remember an announced upload."""
-        await self.client.execute(_CQL["insert"], (media.media_id, media.owner_id,
+        await self.client.execute(MEDIA["media_add"], (media.media_id, media.owner_id,
                                                    media.content_type, media.bytes, media.uri,
                                                    created_at))
 
     async def get_many(self, media_ids: Sequence[str]) -> dict[str, MediaRecord]:
         """The recorded uploads among ``media_ids``."""
-        rows = await self.client.execute_many([(_CQL["select"], (m,)) for m in media_ids])
+        rows = await self.client.execute_many([(MEDIA["media"], (m,)) for m in media_ids])
         found = {}
         for result in rows:
             if result:

@@ -17,23 +17,7 @@ from typing import Any
 from feedline.rules.effects import MediaRef
 from feedline.stores.cql_client import CqlClient
 from feedline.stores.feed_items import Position, PostView
-from feedline.stores.feed_writer import dt_to_ms, ms_to_dt
-
-_CQL = {
-    "timeline_first": "SELECT created_at, post_id FROM timelines WHERE user_id = ? LIMIT ?",
-    "timeline_after": "SELECT created_at, post_id FROM timelines WHERE user_id = ? "
-    "AND (created_at, post_id) < (?, ?) LIMIT ?",
-    "user_posts_first": "SELECT created_at, post_id FROM user_posts WHERE author_id = ? LIMIT ?",
-    "user_posts_after": "SELECT created_at, post_id FROM user_posts WHERE author_id = ? "
-    "AND (created_at, post_id) < (?, ?) LIMIT ?",
-    "post": "SELECT post_id, author_id, caption, media, created_at, deleted FROM posts "
-    "WHERE post_id = ?",
-    "post_counters": "SELECT likes, comments FROM post_counters WHERE post_id = ?",
-    "user_counters": "SELECT followers, following, posts FROM user_counters WHERE user_id = ?",
-    "following": "SELECT followee_id FROM following WHERE follower_id = ?",
-    "celebrities": "SELECT author_id FROM celebrities",
-    "ping": "SELECT release_version FROM system.local",
-}
+from schemas.cql_statements import READS, dt_to_ms, ms_to_dt
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +46,7 @@ class PostStore:
         self._celebrities: tuple[float, frozenset[str]] | None = None
 
     async def _rows(self, name: str, *params: Any) -> list[Any]:
-        return await self.client.execute(_CQL[name], params)
+        return await self.client.execute(READS[name], params)
 
     async def ping(self) -> str:
         """The server's release version (a cheap round trip to a coordinator)."""
@@ -103,8 +87,8 @@ class PostStore:
             return {}
         requests: list[tuple[str, Sequence[Any]]] = []
         for post_id in post_ids:
-            requests.append((_CQL["post"], (post_id,)))
-            requests.append((_CQL["post_counters"], (post_id,)))
+            requests.append((READS["post"], (post_id,)))
+            requests.append((READS["post_counters"], (post_id,)))
         replies = await self.client.execute_many(requests)
         views: dict[str, PostView] = {}
         for post_id, post_rows, counter_rows in zip(post_ids, replies[::2], replies[1::2],
@@ -127,7 +111,7 @@ class PostStore:
 
     async def following(self, user_id: str) -> list[str]:
         """Everyone ``user_id`` follows."""
-        return [r.followee_id for r in await self._rows("following", user_id)]
+        return [r.followee_id for r in await self._rows("followees", user_id)]
 
     async def celebrities(self) -> frozenset[str]:
         """Authors above the celebrity threshold (a small table, cached briefly)."""

@@ -9,12 +9,12 @@ The serving API builds on this; `feedctl feed` uses it to show a feed in the ter
 from __future__ import annotations
 
 import heapq
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
+from schemas.redis_hashes import decode_post, decode_post_counters
 from schemas.redis_keys import COMPLETE_MEMBER, RedisKeys
 
 
@@ -61,10 +61,10 @@ def read_feed(client: redis.Redis, keys: RedisKeys, user_id: str, limit: int) ->
     for post, counters in zip(replies[::2], replies[1::2], strict=True):
         if not post:
             continue  # deleted since it was delivered
-        p = {_text(k): _text(v) for k, v in post.items()}
-        c = {_text(k): int(v) for k, v in counters.items()}
-        items.append(FeedItem(p["post_id"], p["author_id"], p["caption"], json.loads(p["media"]),
-                              int(p["created_ms"]), c.get("likes", 0), c.get("comments", 0)))
+        p = decode_post({_text(k): _text(v) for k, v in post.items()})
+        likes, comments = decode_post_counters(counters)
+        items.append(FeedItem(p.post_id, p.author_id, p.caption, p.media, p.created_ms,
+                              likes, comments))
     return items
 
 

@@ -87,8 +87,9 @@ def backfill_one(user: str, since: Any, until: Any, *, dry_run: bool, quarantine
     from feedline.rebuild.direct import load_index
     from feedline.rebuild.drift import read_cql_timelines, read_redis_users, user_drift
     from feedline.rebuild.writer import ImageWriter, rebuild_write_time
+    from feedline.rules.fanout import RulesConfig
     from feedline.stores.cql import connect
-    from pipelines.batch.common import quality_gate, rules_config, say
+    from pipelines.batch.common import quality_gate, say
     from schemas.event_contracts import InvalidEvent
     from schemas.redis_keys import RedisKeys
 
@@ -104,7 +105,7 @@ def backfill_one(user: str, since: Any, until: Any, *, dry_run: bool, quarantine
     started = time.monotonic()
     try:
         index = load_index(settings, since, until, progress=say)
-        image = index.recompute([user], rules_config(settings), counters=False)
+        image = index.recompute([user], RulesConfig.from_settings(settings.feed), counters=False)
     except (InvalidEvent, ValueError, KeyError) as err:
         say(f"feedctl backfill: the archive holds a bad record ({err}); run the quality gate "
             "(`feedctl rebuild timelines --quarantine --dry-run`) first")

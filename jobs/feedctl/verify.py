@@ -54,8 +54,9 @@ def _verify(args: argparse.Namespace) -> int:
         read_redis_users,
         user_drift,
     )
+    from feedline.rules.fanout import RulesConfig
     from feedline.stores.cql import connect
-    from pipelines.batch.common import quality_gate, rules_config, say
+    from pipelines.batch.common import quality_gate, say
     from schemas.redis_keys import RedisKeys
 
     if args.sample is not None and args.sample < 1:
@@ -88,7 +89,7 @@ def _verify(args: argparse.Namespace) -> int:
             universe = sorted(index.users())
             users = sorted(random.Random(args.seed).sample(  # noqa: S311 (sampling)
                 universe, min(args.sample, len(universe))))
-        image = index.recompute(users, rules_config(settings), counters=counters)
+        image = index.recompute(users, RulesConfig.from_settings(settings.feed), counters=counters)
     except (ValueError, KeyError) as err:  # InvalidEvent is a ValueError
         say(f"feedctl verify: the archive holds a bad record ({err}); run the quality gate")
         return 1

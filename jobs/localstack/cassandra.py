@@ -156,13 +156,14 @@ class CassandraService(Service):
         if not port_open(host, self.settings.cql.port):
             return False
         from feedline.stores.cql import connect
+        from schemas.cql_statements import READS
 
         try:
             cluster, session = connect(self.settings.cql, keyspace=None, timeout_s=5)
         except Exception:  # any driver failure means "not healthy yet"
             return False
         try:
-            return session.execute("SELECT release_version FROM system.local").one() is not None
+            return session.execute(READS["ping"]).one() is not None
         finally:
             cluster.shutdown()
 

@@ -3,7 +3,7 @@
 Elements are coarse on purpose (the Python DirectRunner pays per element): one element
 per archive part to read, one per (part, shard) of raw records to group, one per shard
 to derive and write. Records are routed by the same keys the streaming jobs key by
-(``feedline.rules.dispatch``), hashed into ``--shards`` groups; every rules key lands in
+(``feedline.rules.keys``), hashed into ``--shards`` groups; every rules key lands in
 exactly one group, so the rules see all of a key's events, as a keyed Flink state does.
 """
 
@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,11 +28,10 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from feedline.cli import iso_time
-from feedline.rules.fanout import RulesConfig
+from feedline.rules.keys import Job, record_keys
 from feedline.settings import BatchSettings, get_batch_settings
 
 log = logging.getLogger("feedline.rebuild")
-
 
 
 def read_users_file(path: str) -> list[str]:
@@ -115,13 +114,6 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     return options
 
 
-def rules_config(settings: BatchSettings) -> RulesConfig:
-    """The rules' knobs (the same settings the streaming jobs read)."""
-    return RulesConfig(celebrity_threshold=settings.feed.celebrity_threshold,
-                       follow_merge_limit=settings.feed.follow_merge_limit,
-                       timeline_cap=settings.feed.timeline_cap)
-
-
 def say(message: str) -> None:
     """A progress line on stderr (above a progress bar, if one is showing)."""
     from feedline.cli import write_line
@@ -160,31 +152,26 @@ def shard_of(key: str, shards: int) -> int:
     return zlib.crc32(key.encode()) % shards
 
 
-def fanout_route(role: str, record: dict[str, Any]) -> Iterator[str]:
+def fanout_route(record: Mapping[str, Any]) -> list[str]:
     """The fan-out job's key of a raw record (uploads by author, follows by followee)."""
-    if role == "uploads":
-        yield str(record.get("author_id"))
-    elif role == "follows":
-        yield str(record.get("followee_id"))
+    return [key.text for key in record_keys(record, Job.FANOUT)]
 
 
-def counter_route(role: str, record: dict[str, Any]) -> Iterator[str]:
+def counter_route(record: Mapping[str, Any]) -> list[str]:
     """The counters job's keys of a raw record (``post:ID`` / ``user:ID``)."""
-    if role == "engagements":
-        yield f"post:{record.get('post_id')}"
-    elif role == "follows":
-        yield f"user:{record.get('followee_id')}"
-        yield f"user:{record.get('follower_id')}"
-    elif role == "uploads":
-        yield f"user:{record.get('author_id')}"
+    return [key.text for key in record_keys(record, Job.COUNTERS)]
 
 
-Router = Callable[[str, dict[str, Any]], Iterator[str]]
+Router = Callable[[Mapping[str, Any]], list[str]]
 
 
 def route_records(role: str, lines: Sequence[bytes], shards: int,
                   router: Router) -> dict[int, list[tuple[str, bytes]]]:
-    """Raw records grouped by the shard of each of their rules keys (a JSON decode only)."""
+    """Raw records grouped by the shard of each of their rules keys (a JSON decode only).
+
+    A record of an event type no rule knows raises ``UnknownEventType`` (a ``ValueError``):
+    the quality gate should have stopped it, so the job stops rather than drop it.
+    """
     groups: dict[int, list[tuple[str, bytes]]] = {}
     for line in lines:
         try:
@@ -194,7 +181,7 @@ def route_records(role: str, lines: Sequence[bytes], shards: int,
         if not isinstance(record, dict):
             raise ValueError("a record is not a JSON object (the quality gate should have "
                              "stopped the job; rerun with --quarantine)")
-        for key in router(role, record):
+        for key in router(record):
             groups.setdefault(shard_of(key, shards), []).append((role, line))
     return groups
 

@@ -34,7 +34,6 @@ from pipelines.batch.common import (
     pipeline_options,
     print_metrics,
     quality_gate,
-    rules_config,
     say,
     shard_of,
 )
@@ -52,21 +51,23 @@ class DeriveCounters(StoreDoFn):
 
     def process(self, element: tuple[int, Any]) -> Iterator[int]:
         """Derive and write one shard."""
-        from feedline.rebuild.image import StoreImage, apply_counters, counter_groups
+        from feedline.rebuild.image import StoreImage, apply_groups, key_groups
+        from feedline.rules.fanout import RulesConfig
+        from feedline.rules.keys import Job, KeyKind
 
         started = time.monotonic()
         shard, batches = element
         job = self.job
         events = parse_shard(batches, job["since"], job["until"])
         # A follow event reaches the shards of both its users: each shard keeps its own keys.
-        groups = {k: v for k, v in counter_groups(events).items()
-                  if shard_of(k, job["shards"]) == shard}
+        groups = {k: v for k, v in key_groups(events, Job.COUNTERS).items()
+                  if shard_of(k.text, job["shards"]) == shard}
         users = job["users"]
         if users is not None:
             groups = {k: v for k, v in groups.items()
-                      if k.startswith("user:") and k[5:] in users}
-        image = StoreImage(rules_config(self.settings))
-        applied = apply_counters(image, groups)
+                      if k.kind is KeyKind.USER and k.ident in users}
+        image = StoreImage(RulesConfig.from_settings(self.settings.feed))
+        applied = apply_groups(image, groups)
         self.events.inc(applied)
         if job["dry_run"]:
             changed = self._compare(image)
@@ -85,6 +86,7 @@ class DeriveCounters(StoreDoFn):
 
     def _compare(self, image: Any) -> int:
         from feedline.rebuild.drift import read_cql_user_counters, read_redis_users
+        from schemas.redis_hashes import decode_post_counters
 
         users = sorted(image.counter_users)
         cql = read_cql_user_counters(self.writer.session, users)
@@ -103,7 +105,7 @@ class DeriveCounters(StoreDoFn):
             pipe.hgetall(self.writer.keys.post_counters(post))
         for post, stored in zip(posts, pipe.execute(), strict=True):
             want_post = image.feed.post_counters.get(post)
-            got = (int(stored["likes"]), int(stored["comments"])) if stored else None
+            got = decode_post_counters(stored) if stored else None
             if got != want_post:
                 changed += 1
         self.drifted.inc(changed)

@@ -38,7 +38,6 @@ from pipelines.batch.common import (
     pipeline_options,
     print_metrics,
     quality_gate,
-    rules_config,
     say,
     shard_of,
 )
@@ -58,14 +57,16 @@ class DeriveAuthors(StoreDoFn):
 
     def process(self, element: tuple[int, Any]) -> Iterator[tuple[int, dict[str, ReaderPart]]]:
         """Derive one shard."""
-        from feedline.rebuild.image import StoreImage, apply_authors, fanout_groups
+        from feedline.rebuild.image import StoreImage, apply_groups, key_groups
+        from feedline.rules.fanout import RulesConfig
+        from feedline.rules.keys import Job
 
         started = time.monotonic()
         shard, batches = element
         job = self.job
         events = parse_shard(batches, job["since"], job["until"])
-        image = StoreImage(rules_config(self.settings))
-        applied = apply_authors(image, fanout_groups(events))
+        image = StoreImage(RulesConfig.from_settings(self.settings.feed))
+        applied = apply_groups(image, key_groups(events, Job.FANOUT))
         users = job["users"]
         if users is None and not job["dry_run"]:
             self.writer.write_authors(image, all_tables=job["all_tables"])

@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from feedline.rules.fanout import RulesConfig
+from feedline.rules.keys import Job, UnknownEventType, rule_keys
 from feedline.settings import StreamingSettings, get_streaming_settings
 from schemas.event_contracts import InvalidEvent, parse_event
 
@@ -47,15 +47,6 @@ def parse_job_args(prog: str, argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def rules_config(settings: StreamingSettings) -> RulesConfig:
-    """The rules' knobs from settings."""
-    return RulesConfig(
-        celebrity_threshold=settings.feed.celebrity_threshold,
-        follow_merge_limit=settings.feed.follow_merge_limit,
-        timeline_cap=settings.feed.timeline_cap,
-    )
-
-
 def dead_letter(
     topic: str, partition: int, offset: int, payload: bytes, error: InvalidEvent
 ) -> str:
@@ -75,13 +66,22 @@ def dead_letter(
 
 
 def parse_or_dead_letter(
-    role: str, topic: str, partition: int, offset: int, payload: bytes
+    role: str, job: Job, topic: str, partition: int, offset: int, payload: bytes
 ) -> tuple[Any, str | None]:
-    """(event, None) for a valid record; (None, dead-letter JSON) for a broken one."""
+    """(event, None) for a valid record; (None, dead-letter JSON) for a broken one.
+
+    A valid event of a type no rule knows is broken too (``unknown_event_type``): routing
+    it to ``job``'s keys would fail, and the job must keep going.
+    """
     try:
-        return parse_event(role, payload), None
+        event = parse_event(role, payload)
+        rule_keys(event, job)
     except InvalidEvent as error:
         return None, dead_letter(topic, partition, offset, payload, error)
+    except UnknownEventType as error:
+        invalid = InvalidEvent("unknown_event_type", f"$.event_type: {error}")
+        return None, dead_letter(topic, partition, offset, payload, invalid)
+    return event, None
 
 
 def build_environment(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -167,13 +167,14 @@ def discarding_sink() -> Any:
 def parsed_events(
     t_env: Any,
     settings: StreamingSettings,
+    job: Job,
     role: str,
     topic: str,
     group_id: str,
     *,
     dead_letters: bool = True,
 ) -> Any:
-    """Parse one topic; valid events continue (pickled), broken ones go to its DLQ.
+    """Parse one topic for ``job``; valid events continue (pickled), broken ones go to its DLQ.
 
     With ``dead_letters=False`` (a topic whose dead letters another job writes), broken
     records are only counted in the ``skipped_invalid`` metric.
@@ -190,7 +191,7 @@ def parsed_events(
 
         def process_element(self, row: Any, ctx: Any) -> Iterator[Any]:
             event, letter = parse_or_dead_letter(
-                role, topic, row[1], row[2], bytes(row[0] or b"")
+                role, job, topic, row[1], row[2], bytes(row[0] or b"")
             )
             if letter is None:
                 yield event

@@ -17,21 +17,22 @@ from typing import Any
 
 def counter_records(event: Any) -> Iterator[tuple[str, Any]]:
     """(``post:ID`` | ``user:ID``, event) for every counter state an event changes."""
-    from feedline.rules.dispatch import counter_targets
+    from feedline.rules.keys import Job, rule_keys
 
-    for kind, key in counter_targets(event):
-        yield f"{kind}:{key}", event
+    for key in rule_keys(event, Job.COUNTERS):
+        yield key.text, event
 
 
 def run(argv: Sequence[str] | None = None) -> None:
     """Build and execute the counters job."""
     from pyflink.common import Types
 
+    from feedline.rules.fanout import RulesConfig
+    from feedline.rules.keys import Job
     from pipelines.streaming.common import (
         build_environment,
         parse_job_args,
         parsed_events,
-        rules_config,
         write_and_end,
     )
     from pipelines.streaming.functions import CounterState
@@ -40,14 +41,15 @@ def run(argv: Sequence[str] | None = None) -> None:
     settings = args.settings
     env, t_env = build_environment(args)
     kafka = settings.kafka
+    job = Job.COUNTERS
     engagements = parsed_events(
-        t_env, settings, "engagements", kafka.engagements_topic, args.group_id
+        t_env, settings, job, "engagements", kafka.engagements_topic, args.group_id
     )
     follows = parsed_events(
-        t_env, settings, "follows", kafka.follows_topic, args.group_id, dead_letters=False
+        t_env, settings, job, "follows", kafka.follows_topic, args.group_id, dead_letters=False
     )
     uploads = parsed_events(
-        t_env, settings, "uploads", kafka.uploads_topic, args.group_id, dead_letters=False
+        t_env, settings, job, "uploads", kafka.uploads_topic, args.group_id, dead_letters=False
     )
     effects = (
         engagements.union(follows, uploads)
@@ -55,7 +57,7 @@ def run(argv: Sequence[str] | None = None) -> None:
         .name("counter-targets")
         .uid("counter-targets")
         .key_by(lambda record: record[0], key_type=Types.STRING())
-        .process(CounterState(rules_config(settings), args.dedup_window_s),
+        .process(CounterState(RulesConfig.from_settings(settings.feed), args.dedup_window_s),
                  output_type=Types.PICKLED_BYTE_ARRAY())
         .name("counter-state")
         .uid("counter-state")

@@ -10,18 +10,27 @@ Deployed with ``feedctl jobs deploy fanout``; run directly with ``flink run -py`
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+
+def author_key(event: Any) -> str:
+    """The fan-out key an upload or follow event is keyed by (exactly one: its author)."""
+    from feedline.rules.keys import Job, rule_keys
+
+    (key,) = rule_keys(event, Job.FANOUT)
+    return key.text
 
 
 def run(argv: Sequence[str] | None = None) -> None:
     """Build and execute the fan-out job."""
     from pyflink.common import Types
 
-    from feedline.rules.dispatch import fanout_key
+    from feedline.rules.fanout import RulesConfig
+    from feedline.rules.keys import Job
     from pipelines.streaming.common import (
         build_environment,
         parse_job_args,
         parsed_events,
-        rules_config,
         write_and_end,
     )
     from pipelines.streaming.functions import FanoutState
@@ -30,12 +39,13 @@ def run(argv: Sequence[str] | None = None) -> None:
     settings = args.settings
     env, t_env = build_environment(args)
     kafka = settings.kafka
-    uploads = parsed_events(t_env, settings, "uploads", kafka.uploads_topic, args.group_id)
-    follows = parsed_events(t_env, settings, "follows", kafka.follows_topic, args.group_id)
+    job = Job.FANOUT
+    uploads = parsed_events(t_env, settings, job, "uploads", kafka.uploads_topic, args.group_id)
+    follows = parsed_events(t_env, settings, job, "follows", kafka.follows_topic, args.group_id)
     effects = (
         uploads.union(follows)
-        .key_by(fanout_key, key_type=Types.STRING())
-        .process(FanoutState(rules_config(settings), args.dedup_window_s),
+        .key_by(author_key, key_type=Types.STRING())
+        .process(FanoutState(RulesConfig.from_settings(settings.feed), args.dedup_window_s),
                  output_type=Types.PICKLED_BYTE_ARRAY())
         .name("fan-out-state")
         .uid("fan-out-state")

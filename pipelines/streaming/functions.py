@@ -19,25 +19,21 @@ from pyflink.common import Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
-from feedline.rules.counters import PostEngagementState, UserCounterState
 from feedline.rules.dedup import RecentEvents
-from feedline.rules.dispatch import (
-    apply_fanout_event,
-    apply_post_counter_event,
-    apply_user_counter_event,
-)
-from feedline.rules.fanout import AuthorState, RulesConfig
+from feedline.rules.fanout import RulesConfig
+from feedline.rules.keys import Job, RuleKey, apply_event, new_state
 
 
 class _RuleState(KeyedProcessFunction):
-    """Keyed rules state plus duplicate suppression; subclasses apply one event.
+    """Keyed rules state of one job's keys plus duplicate suppression.
 
     One ValueState per key holds ``(rules state, RecentEvents)``. PyFlink caches it in
     the Python worker (``python.state.cache-size``), so the duplicate check needs no
-    round trip to the JVM's state backend.
+    round trip to the JVM's state backend. The stream is keyed by ``RuleKey.text``.
     """
 
     state_name = "rules-state"
+    job: Job
 
     def __init__(self, config: RulesConfig, dedup_window_s: int) -> None:
         self.config = config
@@ -52,10 +48,6 @@ class _RuleState(KeyedProcessFunction):
         self.duplicates = metrics.counter("duplicate_events")
         self.events = metrics.counter("events")
 
-    def apply(self, key: str, current: Any, event: Any) -> tuple[Any, list[Any]]:
-        """Return the key's new state and the effects of ``event``."""
-        raise NotImplementedError
-
     def process_element(self, value: Any, ctx: Any) -> Iterator[list[Any]]:
         """Skip a recent duplicate; otherwise apply the event and emit its effects."""
         event = value[1] if isinstance(value, tuple) else value
@@ -66,7 +58,9 @@ class _RuleState(KeyedProcessFunction):
             self.state.update((rules, recent))
             return
         self.events.inc()
-        rules, effects = self.apply(ctx.get_current_key(), rules, event)
+        if rules is None:
+            rules = new_state(RuleKey.parse(ctx.get_current_key(), self.job))
+        effects = apply_event(rules, event, self.config)
         self.state.update((rules, recent))
         if effects:
             yield effects
@@ -76,26 +70,14 @@ class FanoutState(_RuleState):
     """Per-author fan-out state (uploads keyed by author, follows by followee)."""
 
     state_name = "author-state"
-
-    def apply(self, key: str, current: Any, event: Any) -> tuple[Any, list[Any]]:
-        """Apply an upload or follow event to the author's state."""
-        author = current or AuthorState(key)
-        return author, apply_fanout_event(author, event, self.config)
+    job = Job.FANOUT
 
 
 class CounterState(_RuleState):
     """Per-post engagement counts or per-user counts; keys are ``post:ID`` / ``user:ID``."""
 
     state_name = "counter-state"
-
-    def apply(self, key: str, current: Any, event: Any) -> tuple[Any, list[Any]]:
-        """Apply an event to a post's or a user's counters."""
-        kind, _, ident = key.partition(":")
-        if kind == "post":
-            post = current or PostEngagementState(ident)
-            return post, apply_post_counter_event(post, event)
-        user = current or UserCounterState(ident)
-        return user, apply_user_counter_event(user, event)
+    job = Job.COUNTERS
 
 
 def open_writer(settings_json: str) -> tuple[Any, Any]:

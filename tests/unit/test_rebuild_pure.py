@@ -11,9 +11,10 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from feedline.rebuild.drift import user_drift
-from feedline.rebuild.image import StoreImage, apply_authors, derive_image, fanout_groups
+from feedline.rebuild.image import StoreImage, apply_groups, derive_image, key_groups
 from feedline.rules.engine import derive
 from feedline.rules.fanout import RulesConfig
+from feedline.rules.keys import Job
 from feedline.rules.memory import newest
 from feedline.workload import Workload, WorkloadSpec
 from pipelines.batch.common import (
@@ -110,7 +111,7 @@ def test_sharded_beam_graph_equals_one_image() -> None:
     def derive_shard(element: tuple) -> list:
         _shard, batches = element
         image = StoreImage(CONFIG)
-        apply_authors(image, fanout_groups(parse_shard(batches, None, None)))
+        apply_groups(image, key_groups(parse_shard(batches, None, None), Job.FANOUT))
         return [(u, tuple(image.timeline_rows(u))) for u in image.feed.timelines]
 
     def merge(element: tuple) -> tuple:

@@ -1,0 +1,136 @@
+"""Every CQL statement feedline runs, declared once by name (the tables: ``schemas/cql/``).
+
+Writers prepare the statements they use by name (``prepare``); the API's ``CqlClient``
+prepares each text on first use. No statement text lives anywhere else.
+
+Every write carries an explicit write time (``USING TIMESTAMP ?``, microseconds): the
+streaming writer's grows in effect order, the rebuild's replaces a partition at ``T`` and
+writes its rows at ``T + 1``. UPDATE and DELETE take the write time as their first bind
+value, INSERT as its last (``bind_write`` puts it in place).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+#: Writes, by table. ``*_add`` / ``*_remove`` touch one row, ``*_clear`` a whole partition.
+WRITES: dict[str, str] = {
+    # posts: one row per post; a deleted post keeps its row as a tombstone.
+    "post_upsert": "INSERT INTO posts (post_id, author_id, caption, media, created_at, deleted, "
+    "deleted_at, event_id) VALUES (?, ?, ?, ?, ?, false, null, ?) USING TIMESTAMP ?",
+    "post_row": "INSERT INTO posts (post_id, author_id, caption, media, created_at, deleted, "
+    "deleted_at, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?",
+    "post_retract": "UPDATE posts USING TIMESTAMP ? SET author_id = ?, deleted = true, "
+    "deleted_at = ? WHERE post_id = ?",
+    "post_clear": "DELETE FROM posts USING TIMESTAMP ? WHERE post_id = ?",
+    # user_posts: an author's live posts (profiles; a celebrity's outbox in CQL).
+    "user_post_add": "INSERT INTO user_posts (author_id, created_at, post_id) VALUES (?, ?, ?) "
+    "USING TIMESTAMP ?",
+    "user_post_remove": "DELETE FROM user_posts USING TIMESTAMP ? WHERE author_id = ? "
+    "AND created_at = ? AND post_id = ?",
+    "user_posts_clear": "DELETE FROM user_posts USING TIMESTAMP ? WHERE author_id = ?",
+    # timelines: home timelines, a longer window than Redis keeps.
+    "timeline_add": "INSERT INTO timelines (user_id, created_at, post_id, author_id) "
+    "VALUES (?, ?, ?, ?) USING TIMESTAMP ?",
+    "timeline_remove": "DELETE FROM timelines USING TIMESTAMP ? WHERE user_id = ? "
+    "AND created_at = ? AND post_id = ?",
+    "timeline_clear": "DELETE FROM timelines USING TIMESTAMP ? WHERE user_id = ?",
+    # followers / following: the follow graph, both ways.
+    "follower_add": "INSERT INTO followers (followee_id, follower_id, followed_at) "
+    "VALUES (?, ?, ?) USING TIMESTAMP ?",
+    "follower_remove": "DELETE FROM followers USING TIMESTAMP ? WHERE followee_id = ? "
+    "AND follower_id = ?",
+    "followers_clear": "DELETE FROM followers USING TIMESTAMP ? WHERE followee_id = ?",
+    "following_add": "INSERT INTO following (follower_id, followee_id, followed_at) "
+    "VALUES (?, ?, ?) USING TIMESTAMP ?",
+    "following_remove": "DELETE FROM following USING TIMESTAMP ? WHERE follower_id = ? "
+    "AND followee_id = ?",
+    "following_clear": "DELETE FROM following USING TIMESTAMP ? WHERE follower_id = ?",
+    # celebrities: authors above the threshold.
+    "celebrity_add": "INSERT INTO celebrities (author_id) VALUES (?) USING TIMESTAMP ?",
+    "celebrity_remove": "DELETE FROM celebrities USING TIMESTAMP ? WHERE author_id = ?",
+    # post_counters / user_counters: absolute values (bigint, never CQL counters).
+    "post_counters_set": "INSERT INTO post_counters (post_id, likes, comments) "
+    "VALUES (?, ?, ?) USING TIMESTAMP ?",
+    "post_counters_clear": "DELETE FROM post_counters USING TIMESTAMP ? WHERE post_id = ?",
+    "user_counters_followers": "UPDATE user_counters USING TIMESTAMP ? SET followers = ? "
+    "WHERE user_id = ?",
+    "user_counters_following": "UPDATE user_counters USING TIMESTAMP ? SET following = ? "
+    "WHERE user_id = ?",
+    "user_counters_posts": "UPDATE user_counters USING TIMESTAMP ? SET posts = ? "
+    "WHERE user_id = ?",
+    "user_counters_clear": "DELETE FROM user_counters USING TIMESTAMP ? WHERE user_id = ?",
+}
+
+#: The write of each user counter (``UserCounterSet.field``): ``(write time, value, user)``.
+USER_COUNTER_WRITES = {
+    "followers": "user_counters_followers",
+    "following": "user_counters_following",
+    "posts": "user_counters_posts",
+}
+
+#: Reads. Keyset pages follow the clustering order ``(created_at DESC, post_id DESC)``.
+READS: dict[str, str] = {
+    "timeline_first": "SELECT created_at, post_id FROM timelines WHERE user_id = ? LIMIT ?",
+    "timeline_after": "SELECT created_at, post_id FROM timelines WHERE user_id = ? "
+    "AND (created_at, post_id) < (?, ?) LIMIT ?",
+    "timeline_all": "SELECT post_id, created_at FROM timelines WHERE user_id = ?",
+    "user_posts_first": "SELECT created_at, post_id FROM user_posts WHERE author_id = ? LIMIT ?",
+    "user_posts_after": "SELECT created_at, post_id FROM user_posts WHERE author_id = ? "
+    "AND (created_at, post_id) < (?, ?) LIMIT ?",
+    "post": "SELECT post_id, author_id, caption, media, created_at, deleted FROM posts "
+    "WHERE post_id = ?",
+    "post_counters": "SELECT likes, comments FROM post_counters WHERE post_id = ?",
+    "user_counters": "SELECT followers, following, posts FROM user_counters WHERE user_id = ?",
+    "followees": "SELECT followee_id FROM following WHERE follower_id = ?",
+    "celebrities": "SELECT author_id FROM celebrities",
+    "timeline_rows_count": "SELECT count(*) FROM timelines",
+    "ping": "SELECT release_version FROM system.local",
+}
+
+#: The API's media records (not written with a write time).
+MEDIA: dict[str, str] = {
+    "media_add": "INSERT INTO media (media_id, owner_id, content_type, bytes, uri, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?)",
+    "media": "SELECT media_id, owner_id, content_type, bytes, uri FROM media WHERE media_id = ?",
+}
+
+#: The migration runner's bookkeeping (``feedline.stores.cql``).
+MIGRATION_RECORD = (
+    "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)"
+)
+
+STATEMENTS: dict[str, str] = {**WRITES, **READS, **MEDIA}
+
+_WRITE_TIME_FIRST = {name: not cql.startswith("INSERT") for name, cql in WRITES.items()}
+
+
+def applied_migrations_query(keyspace: str) -> str:
+    """The migrations recorded in ``keyspace`` (a checked identifier, never user text)."""
+    return f"SELECT version, name, checksum FROM {keyspace}.schema_migrations"  # noqa: S608
+
+
+def prepare(session: Any, names: Iterable[str]) -> dict[str, Any]:
+    """The named statements prepared on ``session``."""
+    return {name: session.prepare(STATEMENTS[name]) for name in names}
+
+
+def bind_write(name: str, values: tuple[Any, ...], write_time_us: int) -> tuple[Any, ...]:
+    """The bind values of write ``name``: ``values`` with the write time in its place."""
+    if _WRITE_TIME_FIRST[name]:
+        return (write_time_us, *values)
+    return (*values, write_time_us)
+
+
+def ms_to_dt(ms: int) -> datetime:
+    """Epoch milliseconds as an aware UTC datetime (the CQL timestamp type)."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def dt_to_ms(value: datetime) -> int:
+    """A CQL timestamp (naive UTC from the driver, or aware) as epoch milliseconds."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return round(value.timestamp() * 1000)
