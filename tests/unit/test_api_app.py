@@ -9,28 +9,16 @@ from collections.abc import Callable, Iterator
 import pytest
 from starlette.testclient import TestClient
 
-from feedline.settings import (
-    ApiSettings,
-    CqlSettings,
-    KafkaSettings,
-    RedisSettings,
-    ServingSettings,
-    StorageSettings,
-)
+from feedline.settings import ApiSettings
 from serving.auth import issue_token
 from serving.main import create_app
+from tests.support.unreachable import UNREACHABLE
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
-NOWHERE = ServingSettings(
-    environment="test",
-    kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"),
-    redis=RedisSettings(url="redis://127.0.0.1:1/0"),
-    cql=CqlSettings(port=1),
-    storage=StorageSettings(emulator_host="http://127.0.0.1:1"),
-    api=ApiSettings(kafka_max_block_ms=300, kafka_delivery_timeout_ms=600, kafka_retry_after_s=7,
-                    max_body_bytes=4096, access_log=True, gc_freeze=False),
-)
+NOWHERE = UNREACHABLE.model_copy(update={"api": ApiSettings(
+    kafka_max_block_ms=300, kafka_delivery_timeout_ms=600, kafka_retry_after_s=7,
+    max_body_bytes=4096, access_log=True, gc_freeze=False)})
 
 
 def auth() -> dict[str, str]:
