@@ -1,5 +1,6 @@
 # feedline — two commands on a fresh machine: `make run`, then `make test`.
-# Prerequisites: Python 3.11, Java 17, Maven; root (or sudo) to apt-get redis-server and chromium.
+# Prerequisites: Python 3.11, Java 17, Maven; root (or sudo) to apt-get redis-server (and
+# chromium, for `make test`).
 
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -9,21 +10,23 @@ FEEDCTL := $(VENV)/bin/feedctl
 STATE := .local
 STAMP := $(VENV)/.installed
 
-.PHONY: help deps system-deps venv jars run stop status test test-unit test-integration lint clean-state \
+.PHONY: help deps system-deps test-deps venv jars run stop status test test-unit test-integration lint clean-state \
         bench-fanout bench-serve bench-rebuild
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
 
-deps: system-deps venv jars ## everything the stack and tests need (idempotent)
+deps: system-deps venv jars ## everything the stack needs (idempotent)
 
-system-deps: ## redis-server and chromium (docs test) from Debian packages; checks java and mvn
+system-deps: ## redis-server from Debian packages; checks java and mvn
 	@command -v java >/dev/null || { echo "Java 17 is required"; exit 1; }
 	@command -v mvn >/dev/null || { echo "Maven is required"; exit 1; }
 	@command -v redis-server >/dev/null || { \
 	  echo "installing redis-server (Debian package)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q redis-server; }
+
+test-deps: deps ## what only the tests need: chromium (Debian package) for the /docs browser test
 	@command -v chromium >/dev/null || { \
 	  echo "installing chromium (Debian package, for the /docs and /redoc browser test)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -67,10 +70,10 @@ lint: venv ## ruff and mypy
 test-unit: venv ## unit tests only (no services)
 	$(VENV)/bin/pytest tests/unit -q
 
-test-integration: deps ## integration and e2e tests on the real local stack
+test-integration: test-deps ## integration and e2e tests on the real local stack
 	$(VENV)/bin/pytest tests/integration tests/e2e -q
 
-test: deps lint ## lint, then every test; the fixtures start the stack if it is not up
+test: test-deps lint ## lint, then every test; the fixtures start the stack if it is not up
 	$(VENV)/bin/pytest -q
 
 bench-fanout: deps ## fan-out throughput and freshness (docs/BENCHMARKS.md)
