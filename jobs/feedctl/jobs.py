@@ -88,15 +88,23 @@ def _wait(args: argparse.Namespace) -> int:
         "counters": [kafka.engagements_topic, kafka.follows_topic, kafka.uploads_topic],
     }
     deadline = time.monotonic() + args.timeout
+    live = sys.stdout.isatty()  # one line redrawn on a terminal; a line per 10 s in a log
+    last_line = 0.0
     while True:
         lags = {name: group_lag(kafka, JOBS[name].group_id(), t) for name, t in topics.items()}
-        print("\r" + "  ".join(f"{n} lag {lag:>8,}" for n, lag in lags.items()), end="",
-              flush=True)
-        if not any(lags.values()):
-            print("\nall events consumed")
+        line = "  ".join(f"{n} lag {lag:>8,}" for n, lag in lags.items())
+        done = not any(lags.values())
+        if live:
+            print("\r" + line, end="", flush=True)
+        elif done or time.monotonic() - last_line >= 10:
+            print(line, flush=True)
+            last_line = time.monotonic()
+        if done:
+            print("\nall events consumed" if live else "all events consumed")
             return 0
         if time.monotonic() > deadline:
-            print(f"\nfeedctl jobs wait: still behind after {args.timeout:.0f}s", file=sys.stderr)
+            print(("\n" if live else "") +
+                  f"feedctl jobs wait: still behind after {args.timeout:.0f}s", file=sys.stderr)
             return 1
         time.sleep(1)
 
