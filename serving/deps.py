@@ -6,6 +6,8 @@ a thread hop per dependency per request.
 ``CurrentUser`` authenticates the bearer token and counts the request against the user's
 rate limit (429 with Retry-After past it; when Redis is down requests are let through).
 ``AuthenticatedUser`` only authenticates, for a route that counts the request itself.
+The others hand a handler the one store client or service it uses; ``EventWritesDep``
+submits the caller's writes (``serving.writes``).
 """
 
 from __future__ import annotations
@@ -15,17 +17,17 @@ import time
 from typing import Annotated
 
 from fastapi import Depends, Request
-from redis.asyncio import Redis
 
 from feedline.settings import ServingSettings
-from feedline.stores.cql_client import CqlClient
-from feedline.stores.event_publisher import EventPublisher
 from feedline.stores.feed_reader import REDIS_DOWN, FeedReader
+from feedline.stores.media_store import MediaStore
 from feedline.stores.request_guards import RateDecision
 from serving.auth import InvalidToken, bearer_token
 from serving.observability import RATE_LIMITED
+from serving.prepare import MediaCheck, MediaUploadsSource
 from serving.problems import ApiProblem
 from serving.resources import Resources
+from serving.writes import EventWrites
 
 log = logging.getLogger(__name__)
 
@@ -37,31 +39,6 @@ async def get_resources(request: Request) -> Resources:
 
 
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
-
-
-async def get_settings(resources: ResourcesDep) -> ServingSettings:
-    """The app's settings."""
-    return resources.settings
-
-
-async def get_redis(resources: ResourcesDep) -> Redis:
-    """The Redis client (async)."""
-    return resources.redis
-
-
-async def get_cql(resources: ResourcesDep) -> CqlClient:
-    """The CQL session (connected on first use; statements prepared once)."""
-    return resources.cql
-
-
-async def get_publisher(resources: ResourcesDep) -> EventPublisher:
-    """The Kafka event producer."""
-    return resources.publisher
-
-
-async def get_reader(resources: ResourcesDep) -> FeedReader:
-    """Feed, profile and post reads, cache first."""
-    return resources.reader
 
 
 def _unauthorized(error: InvalidToken) -> ApiProblem:
@@ -113,12 +90,57 @@ async def current_user(user_id: Annotated[str, Depends(authenticated_user)],
     return user_id
 
 
-SettingsDep = Annotated[ServingSettings, Depends(get_settings)]
 CurrentUser = Annotated[str, Depends(current_user)]
 #: Authenticated but not yet rate-limited: the route counts the request itself (the feed
 #: does it in the same Redis call as the page read).
 AuthenticatedUser = Annotated[str, Depends(authenticated_user)]
-RedisDep = Annotated[Redis, Depends(get_redis)]
-CqlDep = Annotated[CqlClient, Depends(get_cql)]
-ProducerDep = Annotated[EventPublisher, Depends(get_publisher)]
+
+
+async def get_settings(resources: ResourcesDep) -> ServingSettings:
+    """The app's settings."""
+    return resources.settings
+
+
+async def get_reader(resources: ResourcesDep) -> FeedReader:
+    """Feed, profile and post reads, cache first."""
+    return resources.reader
+
+
+async def get_media_store(resources: ResourcesDep) -> MediaStore:
+    """Who announced which media upload."""
+    return resources.media
+
+
+async def get_media_uploads(resources: ResourcesDep) -> MediaUploadsSource:
+    """The object-storage side of media, built on first use (it may generate a key)."""
+    return resources.uploads
+
+
+async def get_id_key(resources: ResourcesDep) -> bytes:
+    """The HMAC key of the post and comment ids the API mints (``serving.ids``)."""
+    return resources.id_key
+
+
+SettingsDep = Annotated[ServingSettings, Depends(get_settings)]
 ReaderDep = Annotated[FeedReader, Depends(get_reader)]
+MediaStoreDep = Annotated[MediaStore, Depends(get_media_store)]
+MediaUploadsDep = Annotated[MediaUploadsSource, Depends(get_media_uploads)]
+IdKey = Annotated[bytes, Depends(get_id_key)]
+
+
+async def get_media_check(media: MediaStoreDep, uploads: MediaUploadsDep) -> MediaCheck:
+    """Checks of the media a new post shows."""
+    return MediaCheck(media, uploads)
+
+
+MediaCheckDep = Annotated[MediaCheck, Depends(get_media_check)]
+
+
+async def get_event_writes(request: Request, user: CurrentUser,
+                           resources: ResourcesDep) -> EventWrites:
+    """The submit path of the caller's writes (Kafka producer, Idempotency-Key records)."""
+    return EventWrites(resources.publisher, resources.idempotency, user_id=user,
+                       method=request.method, path=request.url.path)
+
+
+EventWritesDep = Annotated[EventWrites, Depends(get_event_writes)]

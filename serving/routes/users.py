@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path
 from starlette.responses import Response
 
-from schemas.event_contracts import new_event
 from serving.auth import ID_PATTERN
-from serving.deps import CurrentUser, ReaderDep, ResourcesDep
+from serving.deps import CurrentUser, EventWritesDep, ReaderDep, ResourcesDep
 from serving.models import Accepted, PostPage, UserOut
+from serving.prepare import FollowChange
 from serving.problems import ApiProblem
 from serving.responses import (
     PROBLEMS,
@@ -21,45 +21,36 @@ from serving.responses import (
     page_response,
     position_of,
 )
-from serving.writes import Built, IdempotencyKey, fingerprint, publish
+from serving.writes import IdempotencyKey
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 
 UserId = Annotated[str, Path(pattern=ID_PATTERN, description="A user id.")]
 
 
-async def _follow_change(event_type: str, user_id: str, user: str, resources: ResourcesDep,
-                         request: Request, key: str | None) -> Response:
+def _not_self(user_id: str, user: str) -> None:
     if user_id == user:
         raise ApiProblem(422, "self-follow", "you cannot follow or unfollow yourself",
                          errors=[{"location": "path", "field": "user_id",
                                   "message": "must differ from the caller"}])
 
-    def build() -> Built:
-        event = new_event(event_type, follower_id=user, followee_id=user_id)
-        return event, {"event_id": event.event_id}
-
-    answer, replayed = await publish(
-        resources, user, idempotency_key=key, build=build,
-        request_fingerprint=fingerprint(request.method, request.url.path))
-    headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    return JsonResponse(answer, status_code=202, headers=headers)
-
 
 @router.put("/{user_id}/follow", status_code=202, response_model=Accepted, responses=PROBLEMS,
             summary="Follow a user")
-async def follow(user_id: UserId, user: CurrentUser, resources: ResourcesDep, request: Request,
+async def follow(user_id: UserId, user: CurrentUser, writes: EventWritesDep,
                  idempotency_key: IdempotencyKey = None) -> Response:
     """Follow `user_id`: their recent posts merge into the caller's feed."""
-    return await _follow_change("follow", user_id, user, resources, request, idempotency_key)
+    _not_self(user_id, user)
+    return await writes.submit(FollowChange("follow", user, user_id), idempotency_key)
 
 
 @router.delete("/{user_id}/follow", status_code=202, response_model=Accepted,
                responses=PROBLEMS, summary="Unfollow a user")
-async def unfollow(user_id: UserId, user: CurrentUser, resources: ResourcesDep,
-                   request: Request, idempotency_key: IdempotencyKey = None) -> Response:
+async def unfollow(user_id: UserId, user: CurrentUser, writes: EventWritesDep,
+                   idempotency_key: IdempotencyKey = None) -> Response:
     """Unfollow `user_id`: their posts leave the caller's feed."""
-    return await _follow_change("unfollow", user_id, user, resources, request, idempotency_key)
+    _not_self(user_id, user)
+    return await writes.submit(FollowChange("unfollow", user, user_id), idempotency_key)
 
 
 @router.get("/{user_id}", response_model=UserOut, responses=PROBLEMS, summary="User counters")

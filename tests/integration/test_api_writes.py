@@ -250,6 +250,17 @@ def test_feed_reads_count_against_the_rate_limit_in_the_same_redis_call(
         assert c.get("/v1/feed", headers=auth(limited, "carol")).status_code == 200
 
 
+def test_a_write_counts_once_against_the_rate_limit(api_settings: ServingSettings) -> None:
+    """The caller is a dependency of the handler and of its submit path: counted once."""
+    limited = api_settings.model_copy(update={
+        "api": ApiSettings(rate_limit_per_minute=3, gc_freeze=False)})
+    with TestClient(create_app(limited)) as c:
+        headers = auth(limited, "alice")
+        codes = [c.put(f"/v1/users/{followee}/follow", headers=headers).status_code
+                 for followee in ("bob", "carol", "dave", "erin")]
+    assert codes == [202, 202, 202, 429]
+
+
 def test_a_retry_after_the_write_was_applied_replays_instead_of_checking_again(
         client: TestClient, api_settings: ServingSettings, seeder: Seeder) -> None:
     """The state a write checked changes once the jobs apply it: a retried delete, or a
