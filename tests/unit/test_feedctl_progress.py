@@ -20,7 +20,7 @@ from feedline.settings import REPO_ROOT, BatchSettings, StorageSettings
 from feedline.workload import Workload, WorkloadSpec
 from jobs.feedctl.output import print_json
 from jobs.load import count_events
-from pipelines.batch.common import PipelineProgress, advance
+from pipelines.batch.report import PipelineProgress, advance
 
 
 class Terminal(io.StringIO):

@@ -10,6 +10,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
+from feedline.cli import iso_time
 from feedline.rebuild.drift import user_drift
 from feedline.rebuild.image import StoreImage, apply_groups, derive_image, key_groups
 from feedline.rules.engine import derive
@@ -17,12 +18,11 @@ from feedline.rules.fanout import RulesConfig
 from feedline.rules.keys import Job
 from feedline.rules.memory import newest
 from feedline.workload import Workload, WorkloadSpec
-from pipelines.batch.common import (
+from pipelines.batch.options import read_users_file
+from pipelines.batch.transforms import (
     counter_route,
     fanout_route,
-    iso_time,
     parse_shard,
-    read_users_file,
     route_records,
     shard_of,
 )
