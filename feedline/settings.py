@@ -101,8 +101,6 @@ class CqlSettings(_Block):
     """SimpleStrategy replication factor used when the keyspace is created."""
     protocol_version: int = 4
     """Native protocol version (4 is what ScyllaDB speaks)."""
-    timeline_window: int = Field(default=5000, ge=1)
-    """How many newest entries a timeline keeps in the CQL store (longer than Redis)."""
 
 
 class RedisSettings(_Block):

@@ -1,6 +1,6 @@
 """Dead letters: inspect ``<topic>.dlq`` and replay fixed ones to the original topic.
 
-A dead letter is the JSON record the streaming jobs write (``pipelines.streaming.common``):
+A dead letter is the JSON record the streaming jobs write (``pipelines.streaming.parse``):
 ``reason``, ``detail``, source ``topic``/``partition``/``offset`` and ``payload_b64``.
 
 Replay reads the dead letters after the replay group's committed offset up to the end at

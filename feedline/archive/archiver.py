@@ -20,7 +20,7 @@ Why a plain kafka-python consumer rather than a PyFlink job:
   would be a Python ``ProcessFunction`` whose checkpoint-aligned flush needs operator state
   to hold unwritten buffers, while here "write, then commit the offset" gives the same
   at-least-once guarantee with a few lines and de-dup by ``event_id`` does the rest.
-* Flink's Python DataStream Kafka source exposes values only (``pipelines/streaming/common``
+* Flink's Python DataStream Kafka source exposes values only (``pipelines/streaming/job_graph``
   goes through the Table API to get partitions/offsets), and part names need both.
 * A Python process costs ~100 MB; a Flink job needs a task slot and a Python worker beside
   the JVM TaskManager (~550 MB RSS measured locally), on a 2-core machine already running

@@ -32,10 +32,6 @@ from feedline.rules.fanout import RulesConfig
 from feedline.rules.keys import Job, KeyKind, RuleKey, apply_event, new_state, rule_keys
 from feedline.rules.memory import FeedState
 
-#: Marks the ``deleted_at`` cell of a retracted post: streaming writes its wall clock there,
-#: so the writer puts the rebuild's own clock in its place.
-RETRACT_TIME = "now"
-
 
 @dataclass
 class PostRow:

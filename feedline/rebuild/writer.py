@@ -12,7 +12,7 @@ statements are prepared and run concurrently.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from datetime import UTC, datetime
 from typing import Any
 
@@ -231,7 +231,7 @@ class ImageWriter:
 
     # --- counters -----------------------------------------------------------------------
 
-    def write_counters(self, image: StoreImage, *, users: set[str] | None = None) -> None:
+    def write_counters(self, image: StoreImage, *, users: Set[str] | None = None) -> None:
         """Post and user counters of the image (only ``users``' user counters when given)."""
         feed = image.feed
         statements: list[Any] = []

@@ -85,13 +85,3 @@ async def execute(
     response.add_callbacks(on_page, on_error)
     return await done
 
-
-async def execute_many(
-    session: Any, requests: Sequence[tuple[Any, Sequence[Any]]], *, timeout_s: float
-) -> list[list[Any]]:
-    """Run statements concurrently; rows of each, in request order."""
-    return list(
-        await asyncio.gather(
-            *(execute(session, stmt, params, timeout_s=timeout_s) for stmt, params in requests)
-        )
-    )

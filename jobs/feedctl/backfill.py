@@ -89,7 +89,8 @@ def backfill_one(user: str, since: Any, until: Any, *, dry_run: bool, quarantine
     from feedline.rebuild.writer import ImageWriter, rebuild_write_time
     from feedline.rules.fanout import RulesConfig
     from feedline.stores.cql import connect
-    from pipelines.batch.common import quality_gate, say
+    from pipelines.batch.job import quality_gate
+    from pipelines.batch.report import say
     from schemas.event_contracts import InvalidEvent
     from schemas.redis_keys import RedisKeys
 
@@ -157,7 +158,7 @@ def checkpoint_path(args: argparse.Namespace) -> Path:
 def _backfill_many(args: argparse.Namespace) -> int:
     from jobs.feedctl.rebuild import require_stores
     from pipelines.batch import rebuild_timelines
-    from pipelines.batch.common import say
+    from pipelines.batch.report import say
 
     checkpoint = args.checkpoint or checkpoint_path(args)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,7 @@ def _rebuild(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.help:
         rest.append("--help")
     elif args.job != "all":
-        from pipelines.batch.common import job_parser
+        from pipelines.batch.options import job_parser
 
         # Usage errors (exit 2) before the stores are probed (exit 3).
         job_parser(f"feedctl rebuild {args.job}", None).parse_known_args(rest)
@@ -105,7 +105,9 @@ def rebuild_all(rest: list[str]) -> int:
     slower (pipeline 94-99 s against 61-66 s for the two, same workload, same machine).
     """
     from pipelines.batch import rebuild_counters, rebuild_timelines
-    from pipelines.batch.common import job_parser, parse_job_args, quality_gate, say
+    from pipelines.batch.job import quality_gate
+    from pipelines.batch.options import job_parser, parse_job_args
+    from pipelines.batch.report import say
 
     if any(a.startswith(("--users", "--all-tables", "--rate", "--checkpoint")) for a in rest):
         say("feedctl rebuild all: --users/--all-tables/--rate/--checkpoint belong to "

@@ -56,7 +56,8 @@ def _verify(args: argparse.Namespace) -> int:
     )
     from feedline.rules.fanout import RulesConfig
     from feedline.stores.cql import connect
-    from pipelines.batch.common import quality_gate, say
+    from pipelines.batch.job import quality_gate
+    from pipelines.batch.report import say
     from schemas.redis_keys import RedisKeys
 
     if args.sample is not None and args.sample < 1:

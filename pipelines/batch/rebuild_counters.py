@@ -16,75 +16,121 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
 
+from feedline.rebuild.image import StoreImage
+from feedline.rules.keys import Job
 from feedline.settings import settings_errors_exit
-from pipelines.batch.common import (
-    JobArgs,
-    PipelineProgress,
-    ReadParts,
-    StoreDoFn,
-    advance,
-    job_parser,
-    parse_job_args,
+from pipelines.batch.job import RebuildJob, run_job
+from pipelines.batch.options import RebuildOptions
+from pipelines.batch.report import say
+from pipelines.batch.transforms import (
+    CountSteps,
+    GroupByKeyShard,
+    StoreSink,
     parse_shard,
-    part_list,
-    pipeline_options,
-    print_metrics,
-    quality_gate,
-    say,
     shard_of,
 )
 
 
-class DeriveCounters(StoreDoFn):
-    """Counter rules per key of one shard; writes (or compares) the counters."""
+@dataclass
+class CounterShard:
+    """The counter rules applied to one shard of post and user keys."""
 
-    def __init__(self, settings_json: str, job: dict[str, Any]) -> None:
-        super().__init__(settings_json, job)
+    shard: int
+    image: StoreImage
+    """The keys' counters (``image.feed.post_counters`` / ``user_counters``)."""
+    applied: int
+    """Events applied."""
+    derive_s: float
+    """Seconds the derivation took."""
+
+
+class DeriveCounterShard(beam.DoFn):
+    """Counter rules per key of one shard (only the named users' keys with ``users``)."""
+
+    def __init__(self, options: RebuildOptions) -> None:
+        self.options = options
         self.events = beam.metrics.Metrics.counter("derive", "counter_events")
-        self.posts = beam.metrics.Metrics.counter("write", "post_counters")
-        self.users = beam.metrics.Metrics.counter("write", "user_counters")
-        self.drifted = beam.metrics.Metrics.counter("dry_run", "counters_that_would_change")
 
-    def process(self, element: tuple[int, Any]) -> Iterator[int]:
-        """Derive and write one shard."""
-        from feedline.rebuild.image import StoreImage, apply_groups, key_groups
-        from feedline.rules.fanout import RulesConfig
-        from feedline.rules.keys import Job, KeyKind
+    def process(self, element: tuple[int, Any]) -> Iterator[CounterShard]:
+        """Derive one shard."""
+        from feedline.rebuild.image import apply_groups, key_groups
+        from feedline.rules.keys import KeyKind
 
         started = time.monotonic()
         shard, batches = element
-        job = self.job
-        events = parse_shard(batches, job["since"], job["until"])
+        options = self.options
+        events = parse_shard(batches, options.since, options.until)
         # A follow event reaches the shards of both its users: each shard keeps its own keys.
         groups = {k: v for k, v in key_groups(events, Job.COUNTERS).items()
-                  if shard_of(k.text, job["shards"]) == shard}
-        users = job["users"]
+                  if shard_of(k.text, options.shards) == shard}
+        users = options.users
         if users is not None:
             groups = {k: v for k, v in groups.items()
                       if k.kind is KeyKind.USER and k.ident in users}
-        image = StoreImage(RulesConfig.from_settings(self.settings.feed))
+        image = StoreImage(options.rules)
         applied = apply_groups(image, groups)
         self.events.inc(applied)
-        if job["dry_run"]:
-            changed = self._compare(image)
-            say(f"counters shard {shard}: {changed:,} key(s) would change")
-            advance(job.get("progress_file"))
-            yield changed
-            return
+        yield CounterShard(shard, image, applied, time.monotonic() - started)
+
+
+class DeriveCounters(beam.PTransform):
+    """Counter shards in, their counters out. Pure.
+
+    In: ``(counter shard, batches of raw records)`` (``GroupByKeyShard(Job.COUNTERS)``).
+    Out: ``CounterShard``, one per shard.
+    """
+
+    def __init__(self, options: RebuildOptions) -> None:
+        super().__init__()
+        self.options = options
+
+    def expand(self, shards: Any) -> Any:
+        """Apply the counter rules per shard."""
+        return shards | "DeriveCounterShard" >> beam.ParDo(DeriveCounterShard(self.options))
+
+
+class WriteCounters(StoreSink):
+    """Sink: replace the post counters (all of them) and the user counters."""
+
+    def __init__(self, options: RebuildOptions) -> None:
+        super().__init__(options)
+        self.posts = beam.metrics.Metrics.counter("write", "post_counters")
+        self.users = beam.metrics.Metrics.counter("write", "user_counters")
+
+    def process(self, derived: CounterShard) -> Iterator[int]:
+        """Write one shard; yields how many keys were written."""
+        started = time.monotonic()
+        image, users = derived.image, self.options.users
         self.writer.write_counters(image, users=users)
         posts = len(image.counter_posts) if users is None else 0
         self.posts.inc(posts)
         self.users.inc(len(image.counter_users))
-        say(f"counters shard {shard}: {applied:,} events, {posts:,} posts, "
-            f"{len(image.counter_users):,} users written, {time.monotonic() - started:.1f} s")
-        advance(job.get("progress_file"))
+        took = derived.derive_s + time.monotonic() - started
+        say(f"counters shard {derived.shard}: {derived.applied:,} events, {posts:,} posts, "
+            f"{len(image.counter_users):,} users written, {took:.1f} s")
         yield posts + len(image.counter_users)
 
-    def _compare(self, image: Any) -> int:
+
+class CompareCounters(StoreSink):
+    """Dry-run sink: count the keys whose stored counters differ; write nothing."""
+
+    def __init__(self, options: RebuildOptions) -> None:
+        super().__init__(options)
+        self.drifted = beam.metrics.Metrics.counter("dry_run", "counters_that_would_change")
+
+    def process(self, derived: CounterShard) -> Iterator[int]:
+        """Compare one shard; yields how many keys would change."""
+        changed = self.compare(derived.image)
+        say(f"counters shard {derived.shard}: {changed:,} key(s) would change")
+        yield changed
+
+    def compare(self, image: StoreImage) -> int:
+        """Keys of the image whose counters differ in CQL or Redis."""
         from feedline.rebuild.drift import read_cql_user_counters, read_redis_users
         from schemas.redis_hashes import decode_post_counters
 
@@ -112,64 +158,28 @@ class DeriveCounters(StoreDoFn):
         return changed
 
 
-def job_settings(parsed: JobArgs) -> dict[str, Any]:
-    """The plain values every DoFn of the job needs."""
-    from feedline.rebuild.writer import rebuild_write_time
-
-    args = parsed.args
-    return {"since": args.since, "until": args.until, "users": parsed.users,
-            "shards": args.shards, "dry_run": args.dry_run,
-            "write_time_us": rebuild_write_time()}
-
-
-def build(pipeline: beam.Pipeline, parts: list[tuple[str, str]], settings_json: str,
-          job: dict[str, Any], label: str = "") -> Any:
-    """The graph: read, derive and write per counter shard."""
-    return (
-        pipeline
-        | f"{label}ListedParts" >> beam.Create(parts)
-        | f"{label}SpreadParts" >> beam.Reshuffle()
-        | f"{label}ReadParts" >> beam.ParDo(ReadParts(settings_json, job["shards"], "counters",
-                                                      job.get("progress_file")))
-        | f"{label}GroupByCounterShard" >> beam.GroupByKey()
-        | f"{label}DeriveCounters" >> beam.ParDo(DeriveCounters(settings_json, job))
+def build(read: Any, options: RebuildOptions) -> None:
+    """The graph from the parts read: derive per counter shard, write (or compare) it."""
+    derived = (
+        read
+        | "GroupByCounterShard" >> GroupByKeyShard(Job.COUNTERS, options.shards)
+        | "DeriveCounters" >> DeriveCounters(options)
     )
+    if options.dry_run:
+        written = derived | "CompareCounters" >> beam.ParDo(CompareCounters(options))
+    else:
+        written = derived | "WriteCounters" >> beam.ParDo(WriteCounters(options))
+    # Progress steps (besides each part read): each counter shard derived and written.
+    _ = written | "CounterShardsWritten" >> CountSteps(options.progress_file)
+
+
+JOB = RebuildJob(name="counters", description=__doc__,
+                 roles=("uploads", "follows", "engagements"), build=build, steps_per_shard=1)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse flags, run the gate, run the pipeline; returns the exit code."""
-    parser = job_parser("rebuild_counters", __doc__)
-    parsed = parse_job_args(parser, argv)
-    settings, args = parsed.settings, parsed.args
-    started = time.monotonic()
-    say(f"rebuild counters: archive gs://{settings.storage.archive_bucket}/"
-        f"{settings.archive_prefix} window [{args.since or '-inf'}, {args.until or '+inf'}), "
-        f"keyspace {settings.cql.keyspace}, redis prefix {settings.redis.key_prefix}"
-        + (f", {len(parsed.users):,} user(s)" if parsed.users is not None else "")
-        + (" (dry run)" if args.dry_run else ""))
-    if args.no_gate:
-        say("quality gate skipped (--no-gate)")
-    elif not quality_gate(settings, list(settings.kafka.event_topics), args.since, args.until,
-                        quarantine=args.quarantine):
-        return 1
-    gate_done = time.monotonic()
-    parts = part_list(settings, ("uploads", "follows", "engagements"), args.since, args.until)
-    say(f"{len(parts):,} archive part(s) to read")
-    options = pipeline_options(parsed.beam_args)
-    job = job_settings(parsed)
-    # Steps: each part read, each counter shard derived and written.
-    with PipelineProgress("rebuild counters", len(parts) + args.shards,
-                          options) as job["progress_file"]:
-        pipeline = beam.Pipeline(options=options)
-        build(pipeline, parts, settings.model_dump_json(), job)
-        result = pipeline.run()
-        result.wait_until_finish()
-    finished = time.monotonic()
-    print_metrics(result)
-    say(f"rebuild counters done: gate {gate_done - started:.1f} s, pipeline "
-        f"{finished - gate_done:.1f} s, total {finished - started:.1f} s"
-        + (" (dry run: nothing written)" if args.dry_run else ""))
-    return 0
+    return run_job(JOB, argv)
 
 
 if __name__ == "__main__":

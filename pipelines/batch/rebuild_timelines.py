@@ -15,67 +15,83 @@ one write time, so running the job again changes nothing.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
 
+from feedline.rebuild.image import StoreImage
+from feedline.rules.keys import Job
 from feedline.settings import settings_errors_exit
-from pipelines.batch.common import (
-    JobArgs,
-    PipelineProgress,
-    ReadParts,
-    StoreDoFn,
-    advance,
-    job_parser,
-    parse_job_args,
+from pipelines.batch.job import RebuildJob, run_job
+from pipelines.batch.options import RebuildOptions
+from pipelines.batch.report import say
+from pipelines.batch.transforms import (
+    CountSteps,
+    GroupByKeyShard,
+    StoreSink,
     parse_shard,
-    part_list,
-    pipeline_options,
-    print_metrics,
-    quality_gate,
-    say,
     shard_of,
 )
 
-#: One reader's share of a derive shard: timeline rows, followed celebrities, following rows.
-ReaderPart = tuple[list[tuple[int, str, str]], set[str], list[tuple[str, int]]]
+#: (created_ms, post_id, author_id) of one timeline row.
+TimelineRow = tuple[int, str, str]
+#: One reader's share of an author shard: timeline rows, followed celebrities, following rows.
+ReaderPart = tuple[list[TimelineRow], set[str], list[tuple[str, int]]]
 
 
-class DeriveAuthors(StoreDoFn):
-    """Fan-out rules per author of one shard; writes author data, emits readers' rows."""
+@dataclass
+class AuthorShard:
+    """The fan-out rules applied to one shard of authors."""
 
-    def __init__(self, settings_json: str, job: dict[str, Any]) -> None:
-        super().__init__(settings_json, job)
+    shard: int
+    image: StoreImage
+    """The authors' derived state (their celebrity flags, outboxes, posts, followers)."""
+    readers: dict[int, dict[str, ReaderPart]]
+    """Their readers' rows, by reader shard."""
+
+
+@dataclass
+class ReaderShard:
+    """One shard of readers, their rows merged from every author shard."""
+
+    shard: int
+    timelines: dict[str, list[TimelineRow]]
+    followed: dict[str, set[str]]
+    following: dict[str, list[tuple[str, int]]]
+
+
+class DeriveAuthors(beam.DoFn):
+    """Fan-out rules per author of one shard: the authors' image and their readers' rows."""
+
+    def __init__(self, options: RebuildOptions) -> None:
+        self.options = options
         self.events = beam.metrics.Metrics.counter("derive", "events")
         self.authors = beam.metrics.Metrics.counter("derive", "authors")
         self.rows = beam.metrics.Metrics.counter("derive", "timeline_rows")
 
-    def process(self, element: tuple[int, Any]) -> Iterator[tuple[int, dict[str, ReaderPart]]]:
+    def process(self, element: tuple[int, Any]) -> Iterator[AuthorShard]:
         """Derive one shard."""
-        from feedline.rebuild.image import StoreImage, apply_groups, key_groups
-        from feedline.rules.fanout import RulesConfig
-        from feedline.rules.keys import Job
+        from feedline.rebuild.image import apply_groups, key_groups
 
         started = time.monotonic()
         shard, batches = element
-        job = self.job
-        events = parse_shard(batches, job["since"], job["until"])
-        image = StoreImage(RulesConfig.from_settings(self.settings.feed))
+        options = self.options
+        events = parse_shard(batches, options.since, options.until)
+        image = StoreImage(options.rules)
         applied = apply_groups(image, key_groups(events, Job.FANOUT))
-        users = job["users"]
-        if users is None and not job["dry_run"]:
-            self.writer.write_authors(image, all_tables=job["all_tables"])
         readers = set(image.readers) | set(image.feed.timelines)
         readers |= set(image.feed.followed_celebrities)
+        users = options.users
         if users is not None:
             readers &= users
         following: dict[str, list[tuple[str, int]]] = {}
-        if job["all_tables"]:
+        if options.all_tables:
             for (followee, follower), ms in image.feed.edges.items():
                 following.setdefault(follower, []).append((followee, ms))
         out: dict[int, dict[str, ReaderPart]] = {}
@@ -83,94 +99,152 @@ class DeriveAuthors(StoreDoFn):
         for reader in readers:
             timeline = image.timeline_rows(reader)
             rows += len(timeline)
-            out.setdefault(shard_of(reader, job["shards"]), {})[reader] = (
+            out.setdefault(shard_of(reader, options.shards), {})[reader] = (
                 timeline, set(image.feed.followed_celebrities.get(reader, ())),
                 following.get(reader, []))
         if users is not None and shard == 0:  # every named user is written, even if empty
             for user in users:
-                out.setdefault(shard_of(user, job["shards"]), {}).setdefault(
+                out.setdefault(shard_of(user, options.shards), {}).setdefault(
                     user, ([], set(), []))
         self.events.inc(applied)
         self.authors.inc(len(image.authors))
         self.rows.inc(rows)
         say(f"derive shard {shard}: {applied:,} events, {len(image.authors):,} authors, "
             f"{rows:,} timeline rows, {time.monotonic() - started:.1f} s")
-        advance(job.get("progress_file"))
-        yield from out.items()
+        yield AuthorShard(shard, image, out)
 
 
-class WriteTimelines(StoreDoFn):
-    """Merge readers' rows from every author shard; replace their timelines."""
+def reader_parts(derived: AuthorShard) -> Iterable[tuple[int, dict[str, ReaderPart]]]:
+    """An author shard's readers' rows, keyed by reader shard."""
+    return derived.readers.items()
 
-    def __init__(self, settings_json: str, job: dict[str, Any]) -> None:
-        super().__init__(settings_json, job)
-        self.users_written = beam.metrics.Metrics.counter("write", "timelines")
-        self.rows_written = beam.metrics.Metrics.counter("write", "timeline_rows")
-        self.drifted = beam.metrics.Metrics.counter("dry_run", "timelines_that_would_change")
-        self.entries = beam.metrics.Metrics.counter("dry_run", "entries_that_would_change")
+
+def merge_readers(element: tuple[int, Iterable[dict[str, ReaderPart]]]) -> ReaderShard:
+    """One reader shard's rows from every author shard, merged per reader."""
+    shard, parts = element
+    merged = ReaderShard(shard, {}, {}, {})
+    for part in parts:
+        for reader, (rows, celebrities, edges) in part.items():
+            merged.timelines.setdefault(reader, []).extend(rows)
+            merged.followed.setdefault(reader, set()).update(celebrities)
+            merged.following.setdefault(reader, []).extend(edges)
+    return merged
+
+
+class DeriveTimelines(beam.PTransform):
+    """Author shards in; the authors' images and the readers' merged rows out. Pure.
+
+    In: ``(author shard, batches of raw records)`` (``GroupByKeyShard(Job.FANOUT)``).
+    Out: ``{"authors": AuthorShard, ..., "readers": ReaderShard, ...}``.
+    """
+
+    def __init__(self, options: RebuildOptions) -> None:
+        super().__init__()
+        self.options = options
+
+    def expand(self, shards: Any) -> Any:
+        """Derive per author shard; regroup the readers' rows by reader shard."""
+        authors = shards | "DeriveAuthors" >> beam.ParDo(DeriveAuthors(self.options))
+        readers = (
+            authors
+            | "ReaderParts" >> beam.FlatMap(reader_parts)
+            | "GroupByReaderShard" >> beam.GroupByKey()
+            | "MergeReaders" >> beam.Map(merge_readers)
+        )
+        return {"authors": authors, "readers": readers}
+
+
+class WriteAuthors(StoreSink):
+    """Sink: the authors' celebrity flags, outboxes and post hashes (+ graph, profiles)."""
+
+    def process(self, derived: AuthorShard) -> None:
+        """Write one author shard."""
+        self.writer.write_authors(derived.image, all_tables=self.options.all_tables)
+
+
+class TimelineSink(StoreSink):
+    """A sink of reader shards: each shard's users not done yet, a chunk at a time."""
 
     def setup(self) -> None:
         """Connect; read the checkpoint of users already done."""
-        from feedline.rebuild.writer import Throttle
-
         super().setup()
-        per_worker = self.job["rate"] / max(1, self.job["workers"]) if self.job["rate"] else None
-        self.throttle = Throttle(per_worker)
         self.done: set[str] = set()
-        self.reported = 0
-        path = self.job["checkpoint"]
+        path = self.options.checkpoint
         if path and os.path.exists(path):
             with open(path) as handle:
                 self.done = {line.strip() for line in handle if line.strip()}
 
-
-    def process(self, element: tuple[int, Any]) -> Iterator[int]:
-        """Write (or compare) one reader shard, a chunk of users at a time."""
+    def process(self, readers: ReaderShard) -> Iterator[int]:
+        """Write (or compare) one reader shard; yields how many users were written."""
         from feedline.rebuild.image import chunks
 
-        shard, parts = element
-        timelines: dict[str, list[tuple[int, str, str]]] = {}
-        followed: dict[str, set[str]] = {}
-        following: dict[str, list[tuple[str, int]]] = {}
-        for part in parts:
-            for reader, (rows, celebrities, edges) in part.items():
-                timelines.setdefault(reader, []).extend(rows)
-                followed.setdefault(reader, set()).update(celebrities)
-                following.setdefault(reader, []).extend(edges)
-        users = sorted(u for u in timelines if u not in self.done)
-        written = 0
-        for chunk in chunks(users, 500):
-            if self.job["dry_run"]:
-                self._compare(chunk, timelines, followed)
-                continue
-            self.writer.write_timelines(timelines, followed, chunk)
-            if self.job["all_tables"]:
-                self.writer.write_following(following, chunk)
-            rows = sum(len(timelines[u]) for u in chunk)
-            self.users_written.inc(len(chunk))
-            self.rows_written.inc(rows)
-            written += len(chunk)
-            if self.job["checkpoint"]:
-                with open(self.job["checkpoint"], "a") as handle:
-                    handle.write("".join(f"{u}\n" for u in chunk))
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            self.throttle.take(len(chunk))
-        say(f"timelines shard {shard}: {written:,} of {len(users):,} users written"
-            + (f" ({len(timelines) - len(users):,} done before)" if self.done else ""))
-        advance(self.job.get("progress_file"))
+        users = sorted(u for u in readers.timelines if u not in self.done)
+        written = sum(self.chunk(readers, chunk) for chunk in chunks(users, 500))
+        say(f"timelines shard {readers.shard}: {written:,} of {len(users):,} users written"
+            + (f" ({len(readers.timelines) - len(users):,} done before)"
+               if self.done else ""))
         yield written
 
-    def _compare(self, users: list[str], timelines: dict[str, list[tuple[int, str, str]]],
-                 followed: dict[str, set[str]]) -> None:
+    def chunk(self, readers: ReaderShard, users: list[str]) -> int:
+        """Handle some of a shard's users; how many were written."""
+        raise NotImplementedError
+
+
+class WriteTimelines(TimelineSink):
+    """Sink: replace readers' timelines and followed celebrities (+ following)."""
+
+    def __init__(self, options: RebuildOptions) -> None:
+        super().__init__(options)
+        self.users_written = beam.metrics.Metrics.counter("write", "timelines")
+        self.rows_written = beam.metrics.Metrics.counter("write", "timeline_rows")
+
+    def setup(self) -> None:
+        """Connect, read the checkpoint, start the rate limit (its share of ``--rate``)."""
+        from feedline.rebuild.writer import Throttle
+
+        super().setup()
+        rate, workers = self.options.rate, self.options.workers
+        self.throttle = Throttle(rate / max(1, workers) if rate else None)
+
+    def chunk(self, readers: ReaderShard, users: list[str]) -> int:
+        """Write some users, then note them in the checkpoint."""
+        self.writer.write_timelines(readers.timelines, readers.followed, users)
+        if self.options.all_tables:
+            self.writer.write_following(readers.following, users)
+        self.users_written.inc(len(users))
+        self.rows_written.inc(sum(len(readers.timelines[u]) for u in users))
+        if self.options.checkpoint:
+            with open(self.options.checkpoint, "a") as handle:
+                handle.write("".join(f"{u}\n" for u in users))
+                handle.flush()
+                os.fsync(handle.fileno())
+        self.throttle.take(len(users))
+        return len(users)
+
+
+class CompareTimelines(TimelineSink):
+    """Dry-run sink: report readers whose stored timelines differ; write nothing."""
+
+    def __init__(self, options: RebuildOptions) -> None:
+        super().__init__(options)
+        self.drifted = beam.metrics.Metrics.counter("dry_run", "timelines_that_would_change")
+        self.entries = beam.metrics.Metrics.counter("dry_run", "entries_that_would_change")
+
+    def setup(self) -> None:
+        """Connect, read the checkpoint; nothing reported yet."""
+        super().setup()
+        self.reported = 0
+
+    def chunk(self, readers: ReaderShard, users: list[str]) -> int:
+        """Compare some users with both stores."""
         from feedline.rebuild.drift import read_cql_timelines, read_redis_users, user_drift
 
         cql = read_cql_timelines(self.writer.session, users)
         cached, celebrities, _ = read_redis_users(self.writer.redis, self.writer.keys, users)
         for user in users:
-            want = {post: ms for ms, post, _ in timelines[user]}
+            want = {post: ms for ms, post, _ in readers.timelines[user]}
             drift = user_drift(user, expected_timeline=want,
-                               expected_followed=followed.get(user, set()),
+                               expected_followed=readers.followed.get(user, set()),
                                expected_counters=None, cap=self.writer.cap,
                                cql_timeline=cql[user], cached=cached[user],
                                followed=celebrities[user], cql_counters=None,
@@ -183,87 +257,46 @@ class WriteTimelines(StoreDoFn):
                     say(f"would change {user}: " + "; ".join(drift.problems))
                 elif self.reported == 21:
                     say("... (more changes counted in dry_run.timelines_that_would_change)")
+        return 0
 
 
-def build(pipeline: beam.Pipeline, parts: list[tuple[str, str]], settings_json: str,
-          job: dict[str, Any], label: str = "") -> Any:
-    """The graph: read, derive per author, write per reader (``label`` prefixes steps)."""
-    shards = job["shards"]
-    return (
-        pipeline
-        | f"{label}ListedParts" >> beam.Create(parts)
-        | f"{label}SpreadParts" >> beam.Reshuffle()
-        | f"{label}ReadParts" >> beam.ParDo(ReadParts(settings_json, shards, "fanout",
-                                                      job.get("progress_file")))
-        | f"{label}GroupByAuthorShard" >> beam.GroupByKey()
-        | f"{label}DeriveAuthors" >> beam.ParDo(DeriveAuthors(settings_json, job))
-        | f"{label}GroupByReaderShard" >> beam.GroupByKey()
-        | f"{label}WriteTimelines" >> beam.ParDo(WriteTimelines(settings_json, job))
+def build(read: Any, options: RebuildOptions) -> None:
+    """The graph from the parts read: derive per author shard, write authors and timelines."""
+    derived = (
+        read
+        | "GroupByAuthorShard" >> GroupByKeyShard(Job.FANOUT, options.shards)
+        | "DeriveTimelines" >> DeriveTimelines(options)
     )
+    # Progress steps (besides each part read): each author shard derived, each reader
+    # shard written.
+    _ = derived["authors"] | "AuthorShardsDerived" >> CountSteps(options.progress_file)
+    if options.users is None and not options.dry_run:
+        _ = derived["authors"] | "WriteAuthors" >> beam.ParDo(WriteAuthors(options))
+    if options.dry_run:
+        written = derived["readers"] | "CompareTimelines" >> beam.ParDo(
+            CompareTimelines(options))
+    else:
+        written = derived["readers"] | "WriteTimelines" >> beam.ParDo(WriteTimelines(options))
+    _ = written | "ReaderShardsWritten" >> CountSteps(options.progress_file)
 
 
-def worker_count(options: Any) -> int:
-    """How many worker processes share the writes (for the per-worker rate)."""
-    return int(options.get_all_options().get("direct_num_workers") or 1)
-
-
-def job_settings(parsed: JobArgs, *, workers: int) -> dict[str, Any]:
-    """The plain values every DoFn of the job needs."""
-    from feedline.rebuild.writer import rebuild_write_time
-
-    args = parsed.args
-    since: datetime | None = args.since
-    until: datetime | None = args.until
-    return {
-        "since": since, "until": until, "users": parsed.users, "dry_run": args.dry_run,
-        "all_tables": getattr(args, "all_tables", False), "shards": args.shards,
-        "rate": getattr(args, "rate", None), "checkpoint": getattr(args, "checkpoint", None),
-        "workers": workers, "write_time_us": rebuild_write_time(),
-    }
-
-
-def run(argv: Sequence[str] | None = None) -> int:
-    """Parse flags, run the gate, run the pipeline; returns the exit code."""
-    parser = job_parser("rebuild_timelines", __doc__)
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """The timelines job's own flags."""
     parser.add_argument("--all-tables", action="store_true",
                         help="also rewrite posts, user_posts, followers and following")
     parser.add_argument("--rate", type=float,
                         help="at most this many timelines written per second (default: no limit)")
     parser.add_argument("--checkpoint",
                         help="file of users done: appended as they are written, skipped on rerun")
-    parsed = parse_job_args(parser, argv)
-    settings, args = parsed.settings, parsed.args
-    kafka = settings.kafka
-    started = time.monotonic()
-    window = f"[{args.since or '-inf'}, {args.until or '+inf'})"
-    say(f"rebuild timelines: archive gs://{settings.storage.archive_bucket}/"
-        f"{settings.archive_prefix} window {window}, keyspace {settings.cql.keyspace}, "
-        f"redis prefix {settings.redis.key_prefix}"
-        + (f", {len(parsed.users):,} user(s)" if parsed.users is not None else ", all users")
-        + (" (dry run)" if args.dry_run else ""))
-    if args.no_gate:
-        say("quality gate skipped (--no-gate)")
-    elif not quality_gate(settings, [kafka.uploads_topic, kafka.follows_topic], args.since,
-                        args.until, quarantine=args.quarantine):
-        return 1
-    gate_done = time.monotonic()
-    parts = part_list(settings, ("uploads", "follows"), args.since, args.until)
-    say(f"{len(parts):,} archive part(s) to read")
-    options = pipeline_options(parsed.beam_args)
-    job = job_settings(parsed, workers=worker_count(options))
-    # Steps: each part read, each author shard derived, each reader shard written.
-    with PipelineProgress("rebuild timelines", len(parts) + 2 * args.shards,
-                          options) as job["progress_file"]:
-        pipeline = beam.Pipeline(options=options)
-        build(pipeline, parts, settings.model_dump_json(), job)
-        result = pipeline.run()
-        result.wait_until_finish()
-    finished = time.monotonic()
-    print_metrics(result)
-    say(f"rebuild timelines done: gate {gate_done - started:.1f} s, pipeline "
-        f"{finished - gate_done:.1f} s, total {finished - started:.1f} s"
-        + (" (dry run: nothing written)" if args.dry_run else ""))
-    return 0
+
+
+JOB = RebuildJob(name="timelines", description=__doc__, roles=("uploads", "follows"),
+                 build=build, steps_per_shard=2, add_flags=add_flags, everyone=", all users")
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse flags, run the gate, run the pipeline; returns the exit code."""
+    return run_job(JOB, argv)
 
 
 if __name__ == "__main__":

@@ -29,13 +29,13 @@ def run(argv: Sequence[str] | None = None) -> None:
 
     from feedline.rules.fanout import RulesConfig
     from feedline.rules.keys import Job
-    from pipelines.streaming.common import (
+    from pipelines.streaming.job_graph import (
         build_environment,
         parse_job_args,
         parsed_events,
         write_and_end,
     )
-    from pipelines.streaming.functions import CounterState
+    from pipelines.streaming.operators import CounterOperator
 
     args = parse_job_args("counters_job", argv)
     settings = args.settings
@@ -57,7 +57,7 @@ def run(argv: Sequence[str] | None = None) -> None:
         .name("counter-targets")
         .uid("counter-targets")
         .key_by(lambda record: record[0], key_type=Types.STRING())
-        .process(CounterState(RulesConfig.from_settings(settings.feed), args.dedup_window_s),
+        .process(CounterOperator(RulesConfig.from_settings(settings.feed), args.dedup_window_s),
                  output_type=Types.PICKLED_BYTE_ARRAY())
         .name("counter-state")
         .uid("counter-state")

@@ -27,13 +27,13 @@ def run(argv: Sequence[str] | None = None) -> None:
 
     from feedline.rules.fanout import RulesConfig
     from feedline.rules.keys import Job
-    from pipelines.streaming.common import (
+    from pipelines.streaming.job_graph import (
         build_environment,
         parse_job_args,
         parsed_events,
         write_and_end,
     )
-    from pipelines.streaming.functions import FanoutState
+    from pipelines.streaming.operators import FanoutOperator
 
     args = parse_job_args("fanout_job", argv)
     settings = args.settings
@@ -45,7 +45,7 @@ def run(argv: Sequence[str] | None = None) -> None:
     effects = (
         uploads.union(follows)
         .key_by(author_key, key_type=Types.STRING())
-        .process(FanoutState(RulesConfig.from_settings(settings.feed), args.dedup_window_s),
+        .process(FanoutOperator(RulesConfig.from_settings(settings.feed), args.dedup_window_s),
                  output_type=Types.PICKLED_BYTE_ARRAY())
         .name("fan-out-state")
         .uid("fan-out-state")

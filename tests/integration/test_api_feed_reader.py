@@ -23,7 +23,7 @@ from feedline.stores.feed_cache import FeedCache
 from feedline.stores.feed_items import Position, PostView, newest_first
 from feedline.stores.feed_reader import FeedReader
 from schemas.redis_keys import COMPLETE_MEMBER, RedisKeys
-from tests.unit.test_api_paging import FakeStore
+from tests.support.fake_store import FakeStore
 
 
 def build_world(rng: random.Random, client: Any, keys: RedisKeys, cap: int) -> tuple[

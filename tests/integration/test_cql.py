@@ -25,8 +25,9 @@ def test_migrate_is_idempotent_and_records_every_version(
     tables = set(cql_session.cluster.metadata.keyspaces[keyspace].tables)
     assert {
         "posts", "user_posts", "followers", "following", "timelines",
-        "post_counters", "user_counters", "celebrities", "comments", "media",
+        "post_counters", "user_counters", "celebrities", "media",
     } <= tables
+    assert "comments" not in tables  # never written; dropped by 0002_drop_comments
 
 
 def test_edited_applied_migration_is_refused(stack: StackSettings, keyspace: str, cql_session):

@@ -11,7 +11,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from feedline.settings import KafkaSettings
 from jobs.dlq import inspect_dlq, new_replay_group, replay_dlq
 from jobs.localstack.kafka import ensure_topics
-from pipelines.streaming.common import dead_letter
+from pipelines.streaming.parse import dead_letter
 from schemas.event_contracts import InvalidEvent, encode_event, new_event
 
 MOMENT = datetime(2026, 11, 1, 12, tzinfo=UTC)

@@ -18,6 +18,7 @@ from feedline.stores.feed_items import (
     newest_first,
 )
 from feedline.stores.feed_reader import FeedReader
+from tests.support.fake_store import FakeStore
 
 
 def test_order_is_time_then_id_bytes_descending() -> None:
@@ -43,34 +44,6 @@ def test_complete_sources_merge_whole_and_dedupe() -> None:
     b = SourcePage([Position(3, "p3"), Position(2, "p2")], complete=True)
     assert merge_sources([a, b]) == ([Position(3, "p3"), Position(2, "p2"),
                                       Position(1, "p1")], False)
-
-
-class FakeStore:
-    """The CQL reads FeedReader uses, over in-memory listings."""
-
-    def __init__(self) -> None:
-        self.timelines: dict[str, list[Position]] = {}
-        self.user_posts: dict[str, list[Position]] = {}
-        self.following: dict[str, set[str]] = {}
-        self.celebrities: set[str] = set()
-        self.live: dict[str, PostView] = {}
-
-    @staticmethod
-    def _after(listing: list[Position], after: Position | None, limit: int) -> list[Position]:
-        ordered = sorted(listing, key=Position.key, reverse=True)
-        return [p for p in ordered if after is None or after.precedes(p)][:limit]
-
-    async def timeline_page(self, user_id, after, limit):
-        return self._after(self.timelines.get(user_id, []), after, limit)
-
-    async def user_posts_page(self, author_id, after, limit):
-        return self._after(self.user_posts.get(author_id, []), after, limit)
-
-    async def followed_celebrities(self, user_id):
-        return sorted(self.following.get(user_id, set()) & self.celebrities)
-
-    async def post_views(self, post_ids):
-        return {p: self.live[p] for p in post_ids if p in self.live}
 
 
 def _read_all(reader: FeedReader, user: str, limit: int,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from jobs.dlq import decode_letter, load_fixes
-from pipelines.streaming.common import dead_letter
+from pipelines.streaming.parse import dead_letter
 from schemas.event_contracts import InvalidEvent
 
 EVENT = {"event_id": "fixed000001", "event_type": "follow",

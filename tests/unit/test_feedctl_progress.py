@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -20,7 +21,8 @@ from feedline.settings import REPO_ROOT, BatchSettings, StorageSettings
 from feedline.workload import Workload, WorkloadSpec
 from jobs.feedctl.output import print_json
 from jobs.load import count_events
-from pipelines.batch.common import PipelineProgress, advance
+from pipelines.batch.report import PipelineProgress, advance
+from pipelines.batch.transforms import CountSteps
 
 
 class Terminal(io.StringIO):
@@ -94,6 +96,16 @@ def test_pipeline_progress_follows_the_steps_the_workers_append() -> None:
     assert not os.path.exists(path)  # the temporary folder is gone
     assert "rebuild timelines" in terminal.getvalue()
     assert "5/5" in terminal.getvalue()  # a finished job fills the bar
+
+
+def test_a_job_step_counts_one_progress_step_per_element(tmp_path: Path) -> None:
+    steps = tmp_path / "steps"
+    steps.touch()
+    with beam.Pipeline("DirectRunner") as pipeline:
+        _ = pipeline | beam.Create(range(7)) | CountSteps(str(steps))
+    assert steps.stat().st_size == 7
+    with beam.Pipeline("DirectRunner") as pipeline:  # no bar: nothing to append to
+        _ = pipeline | beam.Create(range(3)) | CountSteps(None)
 
 
 def test_the_gate_bar_moves_a_topic_at_a_time() -> None:

@@ -1,5 +1,6 @@
 """The rebuild's pure parts: the store image (rules per key, cells streaming leaves
-behind), the routing of raw records into shards, flags, drift descriptions."""
+behind), the routing of raw records into shards, the jobs' own derive transforms over
+``beam.Create``, flags, drift descriptions."""
 
 from __future__ import annotations
 
@@ -10,19 +11,21 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
+from feedline.cli import iso_time
 from feedline.rebuild.drift import user_drift
-from feedline.rebuild.image import StoreImage, apply_groups, derive_image, key_groups
+from feedline.rebuild.image import derive_image
 from feedline.rules.engine import derive
 from feedline.rules.fanout import RulesConfig
 from feedline.rules.keys import Job
 from feedline.rules.memory import newest
 from feedline.workload import Workload, WorkloadSpec
-from pipelines.batch.common import (
+from pipelines.batch.options import RebuildOptions, read_users_file
+from pipelines.batch.rebuild_counters import DeriveCounters
+from pipelines.batch.rebuild_timelines import DeriveTimelines
+from pipelines.batch.transforms import (
+    GroupByKeyShard,
     counter_route,
     fanout_route,
-    iso_time,
-    parse_shard,
-    read_users_file,
     route_records,
     shard_of,
 )
@@ -90,47 +93,85 @@ def test_routing_puts_every_key_in_one_shard_and_follows_in_both_users_shards() 
         route_records("follows", [b"[1]"], 4, fanout_route)
 
 
-def test_sharded_beam_graph_equals_one_image() -> None:
-    """beam.Create -> route -> GroupByKey -> rules per shard: the union of the shards'
-    timelines equals the rules over all events at once."""
-    produced = list(Workload(SPEC).events())
+def _archive_parts(produced: list, roles: tuple[str, ...]) -> list:
+    """The workload as archive parts read: (role, object name, lines), 500 events a part."""
     parts = [(p.role, encode_event(p.event)) for p in produced]
     chunks = [parts[i:i + 500] for i in range(0, len(parts), 500)]
+    return [(role, f"part-{n}-{role}", [line for r, line in chunk if r == role])
+            for n, chunk in enumerate(chunks) for role in roles]
+
+
+def _timelines(readers) -> list:
+    """(user, rows newest first) of each non-empty timeline of a reader shard."""
+    return [(u, tuple(sorted(rows, reverse=True))) for u, rows in readers.timelines.items()
+            if rows]
+
+
+def test_sharded_beam_graph_equals_one_image() -> None:
+    """The timelines job's own transforms over beam.Create (route and group by author
+    shard, rules per shard, regroup by reader shard): the union of the shards' timelines
+    equals the rules over all events at once."""
+    produced = list(Workload(SPEC).events())
     whole = derive_image([p.event for p in produced], CONFIG, counters=False)
     expected = sorted((u, tuple(whole.timeline_rows(u))) for u in whole.feed.timelines
                       if whole.feed.timelines[u])
 
-    def route(chunk: list) -> list:
-        by_role: dict[int, list] = {}
-        for role in ("uploads", "follows"):
-            lines = [line for r, line in chunk if r == role]
-            for shard, records in route_records(role, lines, 7, fanout_route).items():
-                by_role.setdefault(shard, []).extend(records)
-        return list(by_role.items())
+    with beam.Pipeline("DirectRunner") as pipeline:
+        derived = (
+            pipeline
+            | "Parts" >> beam.Create(_archive_parts(produced, ("uploads", "follows")))
+            | "ByAuthorShard" >> GroupByKeyShard(Job.FANOUT, 7)
+            | "Derive" >> DeriveTimelines(RebuildOptions(rules=CONFIG, shards=7))
+        )
+        timelines = derived["readers"] | "Timelines" >> beam.FlatMap(_timelines)
+        assert_that(timelines, equal_to(expected))
 
-    def derive_shard(element: tuple) -> list:
-        _shard, batches = element
-        image = StoreImage(CONFIG)
-        apply_groups(image, key_groups(parse_shard(batches, None, None), Job.FANOUT))
-        return [(u, tuple(image.timeline_rows(u))) for u in image.feed.timelines]
 
-    def merge(element: tuple) -> tuple:
-        user, pieces = element
-        rows = sorted((r for piece in pieces for r in piece), reverse=True)
-        return user, tuple(rows)
+def test_derive_timelines_for_named_users_keeps_only_theirs() -> None:
+    """--users: only the named readers come out, each once, an unknown one empty."""
+    produced = list(Workload(SPEC).events())
+    whole = derive_image([p.event for p in produced], CONFIG, counters=False)
+    named = sorted(u for u in whole.feed.timelines if whole.feed.timelines[u])[:3]
+    options = RebuildOptions(rules=CONFIG, shards=5, users=frozenset([*named, "nobody"]))
+    expected = sorted([(u, tuple(whole.timeline_rows(u))) for u in named] + [("nobody", ())])
 
     with beam.Pipeline("DirectRunner") as pipeline:
-        timelines = (
+        readers = (
             pipeline
-            | "Chunks" >> beam.Create(chunks)
-            | "Route" >> beam.FlatMap(route)
-            | "ByShard" >> beam.GroupByKey()
-            | "Derive" >> beam.FlatMap(derive_shard)
-            | "ByUser" >> beam.GroupByKey()
-            | "Merge" >> beam.Map(merge)
-            | "NonEmpty" >> beam.Filter(lambda kv: bool(kv[1]))
+            | "Parts" >> beam.Create(_archive_parts(produced, ("uploads", "follows")))
+            | "ByAuthorShard" >> GroupByKeyShard(Job.FANOUT, 5)
+            | "Derive" >> DeriveTimelines(options)
+        )["readers"]
+        rows = readers | "Rows" >> beam.FlatMap(
+            lambda shard: [(u, tuple(sorted(r, reverse=True)))
+                           for u, r in shard.timelines.items()])
+        assert_that(rows, equal_to(expected))
+
+
+def test_sharded_counters_equal_one_image() -> None:
+    """The counters job's own transforms over beam.Create: the union of the shards'
+    counters equals the counter rules over all events at once, each key in one shard."""
+    produced = list(Workload(SPEC).events())
+    whole = derive_image([p.event for p in produced], CONFIG, fanout=False)
+    assert whole.feed.post_counters and whole.feed.user_counters
+    expected = sorted([("post", k, v) for k, v in whole.feed.post_counters.items()]
+                      + [("user", k, sorted(v.items()))
+                         for k, v in whole.feed.user_counters.items()])
+
+    def counters(shard) -> list:
+        feed = shard.image.feed
+        return ([("post", k, v) for k, v in feed.post_counters.items()]
+                + [("user", k, sorted(v.items())) for k, v in feed.user_counters.items()])
+
+    with beam.Pipeline("DirectRunner") as pipeline:
+        shards = (
+            pipeline
+            | "Parts" >> beam.Create(_archive_parts(produced,
+                                                   ("uploads", "follows", "engagements")))
+            | "ByCounterShard" >> GroupByKeyShard(Job.COUNTERS, 6)
+            | "Derive" >> DeriveCounters(RebuildOptions(rules=CONFIG, shards=6))
         )
-        assert_that(timelines, equal_to(expected))
+        assert_that(shards | "Counters" >> beam.FlatMap(counters), equal_to(expected))
 
 
 def test_flags_and_users_file(tmp_path) -> None:

@@ -21,8 +21,8 @@ from feedline.rules.keys import (
     rule_keys,
 )
 from feedline.workload import Workload, WorkloadSpec
-from pipelines.batch.common import counter_route, fanout_route, route_records
-from pipelines.streaming.common import parse_or_dead_letter
+from pipelines.batch.transforms import counter_route, fanout_route, route_records
+from pipelines.streaming.parse import parse_or_dead_letter
 from schemas.event_contracts import EVENT_TYPES, encode_event, new_event
 
 SPEC = WorkloadSpec(users=40, posts=30, mean_followers=5, max_followers=12,

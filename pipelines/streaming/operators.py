@@ -1,6 +1,6 @@
-"""The Flink functions of the streaming jobs: keyed rule state and the store writer.
+"""The Flink operators of the streaming jobs: the keyed rule operators and the store writer.
 
-Each keyed function holds one rules state object per key (pickled in a ValueState)
+Each keyed rule operator holds one rules state object per key (pickled in a ValueState)
 together with the key's recently seen event ids (bounded by event time and count), so
 a duplicate inside that window is skipped outright (the rules are idempotent anyway;
 the window saves the work). The writer
@@ -8,6 +8,10 @@ batches effects across events and keeps the unwritten batch in checkpointed stat
 completed checkpoint covers every effect before its barrier (written, or written after a
 restore) — with the restored Kafka offsets, an exactly-once *effect* from at-least-once
 delivery plus idempotent writes.
+
+Savepoints restore by operator uid (``job_graph`` and the job modules) and state name
+(``state_name``, ``pending-effects``): those strings never change. The state holds only
+``feedline.rules`` objects and effects, never a class of this module.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from feedline.rules.fanout import RulesConfig
 from feedline.rules.keys import Job, RuleKey, apply_event, new_state
 
 
-class _RuleState(KeyedProcessFunction):
-    """Keyed rules state of one job's keys plus duplicate suppression.
+class _RuleOperator(KeyedProcessFunction):
+    """Applies the rules of one job's keys to their keyed state, skipping recent duplicates.
 
     One ValueState per key holds ``(rules state, RecentEvents)``. PyFlink caches it in
     the Python worker (``python.state.cache-size``), so the duplicate check needs no
@@ -33,6 +37,7 @@ class _RuleState(KeyedProcessFunction):
     """
 
     state_name = "rules-state"
+    """Name of the keyed state (savepoints restore it by this name: never rename)."""
     job: Job
 
     def __init__(self, config: RulesConfig, dedup_window_s: int) -> None:
@@ -66,15 +71,15 @@ class _RuleState(KeyedProcessFunction):
             yield effects
 
 
-class FanoutState(_RuleState):
-    """Per-author fan-out state (uploads keyed by author, follows by followee)."""
+class FanoutOperator(_RuleOperator):
+    """The fan-out rules on per-author state (uploads keyed by author, follows by followee)."""
 
     state_name = "author-state"
     job = Job.FANOUT
 
 
-class CounterState(_RuleState):
-    """Per-post engagement counts or per-user counts; keys are ``post:ID`` / ``user:ID``."""
+class CounterOperator(_RuleOperator):
+    """The counter rules on per-post engagement or per-user state (``post:ID`` / ``user:ID``)."""
 
     state_name = "counter-state"
     job = Job.COUNTERS

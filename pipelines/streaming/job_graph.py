@@ -1,4 +1,4 @@
-"""Pieces both streaming jobs share: flags, environment, Kafka sources, dead letters, sinks.
+"""The job graph pieces both streaming jobs are built from: flags, environment, sources, sinks.
 
 Sources go through the Table API's Kafka connector with ``raw`` format so each record
 keeps its original bytes plus its partition and offset (the Python DataStream Kafka
@@ -10,14 +10,12 @@ Python workers run on TaskManagers and do not share the submitter's environment.
 from __future__ import annotations
 
 import argparse
-import base64
-import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from feedline.rules.keys import Job, UnknownEventType, rule_keys
+from feedline.rules.keys import Job
 from feedline.settings import StreamingSettings, get_streaming_settings
-from schemas.event_contracts import InvalidEvent, parse_event
+from pipelines.streaming.parse import parse_or_dead_letter
 
 #: Side output of the parse steps: JSON dead-letter records.
 DLQ_TAG_NAME = "dead-letters"
@@ -45,43 +43,6 @@ def parse_job_args(prog: str, argv: Sequence[str] | None) -> argparse.Namespace:
     )
     args.settings = settings
     return args
-
-
-def dead_letter(
-    topic: str, partition: int, offset: int, payload: bytes, error: InvalidEvent
-) -> str:
-    """The JSON record written to ``<topic>.dlq``: reason, source position, original bytes."""
-    return json.dumps(
-        {
-            "reason": error.reason,
-            "detail": error.detail,
-            "topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "payload_b64": base64.b64encode(payload).decode("ascii"),
-        },
-        separators=(",", ":"),
-        sort_keys=True,
-    )
-
-
-def parse_or_dead_letter(
-    role: str, job: Job, topic: str, partition: int, offset: int, payload: bytes
-) -> tuple[Any, str | None]:
-    """(event, None) for a valid record; (None, dead-letter JSON) for a broken one.
-
-    A valid event of a type no rule knows is broken too (``unknown_event_type``): routing
-    it to ``job``'s keys would fail, and the job must keep going.
-    """
-    try:
-        event = parse_event(role, payload)
-        rule_keys(event, job)
-    except InvalidEvent as error:
-        return None, dead_letter(topic, partition, offset, payload, error)
-    except UnknownEventType as error:
-        invalid = InvalidEvent("unknown_event_type", f"$.event_type: {error}")
-        return None, dead_letter(topic, partition, offset, payload, invalid)
-    return event, None
 
 
 def build_environment(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -222,7 +183,7 @@ def write_and_end(effects: Any, settings: StreamingSettings, step: str) -> None:
     """Send effect lists through the buffered writer (one instance) and end the graph."""
     from pyflink.common import Types
 
-    from pipelines.streaming.functions import BufferedWriteEffects
+    from pipelines.streaming.operators import BufferedWriteEffects
 
     (
         effects.key_by(lambda _effects: "writer", key_type=Types.STRING())

@@ -1,0 +1,51 @@
+"""Parsing a Kafka record for a streaming job: the event, or the dead letter it becomes.
+
+Pure (no PyFlink): ``job_graph.parsed_events`` runs it inside Flink, the unit tests and
+``jobs/dlq.py`` read the dead-letter format from here.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from feedline.rules.keys import Job, UnknownEventType, rule_keys
+from schemas.event_contracts import InvalidEvent, parse_event
+
+
+def dead_letter(
+    topic: str, partition: int, offset: int, payload: bytes, error: InvalidEvent
+) -> str:
+    """The JSON record written to ``<topic>.dlq``: reason, source position, original bytes."""
+    return json.dumps(
+        {
+            "reason": error.reason,
+            "detail": error.detail,
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "payload_b64": base64.b64encode(payload).decode("ascii"),
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+
+
+def parse_or_dead_letter(
+    role: str, job: Job, topic: str, partition: int, offset: int, payload: bytes
+) -> tuple[Any, str | None]:
+    """(event, None) for a valid record; (None, dead-letter JSON) for a broken one.
+
+    A valid event of a type no rule knows is broken too (``unknown_event_type``): routing
+    it to ``job``'s keys would fail, and the job must keep going.
+    """
+    try:
+        event = parse_event(role, payload)
+        rule_keys(event, job)
+    except InvalidEvent as error:
+        return None, dead_letter(topic, partition, offset, payload, error)
+    except UnknownEventType as error:
+        invalid = InvalidEvent("unknown_event_type", f"$.event_type: {error}")
+        return None, dead_letter(topic, partition, offset, payload, invalid)
+    return event, None
