@@ -10,9 +10,9 @@ Values are text: ``media`` is a JSON list of ``{media_id, content_type, uri}``,
 ``created_ms`` epoch milliseconds, counters absolute counts.
 
 Written by the streaming writer (``feedline.stores.feed_writer``) and the rebuild
-(``feedline.rebuild.writer``); read by the API (``feedline.stores.feed_cache``, whose page
-script reads ``author_id caption media``, ``likes comments`` and ``posts`` inside Redis),
-``feedctl feed`` (``feedline.stores.timeline_reader``) and the drift checks.
+(``feedline.rebuild.writer``); read by the API and ``feedctl feed``
+(``feedline.stores.feed_cache``, whose page script reads ``author_id caption media``,
+``likes comments`` and ``posts`` inside Redis) and the drift checks.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from feedline.rules.memory import newest
 from schemas.cql_statements import USER_COUNTER_WRITES, bind_write, ms_to_dt, prepare
 from schemas.redis_hashes import encode_post, encode_post_counters, encode_user_counters
 from schemas.redis_keys import RedisKeys
+from schemas.redis_sets import FOLLOWED_CELEBRITIES, OUTBOX, TIMELINE
 
 #: (created_ms, post_id, author_id) of one timeline row.
 TimelineRow = tuple[int, str, str]
@@ -129,16 +130,19 @@ class ImageWriter:
         self._run(statements)
         # Each key is built under a scratch name and renamed over the live one: readers see
         # the old value or the new one, and no long MULTI/EXEC holds Redis up for them.
+        # Completeness (``schemas.redis_sets``): a timeline is capped; the followed-celebrity
+        # set is written without its marker, so a reader completes it from the CQL store.
         pipe = self.redis.pipeline(transaction=False)
         for user in users:
             entries = {post: ms for ms, post, _ in timelines.get(user, [])}
-            cached = {p: entries[p] for p in newest(entries, self.cap)}
-            key = self.keys.timeline(user)
+            kept = newest(entries, self.cap) if TIMELINE.capped else list(entries)
+            cached = {p: entries[p] for p in kept}
+            key = TIMELINE.key(self.keys, user)
             if cached:
                 pipe.delete(f"{key}{SCRATCH}")
                 pipe.zadd(f"{key}{SCRATCH}", cached)
             _swap(pipe, key, bool(cached))
-            key = self.keys.followed_celebrities(user)
+            key = FOLLOWED_CELEBRITIES.key(self.keys, user)
             if followed.get(user):
                 pipe.delete(f"{key}{SCRATCH}")
                 pipe.sadd(f"{key}{SCRATCH}", *sorted(followed[user]))
@@ -173,10 +177,12 @@ class ImageWriter:
             else:
                 statements.append(self._one("celebrity_remove", (author,), self.clear_at))
                 pipe.srem(self.keys.celebrities(), author)
-            pipe.delete(self.keys.outbox(author))
+            # Outboxes are cached for celebrities only (``OUTBOX.celebrities_only``): the
+            # image's is empty for anyone else.
+            pipe.delete(OUTBOX.key(self.keys, author))
             outbox = image.cached_outbox(author)
             if outbox:
-                pipe.zadd(self.keys.outbox(author), outbox)
+                pipe.zadd(OUTBOX.key(self.keys, author), outbox)
         for post_id in sorted(image.post_rows):
             pipe.delete(self.keys.post(post_id))
             upsert = feed.posts.get(post_id)

@@ -1,31 +1,25 @@
 """The serving cache's read side: one Lua call per feed page, plus guarded repairs.
 
-``page`` runs one script that, inside Redis, reads the home timeline after a cursor,
-merges the outboxes of the celebrities the reader follows, and hydrates each post with its
-hash and counters — one round trip for the common case. It tells the caller when Redis
-cannot answer alone: the timeline is not cached (``miss``), a followed celebrity's outbox
-is not cached (``outbox_miss``), a slice was cut short (``continue``: call again from the
-last position), or a set that may not hold its whole listing ran out (``deep``: older
-entries live only in the CQL store). Posts whose hash is missing come back as bare
-positions: deleted, or evicted — the caller asks the CQL store which.
-
-The script builds post and counter keys from prefixes passed in (the layout stays declared
-once, in ``schemas.redis_keys``), so it needs a non-cluster Redis, as Memorystore's
-standard tier is. Ids are compared byte-wise in Lua, never with ``<`` (which uses the
-server's locale collation).
+``page`` runs one script (``lua/page.lua``, whose header documents its KEYS and ARGV) that,
+inside Redis, reads the home timeline after a cursor, merges the outboxes of the
+celebrities the reader follows, and hydrates each post with its hash and counters — one
+round trip for the common case. Its ``PageStatus`` tells the caller when Redis cannot
+answer alone. Whether a set holds its whole listing follows ``schemas.redis_sets``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, cast
 
 from redis.asyncio import Redis
 
 from feedline.rules.effects import MediaRef
 from feedline.stores.feed_items import Position, PostView
-from feedline.stores.request_guards import SLIDING_WINDOW_LUA, RateLimited, RateWindow
+from feedline.stores.lua import source
+from feedline.stores.request_guards import RateLimited, RateWindow
 from schemas.redis_hashes import (
     POST_COUNTER_FIELDS,
     USER_COUNTER_FIELDS,
@@ -33,190 +27,40 @@ from schemas.redis_hashes import (
     decode_post,
     decode_user_counters,
 )
-from schemas.redis_keys import COMPLETE_MEMBER, RedisKeys
+from schemas.redis_keys import RedisKeys
+from schemas.redis_sets import FOLLOWED_CELEBRITIES, OUTBOX, TIMELINE
 
-_PAGE = SLIDING_WINDOW_LUA + """
-if ARGV[11] ~= '' then  -- count the request against the reader's rate limit first
-  local rate = rate_check(KEYS[3], KEYS[4], ARGV[11], ARGV[12], ARGV[13])
-  if rate[1] == 0 then return {'limited', rate[2], rate[3]} end
-end
-local outbox_prefix, post_prefix, counters_prefix = ARGV[1], ARGV[2], ARGV[3]
-local limit, fetch, cap = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local has_cursor = ARGV[7] ~= ''
-local cursor_score, cursor_id = tonumber(ARGV[7]), ARGV[8]
 
-local function lt(a, b)
-  if a == b then return false end
-  for i = 1, math.min(#a, #b) do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x < y end
-  end
-  return #a < #b
-end
-local function precedes(s1, id1, s2, id2)
-  if s1 ~= s2 then return s1 > s2 end
-  return lt(id2, id1)
-end
+class PageStatus(StrEnum):
+    """What the page script found (its first reply element)."""
 
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'miss'} end
--- The followed-celebrity set counts only when marked complete (rebuilt by a reader).
-if redis.call('SISMEMBER', KEYS[2], ARGV[14]) == 0 then return {'celebrities_miss'} end
-local sources, authors, absent = {KEYS[1]}, {false}, {}
-for _, author in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local key = outbox_prefix .. author
-  if author == ARGV[14] then
-    -- the completeness marker, not a celebrity
-  elseif redis.call('EXISTS', key) == 1 then
-    sources[#sources + 1] = key
-    authors[#authors + 1] = author
-  elseif ARGV[9] ~= '1' then
-    -- Not cached, unless the author has no posts (then there is no outbox): a counters
-    -- hash without a posts field means none; no hash at all means we cannot tell.
-    local counts = ARGV[10] .. author
-    local posts = redis.call('HGET', counts, 'posts')
-    if (posts and posts ~= '0') or (not posts and redis.call('EXISTS', counts) == 0) then
-      absent[#absent + 1] = author
-    end
-  end
-end
-if #absent > 0 then return {'outbox_miss', absent} end
-
--- Does a set hold its whole listing? A timeline below the cap does (the writer refills a
--- full one that loses an entry); an outbox does when it holds as many posts as the
--- author's live-post counter says (deletions shrink outboxes without a refill).
-local function whole(i, key)
-  local size = redis.call('ZCARD', key)
-  if i == 1 then return size < cap end
-  local posts = redis.call('HGET', ARGV[10] .. authors[i], 'posts')
-  return posts ~= false and size >= tonumber(posts)
-end
-
-local function after(key)
-  local ids, scores, rest = {}, {}, nil
-  if has_cursor then
-    local tied = redis.call('ZRANGEBYSCORE', key, ARGV[7], ARGV[7])
-    for i = #tied, 1, -1 do
-      if lt(tied[i], cursor_id) then
-        ids[#ids + 1], scores[#scores + 1] = tied[i], cursor_score
-        if #ids >= fetch then return ids, scores, true end
-      end
-    end
-    rest = redis.call('ZREVRANGEBYSCORE', key, '(' .. ARGV[7], '-inf', 'WITHSCORES',
-                      'LIMIT', 0, fetch - #ids)
-  else
-    rest = redis.call('ZREVRANGE', key, 0, fetch - 1, 'WITHSCORES')
-  end
-  for i = 1, #rest, 2 do
-    local n = #ids + 1
-    ids[n], scores[n] = rest[i], tonumber(rest[i + 1])
-  end
-  return ids, scores, #ids >= fetch
-end
-
--- Each source: {ids, scores, next index, size}, newest first. Past ``bound`` some source
--- may hold entries not fetched (or not cached): the walk stops there and says why.
-local sources_read, bound = {}, nil
-local function tighten(score, id, status)
-  if bound == nil or precedes(score, id, bound[1], bound[2]) then
-    bound = {score, id, status}
-  end
-end
-for i, key in ipairs(sources) do
-  local ids, scores, truncated = after(key)
-  local n = #ids
-  if n > 0 then sources_read[#sources_read + 1] = {ids, scores, 1, n} end
-  if truncated then
-    tighten(scores[n], ids[n], 'continue')
-  elseif not whole(i, key) then
-    if n > 0 then tighten(scores[n], ids[n], 'deep')
-    elseif has_cursor then tighten(cursor_score, cursor_id, 'deep') end
-  end
-end
-
--- Merge the sorted sources (a k-way merge: no sort), hydrating as we go.
-local out = {'', '', ''}
-local status, hydrated, seen, last_score, last_id = nil, 0, {}, nil, nil
-while true do
-  local best, score, id = nil, nil, nil
-  for i = 1, #sources_read do
-    local source = sources_read[i]
-    local p = source[3]
-    if p <= source[4] then
-      local s, m = source[2][p], source[1][p]
-      if best == nil or s > score or (s == score and lt(id, m)) then
-        best, score, id = source, s, m
-      end
-    end
-  end
-  if best == nil then break end
-  if bound ~= nil and precedes(bound[1], bound[2], score, id) then status = bound[3]; break end
-  if hydrated >= limit then status = 'more'; break end
-  best[3] = best[3] + 1
-  if not seen[id] then
-    seen[id] = true
-    local post = redis.call('HMGET', post_prefix .. id, 'author_id', 'caption', 'media')
-    if not post[1] then
-      out[#out + 1] = {id, score}
-    else
-      local n = redis.call('HMGET', counters_prefix .. id, 'likes', 'comments')
-      out[#out + 1] = {id, score, post[1], post[2] or '', post[3] or '[]', n[1] or '0',
-                       n[2] or '0'}
-      hydrated = hydrated + 1
-    end
-  end
-  last_score, last_id = score, id
-end
-if status == nil then status = bound and bound[3] or 'end' end
-out[1] = status
-if last_id then out[2], out[3] = last_score, last_id end
-return out
-"""
-
-# Writes a timeline only where none is cached (a concurrent writer that rebuilt the key
-# meanwhile wins), and completes the reader's followed-celebrity set unless it is marked
-# complete already: the celebrities read from the CQL store are added with the marker (a
-# union, so a celebrity the writer added meanwhile stays).
-_REPAIR = """
-local cap, n = tonumber(ARGV[1]), tonumber(ARGV[2])
-local wrote = 0
-if n > 0 and redis.call('EXISTS', KEYS[1]) == 0 then
-  for i = 3, 2 + 2 * n, 400 do
-    redis.call('ZADD', KEYS[1], unpack(ARGV, i, math.min(i + 399, 2 + 2 * n)))
-  end
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(cap + 1))
-  wrote = 1
-end
-if redis.call('SISMEMBER', KEYS[2], ARGV[3 + 2 * n]) == 0 then
-  redis.call('SADD', KEYS[2], unpack(ARGV, 3 + 2 * n))
-end
-return wrote
-"""
-
-# Rebuilds a celebrity's outbox when it is not cached and the author still is one.
-_REPAIR_OUTBOX = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0 then return 0 end
-for i = 3, #ARGV, 400 do
-  redis.call('ZADD', KEYS[1], unpack(ARGV, i, math.min(i + 399, #ARGV)))
-end
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[1]) + 1))
-return 1
-"""
+    END = "end"
+    """The page holds everything that follows the cursor."""
+    MORE = "more"
+    """The page is full; more follows."""
+    CONTINUE = "continue"
+    """A set was cut short: call again after ``CachePage.last``."""
+    DEEP = "deep"
+    """A set not whole ran out: the rest is only in the CQL store."""
+    MISS = "miss"
+    """No timeline cached."""
+    CELEBRITIES_MISS = "celebrities_miss"
+    """The followed-celebrity set is not marked complete."""
+    OUTBOX_MISS = "outbox_miss"
+    """Some followed celebrities' outboxes are not cached (``CachePage.absent``)."""
+    LIMITED = "limited"
+    """Over the rate limit (raised as ``RateLimited``, never returned)."""
 
 
 @dataclass(frozen=True, slots=True)
 class CachePage:
-    """What the page script found.
+    """What the page script found (``status``: see ``PageStatus``).
 
-    ``status``: ``end`` (nothing follows), ``more`` (the page is full), ``continue`` (call
-    again after ``last``), ``deep`` (the rest is only in the CQL store), ``miss`` (no
-    timeline cached), ``celebrities_miss`` (the followed-celebrity set is not known to be
-    complete) or ``outbox_miss`` (``absent`` celebrities' outboxes not cached).
     ``entries`` hold a ``PostView`` per hydrated post and a bare ``Position`` per post
     without a hash, in feed order.
     """
 
-    status: str
+    status: PageStatus
     entries: tuple[PostView | Position, ...] = ()
     last: Position | None = None
     absent: tuple[str, ...] = ()
@@ -229,9 +73,9 @@ class FeedCache:
         self.redis = client
         self.keys = keys
         self.cap = timeline_cap
-        self._page = client.register_script(_PAGE)
-        self._repair = client.register_script(_REPAIR)
-        self._repair_outbox = client.register_script(_REPAIR_OUTBOX)
+        self._page = client.register_script(source("page.lua"))
+        self._repair = client.register_script(source("repair.lua"))
+        self._repair_outbox = client.register_script(source("repair_outbox.lua"))
 
     async def page(self, user_id: str, after: Position | None, limit: int, *,
                    fetch: int, lenient_outboxes: bool = False,
@@ -246,22 +90,22 @@ class FeedCache:
                            "" if after is None else after.created_ms,
                            "" if after is None else after.post_id,
                            "1" if lenient_outboxes else "0", k.user_counters("")]
-        keys = [k.timeline(user_id), k.followed_celebrities(user_id)]
+        keys = [TIMELINE.key(k, user_id), FOLLOWED_CELEBRITIES.key(k, user_id)]
         if rate is None:
             args.extend(("", "", ""))
         else:
             keys.extend(rate.keys)
             args.extend(rate.args())
-        args.append(COMPLETE_MEMBER)
+        args.extend((FOLLOWED_CELEBRITIES.marker, OUTBOX.counter_field))
         reply = await self._page(keys=keys, args=args)
-        status = reply[0]
-        if status == "limited":
+        status = PageStatus(reply[0])
+        if status is PageStatus.LIMITED:
             assert rate is not None
             raise RateLimited(rate.decision(False, int(reply[1]), int(reply[2])))
-        if status in ("miss", "celebrities_miss"):
+        if status in (PageStatus.MISS, PageStatus.CELEBRITIES_MISS):
             return CachePage(status)
-        if status == "outbox_miss":
-            return CachePage("outbox_miss", absent=tuple(reply[1]))
+        if status is PageStatus.OUTBOX_MISS:
+            return CachePage(status, absent=tuple(reply[1]))
         last = Position(int(reply[1]), reply[2]) if reply[2] else None
         entries: list[PostView | Position] = []
         for item in reply[3:]:
@@ -280,15 +124,15 @@ class FeedCache:
         No timeline is written where one was cached meanwhile (True when it was); an
         empty ``timeline`` only completes the set.
         """
-        newest = timeline[: self.cap]
+        newest = timeline[: self.cap] if TIMELINE.capped else timeline
         args: list[Any] = [self.cap, len(newest)]
         for p in newest:
             args.extend((p.created_ms, p.post_id))
-        args.append(COMPLETE_MEMBER)
+        args.append(FOLLOWED_CELEBRITIES.marker)
         args.extend(celebrities)
         k = self.keys
         wrote = await self._repair(
-            keys=[k.timeline(user_id), k.followed_celebrities(user_id)], args=args)
+            keys=[TIMELINE.key(k, user_id), FOLLOWED_CELEBRITIES.key(k, user_id)], args=args)
         return bool(wrote)
 
     async def repair_outbox(self, author_id: str, posts: Sequence[Position]) -> bool:
@@ -296,10 +140,10 @@ class FeedCache:
         if not posts:
             return False
         args: list[Any] = [self.cap, author_id]
-        for p in posts[: self.cap]:
+        for p in posts[: self.cap] if OUTBOX.capped else posts:
             args.extend((p.created_ms, p.post_id))
         k = self.keys
-        return bool(await self._repair_outbox(keys=[k.outbox(author_id), k.celebrities()],
+        return bool(await self._repair_outbox(keys=[OUTBOX.key(k, author_id), k.celebrities()],
                                               args=args))
 
     async def post_views(self, post_ids: Sequence[str]) -> dict[str, PostView]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import redis.exceptions
 
 from feedline.stores.errors import Breaker, StoreUnavailable
-from feedline.stores.feed_cache import FeedCache
+from feedline.stores.feed_cache import FeedCache, PageStatus
 from feedline.stores.feed_items import Position, PostView, SourcePage, merge_sources
 from feedline.stores.post_store import PostStore
 from feedline.stores.request_guards import RateWindow
@@ -104,13 +104,13 @@ class FeedReader:
             page = await cache.page(user_id, position, want, fetch=want + SLACK,
                                     lenient_outboxes=lenient, rate=rate)
             rate = None  # counted once per request
-            if page.status == "miss":
+            if page.status is PageStatus.MISS:
                 if not repaired and await self._repair_timeline(cache, user_id):
                     repaired = True
                     continue
                 rest = await self._home_from_store(user_id, position, want)
                 return FeedPage(items + rest.items, rest.next)
-            if page.status == "celebrities_miss":
+            if page.status is PageStatus.CELEBRITIES_MISS:
                 if not completed:
                     completed = True
                     await cache.repair(user_id, (),
@@ -118,19 +118,19 @@ class FeedReader:
                     continue
                 rest = await self._home_from_store(user_id, position, want)
                 return FeedPage(items + rest.items, rest.next)
-            if page.status == "outbox_miss":
+            if page.status is PageStatus.OUTBOX_MISS:
                 await self._repair_outboxes(cache, page.absent)
                 lenient = True
                 continue
             items.extend(await self._resolve(page.entries))
             if len(items) >= limit:
-                if len(items) > limit or page.status != "end":
+                if len(items) > limit or page.status is not PageStatus.END:
                     return FeedPage(items[:limit], items[limit - 1].position)
                 return FeedPage(items, None)
-            if page.status == "end":
+            if page.status is PageStatus.END:
                 return FeedPage(items, None)
             position = page.last or position
-            if page.status == "deep":
+            if page.status is PageStatus.DEEP:
                 rest = await self._home_from_store(user_id, position, limit - len(items))
                 return FeedPage(items + rest.items, rest.next)
         return FeedPage(items, position)

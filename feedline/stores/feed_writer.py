@@ -44,6 +44,7 @@ from feedline.rules.effects import (
     TimelineRemove,
     UserCounterSet,
 )
+from feedline.stores.lua import source
 from schemas.cql_statements import (
     USER_COUNTER_WRITES,
     bind_write,
@@ -53,16 +54,9 @@ from schemas.cql_statements import (
 )
 from schemas.redis_hashes import encode_post, encode_post_counters, encode_user_counters
 from schemas.redis_keys import RedisKeys
+from schemas.redis_sets import OUTBOX, SET_RULES, TIMELINE, Completeness, SetRule
 
 _TRANSIENT = (WriteTimeout, OperationTimedOut, Unavailable)
-
-# Adds members to a capped sorted set only if it exists; returns 0 when it does not.
-_ZADD_IF_CACHED = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-for i = 2, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[1]) + 1))
-return 1
-"""
 
 #: The statements (``schemas.cql_statements``) the writer prepares.
 _WRITES = (
@@ -70,7 +64,7 @@ _WRITES = (
     "timeline_remove", "follower_add", "following_add", "follower_remove", "following_remove",
     "celebrity_add", "celebrity_remove", "post_counters_set", *USER_COUNTER_WRITES.values(),
 )
-_READS = ("timeline_first", "user_posts_first")
+_READS = tuple(str(r.listing) for r in SET_RULES.values() if r.listing)
 
 
 class FeedWriter:
@@ -99,7 +93,7 @@ class FeedWriter:
         self.stmts = prepare(session, (*_WRITES, *_READS))
         self.batch_size = batch_size
         self._last_micros = 0
-        self._zadd_if_cached = client.register_script(_ZADD_IF_CACHED)
+        self._zadd_if_cached = client.register_script(source("zadd_if_cached.lua"))
 
     # --- CQL ----------------------------------------------------------------------------
 
@@ -154,12 +148,14 @@ class FeedWriter:
         k = self.keys
         pipe = self.redis.pipeline(transaction=False)
         # One tag per queued command, to read its reply: ("cached", kind, owner) for a
-        # guarded ZADD, ("card", owner) for the size of a timeline before a removal.
+        # guarded ZADD, ("card", owner) for the size of a capped timeline before a removal
+        # (the completeness rules: ``schemas.redis_sets``).
         tags: list[tuple[str, ...]] = []
 
-        def guarded_zadd(kind: str, owner: str, key: str, score: int, member: str) -> None:
-            self._zadd_if_cached(keys=[key], args=[self.cap, score, member], client=pipe)
-            tags.append(("cached", kind, owner))
+        def guarded_zadd(rule: SetRule, owner: str, score: int, member: str) -> None:
+            self._zadd_if_cached(keys=[rule.key(k, owner)], args=[self.cap, score, member],
+                                 client=pipe)
+            tags.append(("cached", rule.kind, owner))
 
         def plain(command: Any, *args: Any, **kwargs: Any) -> None:
             command(*args, **kwargs)
@@ -168,19 +164,18 @@ class FeedWriter:
         for e in effects:
             match e:
                 case TimelineAdd():
-                    guarded_zadd("timeline", e.user_id, k.timeline(e.user_id), e.created_ms,
-                                 e.post_id)
+                    guarded_zadd(TIMELINE, e.user_id, e.created_ms, e.post_id)
                 case TimelineRemove():
-                    pipe.zcard(k.timeline(e.user_id))
-                    tags.append(("card", e.user_id))
-                    plain(pipe.zrem, k.timeline(e.user_id), e.post_id)
+                    if TIMELINE.completeness is Completeness.CAPPED:
+                        pipe.zcard(TIMELINE.key(k, e.user_id))
+                        tags.append(("card", e.user_id))
+                    plain(pipe.zrem, TIMELINE.key(k, e.user_id), e.post_id)
                 case PostUpsert():
                     plain(pipe.hset, k.post(e.post_id), mapping=encode_post(e))
                 case PostRetract():
                     plain(pipe.delete, k.post(e.post_id))
                 case OutboxAdd():
-                    guarded_zadd("outbox", e.author_id, k.outbox(e.author_id), e.created_ms,
-                                 e.post_id)
+                    guarded_zadd(OUTBOX, e.author_id, e.created_ms, e.post_id)
                 case OutboxRemove():
                     plain(pipe.zrem, k.outbox(e.author_id), e.post_id)
                 case OutboxClear():
@@ -207,27 +202,27 @@ class FeedWriter:
         for tag, reply in zip(tags, pipe.execute(), strict=True):
             if tag[0] == "cached" and reply == 0:  # not cached: rebuild it whole
                 kind, owner = tag[1], tag[2]
-                key = k.timeline(owner) if kind == "timeline" else k.outbox(owner)
-                reload[key] = (kind, owner)
+                reload[SET_RULES[kind].key(k, owner)] = (kind, owner)
             elif tag[0] == "card" and reply >= self.cap:  # a full timeline shrank: refill
-                reload[k.timeline(tag[1])] = ("timeline", tag[1])
+                reload[TIMELINE.key(k, tag[1])] = (TIMELINE.kind, tag[1])
         self._reload(reload)
 
     def _reload(self, targets: dict[str, tuple[str, str]]) -> None:
         """Rebuild sorted sets from the CQL store (the newest ``cap`` entries)."""
         if not targets:
             return
-        stmt = {"timeline": self.stmts["timeline_first"], "outbox": self.stmts["user_posts_first"]}
         items = list(targets.items())
         pages = execute_concurrent(
             self.session,
-            [(stmt[kind], (owner, self.cap)) for _key, (kind, owner) in items],
+            [(self.stmts[str(SET_RULES[kind].listing)], (owner, self.cap))
+             for _key, (kind, owner) in items],
             concurrency=self.concurrency,
             raise_on_first_error=True,
         )
         pipe = self.redis.pipeline(transaction=True)
         for (key, (kind, owner)), (_ok, rows) in zip(items, pages, strict=True):
-            if kind == "outbox" and not self.redis.sismember(self.keys.celebrities(), owner):
+            if (SET_RULES[kind].celebrities_only
+                    and not self.redis.sismember(self.keys.celebrities(), owner)):
                 continue
             entries = {row.post_id: dt_to_ms(row.created_at) for row in rows}
             pipe.delete(key)

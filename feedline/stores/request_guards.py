@@ -21,33 +21,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from feedline.stores.lua import source
 from schemas.redis_keys import RedisKeys
-
-#: The sliding-window check as a Lua function, shared by the rate-limit script and the feed
-#: page script (which rate-limits in the same round trip as it reads the page).
-SLIDING_WINDOW_LUA = """
-local function rate_check(current_key, previous_key, limit, weight, ttl_ms)
-  local current = tonumber(redis.call('GET', current_key) or '0')
-  local previous = tonumber(redis.call('GET', previous_key) or '0')
-  if previous * tonumber(weight) + current >= tonumber(limit) then
-    return {0, current, previous}
-  end
-  current = redis.call('INCR', current_key)
-  if current == 1 then redis.call('PEXPIRE', current_key, ttl_ms) end
-  return {1, current, previous}
-end
-"""
-
-_SLIDING_WINDOW = SLIDING_WINDOW_LUA + """
-return rate_check(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
-"""
-
-_CLAIM = """
-local found = redis.call('GET', KEYS[1])
-if found then return found end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return false
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +94,7 @@ class RateLimiter:
         self.keys = keys
         self.limit = per_minute
         self.window_s = window_s
-        self._script = client.register_script(_SLIDING_WINDOW)
+        self._script = client.register_script(source("rate_limit.lua"))
 
     def window(self, user_id: str, now_s: float) -> RateWindow:
         """The check of one request of ``user_id`` at ``now_s``."""
@@ -170,7 +145,7 @@ class IdempotencyRecords:
         self.redis = client
         self.keys = keys
         self.ttl_s = ttl_s
-        self._claim = client.register_script(_CLAIM)
+        self._claim = client.register_script(source("claim.lua"))
 
     async def claim(self, user_id: str, key: str, record: IdempotentRecord) -> IdempotentRecord:
         """Store ``record`` unless the key already has one; returns the one that counts."""

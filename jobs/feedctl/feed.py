@@ -1,8 +1,9 @@
-"""feedctl feed — show a user's home feed as the API will serve it (from Redis)."""
+"""feedctl feed — show a user's home feed as the API serves it (its reader: Redis first)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import urllib.error
@@ -11,9 +12,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
+from redis.asyncio import Redis as AsyncRedis
 
-from feedline.settings import get_stack_settings
-from feedline.stores.timeline_reader import read_feed
+from feedline.settings import StackSettings, get_stack_settings
+from feedline.stores.cql_client import CqlClient
+from feedline.stores.feed_cache import FeedCache
+from feedline.stores.feed_items import PostView
+from feedline.stores.feed_reader import FeedReader
+from feedline.stores.post_store import PostStore
 from jobs.feedctl import deps
 from jobs.feedctl.errors import Unreachable
 from schemas.redis_keys import RedisKeys
@@ -38,7 +44,7 @@ def _feed(args: argparse.Namespace) -> int:
     if not args.user_id and not args.sample:
         print("feedctl feed: give a USER_ID or --sample", file=sys.stderr)
         return 2
-    deps.require(deps.redis(settings.redis))
+    deps.require(deps.redis(settings.redis), deps.cql(settings.cql))
     client = redis.Redis.from_url(settings.redis.url, decode_responses=True,
                                   socket_connect_timeout=deps.PROBE_TIMEOUT_S)
     keys = RedisKeys(settings.redis.key_prefix)
@@ -49,15 +55,31 @@ def _feed(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     print(f"home feed of {args.user_id}:")
-    items = read_feed(client, keys, args.user_id, args.limit)
+    items = asyncio.run(_read_feed(settings, args.user_id, args.limit))
     if not items:
-        print(f"{args.user_id}: empty feed (no timeline cached, or nothing delivered yet)")
+        print(f"{args.user_id}: empty feed (nothing delivered yet)")
         return 1
     for item in items:
         when = datetime.fromtimestamp(item.created_ms / 1000, tz=UTC).isoformat(timespec="seconds")
         print(f"{when}  {item.post_id:<14} by {item.author_id:<8} "
               f"{item.likes:>3} likes {item.comments:>3} comments  {item.caption}")
     return _api_hint(args.user_id, args.limit) if args.api else 0
+
+
+async def _read_feed(settings: StackSettings, user_id: str, limit: int) -> list[PostView]:
+    """The first page of the user's home feed, read as the API reads it (``FeedReader``)."""
+    client = AsyncRedis.from_url(settings.redis.url, decode_responses=True,
+                                 socket_connect_timeout=deps.PROBE_TIMEOUT_S)
+    cql = CqlClient(settings.cql, timeout_s=10.0)
+    keys = RedisKeys(settings.redis.key_prefix)
+    cap = settings.feed.timeline_cap
+    try:
+        reader = FeedReader(FeedCache(client, keys, timeline_cap=cap), PostStore(cql),
+                            timeline_cap=cap)
+        return (await reader.home(user_id, None, limit)).items
+    finally:
+        await client.aclose()
+        await asyncio.to_thread(cql.close)
 
 
 def _api_hint(user_id: str, limit: int) -> int:
