@@ -62,7 +62,7 @@ class KafkaService(Service):
         conf = self.home / "server.properties"
         conf.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         if not (data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = new_cluster_id()
             fmt = subprocess.run(
                 self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(conf)),
                 capture_output=True,
@@ -144,3 +144,16 @@ def ensure_topics(bootstrap: str, topics: Mapping[str, int]) -> list[str]:
         return [t.name for t in missing]
     finally:
         admin.close()
+
+
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (22 url-safe base64 characters) that cannot start with '-'.
+
+    One id in 64 would, and the storage tool then reads it as an option and refuses to
+    format (seen: `make run` failing with the tool's usage text). Kafka's own generator
+    skips such ids too.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id

@@ -43,3 +43,11 @@ def test_topic_counts_key_of() -> None:
     assert key_of('{"post_id": 5}', "post_id") == INVALID_KEY
     assert key_of("[1]", "post_id") == INVALID_KEY
     assert key_of("nope", "post_id") == INVALID_KEY
+
+
+def test_kafka_cluster_ids_never_look_like_an_option() -> None:
+    from jobs.localstack.kafka import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(5000)]  # about 78 would start with '-' unguarded
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)
