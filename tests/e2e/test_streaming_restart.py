@@ -33,10 +33,6 @@ def _restored(rest: str, job_id: str) -> bool:
     return latest.get("restored") is not None
 
 
-def _wait(predicate, what: str) -> None:
-    eventually(predicate, what)
-
-
 def test_kill_taskmanager_then_savepoint_restart_loses_and_doubles_nothing(
     stack: StackSettings,
 ) -> None:
@@ -52,9 +48,9 @@ def test_kill_taskmanager_then_savepoint_restart_loses_and_doubles_nothing(
         produce(kafka, thirds[0])
 
         # Mid-stream: once both jobs have checkpointed and the stores show progress.
-        _wait(lambda: _completed_checkpoints(rest, fanout) >= 2
+        eventually(lambda: _completed_checkpoints(rest, fanout) >= 2
               and _completed_checkpoints(rest, counters) >= 2, "checkpoints")
-        _wait(lambda: pipeline.session.execute("SELECT count(*) FROM followers").one()[0] > 0,
+        eventually(lambda: pipeline.session.execute("SELECT count(*) FROM followers").one()[0] > 0,
               "first writes")
         taskmanager = FlinkTaskManagerService(stack)
         pid = taskmanager.process.pid()
@@ -63,8 +59,8 @@ def test_kill_taskmanager_then_savepoint_restart_loses_and_doubles_nothing(
         produce(kafka, thirds[1])  # arrives while no TaskManager runs
         local_stack.up(stack, say=lambda m: print(f"[restart] {m}"))
         for job_id in (fanout, counters):
-            _wait(lambda j=job_id: _restored(rest, j), "restore from the latest checkpoint")
-            _wait(lambda j=job_id: flink_rest.running_tasks(rest, j), "tasks running again")
+            eventually(lambda j=job_id: _restored(rest, j), "restore from the latest checkpoint")
+            eventually(lambda j=job_id: flink_rest.running_tasks(rest, j), "tasks running again")
 
         target = savepoint_target(stack)
         savepoints = {
