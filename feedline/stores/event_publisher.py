@@ -61,31 +61,38 @@ def topic_of(kafka: KafkaSettings, role: str) -> str:
             "engagements": kafka.engagements_topic}[role]
 
 
-def dispose(client: Any, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
-    """Close a Kafka client, force-closing a producer's I/O thread if it does not stop.
+def dispose(producer: Any, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+    """Close a producer, force-closing its I/O thread if a graceful close does not stop it.
 
-    Blocking: call it in a thread. Never raises (the client is being thrown away).
+    Blocking: call it in a thread. Never raises (the producer is being thrown away).
     """
     try:
-        client.close(timeout=timeout_s) if isinstance(client, KafkaProducer) else client.close()
+        producer.close(timeout=timeout_s)
         return
     except Exception as error:  # a stuck producer's flush times out: stop its thread below
-        log.info("closing a discarded Kafka client: %s: %s", type(error).__name__, error)
-    sender = getattr(client, "_sender", None)  # kafka-python offers no public force-close
+        log.info("closing a discarded Kafka producer: %s: %s", type(error).__name__, error)
+    sender = getattr(producer, "_sender", None)  # kafka-python offers no public force-close
     if sender is None:
         return
     try:
         sender.force_close()
         sender.join(timeout_s)
-        client.close(timeout=0)  # every batch is aborted now: marks the producer closed
+        producer.close(timeout=0)  # every batch is aborted now: marks the producer closed
     except Exception as error:
         log.warning("force-closing a discarded Kafka producer: %s: %s",
                     type(error).__name__, error)
 
 
-def dispose_in_background(client: Any) -> None:
-    """``dispose`` in a daemon thread: never blocks the caller, even on a stuck client."""
-    threading.Thread(target=dispose, args=(client,), name="kafka-dispose", daemon=True).start()
+def _close_admin(admin: Any) -> None:
+    try:
+        admin.close()
+    except Exception as error:
+        log.warning("closing a Kafka admin client: %s: %s", type(error).__name__, error)
+
+
+def in_background(close: Callable[[Any], None], client: Any) -> None:
+    """``close(client)`` in a daemon thread: never blocks the caller, even on a stuck client."""
+    threading.Thread(target=close, args=(client,), name="kafka-close", daemon=True).start()
 
 
 class ReadinessAdmin(KafkaAdminClient):
@@ -168,7 +175,7 @@ class EventPublisher:
             self._producer = None
         log.warning("discarding the Kafka producer after a failed delivery; "
                     "the next publish creates a new one")
-        dispose_in_background(producer)
+        in_background(dispose, producer)
 
     def _send(self, event: Event) -> tuple[Any, Any]:
         """Hand ``event`` to the producer: (the producer, its delivery future). Blocking."""
@@ -180,8 +187,13 @@ class EventPublisher:
         self._open_until = time.monotonic() + self.retry_after_s
         if self._failing_since is None:
             self._failing_since = time.monotonic()
-        return StoreUnavailable("kafka", f"{type(error).__name__}: {error}",
+        why = str(error) or f"no acknowledgement within {self._limit_s():g} s"
+        return StoreUnavailable("kafka", f"{type(error).__name__}: {why}",
                                 retry_after_s=self.retry_after_s)
+
+    def _limit_s(self) -> float:
+        """The longest a publish may take (the bounded-time contract, plus a second)."""
+        return (self.max_block_ms + self.delivery_timeout_ms) / 1000 + 1
 
     def check_open(self) -> None:
         """Raise ``StoreUnavailable`` while the breaker is open or its probe is in flight."""
@@ -243,10 +255,9 @@ class EventPublisher:
             except RuntimeError:  # the loop closed meanwhile
                 pass
 
-        limit_s = (self.max_block_ms + self.delivery_timeout_ms) / 1000 + 1
         producer: Any = None  # known once send() returned: later errors are delivery errors
         try:
-            async with asyncio.timeout(limit_s):
+            async with asyncio.timeout(self._limit_s()):
                 producer, future = await asyncio.to_thread(self._send, event)
                 future.add_callback(lambda meta: report(meta, None))
                 future.add_errback(lambda error: report(None, error))
@@ -309,7 +320,7 @@ class BrokerCheck:
         except (KafkaError, OSError, ValueError) as error:
             admin, self._admin = self._admin, None
             if admin is not None:
-                dispose_in_background(admin)
+                in_background(_close_admin, admin)
             return f"{type(error).__name__}: {error}"
         for topic in topics:
             leaders = [p.get("leader_id", -1) for p in topic.get("partitions", [])]
@@ -344,4 +355,4 @@ class BrokerCheck:
         """Close the admin client, if one was created (blocking)."""
         admin, self._admin = self._admin, None
         if admin is not None:
-            dispose(admin)
+            _close_admin(admin)

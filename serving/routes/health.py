@@ -29,8 +29,8 @@ async def healthz() -> Response:
     return JsonResponse({"status": "ok"})
 
 
-#: Per app: each dependency's last readiness detail (None: up), so a change is logged once.
-_last_seen: weakref.WeakKeyDictionary[Any, dict[str, str | None]] = weakref.WeakKeyDictionary()
+#: Per app: whether each dependency was up at the last check, so a change is logged once.
+_was_up: weakref.WeakKeyDictionary[Any, dict[str, bool]] = weakref.WeakKeyDictionary()
 
 
 async def _probe(name: str, check: Any) -> tuple[str, str | None]:
@@ -47,15 +47,15 @@ async def _probe(name: str, check: Any) -> tuple[str, str | None]:
 
 def _log_changes(resources: Any, results: dict[str, str | None]) -> None:
     """Log a dependency going down (with the reason) or coming back, once per change."""
-    seen = _last_seen.setdefault(resources, {})
+    was_up = _was_up.setdefault(resources, {})
     for name, why in results.items():
-        if name in seen and seen[name] == why:
+        if was_up.get(name) == (why is None):
             continue
         if why is not None:
             log.warning("readiness: %s is down: %s", name, why)
-        elif name in seen:
+        elif name in was_up:
             log.info("readiness: %s is up again", name)
-        seen[name] = why
+        was_up[name] = why is None
 
 
 @router.get("/readyz", summary="Every dependency answers",
