@@ -220,7 +220,8 @@ class EventPublisher:
         """Produce ``event`` and wait for the acks=all acknowledgement."""
         self.check_open()
         probe = self._failing_since is not None  # half-open: this publish is the one probe
-        self._probing = self._probing or probe
+        if probe:
+            self._probing = True  # no await since check_open: no other publish got here
         settled = False
         try:
             await self._produce(event)
@@ -311,13 +312,13 @@ class BrokerCheck:
         """Why the broker cannot take a publish now, or None (blocking)."""
         try:
             if self._admin is None:
-                timeout_ms = max(int(timeout_s * 1000), 100)
+                timeout_ms = max(int(timeout_s * 1000) - 250, 100)  # answers before check()
                 self._admin = self._factory(
                     bootstrap_servers=self.kafka.bootstrap_servers, client_id=self.client_id,
                     request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms,
                     reconnect_backoff_max_ms=1000)
             topics = self._admin.describe_topics(list(self.kafka.event_topics))
-        except (KafkaError, OSError, ValueError) as error:
+        except Exception as error:  # whatever the client raised, the broker is not usable
             admin, self._admin = self._admin, None
             if admin is not None:
                 in_background(_close_admin, admin)
