@@ -45,6 +45,8 @@ FREEZE_MIN_S = min(max(float(os.environ.get("FAULTS_KAFKA_FREEZE_S", "30")), 10.
                    FREEZE_MAX_S)
 #: The stated recovery bound: from SIGCONT to writes accepted and /readyz ready.
 RECOVERY_BOUND_S = 60.0
+#: Without writes the broker is resumed as soon as /readyz said it was down (or by then).
+IDLE_FREEZE_S = 30.0
 WRITERS = 3
 
 
@@ -86,14 +88,15 @@ class InProcessApi:
 class Traffic:
     """Writer threads making follows, and a /readyz poller, recording every answer."""
 
-    def __init__(self, api: InProcessApi, settings: ServingSettings) -> None:
+    def __init__(self, api: InProcessApi, settings: ServingSettings,
+                 writers: int = WRITERS) -> None:
         self.api = api
         self.settings = settings
         self.stop = threading.Event()
         self.writes: list[Answer] = []
         self.readiness: list[Answer] = []
         self.threads = [threading.Thread(target=self._write, args=(n,), daemon=True)
-                        for n in range(WRITERS)]
+                        for n in range(writers)]
         self.threads.append(threading.Thread(target=self._poll_readiness, daemon=True))
 
     def _exchange(self, client: httpx.Client, method: str, url: str,
@@ -236,3 +239,31 @@ def test_writes_and_readiness_recover_after_kafka_is_frozen(
     missing = [event_id for event_id in accepted if produced[event_id] == 0]
     assert not missing, f"{len(missing)} writes answered 202 are not in Kafka"
     assert max(produced.values()) == 1, "an event is in Kafka more than once"
+
+
+def test_readiness_follows_a_frozen_kafka_without_writes(
+        freeze_settings: ServingSettings, kafka_pid: int) -> None:
+    """No write fails to tell: /readyz itself must notice the broker does not answer."""
+    settings = freeze_settings
+    with InProcessApi(settings) as api, Traffic(api, settings, writers=0) as traffic:
+        start = time.monotonic()
+        eventually(lambda: traffic.ready_after(start), "/readyz ready before the freeze",
+                   timeout_s=RECOVERY_BOUND_S, detail=traffic.summary)
+        print(f"\nfreezing Kafka (pid {kafka_pid}), no writes, for {IDLE_FREEZE_S:.0f} s at most")
+        frozen_at = time.monotonic()
+        os.kill(kafka_pid, signal.SIGSTOP)
+        try:
+            while time.monotonic() < frozen_at + IDLE_FREEZE_S and not any(
+                    kafka_down(a) and a.started > frozen_at for a in list(traffic.readiness)):
+                time.sleep(0.2)
+        finally:
+            os.kill(kafka_pid, signal.SIGCONT)
+            thawed_at = time.monotonic()
+        down = [a for a in traffic.readiness if kafka_down(a) and a.started > frozen_at]
+        assert down, f"/readyz never said Kafka was down while it was frozen ({traffic.summary()})"
+        print(f"/readyz said Kafka was down {down[0].ended - frozen_at:.1f} s into the freeze")
+        ready = eventually(lambda: traffic.ready_after(thawed_at),
+                           "/readyz ready after Kafka came back",
+                           timeout_s=RECOVERY_BOUND_S, detail=traffic.summary)
+    print(f"/readyz ready {ready.ended - thawed_at:.1f} s after SIGCONT; {traffic.summary()}")
+    assert all(set(a.body["checks"].values()) <= {"ok", "down"} for a in traffic.readiness)
