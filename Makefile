@@ -10,7 +10,7 @@ FEEDCTL := $(VENV)/bin/feedctl
 STATE := .local
 STAMP := $(VENV)/.installed
 
-.PHONY: help deps system-deps test-deps venv jars run stop status test test-unit test-integration lint clean-state \
+.PHONY: help deps system-deps test-deps venv jars run stop status test test-unit test-integration test-faults lint clean-state \
         bench-fanout bench-serve bench-rebuild
 
 help: ## list the targets
@@ -72,6 +72,9 @@ test-unit: venv ## unit tests only (no services)
 
 test-integration: test-deps ## integration and e2e tests on the real local stack
 	$(VENV)/bin/pytest tests/integration tests/e2e -q
+
+test-faults: deps ## fault injection on the real local stack (freezes its services; docs/RELIABILITY.md)
+	$(VENV)/bin/pytest -m faults tests/faults -q
 
 test: test-deps lint ## lint, then every test; the fixtures start the stack if it is not up
 	$(VENV)/bin/pytest -q
