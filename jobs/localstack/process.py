@@ -4,16 +4,19 @@ The stack starts real servers as plain child processes (there is no Docker engin
 build machines). Each one gets a folder under the stack's state directory holding its
 pid file and log; `stop` signals exactly the pid it recorded, after checking that the
 pid still belongs to that server (its command line carries a marker), so a recycled pid
-is never killed by mistake.
+is never killed by mistake. Whoever starts or stops a server holds its folder's lock
+(`locked`), so `feedctl local up`, `stop` and the supervisor never race on one server.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,11 +52,37 @@ class ManagedProcess:
         """Standard output and error of the process."""
         return self.home / "logs" / "console.log"
 
+    @property
+    def lock_file(self) -> Path:
+        """Held while the process is being started or stopped."""
+        return self.home / "start.lock"
+
+    @contextlib.contextmanager
+    def locked(self, *, wait: bool = True) -> Iterator[bool]:
+        """Hold the start/stop lock; yields False (lock not held) when busy and not ``wait``."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        with self.lock_file.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def recorded_pid(self) -> int | None:
+        """The pid in the pid file, alive or not."""
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
     def pid(self) -> int | None:
         """The pid of the running process, or None when it is not running."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
+        pid = self.recorded_pid()
+        if pid is None:
             return None
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
@@ -107,7 +136,13 @@ class ManagedProcess:
         """Stop the process (SIGTERM, then SIGKILL after ``timeout_s``).
 
         Returns True when a running process was stopped, False when none was running.
+        The pid file goes too, under the lock: a supervisor never takes the stopped
+        process for a crashed one.
         """
+        with self.locked():
+            return self._stop(timeout_s)
+
+    def _stop(self, timeout_s: float) -> bool:
         pid = self.pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
