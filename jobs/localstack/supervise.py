@@ -28,8 +28,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel
-
 from feedline.settings import REPO_ROOT, StackSettings, get_stack_settings
 from jobs.localstack import restarts
 from jobs.localstack.base import Service
@@ -110,7 +108,7 @@ class Supervisor:
             reason = exit_reason(svc.process)
             delay = record.crashed(now, reason, self.backoff)
             restarts.save(svc.home, record)
-            self.say(f"{svc.name}: died ({reason}); restart in {delay:.0f}s "
+            self.say(f"{svc.name}: died ({reason}); restart in {delay:.1f}s "
                      f"(crash {record.crashes_in_a_row} in a row)")
         if not record.restart_due(now):
             return
@@ -121,7 +119,7 @@ class Supervisor:
             delay = record.crashed(now, f"restart failed: {type(error).__name__}: {error}",
                                    self.backoff)
             restarts.save(svc.home, record)
-            self.say(f"{svc.name}: {record.last_reason}; next try in {delay:.0f}s")
+            self.say(f"{svc.name}: {record.last_reason}; next try in {delay:.1f}s")
             return
         record.restarted(now)
         restarts.save(svc.home, record)
@@ -151,16 +149,6 @@ class Supervisor:
             self.say(f"{svc.name}: stable for {self.backoff.stable_s:.0f}s; backoff reset")
 
 
-def settings_env(settings: StackSettings) -> dict[str, str]:
-    """The settings as ``FEEDLINE_<BLOCK>`` JSON variables, so a child reads exactly these."""
-    env = {}
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
-        key = f"FEEDLINE_{name.upper()}"
-        env[key] = value.model_dump_json() if isinstance(value, BaseModel) else str(value)
-    return env
-
-
 class SupervisorService(Service):
     """The supervisor daemon as a process of the stack (pid file, log, heartbeat)."""
 
@@ -183,19 +171,25 @@ class SupervisorService(Service):
         """Where it reports."""
         return f"log: {self.process.log_file}"
 
+    @property
+    def settings_file(self) -> Path:
+        """The stack's settings as JSON, read by the daemon (and nothing else)."""
+        return self.home / "settings.json"
+
     def prepare(self) -> None:
-        """Nothing to write."""
+        """Write the settings the daemon works with: exactly this stack's."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.settings_file.write_text(self.settings.model_dump_json(indent=1) + "\n")
 
     def command(self) -> tuple[list[str], Mapping[str, str]]:
-        """Run this module's entry point with the stack's settings in the environment."""
+        """Run this module's entry point on the stack's settings."""
         argv = [sys.executable, "-m", "jobs.localstack.supervise",
+                "--settings-file", str(self.settings_file),
                 "--heartbeat-file", str(self.heartbeat), "--services", self.services,
                 "--poll-s", str(self.poll_s), "--first-backoff-s", str(self.backoff.first_s),
                 "--max-backoff-s", str(self.backoff.cap_s),
                 "--stable-s", str(self.backoff.stable_s)]
-        env = settings_env(self.settings)
-        env["PYTHONPATH"] = str(REPO_ROOT)
-        return argv, env
+        return argv, {"PYTHONPATH": str(REPO_ROOT)}
 
     def healthy(self) -> bool:
         """The daemon runs and touched its heartbeat recently."""
@@ -223,13 +217,16 @@ def run(argv: Sequence[str] | None = None) -> int:
                                      description="Restart crashed local-stack services.")
     parser.add_argument("--services", default=DEFAULT_SERVICES,
                         help="module:function returning the services to watch")
+    parser.add_argument("--settings-file", type=Path,
+                        help="StackSettings as JSON (default: from the environment)")
     parser.add_argument("--heartbeat-file", type=Path, help="touched after each look")
     parser.add_argument("--poll-s", type=float, default=POLL_S)
     parser.add_argument("--first-backoff-s", type=float, default=Backoff.first_s)
     parser.add_argument("--max-backoff-s", type=float, default=Backoff.cap_s)
     parser.add_argument("--stable-s", type=float, default=Backoff.stable_s)
     args = parser.parse_args(argv)
-    settings = get_stack_settings()
+    settings = (StackSettings.model_validate_json(args.settings_file.read_text())
+                if args.settings_file else get_stack_settings())
     watched = _load_services(args.services, settings)
     backoff = Backoff(args.first_backoff_s, args.max_backoff_s, args.stable_s)
     supervisor = Supervisor(watched, backoff, say=_say)

@@ -14,7 +14,7 @@ from feedline.settings import LocalStackSettings, StackSettings
 from jobs.localstack import restarts
 from jobs.localstack.base import Service
 from jobs.localstack.restarts import Backoff, RestartRecord
-from jobs.localstack.supervise import Supervisor, settings_env
+from jobs.localstack.supervise import Supervisor, SupervisorService
 from tests.support.waiting import eventually
 
 
@@ -151,13 +151,11 @@ def test_supervisor_waits_for_the_backoff(sleeper: _Sleeper) -> None:
     assert record.restarts == 0 and record.restart_due_at is not None
 
 
-def test_settings_reach_the_daemon_as_json_blocks(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_daemon_gets_exactly_the_stack_settings(tmp_path: Path) -> None:
+    # Not the environment: a caller's FEEDLINE_* variables must not redirect the daemon.
     settings = StackSettings(local=LocalStackSettings(state_dir=tmp_path, kafka_heap="300m"))
-    env = settings_env(settings)
-    for key in list(os.environ):
-        if key.startswith("FEEDLINE_"):
-            monkeypatch.delenv(key)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    assert StackSettings() == settings
+    daemon = SupervisorService(settings)
+    daemon.prepare()
+    assert StackSettings.model_validate_json(daemon.settings_file.read_text()) == settings
+    argv, _ = daemon.command()
+    assert argv[argv.index("--settings-file") + 1] == str(daemon.settings_file)
