@@ -31,6 +31,35 @@ def _signal_group(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """``/proc/PID/stat`` after the command name: state, ppid, pgrp, session, ..."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except (FileNotFoundError, IndexError, ProcessLookupError):
+        return None
+
+
+def session_leftovers(leader: int) -> list[int]:
+    """Live processes still in the session (and group) that dead ``leader`` started.
+
+    A server's helpers outlive it when it is killed (uvicorn's workers keep its port,
+    PyFlink's workers keep memory). While any of them lives, the kernel does not hand
+    ``leader``'s number to a new process, so they are found without a marker; a live
+    leader (a recycled pid, or the server itself) means there are no leftovers to take.
+    """
+    fields = _stat_fields(leader)
+    if fields is not None and fields[0] != "Z":
+        return []
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == leader:
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields and fields[0] != "Z" and fields[2] == fields[3] == str(leader):
+            found.append(int(entry.name))
+    return found
+
+
 @dataclass(frozen=True)
 class ManagedProcess:
     """A server process owned by the local stack."""
@@ -93,6 +122,22 @@ class ManagedProcess:
             return None
         return pid
 
+    def kill_leftovers(self, timeout_s: float = 10.0) -> int:
+        """SIGKILL what the dead recorded process left running; returns how many."""
+        leader = self.recorded_pid()
+        if leader is None or self.pid() is not None:
+            return 0
+        leftovers = session_leftovers(leader)
+        for pid in leftovers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout_s
+        while session_leftovers(leader) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return len(leftovers)
+
     def start(
         self,
         argv: Sequence[str],
@@ -104,11 +149,16 @@ class ManagedProcess:
         """Start the process detached from the caller's session and record its pid.
 
         Returns once the server's own command line is visible (or the process ended).
+        What an earlier, dead run left behind (see `session_leftovers`) is killed first.
         """
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        leftovers = self.kill_leftovers()
         full_env = dict(os.environ)
         full_env.update(env or {})
         with self.log_file.open("ab") as log:
+            if leftovers:
+                log.write(f"\n--- killed {leftovers} process(es) left by the dead pid "
+                          f"{self.recorded_pid()}".encode())
             log.write(f"\n--- start {time.strftime('%Y-%m-%dT%H:%M:%S%z')}: {argv[0]}\n".encode())
             log.flush()
             proc = subprocess.Popen(

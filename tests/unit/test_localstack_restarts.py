@@ -13,6 +13,7 @@ import pytest
 from feedline.settings import LocalStackSettings, StackSettings
 from jobs.localstack import restarts
 from jobs.localstack.base import Service
+from jobs.localstack.process import ManagedProcess, session_leftovers
 from jobs.localstack.restarts import Backoff, RestartRecord
 from jobs.localstack.supervise import Supervisor, SupervisorService
 from tests.support.waiting import eventually
@@ -159,3 +160,39 @@ def test_the_daemon_gets_exactly_the_stack_settings(tmp_path: Path) -> None:
     assert StackSettings.model_validate_json(daemon.settings_file.read_text()) == settings
     argv, _ = daemon.command()
     assert argv[argv.index("--settings-file") + 1] == str(daemon.settings_file)
+
+
+def test_a_restart_first_kills_what_the_dead_server_left_running(tmp_path: Path) -> None:
+    # Like uvicorn's workers, which keep serving the port after their parent is killed.
+    proc = ManagedProcess("forker", tmp_path / "forker", "feedline-test-forker")
+    child_pid_file = tmp_path / "child.pid"
+    script = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        f"open({str(child_pid_file)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(120)\n"
+    )
+    argv = [sys.executable, "-c", script, "feedline-test-forker"]
+    leader = proc.start(argv)
+    try:
+        eventually(child_pid_file.exists, "the server to fork its child", every_s=0.05)
+        child = int(child_pid_file.read_text())
+        os.kill(leader, signal.SIGKILL)
+        eventually(lambda: proc.pid() is None, "the leader to be gone", every_s=0.02)
+        assert session_leftovers(leader) == [child]
+        child_pid_file.unlink()
+        proc.start(argv)
+        assert session_leftovers(leader) == []
+        assert not _alive(child)
+        assert "killed 1 process(es) left by the dead pid" in proc.log_file.read_text()
+    finally:
+        proc.stop(timeout_s=5)
+
+
+def test_a_live_recycled_pid_is_never_taken_for_a_dead_leader() -> None:
+    assert session_leftovers(os.getpid()) == []  # alive: whatever its session holds stays
+
+
+def _alive(pid: int) -> bool:
+    fields = Path(f"/proc/{pid}/stat")
+    return fields.exists() and fields.read_text().rsplit(") ", 1)[1][:1] != "Z"
