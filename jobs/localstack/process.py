@@ -39,16 +39,26 @@ def _stat_fields(pid: int) -> list[str] | None:
         return None
 
 
+def _running(pid: int) -> bool:
+    """True for a live process that is not exiting (an exiting one has no command line)."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] in ("Z", "X"):
+        return False
+    try:
+        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def session_leftovers(leader: int) -> list[int]:
     """Live processes still in the session (and group) that dead ``leader`` started.
 
     A server's helpers outlive it when it is killed (uvicorn's workers keep its port,
     PyFlink's workers keep memory). While any of them lives, the kernel does not hand
-    ``leader``'s number to a new process, so they are found without a marker; a live
+    ``leader``'s number to a new process, so they are found without a marker; a running
     leader (a recycled pid, or the server itself) means there are no leftovers to take.
     """
-    fields = _stat_fields(leader)
-    if fields is not None and fields[0] != "Z":
+    if _running(leader):
         return []
     found = []
     for entry in Path("/proc").iterdir():

@@ -141,7 +141,7 @@ def up(settings: StackSettings, say: Say = print,
         svc.after_healthy()
         if on_ready is not None:
             on_ready(svc.name)
-    _start_supervisor(settings, say)
+    start_supervisor(settings, say)
     took = time.monotonic() - began
     say(f"stack up in {took:.1f}s")
     return took
@@ -156,7 +156,7 @@ def _note_restart(svc: Service) -> None:
     restarts.save(svc.home, record)
 
 
-def _start_supervisor(settings: StackSettings, say: Say) -> None:
+def start_supervisor(settings: StackSettings, say: Say) -> None:
     """Start the supervisor unless it runs (then it is left alone)."""
     supervisor = SupervisorService(settings)
     with supervisor.process.locked():

@@ -64,8 +64,18 @@ def exit_reason(process: ManagedProcess) -> str:
             if os.WIFSIGNALED(status):
                 return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
             return f"exited with status {os.WEXITSTATUS(status)}"
-    last = process.log_tail(1).strip()[-160:]
-    return f"process {pid} gone (exit status unknown; log ends: {last!r})"
+    return f"process {pid} gone (exit status unknown; log ends: {_last_line(process)!r})"
+
+
+def _last_line(process: ManagedProcess, limit: int = 160) -> str:
+    """The log's last non-empty line, reading only its end (server logs grow large)."""
+    try:
+        with process.log_file.open("rb") as log:
+            log.seek(max(log.seek(0, os.SEEK_END) - 4096, 0))
+            lines = log.read().decode(errors="replace").strip().splitlines()
+    except FileNotFoundError:
+        return ""
+    return lines[-1][-limit:] if lines else ""
 
 
 class Supervisor:
@@ -225,8 +235,14 @@ def run(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-backoff-s", type=float, default=Backoff.cap_s)
     parser.add_argument("--stable-s", type=float, default=Backoff.stable_s)
     args = parser.parse_args(argv)
-    settings = (StackSettings.model_validate_json(args.settings_file.read_text())
-                if args.settings_file else get_stack_settings())
+    if args.settings_file:
+        settings = StackSettings.model_validate_json(args.settings_file.read_text())
+        # The servers it starts get their settings from these, as `up` gave them: a
+        # FEEDLINE_* variable of whoever ran `up` must not override them in a restart.
+        for key in [k for k in os.environ if k.startswith("FEEDLINE_")]:
+            del os.environ[key]
+    else:
+        settings = get_stack_settings()
     watched = _load_services(args.services, settings)
     backoff = Backoff(args.first_backoff_s, args.max_backoff_s, args.stable_s)
     supervisor = Supervisor(watched, backoff, say=_say)

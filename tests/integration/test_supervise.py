@@ -194,3 +194,24 @@ def test_shared_stack_gcs_killed_comes_back_and_status_shows_the_restart(stack) 
     finally:
         if ours is not None:
             ours.process.stop(timeout_s=10)
+
+
+def test_up_starts_one_supervisor_and_down_stops_it_before_the_services(tmp_path: Path) -> None:
+    # A stack of its own with no service running: only the supervisor's start and stop.
+    settings = StackSettings(local=LocalStackSettings(state_dir=tmp_path))
+    said: list[str] = []
+    try:
+        local_stack.start_supervisor(settings, said.append)
+        first = local_stack.supervisor_status(settings).pid
+        local_stack.start_supervisor(settings, said.append)  # idempotent
+        assert first is not None and local_stack.supervisor_status(settings).pid == first
+        assert "already running" in said[-1]
+        eventually(lambda: local_stack.supervisor_status(settings).healthy, "the supervisor",
+                   detail=SupervisorService(settings).process.log_tail)
+        said.clear()
+        local_stack.down(settings, say=said.append)
+        assert said[0].startswith("supervisor") and "stopped" in said[0]
+        assert all("was not running" in line for line in said[1:])
+        assert local_stack.supervisor_status(settings).pid is None
+    finally:
+        local_stack.stop_supervisor(settings)
