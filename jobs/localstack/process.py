@@ -199,6 +199,8 @@ class ManagedProcess:
         The pid file goes too, under the lock: a supervisor never takes the stopped
         process for a crashed one.
         """
+        if not self.pid_file.exists():
+            return False
         with self.locked():
             return self._stop(timeout_s)
 
