@@ -72,6 +72,9 @@ def _status(args: argparse.Namespace) -> int:
         if supervisor.healthy:
             print(f"{'supervisor':<18} {'running':<10} pid {supervisor.pid:<8} "
                   "restarts crashed services")
+        elif supervisor.pid:
+            print(f"{'supervisor':<18} {'starting':<10} pid {supervisor.pid:<8} "
+                  "no look at the services yet")
         else:
             print(f"{'supervisor':<18} {'stopped':<10} pid {'-':<8} crashed services are NOT "
                   "restarted (`feedctl local up` starts it)")

@@ -161,12 +161,15 @@ def start_supervisor(settings: StackSettings, say: Say) -> None:
     supervisor = SupervisorService(settings)
     with supervisor.process.locked():
         pid = supervisor.process.pid()
-        if pid is None:
-            pid = supervisor.start()
-            say(f"{supervisor.name:<18} started (pid {pid}): crashed services restart "
-                f"by themselves (log: {supervisor.process.log_file})")
-        else:
+        if pid is not None:
             say(f"{supervisor.name:<18} already running (pid {pid})")
+            return
+        began = time.monotonic()
+        pid = supervisor.start()
+        # Once `up` returns, supervision is in effect: wait for the first look.
+        _wait_healthy(supervisor, settings.local.start_timeout_s, lambda _: None, began)
+        say(f"{supervisor.name:<18} running (pid {pid}): crashed services restart by "
+            f"themselves (log: {supervisor.process.log_file})")
 
 
 def stop_supervisor(settings: StackSettings, say: Say = print) -> bool:
