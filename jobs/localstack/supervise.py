@@ -8,7 +8,8 @@ before anything else. Every second it looks at each service's pid file:
 - no pid file: the service was never started by this stack (a healthy one of another
   checkout is reused) or was stopped on purpose, so it is left alone;
 - the recorded process is gone: a crash. It is noted in the service's ``restarts.json``
-  and the service is started again through `Service.start` after a backoff that doubles
+  and the service is started again through `Service.start` (which first kills what the
+  dead run left in its session) after a backoff that doubles
   with each crash in a row (1 s, 2 s, 4 s ... capped at 60 s) and resets once the service
   has stayed healthy for 30 s; ``after_healthy`` (topics, buckets) runs once it is healthy;
 - the process runs: nothing is done, even when it does not answer (a frozen or busy
