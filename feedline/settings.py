@@ -30,7 +30,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: The JWT secret shipped for local development; refused in any other environment.
+#: The JWT secret shipped for local development; refused unless the environment is
+#: explicitly dev or test (the API's default environment is prod).
 DEV_JWT_SECRET = "feedline-development-secret-change-me-now"  # noqa: S105 (a documented placeholder)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -174,7 +175,8 @@ class ApiSettings(_Block):
     port: int = 8000
     """TCP port of the API."""
     jwt_secret: str = DEV_JWT_SECRET
-    """HS256 secret for bearer tokens; the placeholder is refused outside dev."""
+    """HS256 secret for bearer tokens; the placeholder is refused unless the environment is
+    dev or test."""
     rate_limit_per_minute: int = Field(default=600, ge=1)
     """Requests per user per minute before 429."""
     workers: int = Field(default=1, ge=1, le=64)
@@ -260,8 +262,9 @@ class _FeedlineSettings(BaseSettings):
         except ValidationError as error:
             raise SettingsError(describe_validation_error(error)) from None
 
-    environment: Literal["dev", "test", "staging", "prod"] = "dev"
-    """Deployment environment; placeholder secrets are refused outside dev and test."""
+    environment: Literal["dev", "test", "staging", "prod"] = "prod"
+    """Deployment environment; placeholder secrets are refused outside dev and test, so an
+    API started without its configuration fails closed (only the local stack defaults to dev)."""
     kafka: KafkaSettings = KafkaSettings()
     """Event log."""
     cql: CqlSettings = CqlSettings()
@@ -309,6 +312,9 @@ class BatchSettings(_FeedlineSettings):
 class StackSettings(_FeedlineSettings):
     """The local stack and `feedctl` (it needs every endpoint plus the process details)."""
 
+    environment: Literal["dev", "test", "staging", "prod"] = "dev"
+    """The local stack is a development stack: dev unless set; the API it starts (and the
+    tokens `feedctl token` mints for it) get this environment explicitly."""
     flink: FlinkSettings = FlinkSettings()
     """Flink cluster."""
     api: ApiSettings = ApiSettings()

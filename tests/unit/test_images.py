@@ -160,6 +160,19 @@ def test_the_api_image_installs_the_core_and_serves_on_the_published_port() -> N
     assert any(entry.endswith(f":{port}") for entry in COMPOSE["services"]["api"]["ports"])
 
 
+def test_the_api_image_fails_closed_without_its_configuration(tmp_path: Path) -> None:
+    # The image sets no environment and no secret: `serving.main:app` started with only the
+    # image's ENV (and no .env in its empty WORKDIR) must refuse the development placeholder.
+    image_env = " ".join(rest for kw, rest in instructions(API_DOCKERFILE) if kw == "ENV")
+    assert "FEEDLINE_" not in image_env
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run([sys.executable, "-c", "import serving.main as m; m.app"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "FEEDLINE_API__JWT_SECRET is the development placeholder" in done.stderr
+    assert "'prod'" in done.stderr
+
+
 def test_the_flink_image_holds_the_jars_and_interpreter_compose_names() -> None:
     copies = {rest.split()[-1].rstrip("/"): rest for kw, rest in instructions(FLINK_DOCKERFILE)
               if kw == "COPY" and rest.startswith("--from=")}

@@ -100,6 +100,19 @@ def test_batch_entry_point_answers_a_typo_in_one_line(tmp_path: Path) -> None:
         " did you mean FEEDLINE_REDIS__URL?"]
 
 
+def test_placeholder_secret_refused_unless_dev_or_test_is_chosen(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env
+    monkeypatch.delenv("FEEDLINE_ENVIRONMENT", raising=False)
+    monkeypatch.delenv("FEEDLINE_API__JWT_SECRET", raising=False)
+    with pytest.raises(SettingsError, match="secret for environment 'prod'"):
+        ServingSettings()
+    assert StackSettings().environment == "dev"  # the local stack is a development stack
+    for chosen in ("dev", "test"):
+        monkeypatch.setenv("FEEDLINE_ENVIRONMENT", chosen)
+        assert ServingSettings().api.jwt_secret == DEV_JWT_SECRET
+
+
 def test_placeholder_secret_refused_outside_dev(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEEDLINE_ENVIRONMENT", "prod")
     with pytest.raises(SettingsError, match="JWT_SECRET is the development placeholder"):
