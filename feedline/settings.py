@@ -177,6 +177,16 @@ class ApiSettings(_Block):
     jwt_secret: str = DEV_JWT_SECRET
     """HS256 secret for bearer tokens; the placeholder is refused unless the environment is
     dev or test."""
+    jwt_max_bytes: int = Field(default=4096, ge=256, le=64 * 1024)
+    """Longest bearer token accepted (401 past it, checked before decoding)."""
+    jwt_max_lifetime_s: int = Field(default=30 * 24 * 3600, ge=60)
+    """Longest a token may be valid for: its ``exp`` at most this far ahead (and past its
+    ``iat``); a longer-lived token gets 401."""
+    jwt_issuer: str | None = None
+    """Required ``iss`` claim of bearer tokens; None: not checked."""
+    jwt_audience: str | None = None
+    """Required ``aud`` claim of bearer tokens; None: not checked (a token naming an
+    audience is then refused)."""
     rate_limit_per_minute: int = Field(default=600, ge=1)
     """Requests per user per minute before 429."""
     workers: int = Field(default=1, ge=1, le=64)

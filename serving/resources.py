@@ -21,7 +21,7 @@ from feedline.stores.media_store import MediaStore, MediaUploads, MediaUrls
 from feedline.stores.post_store import PostStore
 from feedline.stores.request_guards import IdempotencyRecords, RateLimiter
 from schemas.redis_keys import RedisKeys
-from serving.auth import TokenVerifier
+from serving.auth import TokenVerifier, token_policy
 from serving.cursor import cursor_key
 from serving.ids import id_key
 
@@ -47,7 +47,7 @@ class Resources:
             settings.kafka, max_block_ms=api.kafka_max_block_ms,
             delivery_timeout_ms=api.kafka_delivery_timeout_ms,
             retry_after_s=api.kafka_retry_after_s)
-        self.tokens = TokenVerifier(api.jwt_secret)
+        self.tokens = TokenVerifier(api.jwt_secret, policy=token_policy(api))
         self.rate_limiter = RateLimiter(self.redis, self.keys,
                                         per_minute=api.rate_limit_per_minute)
         self.idempotency = IdempotencyRecords(self.redis, self.keys,

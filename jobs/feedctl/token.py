@@ -44,8 +44,14 @@ def _token(args: argparse.Namespace) -> int:
         print(f"feedctl token: refused: {error}", file=sys.stderr)
         return 2  # a configuration error
     ttl_s = int(args.ttl_days * DAY_S)
+    if ttl_s > settings.api.jwt_max_lifetime_s:
+        print(f"feedctl token: --ttl-days exceeds the API's longest token lifetime "
+              f"({settings.api.jwt_max_lifetime_s} s, FEEDLINE_API__JWT_MAX_LIFETIME_S)",
+              file=sys.stderr)
+        return 2
     try:
-        token = issue_token(settings.api.jwt_secret, args.user_id, ttl_s=ttl_s)
+        token = issue_token(settings.api.jwt_secret, args.user_id, ttl_s=ttl_s,
+                            issuer=settings.api.jwt_issuer, audience=settings.api.jwt_audience)
     except ValueError as error:
         print(f"feedctl token: {error}", file=sys.stderr)
         return 2

@@ -59,3 +59,12 @@ def test_token_refuses_bad_ids_and_the_placeholder_in_prod(
     code, lines, err = run_token(capsys, "u1")
     assert code == 2 and not lines  # a configuration error
     assert "development placeholder" in err
+
+
+def test_token_refuses_a_lifetime_the_api_would_refuse(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEEDLINE_API__JWT_MAX_LIFETIME_S", str(2 * 24 * 3600))
+    code, lines, err = run_token(capsys, "u1", "--ttl-days", "3")
+    assert code == 2 and not lines
+    assert "FEEDLINE_API__JWT_MAX_LIFETIME_S" in err
+    assert run_token(capsys, "u1", "--ttl-days", "2")[0] == 0
