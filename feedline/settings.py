@@ -111,6 +111,10 @@ class RedisSettings(_Block):
     """redis-py connection URL."""
     key_prefix: str = "fl"
     """Prefix of every feedline key (tests use a unique one each)."""
+    guards_url: str | None = None
+    """Redis of the API's request guards (rate-limit counters, Idempotency-Key records), which
+    must not be evicted: run it with ``maxmemory-policy noeviction`` (every guard key has a
+    TTL and a bounded size). None: the cache at ``url``, whose LRU eviction can drop them."""
 
 
 class StorageSettings(_Block):
@@ -188,7 +192,20 @@ class ApiSettings(_Block):
     """Required ``aud`` claim of bearer tokens; None: not checked (a token naming an
     audience is then refused)."""
     rate_limit_per_minute: int = Field(default=600, ge=1)
-    """Requests per user per minute before 429."""
+    """Requests per user per minute before 429 (per worker while Redis is down)."""
+    anonymous_rate_limit_per_minute: int = Field(default=300, ge=1)
+    """Unauthenticated requests (``/readyz``, ``/metrics``, bad tokens) per client IP per
+    minute before 429 (per worker while Redis is down)."""
+    max_concurrent_requests: int = Field(default=512, ge=1)
+    """Requests one worker handles at once; past it 503 with Retry-After."""
+    request_deadline_s: float = Field(default=15.0, gt=0)
+    """Longest one request may take before 504 (above the Kafka and CQL timeouts)."""
+    max_header_bytes: int = Field(default=16 * 1024, ge=4096)
+    """Largest request head (request line and headers); past it 431 and the connection
+    closes."""
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    """Longest a client may take to send a request's head once it starts (or once it
+    connects); past it the connection closes (slowloris)."""
     workers: int = Field(default=1, ge=1, le=64)
     """uvicorn worker processes the local stack starts (metrics are then multi-process)."""
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)

@@ -5,6 +5,10 @@ Rate limit: a sliding-window counter. Each user has one counter per fixed window
 the current window) + current < limit``, which smooths the burst a fixed window allows at
 its edges while costing one small script call.
 
+When Redis cannot count (down, full, or known down by the breaker), ``RateLimits`` counts
+in process memory instead (``LocalRateLimiter``, the same sliding window, per worker): the
+limit never simply switches off while reads fall back to the CQL store.
+
 Idempotency: the first request with a given key stores the event it built (and its
 response) under ``RedisKeys.idempotency`` for ``ttl_s``; a retry with the same key and the
 same request gets the same event back — same event id, same post or comment id — and
@@ -15,14 +19,19 @@ deduplicate on the event id).
 from __future__ import annotations
 
 import json
+import logging
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
+from feedline.stores.errors import Breaker
 from feedline.stores.lua import source
 from schemas.redis_keys import RedisKeys
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +118,69 @@ class RateLimiter:
         allowed, current, previous = await self._script(keys=list(window.keys),
                                                          args=window.args())
         return window.decision(bool(allowed), current, previous)
+
+
+class LocalRateLimiter:
+    """``RateLimiter``'s sliding window in process memory (one worker's view).
+
+    Keeps the newest ``max_subjects`` subjects; an older one forgotten starts afresh.
+    """
+
+    def __init__(self, *, per_minute: int, window_s: int = 60,
+                 max_subjects: int = 100_000) -> None:
+        self.limit = per_minute
+        self.window_s = window_s
+        self.max_subjects = max_subjects
+        self._counts: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
+
+    def check(self, subject: str, now_s: float) -> RateDecision:
+        """Count one request of ``subject`` at ``now_s`` unless it is over the limit."""
+        index, elapsed = window_position(now_s, self.window_s)
+        seen_index, seen_current, seen_previous = self._counts.pop(subject, (index, 0, 0))
+        if seen_index == index:
+            current, previous = seen_current, seen_previous
+        elif seen_index == index - 1:
+            current, previous = 0, seen_current
+        else:
+            current, previous = 0, 0
+        window = RateWindow((subject, subject), self.limit, 1 - elapsed / self.window_s,
+                            elapsed, self.window_s)
+        allowed = previous * window.weight + current < self.limit
+        if allowed:
+            current += 1
+        self._counts[subject] = (index, current, previous)
+        if len(self._counts) > self.max_subjects:
+            self._counts.popitem(last=False)
+        return window.decision(allowed, current, previous)
+
+
+class RateLimits:
+    """A rate limit counted in Redis, or in process memory while Redis cannot count."""
+
+    def __init__(self, limiter: RateLimiter, breaker: Breaker, *, what: str) -> None:
+        self.redis = limiter
+        self.local = LocalRateLimiter(per_minute=limiter.limit, window_s=limiter.window_s)
+        self.breaker = breaker
+        self.what = what
+        # Imported here: feed_reader imports this module (through feed_cache).
+        from feedline.stores.feed_reader import REDIS_DOWN
+        self._redis_down = REDIS_DOWN
+
+    @property
+    def limit(self) -> int:
+        """Requests per window."""
+        return self.redis.limit
+
+    async def check(self, subject: str, now_s: float) -> RateDecision:
+        """Count one request of ``subject``: in Redis, else in this process."""
+        if self.breaker.allows():
+            try:
+                return await self.redis.check(subject, now_s)
+            except self._redis_down as error:
+                self.breaker.trip()
+                log.warning("%s rate limit counted in process: redis unavailable (%s)",
+                            self.what, error)
+        return self.local.check(subject, now_s)
 
 
 @dataclass(frozen=True, slots=True)
