@@ -27,6 +27,8 @@ def test_api_service_hands_the_stack_settings_to_the_api(monkeypatch: pytest.Mon
     assert served.api.port == 8123 and served.api.rate_limit_per_minute == 77
     assert served.cql == stack.cql and served.redis == stack.redis
     assert env["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "api" / "metrics")
+    assert env["FEEDLINE_ENVIRONMENT"] == "dev"  # chosen explicitly: the API's default is prod
+    assert env["UVICORN_HTTP"] == "serving.http_protocol:GuardedHttpToolsProtocol"
     (tmp_path / "api" / "metrics").mkdir(parents=True)
     (tmp_path / "api" / "metrics" / "counter_1.db").write_text("stale")
     service.prepare()
