@@ -10,7 +10,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from feedline.settings import ApiSettings, RedisSettings, ServingSettings, StackSettings
+from feedline.settings import RedisSettings, ServingSettings, StackSettings
 from serving.main import create_app
 from tests.integration import test_api_stack
 from tests.integration.test_api_stack import Seeder, auth
