@@ -222,6 +222,8 @@ class ApiSettings(_Block):
     emulator's or storage.googleapis.com's URL of the object."""
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     """How long an Idempotency-Key maps to the event it produced."""
+    idempotency_max_keys_per_user: int = Field(default=1000, ge=1)
+    """Most Idempotency-Key records one user keeps; one more drops the user's oldest."""
     kafka_max_block_ms: int = Field(default=1500, ge=100)
     """Longest a produce call may wait for broker metadata before the write gets 503."""
     kafka_delivery_timeout_ms: int = Field(default=4000, ge=500)

@@ -67,7 +67,8 @@ class Resources:
         self.client_limits = RateLimits(anonymous, self.guards_breaker, what="client")
         """Per-client-IP limit of unauthenticated requests (``serving.deps.client_subject``)."""
         self.idempotency = IdempotencyRecords(self.guards_redis, self.keys,
-                                              ttl_s=api.idempotency_ttl_s)
+                                              ttl_s=api.idempotency_ttl_s,
+                                              max_keys=api.idempotency_max_keys_per_user)
         self.cursor_key = cursor_key(api.jwt_secret)
         self.id_key = id_key(api.jwt_secret)
         self.media_url = MediaUrls(settings.storage, api.media_base_url)
