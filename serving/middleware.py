@@ -127,13 +127,18 @@ class RequestContextMiddleware:
 UNAUTHENTICATED_PATHS = frozenset({"/readyz", "/metrics"})
 
 
+#: Liveness stays answerable under overload: a 503 there would get a busy worker restarted.
+UNCAPPED_PATHS = frozenset({"/healthz"})
+
+
 class ServerGuardMiddleware:
     """Guards of one worker that run before authentication.
 
-    A cap on the requests handled at once (503 with Retry-After past it), a deadline on each
-    request (504 when it passes before the response started) and the per-client-IP limit of
-    the unauthenticated paths (429). The request head's size and receipt deadline are the
-    HTTP protocol's (``serving.http_protocol``): they act before any ASGI code runs.
+    A cap on the requests handled at once (503 with Retry-After past it; ``/healthz`` is
+    exempt), a deadline on each request (504 when it passes before the response started)
+    and the per-client-IP limit of the unauthenticated paths (429). The request head's size
+    and receipt deadline are the HTTP protocol's (``serving.http_protocol``): they act
+    before any ASGI code runs.
     """
 
     def __init__(self, app: ASGIApp, *, resources: Resources, max_concurrent: int,
@@ -149,7 +154,7 @@ class ServerGuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.max_concurrent:
+        if self.in_flight >= self.max_concurrent and scope["path"] not in UNCAPPED_PATHS:
             busy = problem_response(503, "overloaded", f"this server is handling "
                                     f"{self.max_concurrent} requests already; retry shortly",
                                     headers={"Retry-After": "1"})

@@ -155,7 +155,11 @@ def guarded_app(*, max_concurrent: int, deadline_s: float,
     async def inner_timeout(_request: Request) -> PlainTextResponse:
         raise TimeoutError("a dependency's own timeout")
 
-    app = Starlette(routes=[Route("/wait", wait), Route("/inner-timeout", inner_timeout)])
+    async def healthz(_request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/wait", wait), Route("/inner-timeout", inner_timeout),
+                            Route("/healthz", healthz)])
     resources = Resources(UNREACHABLE)
     guarded = ServerGuardMiddleware(app, resources=resources, max_concurrent=max_concurrent,
                                     deadline_s=deadline_s)
@@ -173,6 +177,7 @@ def test_requests_past_the_concurrency_cap_get_503() -> None:
             while len(entered) < 2:  # both are inside the app
                 await asyncio.sleep(0.01)
             refused = await client.get("/wait")
+            assert (await client.get("/healthz")).status_code == 200  # liveness is exempt
             assert refused.headers["content-type"] == "application/problem+json"
             assert refused.headers["retry-after"] == "1"
             release.set()
