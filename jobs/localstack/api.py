@@ -9,6 +9,9 @@ from collections.abc import Mapping
 
 from jobs.localstack.base import Service
 
+#: uvicorn's HTTP protocol with a size limit and a receipt deadline on request heads.
+HTTP_PROTOCOL = "serving.http_protocol:GuardedHttpToolsProtocol"
+
 #: Settings blocks the API reads, handed to it so it serves exactly the stack's endpoints.
 _BLOCKS = ("kafka", "cql", "redis", "storage", "feed", "api")
 
@@ -45,6 +48,8 @@ class ApiService(Service):
                for block in _BLOCKS}
         env["FEEDLINE_ENVIRONMENT"] = self.settings.environment
         env["PROMETHEUS_MULTIPROC_DIR"] = str(self.home / "metrics")
+        # uvicorn's --http, read from its environment: limits on each request head.
+        env["UVICORN_HTTP"] = HTTP_PROTOCOL
         return argv, env
 
     def healthy(self) -> bool:
