@@ -63,7 +63,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from feedline.rules.effects import NotificationDelete, NotificationEffect, NotificationUpsert
+from feedline.rules.effects import (
+    Effect,
+    NotificationDelete,
+    NotificationEffect,
+    NotificationUpsert,
+)
 from feedline.rules.fanout import Edge, Version
 
 LIKE, COMMENT, FOLLOW, MENTION = "like", "comment", "follow", "mention"
@@ -513,12 +518,14 @@ class NotificationBook:
 
     groups: dict[str, dict[str, Group]] = field(default_factory=dict)
 
-    def apply(self, effects: Iterable[NotificationEffect]) -> None:
-        """Apply effects in order."""
+    def apply(self, effects: Iterable[Effect]) -> None:
+        """Apply notification effects in order (any other effect is a mistake)."""
         for e in effects:
             if isinstance(e, NotificationUpsert):
                 self.groups.setdefault(e.recipient_id, {})[e.group_key] = Group(
                     e.type, e.post_id, e.count, e.actors, e.latest_ms)
+            elif not isinstance(e, NotificationDelete):
+                raise TypeError(f"not a notification effect: {e!r}")
             else:
                 owned = self.groups.get(e.recipient_id, {})
                 owned.pop(e.group_key, None)

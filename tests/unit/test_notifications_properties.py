@@ -4,6 +4,7 @@ any event set, in any order, with redelivered events and replays after a restart
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -36,7 +37,7 @@ def event_lists(draw: st.DrawFn) -> list:
             ["post_created"] * 3 + ["post_deleted"] + ["like"] * 4 + ["unlike"] * 2
             + ["comment"] * 3 + ["comment_deleted", "follow", "follow", "follow", "unfollow"]))
         when = BASE + timedelta(seconds=draw(st.integers(0, 20)))
-        common = {"event_id": f"evt{i:05d}", "event_time": when}
+        common: dict[str, Any] = {"event_id": f"evt{i:05d}", "event_time": when}
         post = draw(st.sampled_from(POSTS))
         user = draw(st.sampled_from(USERS))
         if kind == "post_created":
@@ -54,7 +55,8 @@ def event_lists(draw: st.DrawFn) -> list:
             e = new_event(kind, user_id=user, post_id=post, **common)
         else:
             number = draw(st.integers(0, 4))  # a comment id certifies its author
-            extra = {"text": draw(st.sampled_from(TEXTS))} if kind == "comment" else {}
+            extra: dict[str, Any] = (
+                {"text": draw(st.sampled_from(TEXTS))} if kind == "comment" else {})
             e = new_event(kind, user_id=USERS[number], post_id=post, comment_id=f"c{number}",
                           **extra, **common)
         events.append(e)
