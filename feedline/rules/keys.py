@@ -13,12 +13,15 @@ into a dead letter and keep going; the batch jobs stop on it).
 | post     | ``PostEngagementState`` | ``post:ID`` | counters   |
 | user     | ``UserCounterState``    | ``user:ID`` | counters   |
 | npost    | ``PostNotificationState`` | ``npost:ID`` | notifications |
-| recipient | ``FolloweeNotificationState`` | ``recipient:ID`` | notifications |
+| recipient | ``RecipientNotificationState`` | ``recipient:ID`` | notifications |
 
 The notifications job's keys route through ``NOTIFICATION_ROUTES``, a table of its own:
 ``rule_keys(event)`` without a job, and every job but ``Job.NOTIFICATIONS``, see
 ``ROUTES`` only, so the fan-out and counters engines (streaming, rebuild, backfill,
-``RulesEngine``) never meet a notification key until a job asks for them by name.
+``RulesEngine``) never meet a notification key until a job asks for them by name. A
+``npost`` key's mention effects are candidates: they go on to the mentioned user's
+``recipient`` key (``notification_recipients.apply_mention_candidate``), a second hop
+``notification_book.NotificationEngine`` shows.
 """
 
 from __future__ import annotations
@@ -43,12 +46,14 @@ from feedline.rules.fanout import (
     apply_post_created,
     apply_post_deleted,
 )
+from feedline.rules.notification_recipients import (
+    RecipientNotificationState,
+    apply_recipient_event,
+    recipient_state,
+)
 from feedline.rules.notifications import (
-    FolloweeNotificationState,
     PostNotificationState,
-    apply_follow_notification,
     apply_post_notification,
-    followee_state,
     post_state,
 )
 
@@ -195,7 +200,7 @@ RuleState = (
     | PostEngagementState
     | UserCounterState
     | PostNotificationState
-    | FolloweeNotificationState
+    | RecipientNotificationState
 )
 
 
@@ -208,7 +213,7 @@ def new_state(key: RuleKey) -> RuleState:
     if key.kind is KeyKind.NOTIFIED_POST:
         return post_state(key.ident)
     if key.kind is KeyKind.RECIPIENT:
-        return followee_state(key.ident)
+        return recipient_state(key.ident)
     return UserCounterState(key.ident)
 
 
@@ -220,8 +225,8 @@ def apply_event(state: RuleState, event: Any, config: RulesConfig) -> list[Effec
         return _apply_post_counters(state, event)
     if isinstance(state, PostNotificationState):
         return list(apply_post_notification(state, event))
-    if isinstance(state, FolloweeNotificationState):
-        return list(apply_follow_notification(state, event))
+    if isinstance(state, RecipientNotificationState):
+        return list(apply_recipient_event(state, event))
     return _apply_user_counters(state, event)
 
 
@@ -286,19 +291,22 @@ def _apply_user_counters(state: UserCounterState, event: Any) -> list[Effect]:
     raise ValueError(f"{kind} does not concern user counters")
 
 
-_NOTIFY_POST_ROUTES = ((KeyKind.NOTIFIED_POST, "post_id"),)
-_NOTIFY_FOLLOW_ROUTES = ((KeyKind.RECIPIENT, "followee_id"),)
+_NOTIFY_UPLOAD_ROUTES = ((KeyKind.NOTIFIED_POST, "post_id"), (KeyKind.RECIPIENT, "author_id"))
+_NOTIFY_ENGAGEMENT_ROUTES = ((KeyKind.NOTIFIED_POST, "post_id"), (KeyKind.RECIPIENT, "user_id"))
+_NOTIFY_FOLLOW_ROUTES = ((KeyKind.RECIPIENT, "followee_id"), (KeyKind.RECIPIENT, "follower_id"))
 
 #: The notifications job's keys per event type (consulted only for ``Job.NOTIFICATIONS``):
 #: a post's events by post (its author, the recipient, is named by ``post_created``),
-#: follows by the followee (the recipient).
+#: follows by the followee (the recipient); and every event to the ``recipient`` key of
+#: each user taking part, which from then on knows the user exists (mentions of unknown
+#: users are held back there: ``feedline.rules.notifications``).
 NOTIFICATION_ROUTES: dict[str, tuple[tuple[KeyKind, str], ...]] = {
-    "post_created": _NOTIFY_POST_ROUTES,
-    "post_deleted": _NOTIFY_POST_ROUTES,
-    "like": _NOTIFY_POST_ROUTES,
-    "unlike": _NOTIFY_POST_ROUTES,
-    "comment": _NOTIFY_POST_ROUTES,
-    "comment_deleted": _NOTIFY_POST_ROUTES,
+    "post_created": _NOTIFY_UPLOAD_ROUTES,
+    "post_deleted": _NOTIFY_UPLOAD_ROUTES,
+    "like": _NOTIFY_ENGAGEMENT_ROUTES,
+    "unlike": _NOTIFY_ENGAGEMENT_ROUTES,
+    "comment": _NOTIFY_ENGAGEMENT_ROUTES,
+    "comment_deleted": _NOTIFY_ENGAGEMENT_ROUTES,
     "follow": _NOTIFY_FOLLOW_ROUTES,
     "unfollow": _NOTIFY_FOLLOW_ROUTES,
 }

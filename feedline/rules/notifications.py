@@ -18,7 +18,8 @@ their own action. Groups, each one row of the recipient's list:
   post's author, which only ``post_created`` states (``post_author_id`` is optional in
   the engagement events), so the post keys its groups: a post's notifications exist
   while the post is live (created and not deleted) and all vanish when it is deleted.
-* ``recipient:USER`` (follow, unfollow keyed by followee) owns the follow groups.
+* ``recipient:USER`` owns the user's follow groups (follows keyed by followee) and gates
+  the mentions of the user (below); every event the user takes part in reaches it.
 
 **Exact counts.** A count is the number of others whose engagement is current: likes by
 the same last-writer-wins register per (post, actor) as ``counters`` (so a like counts
@@ -30,7 +31,7 @@ keeps one small register per actor (``PostRegisters``, ``FollowerRegisters``): n
 summary can answer "does actor X like this post" for 100,000 likers. Those registers are
 a map, one entry per actor, read and written one entry per event (a streaming job holds
 them in keyed map state, never re-serialising them whole); everything else a key holds is
-its summary (``PostSummary``, ``FolloweeSummary``), bounded whatever the like count.
+its summary (``PostSummary``, ``RecipientSummary``), bounded whatever the like count.
 
 **Actors shown, exactly.** Each group keeps a window of its ``window`` newest entries
 *ever* (likers by their newest like, comments by time, followers by their newest follow
@@ -42,34 +43,48 @@ replay and the rebuild show the same actors. ``latest_at`` is the time of the ne
 entry the group ever had (a retraction takes the actor out, not the group back in time).
 
 **Bounds.** The summary of a post holds two windows, two counts and the caption's
-mentions (at most ``max_mentions``), whatever its likes; a followee's holds one count and
-window per day that has follows. A post's first ``post_created`` (and a delete) walks its
-registers once; every other event costs O(window). The per-recipient cap (the newest
-``group_cap`` groups, ``visible``) is applied where a recipient's whole list is: the
+mentions (at most ``max_mentions``), whatever its likes; a recipient's holds one count
+and window per day that has follows (bounded per day, growing with the days) and, while
+the user is unknown, the held mentions (at most ``group_cap``). A post's first
+``post_created`` (and a delete) walks its registers once; every other event costs
+O(window). The per-recipient cap (the newest ``group_cap`` groups,
+``notification_book.newest_groups``) is applied where a recipient's whole list is: the
 stores keep every live group, Redis and the API serve the newest ``group_cap``.
+
+**Modules.** This one holds what is shared and the post rules;
+``notification_recipients`` the follow groups and the mention gate; ``notification_book``
+the recipients' lists in memory and the keys run in one process (``NotificationEngine``).
 
 Mentions: ``@`` then a user id (1-64 of ``A-Za-z0-9_-``), not preceded by an id
 character (so ``a@b`` is not one) and not longer than 64; the first ``max_mentions``
-distinct ids of a text count. Whether a mentioned id belongs to a user who exists is not
-known to these keys; see ``MentionGate``.
+distinct ids of a text count. **Unknown users**: a mention notifies only a known user,
+one who appears in some event as an actor, author, follower or followee (feedline has no
+user registry; a user exists once they have acted or been followed). A post key cannot
+know that, so its mention items are candidates (``is_mention``), sent on to the
+mentioned user's ``recipient`` key
+(``notification_recipients.apply_mention_candidate``), which every event of that user
+also reaches: a known user's key passes mentions on; an unknown one's holds them (the
+newest ``group_cap``, as only those could be shown) and releases them when the user
+first appears. So the result is the same in any order; it is exact unless more than
+``group_cap`` mentions of a not-yet-known id were held and one of the newest was
+retracted before the user appeared (an older one is not brought back).
 """
 
 from __future__ import annotations
 
 import re
 from bisect import insort
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from feedline.rules.effects import (
-    Effect,
     NotificationDelete,
     NotificationEffect,
     NotificationUpsert,
 )
-from feedline.rules.fanout import Edge, Version
+from feedline.rules.fanout import Version
 
 LIKE, COMMENT, FOLLOW, MENTION = "like", "comment", "follow", "mention"
 NOTIFICATION_TYPES = (LIKE, COMMENT, FOLLOW, MENTION)
@@ -339,22 +354,22 @@ def apply_post_notification(state: PostNotificationState, event: Any) -> list[No
                 u for u in mentioned_users(event.caption, s.params.max_mentions)
                 if u != event.author_id)
             _rederive(s, r)
-        return _diff(s, before, _all_post_groups(s, r), event)
+        return diff_groups(s, before, _all_post_groups(s, r), event)
     if kind == "post_deleted":
         before = _all_post_groups(s, r)
         s.deleted = True
         state.registers = PostRegisters()  # nothing of a deleted post ever shows again
-        return _diff(s, before, {}, event)
+        return diff_groups(s, before, {}, event)
     if kind in ("like", "unlike"):
         before = _post_groups(s, r)
         _apply_like(s, r, event.user_id, version, kind == "like")
-        return _diff(s, before, _post_groups(s, r), event)
+        return diff_groups(s, before, _post_groups(s, r), event)
     if kind in ("comment", "comment_deleted"):
         comment_id = event.comment_id
         before = {**_post_groups(s, r), **_comment_mentions(s, r, comment_id)}
         _apply_comment(s, r, event, comment_id, version)
         after = {**_post_groups(s, r), **_comment_mentions(s, r, comment_id)}
-        return _diff(s, before, after, event)
+        return diff_groups(s, before, after, event)
     raise ValueError(f"{kind} does not concern a post's notifications")
 
 
@@ -391,101 +406,17 @@ def _apply_comment(s: PostSummary, r: PostRegisters, event: Any, comment_id: str
         s.comment_window.offer(comment.created, comment_id)
 
 
-# --- followees: follow groups per UTC day ---------------------------------------------------
+# --- effects -------------------------------------------------------------------------------
 
 
-@dataclass
-class FollowerRegisters:
-    """Per-follower follow registers of one followee (a keyed map in a streaming job)."""
+class Revisioned(Protocol):
+    """A key's summary, counting the effects it emitted."""
 
-    edges: dict[str, Edge] = field(default_factory=dict)
-
-
-@dataclass
-class FollowDay:
-    """One UTC day's follow group: current followers since that day, newest follows."""
-
-    count: int
-    window: Window
+    revision: int
 
 
-@dataclass
-class FolloweeSummary:
-    """The bounded-per-day part of a followee's notification state."""
-
-    user_id: str
-    params: NotificationParams = DEFAULT_PARAMS
-    days: dict[str, FollowDay] = field(default_factory=dict)
-    revision: int = 0
-
-
-@dataclass
-class FolloweeNotificationState:
-    """Keyed state of a user's follow notifications (key ``recipient:USER``)."""
-
-    summary: FolloweeSummary
-    registers: FollowerRegisters = field(default_factory=FollowerRegisters)
-
-
-def followee_state(user_id: str,
-                   params: NotificationParams = DEFAULT_PARAMS) -> FolloweeNotificationState:
-    """The state of a followee before its first event."""
-    return FolloweeNotificationState(FolloweeSummary(user_id, params))
-
-
-def _day_of(edge: Edge | None) -> str | None:
-    return utc_day(edge.since_ms) if edge is not None and edge.following else None
-
-
-def _follow_groups(s: FolloweeSummary, r: FollowerRegisters,
-                   days: Iterable[str]) -> dict[Slot, Group]:
-    groups: dict[Slot, Group] = {}
-    for day in days:
-        group = s.days.get(day)
-        if group is None or group.count <= 0:
-            continue
-        actors = [f for _, f in group.window.newest_first()
-                  if _day_of(r.edges.get(f)) == day][: s.params.shown_actors]
-        groups[(s.user_id, follow_key(day))] = Group(
-            FOLLOW, None, group.count, tuple(actors), group.window.newest_ms())
-    return groups
-
-
-def apply_follow_notification(state: FolloweeNotificationState,
-                              event: Any) -> list[NotificationEffect]:
-    """Apply a follow or unfollow of this user; returns the effects, in order."""
-    s, r = state.summary, state.registers
-    kind = event.event_type
-    if kind not in ("follow", "unfollow"):
-        raise ValueError(f"{kind} does not concern follow notifications")
-    follower, version = event.follower_id, (int(event.event_time_ms), str(event.event_id))
-    if follower == s.user_id:
-        return []
-    edge = r.edges.setdefault(follower, Edge())
-    # Days whose group this event can change: the follower's day before and after (the
-    # start may move to another follow it made), and the day of the event itself.
-    days = {utc_day(v[0]) for v in edge.follows} | {utc_day(version[0])}
-    before = _follow_groups(s, r, days)
-    day_before = _day_of(edge)
-    edge.apply(version, kind == "follow")
-    day_after = _day_of(edge)
-    if day_before != day_after:
-        if day_before is not None:
-            s.days[day_before].count -= 1
-        if day_after is not None:
-            s.days.setdefault(day_after, FollowDay(0, Window(s.params.window))).count += 1
-    if kind == "follow":
-        day = utc_day(version[0])
-        s.days.setdefault(day, FollowDay(0, Window(s.params.window))).window.offer(
-            version, follower)
-    return _diff(s, before, _follow_groups(s, r, days), event)
-
-
-# --- effects and the recipient's list -------------------------------------------------------
-
-
-def _diff(owner: PostSummary | FolloweeSummary, before: dict[Slot, Group],
-          after: dict[Slot, Group], event: Any) -> list[NotificationEffect]:
+def diff_groups(owner: Revisioned, before: dict[Slot, Group], after: dict[Slot, Group],
+                event: Any) -> list[NotificationEffect]:
     """The upserts and deletes turning ``before`` into ``after``, in slot order."""
     effects: list[NotificationEffect] = []
     when, event_id = int(event.event_time_ms), str(event.event_id)
@@ -506,33 +437,7 @@ def _diff(owner: PostSummary | FolloweeSummary, before: dict[Slot, Group],
     return effects
 
 
-def newest_groups(groups: dict[str, Group], cap: int) -> list[tuple[str, Group]]:
-    """A recipient's visible list: the newest ``cap`` groups by (latest_at, group_key)."""
-    ranked = sorted(groups.items(), key=lambda kv: (kv[1].latest_ms, kv[0]), reverse=True)
-    return ranked[:cap]
-
-
-@dataclass
-class NotificationBook:
-    """Notification effects applied to dictionaries: every recipient's live groups."""
-
-    groups: dict[str, dict[str, Group]] = field(default_factory=dict)
-
-    def apply(self, effects: Iterable[Effect]) -> None:
-        """Apply notification effects in order (any other effect is a mistake)."""
-        for e in effects:
-            if isinstance(e, NotificationUpsert):
-                self.groups.setdefault(e.recipient_id, {})[e.group_key] = Group(
-                    e.type, e.post_id, e.count, e.actors, e.latest_ms)
-            elif not isinstance(e, NotificationDelete):
-                raise TypeError(f"not a notification effect: {e!r}")
-            else:
-                owned = self.groups.get(e.recipient_id, {})
-                owned.pop(e.group_key, None)
-                if not owned:
-                    self.groups.pop(e.recipient_id, None)
-
-    def visible(self, recipient_id: str, cap: int = DEFAULT_PARAMS.group_cap
-                ) -> list[tuple[str, Group]]:
-        """What the recipient sees, newest first."""
-        return newest_groups(self.groups.get(recipient_id, {}), cap)
+def is_mention(effect: object) -> bool:
+    """A mention item's effect, which a post key emits as a candidate for the gate."""
+    return (isinstance(effect, NotificationUpsert | NotificationDelete)
+            and effect.group_key.startswith(f"{MENTION}:"))

@@ -21,16 +21,14 @@ from feedline.rules.keys import (
     new_state,
     rule_keys,
 )
+from feedline.rules.notification_book import NotificationEngine
+from feedline.rules.notification_recipients import RecipientNotificationState, recipient_state
 from feedline.rules.notifications import (
     DEFAULT_PARAMS,
-    FolloweeNotificationState,
-    NotificationBook,
     NotificationParams,
     PostNotificationState,
     apply_post_notification,
-    followee_state,
     mentioned_users,
-    post_state,
 )
 from schemas.event_contracts import new_event
 from schemas.redis_notifications import NOTIFICATION_CAP
@@ -61,23 +59,13 @@ def follow(follower: str, followee: str, when: datetime, kind: str = "follow") -
     return new_event(kind, follower_id=follower, followee_id=followee, event_time=when)
 
 
-class Notifications:
+class Notifications(NotificationEngine):
     """The notifications job's keys, in memory, and the book their effects fill."""
-
-    def __init__(self, params: NotificationParams = DEFAULT_PARAMS) -> None:
-        self.params = params
-        self.states: dict[RuleKey, Any] = {}
-        self.book = NotificationBook()
 
     def apply(self, *events: Any) -> list[Any]:
         effects: list[Any] = []
         for event in events:
-            for key in rule_keys(event, Job.NOTIFICATIONS):
-                if key not in self.states:
-                    make = post_state if key.kind is KeyKind.NOTIFIED_POST else followee_state
-                    self.states[key] = make(key.ident, self.params)
-                effects.extend(apply_event(self.states[key], event, RulesConfig()))
-        self.book.apply(effects)
+            effects.extend(NotificationEngine.apply(self, event))
         return effects
 
     def groups(self, user: str) -> dict[str, tuple]:
@@ -102,7 +90,7 @@ def test_own_actions_never_notify() -> None:
     # The contract refuses a self-follow; the rules ignore one anyway.
     self_follow = SimpleNamespace(event_type="follow", follower_id="ann", followee_id="ann",
                                   event_time_ms=1, event_id="e-self-follow")
-    state = followee_state("ann")
+    state = recipient_state("ann")
     assert apply_event(state, self_follow, RulesConfig()) == []
 
 
@@ -117,7 +105,7 @@ def test_mention_syntax() -> None:
 
 def test_likes_before_the_post_wait_for_its_author() -> None:
     n = Notifications()
-    n.apply(like("bob"), like("ann"), comment("cat", "c1", "@dan"))
+    n.apply(like("bob"), like("ann"), comment("cat", "c1", "@dan"), like("dan", "p9"))
     assert n.book.groups == {}  # who is the recipient? only post_created says
     n.apply(post())
     assert n.groups("ann") == {"like:p1": ("like", 1, ("bob",)),
@@ -125,9 +113,41 @@ def test_likes_before_the_post_wait_for_its_author() -> None:
     assert n.groups("dan") == {"mention:p1:c1": ("mention", 1, ("cat",))}
 
 
+def test_mentions_of_unknown_users_are_held_until_they_appear() -> None:
+    n = Notifications()
+    n.apply(post(caption="hi @ghost @dan @eve"), comment("bob", "c1", "@dan @eve"),
+            comment("bob", "c2", "@eve"))
+    assert set(n.book.groups) == {"ann"}  # nobody mentioned has appeared in any event
+    n.apply(new_event("comment_deleted", user_id="bob", post_id="p1", comment_id="c2",
+                      event_time=at(5)))
+    n.apply(follow("dan", "zed", at(6)))  # dan acts: known, his held mentions are released
+    assert n.groups("dan") == {"mention:p1": ("mention", 1, ("ann",)),
+                               "mention:p1:c1": ("mention", 1, ("bob",))}
+    n.apply(follow("fay", "eve", at(7)))  # being followed makes eve known too
+    assert set(n.groups("eve")) == {"mention:p1", "mention:p1:c1", "follow:2026-11-30"}
+    assert "ghost" not in n.book.groups
+    # Known users get later mentions at once, and their retraction.
+    n.apply(comment("bob", "c3", "@dan", t=8))
+    assert "mention:p1:c3" in n.groups("dan")
+    n.apply(new_event("comment_deleted", user_id="bob", post_id="p1", comment_id="c3",
+                      event_time=at(9)))
+    assert "mention:p1:c3" not in n.groups("dan")
+
+
+def test_an_unknown_users_held_mentions_keep_the_newest_cap() -> None:
+    n = Notifications(NotificationParams(group_cap=3))
+    for i in range(5):
+        n.apply(post(f"p{i}", "bob", caption="@ghost", t=i))
+    n.apply(like("ghost", "p0", t=10))  # ghost appears
+    assert sorted(n.groups("ghost")) == ["mention:p2", "mention:p3", "mention:p4"]
+    assert [e.revision for e in n.apply(post("p5", "bob", caption="@ghost", t=11))] == [4]
+
+
 def test_retractions_count_down_and_an_empty_group_disappears() -> None:
     n = Notifications()
-    n.apply(post(), like("bob", t=1), like("cat", t=2), comment("dan", "c1", "@eve", t=3))
+    n.apply(post(), like("bob", t=1), like("cat", t=2), comment("dan", "c1", "@eve", t=3),
+            like("eve", "p9"))
+    assert "mention:p1:c1" in n.groups("eve")
     effects = n.apply(like("cat", t=4, kind="unlike"))
     assert [type(e) for e in effects] == [NotificationUpsert]
     assert n.groups("ann")["like:p1"] == ("like", 1, ("bob",))
@@ -141,6 +161,7 @@ def test_retractions_count_down_and_an_empty_group_disappears() -> None:
 
 def test_a_deleted_post_takes_all_its_notifications_with_it() -> None:
     n = Notifications()
+    n.apply(like("cat", "p9"), like("eve", "p9"))  # cat and eve are known users
     n.apply(post(caption="@cat"), like("bob"), comment("dan", "c1", "@eve"))
     assert set(n.book.groups) == {"ann", "cat", "eve"}
     effects = n.apply(new_event("post_deleted", author_id="ann", post_id="p1", event_time=at(9)))
@@ -276,10 +297,12 @@ def test_the_notification_keys_are_gated_off_the_existing_jobs() -> None:
     like_event = like("bob")
     assert set(NOTIFICATION_ROUTES) == set(ROUTES)
     assert rule_keys(like_event) == (RuleKey(KeyKind.POST, "p1"),)
-    assert rule_keys(like_event, Job.NOTIFICATIONS) == (RuleKey(KeyKind.NOTIFIED_POST, "p1"),)
+    assert rule_keys(like_event, Job.NOTIFICATIONS) == (
+        RuleKey(KeyKind.NOTIFIED_POST, "p1"), RuleKey(KeyKind.RECIPIENT, "bob"))
     followed = follow("bob", "ann", at(0))
     assert RuleKey(KeyKind.RECIPIENT, "ann") not in rule_keys(followed)
-    assert rule_keys(followed, Job.NOTIFICATIONS) == (RuleKey(KeyKind.RECIPIENT, "ann"),)
+    assert rule_keys(followed, Job.NOTIFICATIONS) == (
+        RuleKey(KeyKind.RECIPIENT, "ann"), RuleKey(KeyKind.RECIPIENT, "bob"))
     engine = RulesEngine()
     engine.apply(post())
     engine.apply(like_event)
@@ -287,7 +310,7 @@ def test_the_notification_keys_are_gated_off_the_existing_jobs() -> None:
     for key, text, kind in ((RuleKey(KeyKind.NOTIFIED_POST, "p1"), "npost:p1",
                              PostNotificationState),
                             (RuleKey(KeyKind.RECIPIENT, "ann"), "recipient:ann",
-                             FolloweeNotificationState)):
+                             RecipientNotificationState)):
         assert key.text == text and RuleKey.parse(text, Job.NOTIFICATIONS) == key
         assert isinstance(new_state(key), kind) and key.job is Job.NOTIFICATIONS
     state = pickle.loads(pickle.dumps(new_state(RuleKey(KeyKind.NOTIFIED_POST, "p1"))))
