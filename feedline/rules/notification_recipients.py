@@ -44,7 +44,7 @@ class FollowDay:
 
 @dataclass
 class RecipientSummary:
-    """The bounded-per-day part of a followee's notification state."""
+    """The summary of a recipient's state: follow groups by day, the mention gate."""
 
     user_id: str
     params: NotificationParams = DEFAULT_PARAMS
@@ -66,7 +66,7 @@ class RecipientNotificationState:
 
 def recipient_state(user_id: str,
                    params: NotificationParams = DEFAULT_PARAMS) -> RecipientNotificationState:
-    """The state of a followee before its first event."""
+    """The state of a user's recipient key before its first event."""
     return RecipientNotificationState(RecipientSummary(user_id, params))
 
 
@@ -129,7 +129,8 @@ def apply_recipient_event(state: RecipientNotificationState,
         s.known = True
         held = sorted(s.held.values(), key=lambda e: (e.latest_ms, e.group_key))
         s.held = {}
-        effects.extend(_restamp(s, effect) for effect in held)
+        # Never written while held: each is new to the recipient's list.
+        effects.extend(_restamp(s, replace(effect, previous_latest_ms=None)) for effect in held)
     return effects
 
 

@@ -29,9 +29,10 @@ follow that started the current following, the followers table's ``followed_at``
 Counting a retraction exactly needs to know whether *that* actor is counted, so each key
 keeps one small register per actor (``PostRegisters``, ``FollowerRegisters``): no bounded
 summary can answer "does actor X like this post" for 100,000 likers. Those registers are
-a map, one entry per actor, read and written one entry per event (a streaming job holds
-them in keyed map state, never re-serialising them whole); everything else a key holds is
-its summary (``PostSummary``, ``RecipientSummary``), bounded whatever the like count.
+a map, one entry per actor, of which an event reads or writes a few (its actor's and the
+window's): a streaming job is to hold them in keyed map state, never re-serialising them
+whole. Everything else a key holds is its summary (``PostSummary``,
+``RecipientSummary``), bounded whatever the like count.
 
 **Actors shown, exactly.** Each group keeps a window of its ``window`` newest entries
 *ever* (likers by their newest like, comments by time, followers by their newest follow

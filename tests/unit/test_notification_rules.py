@@ -120,7 +120,10 @@ def test_mentions_of_unknown_users_are_held_until_they_appear() -> None:
     assert set(n.book.groups) == {"ann"}  # nobody mentioned has appeared in any event
     n.apply(new_event("comment_deleted", user_id="bob", post_id="p1", comment_id="c2",
                       event_time=at(5)))
-    n.apply(follow("dan", "zed", at(6)))  # dan acts: known, his held mentions are released
+    released = n.apply(follow("dan", "zed", at(6)))  # dan acts: known, mentions released
+    assert [(e.group_key, e.previous_latest_ms) for e in released
+            if isinstance(e, NotificationUpsert) and e.recipient_id == "dan"] == [
+        ("mention:p1", None), ("mention:p1:c1", None)]
     assert n.groups("dan") == {"mention:p1": ("mention", 1, ("ann",)),
                                "mention:p1:c1": ("mention", 1, ("bob",))}
     n.apply(follow("fay", "eve", at(7)))  # being followed makes eve known too
