@@ -11,15 +11,17 @@
 | ``{p}:celebs`` | SET | authors currently above the celebrity threshold |
 | ``{p}:rl:{user_id}:{window}`` | STRING | rate-limit counter of one window |
 | ``{p}:idem:{user_id}:{key}`` | STRING | event id produced for an Idempotency-Key |
+
+The hashes' fields, with their encode and decode, are in ``schemas.redis_hashes``.
+
+Notifications (``schemas.redis_notifications``): one recipient's keys put the user id in a
+hash tag (``{u1}``), so they share a Redis Cluster slot and one script reads them together.
+
+| key | type | holds |
+|---|---|---|
 | ``{p}:nz:{{user_id}}`` | ZSET | notification groups: group keys scored by latest_at (ms), capped |
 | ``{p}:ng:{{user_id}}`` | HASH | notification group payloads by group key |
 | ``{p}:nr:{{user_id}}`` | STRING | notifications read through (ms); only moves forward |
-
-The notification keys put the user id in a hash tag (``{u1}``), so one recipient's keys
-share a Redis Cluster slot and one script can read them together
-(``schemas.redis_notifications``).
-
-The hashes' fields, with their encode and decode, are in ``schemas.redis_hashes``.
 """
 
 from __future__ import annotations
