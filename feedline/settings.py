@@ -258,6 +258,13 @@ class LocalStackSettings(_Block):
     """Cassandra inter-node port (bound to loopback)."""
     redis_maxmemory: str = "1gb"
     """Redis maxmemory; eviction drops least-recently-used keys (it is a rebuildable cache)."""
+    redis_guards_port: int = 6380
+    """Port of the guards Redis (rate-limit counters, idempotency records): a second
+    redis-server that never evicts, given to the API as ``redis.guards_url`` unless that is
+    set already."""
+    redis_guards_maxmemory: str = "128mb"
+    """The guards Redis's maxmemory; full, it refuses writes (noeviction) instead of dropping
+    a counter, and the API's guards fall back to counting in process."""
     flink_jobmanager_memory: str = "1024m"
     """Flink JobManager total process memory (1024m leaves ~450 MB heap after metaspace)."""
     flink_taskmanager_memory: str = "1792m"

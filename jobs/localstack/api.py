@@ -8,6 +8,7 @@ import urllib.request
 from collections.abc import Mapping
 
 from jobs.localstack.base import Service
+from jobs.localstack.redis_server import guards_url
 
 #: uvicorn's HTTP protocol with a size limit and a receipt deadline on request heads.
 HTTP_PROTOCOL = "serving.http_protocol:GuardedHttpToolsProtocol"
@@ -46,6 +47,9 @@ class ApiService(Service):
                 "--no-access-log", "--timeout-graceful-shutdown", "10"]
         env = {f"FEEDLINE_{block.upper()}": getattr(self.settings, block).model_dump_json()
                for block in _BLOCKS}
+        # The guards live in the stack's non-evicting Redis (unless configured elsewhere).
+        env["FEEDLINE_REDIS"] = self.settings.redis.model_copy(
+            update={"guards_url": guards_url(self.settings)}).model_dump_json()
         env["FEEDLINE_ENVIRONMENT"] = self.settings.environment
         env["PROMETHEUS_MULTIPROC_DIR"] = str(self.home / "metrics")
         # uvicorn's --http, read from its environment: limits on each request head.

@@ -17,7 +17,7 @@ from jobs.localstack.cassandra import CassandraService
 from jobs.localstack.flink import FlinkJobManagerService, FlinkTaskManagerService
 from jobs.localstack.gcs import GcsEmulatorService
 from jobs.localstack.kafka import KafkaService
-from jobs.localstack.redis_server import RedisService
+from jobs.localstack.redis_server import RedisGuardsService, RedisService
 from jobs.localstack.restarts import RestartRecord
 from jobs.localstack.supervise import SupervisorService
 
@@ -30,6 +30,7 @@ def services(settings: StackSettings) -> list[Service]:
         CassandraService(settings),
         KafkaService(settings),
         RedisService(settings),
+        RedisGuardsService(settings),
         GcsEmulatorService(settings),
         FlinkJobManagerService(settings),
         FlinkTaskManagerService(settings),
