@@ -148,6 +148,12 @@ class FlinkJobManagerService(_FlinkProcess):
     name = "flink-jobmanager"
     role = "jobmanager"
 
+    def after_healthy(self) -> None:
+        """Start again the deployed jobs a restart lost (none when it did not restart)."""
+        from jobs.keeper import resume_lost  # the keeper deploys through this package
+
+        resume_lost(self.settings, say=lambda line: print(f"{self.name:<18} {line}", flush=True))
+
     def healthy(self) -> bool:
         """REST answers /overview."""
         try:
