@@ -25,7 +25,10 @@ def test_api_service_hands_the_stack_settings_to_the_api(monkeypatch: pytest.Mon
     served = ServingSettings()
     assert served.kafka.bootstrap_servers == "k:1"
     assert served.api.port == 8123 and served.api.rate_limit_per_minute == 77
-    assert served.cql == stack.cql and served.redis == stack.redis
+    assert served.cql == stack.cql
+    # The guards (rate limits, idempotency) go to the stack's non-evicting Redis.
+    assert served.redis == stack.redis.model_copy(
+        update={"guards_url": f"redis://127.0.0.1:{stack.local.redis_guards_port}/0"})
     assert env["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "api" / "metrics")
     assert env["FEEDLINE_ENVIRONMENT"] == "dev"  # chosen explicitly: the API's default is prod
     assert env["UVICORN_HTTP"] == "serving.http_protocol:GuardedHttpToolsProtocol"
