@@ -223,7 +223,7 @@ def service_pid(stack: StackSettings, name: str) -> int:
     return pid
 
 
-def _note(message: str) -> None:
+def note(message: str) -> None:
     path = os.environ.get("FAULTS_EVENT_LOG")
     if path:
         with open(path, "a", encoding="utf-8") as log:
@@ -254,7 +254,7 @@ def freeze(stack: StackSettings, name: str, *, min_s: float, max_s: float,
     passed, or after ``max_s`` whatever happens (always, even on an error)."""
     pid = service_pid(stack, name)
     print(f"\nfreezing {name} (pid {pid}) for {min_s:.0f}-{max_s:.0f} s")
-    _note(f"freezing {name} (SIGSTOP pid {pid}) {min_s:.0f}-{max_s:.0f} s")
+    note(f"freezing {name} (SIGSTOP pid {pid}) {min_s:.0f}-{max_s:.0f} s")
     frozen_at = time.monotonic()
     os.kill(pid, signal.SIGSTOP)
     try:
@@ -265,6 +265,6 @@ def freeze(stack: StackSettings, name: str, *, min_s: float, max_s: float,
     finally:
         os.kill(pid, signal.SIGCONT)
         thawed_at = time.monotonic()
-        _note(f"{name} resumed (SIGCONT pid {pid}) after {thawed_at - frozen_at:.1f} s")
+        note(f"{name} resumed (SIGCONT pid {pid}) after {thawed_at - frozen_at:.1f} s")
     print(f"{name} resumed after {thawed_at - frozen_at:.1f} s frozen")
     return Freeze(name, frozen_at, thawed_at)
