@@ -45,8 +45,11 @@ pytestmark = [pytest.mark.faults, pytest.mark.integration]
 api_settings = test_api_stack.api_settings  # this test's topics, keyspace and key prefix
 seeder = test_api_stack.seeder
 
-#: Reads measured per phase (p99 of so few is about their maximum).
-READS = 20
+#: Reads measured per phase (p99 of so few is about their maximum) ...
+READS = 30
+#: ... one started every so often at most, so that a phase outlasts the reader's Redis
+#: breaker pause (``REDIS_PAUSE_S``) and shows the reads that probe Redis again.
+PACE_S = 0.1
 #: Recovery bound once a toxic is removed (a hang guard, not a speed claim).
 RECOVERY_BOUND_S = 120.0
 FRIENDS = ("bob", "carol")
@@ -107,9 +110,12 @@ class Read:
     body: Any
 
 
-def read_feed(client: httpx.Client, settings: ServingSettings, user: str) -> Read:
+def read_feed(client: httpx.Client, settings: ServingSettings, user: str,
+              limit: int = 10) -> Read:
+    """A first page of ``limit`` (10 by default: past the 8 entries the test settings
+    cache per timeline, so the page's tail is read from CQL and hydrated from Redis)."""
     started = time.monotonic()
-    response = client.get("/v1/feed", params={"limit": 10}, headers=auth(settings, user))
+    response = client.get("/v1/feed", params={"limit": limit}, headers=auth(settings, user))
     return Read(time.monotonic() - started, response.status_code,
                 response.headers.get("x-feed-degraded"), response.headers.get("retry-after"),
                 response.headers.get("content-type", ""),
@@ -133,13 +139,15 @@ def summary(label: str, reads: list[Read]) -> str:
 
 
 def phase(client: httpx.Client, settings: ServingSettings, user: str, label: str,
-          results: list[str], reads: int = READS,
-          before_each: Callable[[], None] | None = None) -> list[Read]:
+          results: list[str], reads: int = READS, pace_s: float = 0.0,
+          before_each: Callable[[], None] | None = None, limit: int = 10) -> list[Read]:
     done = []
     for _ in range(reads):
         if before_each is not None:
             before_each()
-        done.append(read_feed(client, settings, user))
+        started = time.monotonic()
+        done.append(read_feed(client, settings, user, limit))
+        time.sleep(max(0.0, pace_s - (time.monotonic() - started)))
     results.append(summary(label, done))
     print(results[-1])
     return done
@@ -179,28 +187,31 @@ def test_slow_redis_reads_fall_back_to_cql_and_recover(
     with InProcessApi(settings) as api, httpx.Client(base_url=api.url, timeout=60) as client:
         warm = read_feed(client, settings, "alice")  # caches the timeline
         assert warm.status == 200 and post_ids(warm) == expected
-        baseline = phase(client, settings, "alice", "no toxic", results)
+        baseline = phase(client, settings, "alice", "no toxic", results, pace_s=PACE_S)
         assert_served(baseline, expected)
         assert not any(r.degraded for r in baseline)
 
         for latency_ms in (300, 450):
             with proxies.redis.toxic("latency", latency=latency_ms):
                 assert_served(phase(client, settings, "alice", f"redis +{latency_ms} ms",
-                                    results), expected)
+                                    results, pace_s=PACE_S), expected)
 
         with proxies.redis.toxic("latency", latency=2000):
-            slow = phase(client, settings, "alice", "redis +2 s", results)
+            slow = phase(client, settings, "alice", "redis +2 s", results, pace_s=PACE_S)
         assert_served(slow, expected)
         # A latency far above the Redis time budget (and socket timeout): the reader gave up
         # on Redis and served the same page from CQL, saying so.
         assert all(r.degraded == "redis" for r in slow)
 
+        removed_at = time.monotonic()
         recovered = eventually(
             lambda: (r := read_feed(client, settings, "alice")).degraded is None and r,
             "reads served from Redis again after the toxic is removed",
-            timeout_s=RECOVERY_BOUND_S)
+            timeout_s=RECOVERY_BOUND_S, every_s=0.1)
+        print(f"reads from Redis again {time.monotonic() - removed_at:.1f} s after the "
+              "latency toxic was removed")
         assert recovered.status == 200 and post_ids(recovered) == expected
-        after = phase(client, settings, "alice", "no toxic (after)", results)
+        after = phase(client, settings, "alice", "no toxic (after)", results, pace_s=PACE_S)
         assert_served(after, expected)
     print("\n".join(["", *results]))
 
@@ -210,7 +221,7 @@ def test_flaky_redis_reads_never_fail_and_guards_hold(
     limit = 8
     settings = net_settings.model_copy(update={"api": ApiSettings(
         **{**net_settings.api.model_dump(), "rate_limit_per_minute": limit})})
-    readers = tuple(f"reader{n}" for n in range(4))
+    readers = tuple(f"reader{n}" for n in range(3))
     seed_world(seeder, readers)
     expected = seeder.newest_first(set(FRIENDS))[:10]
     results: list[str] = []
@@ -231,29 +242,53 @@ def test_flaky_redis_reads_never_fail_and_guards_hold(
             key = {"Idempotency-Key": str(uuid.uuid4())}
             headers = {**auth(settings, readers[2]), **key}
             during = client.put("/v1/users/dave/follow", headers=headers)
+            print(f"write with an Idempotency-Key during the resets: {during.status_code} "
+                  f"{during.text}")
             assert during.status_code in (202, 503), during.text
             if during.status_code == 503:
                 assert during.headers["retry-after"]
                 assert during.headers["content-type"].startswith("application/problem+json")
 
         # Once Redis answers again, retries of that write are applied exactly once.
+        removed_at = time.monotonic()
         retried = eventually(
             lambda: (r := client.put("/v1/users/dave/follow", headers=headers)).status_code
             == 202 and r, "the retried write accepted after the toxic is removed",
-            timeout_s=RECOVERY_BOUND_S)
+            timeout_s=RECOVERY_BOUND_S, every_s=0.1)
+        print(f"the retried write accepted {time.monotonic() - removed_at:.1f} s after the "
+              "reset_peer toxic was removed")
         again = client.put("/v1/users/dave/follow", headers=headers)
         assert again.status_code == 202 and again.json() == retried.json()
         produced = [event for _key, event in consume(settings, settings.kafka.follows_topic)
                     if event["follower_id"] == readers[2]]
         assert [e["event_id"] for e in produced] == [retried.json()["event_id"]]
 
-        with proxies.redis.toxic("bandwidth", rate=1):  # 1 KB/s from Redis
-            narrow = phase(client, settings, readers[3], "redis bandwidth 1 KB/s", results,
-                           reads=limit)
-        assert_served(narrow, expected)
+    print("\n".join(["", *results]))
 
-        eventually(lambda: read_feed(client, settings, readers[3]).degraded is None,
-                   "reads served from Redis again", timeout_s=RECOVERY_BOUND_S)
+
+def test_throttled_redis_reads_are_served(
+        net_settings: ServingSettings, proxies: Proxies, seeder: Seeder) -> None:
+    settings = net_settings
+    seed_world(seeder, ("frank",))
+    expected = seeder.newest_first(set(FRIENDS))[:10]
+    results: list[str] = []
+
+    def from_redis() -> bool:
+        return read_feed(client, settings, "frank").degraded is None
+
+    with InProcessApi(settings) as api, httpx.Client(base_url=api.url, timeout=60) as client:
+        eventually(from_redis, "reads served from Redis", timeout_s=RECOVERY_BOUND_S)
+        baseline = phase(client, settings, "frank", "no toxic", results, pace_s=PACE_S)
+        assert_served(baseline, expected)
+        with proxies.redis.toxic("bandwidth", rate=1):  # 1 KB/s from Redis
+            narrow = phase(client, settings, "frank", "redis bandwidth 1 KB/s", results,
+                           pace_s=PACE_S)
+        assert_served(narrow, expected)
+        removed_at = time.monotonic()
+        eventually(from_redis, "reads served from Redis again after the toxic is removed",
+                   timeout_s=RECOVERY_BOUND_S, every_s=0.1)
+        print(f"reads from Redis again {time.monotonic() - removed_at:.1f} s after the "
+              "bandwidth toxic was removed")
     print("\n".join(["", *results]))
 
 
@@ -290,6 +325,10 @@ def test_slow_and_resetting_cql_answers_or_refuses_precisely(
         with proxies.cql.toxic("latency", latency=500):
             slow = phase(client, settings, "erin", "cql +500 ms, not cached", results,
                          reads=10, before_each=uncache)
+            # A page Redis holds alone (5 of the 8 cached entries) needs no CQL read.
+            cached = phase(client, settings, "erin", "cql +500 ms, cached, limit 5", results,
+                           reads=10, limit=5)
+        assert_served(cached, expected[:5])  # the reads above cached the timeline again
         for read in slow:
             answered_or_refused(read)
 
@@ -307,7 +346,7 @@ def test_slow_and_resetting_cql_answers_or_refuses_precisely(
 
         started = time.monotonic()
         first = eventually(recovered, "reads served from CQL again after the toxic is removed",
-                           timeout_s=RECOVERY_BOUND_S)
+                           timeout_s=RECOVERY_BOUND_S, every_s=0.1)
         print(f"CQL reads answered again {time.monotonic() - started:.1f} s after the "
               "reset_peer toxic was removed")
         assert post_ids(first) == expected
