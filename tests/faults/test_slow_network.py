@@ -18,6 +18,7 @@ bootstrap through a proxy then connect to the broker directly, around it.
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -50,6 +51,8 @@ READS = 30
 #: ... one started every so often at most, so that a phase outlasts the reader's Redis
 #: breaker pause (``REDIS_PAUSE_S``) and shows the reads that probe Redis again.
 PACE_S = 0.1
+#: Readers at once in the concurrent phases.
+CLIENTS = 4
 #: Recovery bound once a toxic is removed (a hang guard, not a speed claim).
 RECOVERY_BOUND_S = 120.0
 FRIENDS = ("bob", "carol")
@@ -153,6 +156,26 @@ def phase(client: httpx.Client, settings: ServingSettings, user: str, label: str
     return done
 
 
+def concurrent_phase(url: str, settings: ServingSettings, user: str, label: str,
+                     results: list[str], clients: int = CLIENTS) -> list[Read]:
+    """``clients`` readers at once, each making a paced phase of reads."""
+    per_client: list[list[Read]] = [[] for _ in range(clients)]
+
+    def run(n: int) -> None:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            per_client[n] = phase(client, settings, user, f"{label} #{n}", [], pace_s=PACE_S)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done = [read for reads in per_client for read in reads]
+    results.append(summary(label, done))
+    print(results[-1])
+    return done
+
+
 def seed_world(seeder: Seeder, readers: tuple[str, ...]) -> None:
     for reader in readers:
         for friend in FRIENDS:
@@ -195,6 +218,10 @@ def test_slow_redis_reads_fall_back_to_cql_and_recover(
             with proxies.redis.toxic("latency", latency=latency_ms):
                 assert_served(phase(client, settings, "alice", f"redis +{latency_ms} ms",
                                     results, pace_s=PACE_S), expected)
+        with proxies.redis.toxic("latency", latency=450):  # everyone reading at once
+            assert_served(concurrent_phase(api.url, settings, "alice",
+                                           f"redis +450 ms, {CLIENTS} clients", results),
+                          expected)
 
         with proxies.redis.toxic("latency", latency=2000):
             slow = phase(client, settings, "alice", "redis +2 s", results, pace_s=PACE_S)
