@@ -115,6 +115,10 @@ class RedisSettings(_Block):
     """Redis of the API's request guards (rate-limit counters, Idempotency-Key records), which
     must not be evicted: run it with ``maxmemory-policy noeviction`` (every guard key has a
     TTL and a bounded size). None: the cache at ``url``, whose LRU eviction can drop them."""
+    read_budget_s: float = Field(default=0.5, gt=0)
+    """Most time one feed read of the API waits on the cache, all its calls together (each
+    is also bounded by ``api.redis_timeout_s``); past it the page comes from the CQL store,
+    marked ``X-Feed-Degraded: redis``. A slow Redis costs a read at most this."""
 
 
 class StorageSettings(_Block):

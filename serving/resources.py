@@ -41,7 +41,8 @@ class Resources:
         self.posts = PostStore(self.cql, celebrity_cache_s=api.celebrity_cache_s)
         self.redis_breaker = Breaker(REDIS_PAUSE_S)
         self.reader = FeedReader(self.cache, self.posts, timeline_cap=settings.feed.timeline_cap,
-                                 breaker=self.redis_breaker)
+                                 breaker=self.redis_breaker,
+                                 redis_budget_s=settings.redis.read_budget_s)
         self.media = MediaStore(self.cql)
         self.publisher = EventPublisher(
             settings.kafka, max_block_ms=api.kafka_max_block_ms,
