@@ -33,8 +33,9 @@ test-deps: deps toxiproxy ## what only the tests need: chromium (Debian package)
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
 
 # Toxiproxy, the fault proxy of tests/faults/test_slow_network.py, built from its pinned Go
-# module (its server command is cmd/server) into $(STATE)/bin/toxiproxy-server; module and
-# build caches under $(STATE)/go: nothing global.
+# module (its server command is cmd/server) into $(STATE)/bin/toxiproxy-server. Go keeps its
+# module and build caches in the home directory (like pip's and Maven's), so a fresh clone
+# builds it from the cache.
 GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
 TOXIPROXY_VERSION := v2.5.0
 TOXIPROXY := $(STATE)/bin/toxiproxy-server
@@ -43,8 +44,7 @@ toxiproxy: $(TOXIPROXY) ## the fault proxy the slow-network tests use (go instal
 
 $(TOXIPROXY):
 	@test -x $(GO) || command -v $(GO) >/dev/null || { echo "Go is required for $@"; exit 1; }
-	GOBIN=$(abspath $(STATE))/go/bin GOPATH=$(abspath $(STATE))/go \
-	  GOCACHE=$(abspath $(STATE))/go/cache GOFLAGS=-modcacherw \
+	GOBIN=$(abspath $(STATE))/go/bin \
 	  $(GO) install github.com/Shopify/toxiproxy/v2/cmd/server@$(TOXIPROXY_VERSION)
 	@mkdir -p $(@D) && mv $(STATE)/go/bin/server $@
 
