@@ -122,6 +122,8 @@ def resume_lost(stack: StackSettings, say: Say = print, *, dry_run: bool = False
 
     resumed = []
     for job in lost(stack):
+        if kept(stack).get(job.job_name) != job:
+            continue  # forgotten (cancelled on purpose) or redeployed while we resumed others
         point = restore_point(stack, job)
         origin = f"from {point}" if point else "from nothing (it never checkpointed)"
         if dry_run:
@@ -131,10 +133,16 @@ def resume_lost(stack: StackSettings, say: Say = print, *, dry_run: bool = False
         say(f"resuming {job.job_name} {origin} ...")
         try:
             job_id = deploy(stack, StreamingSettings.model_validate_json(job.streaming), job.name,
-                            suffix=job.suffix, from_savepoint=point, keep=True)
+                            suffix=job.suffix, from_savepoint=point)
         except (DeployError, flink_rest.FlinkRestError) as error:
             say(f"could not resume {job.job_name}: {str(error).splitlines()[0]}")
             continue
+        if job.job_name not in kept(stack):
+            # Cancelled through feedctl (forgotten) while it started: it stays cancelled.
+            flink_rest.cancel(stack.flink.rest_url, job_id)
+            say(f"{job.job_name} was cancelled while it resumed; stopped it again")
+            continue
+        remember(stack, KeptJob(job.name, job.suffix, job_id, point, job.streaming))
         say(f"{job.job_name} running again as {job_id}")
         resumed.append(job.job_name)
     return resumed

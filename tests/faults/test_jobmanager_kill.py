@@ -41,11 +41,17 @@ def _checkpoints(rest: str, job_id: str) -> int:
 
 
 def _restored_id(rest: str, job_name: str) -> str | None:
-    """The id of the running job of that name once it restored a checkpoint."""
-    for job in flink_rest.running(rest, job_name):
-        latest = flink_rest.call(rest, "GET", f"/jobs/{job.job_id}/checkpoints")["latest"]
-        if latest.get("restored") is not None and flink_rest.running_tasks(rest, job.job_id):
-            return job.job_id
+    """The id of the running job of that name once it restored a checkpoint.
+
+    While a job initialises, the REST API answers its checkpoint statistics with a 500.
+    """
+    try:
+        for job in flink_rest.running(rest, job_name):
+            latest = flink_rest.call(rest, "GET", f"/jobs/{job.job_id}/checkpoints")["latest"]
+            if latest.get("restored") is not None and flink_rest.running_tasks(rest, job.job_id):
+                return job.job_id
+    except flink_rest.FlinkRestError:
+        return None
     return None
 
 
