@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -33,7 +32,14 @@ from feedline.stores.object_store import storage_client
 from jobs.localstack import stack as local_stack
 from jobs.localstack.gcs import GcsEmulatorService
 from tests.integration.test_api_stack import consume
-from tests.support.faults import Answer, InProcessApi, auth, exchange, note, service_pid
+from tests.support.faults import (
+    Answer,
+    ApiThreads,
+    InProcessApi,
+    auth,
+    note,
+    service_pid,
+)
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
@@ -58,24 +64,19 @@ class Upload:
     posts: list[Answer] = field(default_factory=list)
 
 
-class Uploaders:
+class Uploaders(ApiThreads):
     """Threads uploading media and posting it; a /readyz poller."""
 
     def __init__(self, api: InProcessApi, settings: ServingSettings,
                  uploads: list[Upload]) -> None:
-        self.api = api
-        self.settings = settings
-        self.stop = threading.Event()
+        super().__init__(api, settings)
         self.uploads = uploads
-        self.readiness: list[Answer] = []
-        self.threads = [threading.Thread(target=self._upload, args=(n,), daemon=True)
-                        for n in range(UPLOADERS)]
-        self.threads.append(threading.Thread(target=self._poll_readiness, daemon=True))
+        self.spawn(self._upload, UPLOADERS)
 
     def _upload(self, uploader: int) -> None:
         user = f"uploader{uploader}"
         headers = auth(self.settings, user)
-        with httpx.Client(base_url=self.api.url, timeout=60) as client:
+        with self._client() as client:
             n = 0
             while not self.stop.is_set():
                 n += 1
@@ -109,22 +110,6 @@ class Uploaders:
                         break
                     self.stop.wait(0.5)  # the client retries with the same key
                 self.stop.wait(0.2)
-
-    def _poll_readiness(self) -> None:
-        with httpx.Client(base_url=self.api.url, timeout=60) as client:
-            while not self.stop.is_set():
-                self.readiness.append(exchange(client, "GET", "/readyz"))
-                self.stop.wait(0.5)
-
-    def __enter__(self) -> Uploaders:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(120)
 
     def posted_after(self, moment: float) -> Upload | None:
         return next((u for u in list(self.uploads) if u.started > moment

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import uvicorn
@@ -107,7 +107,43 @@ class InProcessApi:
         self.socket.close()
 
 
-class Traffic:
+class ApiThreads:
+    """Threads driving an in-process API until ``stop``, one of them polling ``/readyz``
+    every 0.5 s; a ``with`` block starts them and stops and joins them at its end."""
+
+    def __init__(self, api: InProcessApi, settings: ServingSettings) -> None:
+        self.api = api
+        self.settings = settings
+        self.stop = threading.Event()
+        self.readiness: list[Answer] = []
+        self.threads = [threading.Thread(target=self._poll_readiness, daemon=True)]
+
+    def spawn(self, target: Callable[[int], None], count: int) -> None:
+        """Add ``count`` threads running ``target(n)``."""
+        self.threads += [threading.Thread(target=target, args=(n,), daemon=True)
+                         for n in range(count)]
+
+    def _client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.api.url, timeout=60)
+
+    def _poll_readiness(self) -> None:
+        with self._client() as client:
+            while not self.stop.is_set():
+                self.readiness.append(exchange(client, "GET", "/readyz"))
+                self.stop.wait(0.5)
+
+    def __enter__(self) -> Self:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(120)
+
+
+class Traffic(ApiThreads):
     """Threads driving the API, recording every answer.
 
     ``writers`` make follows without an Idempotency-Key; ``keyed_writers`` make follows
@@ -119,24 +155,14 @@ class Traffic:
     def __init__(self, api: InProcessApi, settings: ServingSettings, writers: int = WRITERS,
                  *, keyed_writers: int = 0, readers: int = 0,
                  read_users: Iterable[str] = ()) -> None:
-        self.api = api
-        self.settings = settings
-        self.stop = threading.Event()
+        super().__init__(api, settings)
         self.writes: list[Answer] = []
         self.keyed: list[Answer] = []
         self.reads: list[Answer] = []
-        self.readiness: list[Answer] = []
         self.read_users = list(read_users)
-        self.threads = [threading.Thread(target=self._write, args=(n,), daemon=True)
-                        for n in range(writers)]
-        self.threads += [threading.Thread(target=self._write_keyed, args=(n,), daemon=True)
-                         for n in range(keyed_writers)]
-        self.threads += [threading.Thread(target=self._read, args=(n,), daemon=True)
-                         for n in range(readers)]
-        self.threads.append(threading.Thread(target=self._poll_readiness, daemon=True))
-
-    def _client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.api.url, timeout=60)
+        self.spawn(self._write, writers)
+        self.spawn(self._write_keyed, keyed_writers)
+        self.spawn(self._read, readers)
 
     def _write(self, writer: int) -> None:
         user = f"writer{writer}"
@@ -177,22 +203,6 @@ class Traffic:
                                                auth(self.settings, user), label=user))
                 n += 1
                 self.stop.wait(0.1)
-
-    def _poll_readiness(self) -> None:
-        with self._client() as client:
-            while not self.stop.is_set():
-                self.readiness.append(exchange(client, "GET", "/readyz"))
-                self.stop.wait(0.5)
-
-    def __enter__(self) -> Traffic:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(120)
 
     def accepted_after(self, moment: float) -> Answer | None:
         return next((a for a in list(self.writes) if a.status == 202 and a.started > moment),
