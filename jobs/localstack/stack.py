@@ -121,31 +121,41 @@ def up(settings: StackSettings, say: Say = print,
     ensure_jars(settings, say)
     started: dict[str, float] = {}
     all_services = services(settings)
-    for svc in all_services:
-        # Under the service's lock: the supervisor may be restarting the same one.
-        with svc.process.locked():
-            if svc.process.pid() is not None:
-                continue
-            # A server this stack started that has died is restarted even if its peers
-            # still report it (a killed TaskManager stays listed until its heartbeat times
-            # out); a healthy one this stack does not own (another checkout's) is reused.
-            crashed = svc.process.exited_early()
-            if not crashed and svc.healthy():
-                continue
-            svc.start()
-            if crashed:
-                _note_restart(svc)
-        started[svc.name] = time.monotonic()
-        say(f"{svc.name:<18} starting (log: {svc.process.log_file})")
-    for svc in all_services:
-        _wait_healthy(svc, settings.local.start_timeout_s, say, started.get(svc.name))
-        svc.after_healthy()
-        if on_ready is not None:
-            on_ready(svc.name)
+    # The servers first, then the helpers (the archiver) once every server is healthy: a
+    # helper started with them found Kafka still recovering its logs and exited.
+    for phase in ([s for s in all_services if s.essential],
+                  [s for s in all_services if not s.essential]):
+        for svc in phase:
+            if _start_unless_running(svc):
+                started[svc.name] = time.monotonic()
+                say(f"{svc.name:<18} starting (log: {svc.process.log_file})")
+        for svc in phase:
+            _wait_healthy(svc, settings.local.start_timeout_s, say, started.get(svc.name))
+            svc.after_healthy()
+            if on_ready is not None:
+                on_ready(svc.name)
     start_supervisor(settings, say)
     took = time.monotonic() - began
     say(f"stack up in {took:.1f}s")
     return took
+
+
+def _start_unless_running(svc: Service) -> bool:
+    """Start a service that is neither running nor reusable; True when it was started."""
+    # Under the service's lock: the supervisor may be restarting the same one.
+    with svc.process.locked():
+        if svc.process.pid() is not None:
+            return False
+        # A server this stack started that has died is restarted even if its peers still
+        # report it (a killed TaskManager stays listed until its heartbeat times out); a
+        # healthy one this stack does not own (another checkout's) is reused.
+        crashed = svc.process.exited_early()
+        if not crashed and svc.healthy():
+            return False
+        svc.start()
+        if crashed:
+            _note_restart(svc)
+        return True
 
 
 def _note_restart(svc: Service) -> None:
