@@ -12,7 +12,7 @@ from schemas.event_contracts import Event
 from tests.integration import test_api_stack
 from tests.integration.test_api_stack import FEED, Seeder
 from tests.support.fixtures import *  # noqa: F403
-from tests.support.reference import Expected, reference
+from tests.support.reference import Expected, reference_for
 
 api_settings = test_api_stack.api_settings  # this test's topics, keyspace and key prefix
 seeder = test_api_stack.seeder  # the streaming jobs' rules and writer, on the same stores
@@ -84,9 +84,7 @@ def world(seeder: Seeder) -> World:
             seeding.like(liker, post_id)
         if n % 3 == 0:
             seeding.comment(READERS[n % len(READERS)], post_id, f"c-{post_id}")
-    expected = reference(seeding.events, celebrity_threshold=FEED.celebrity_threshold,
-                         follow_merge_limit=FEED.follow_merge_limit,
-                         timeline_cap=FEED.timeline_cap)
+    expected = reference_for(seeding.events, FEED)
     assert expected.celebrities == {CELEBRITY} and expected.deleted_posts
     assert not expected.timelines.get(STAR_ONLY)
     return World(seeding.events, expected, [*READERS, STAR_ONLY], STAR_ONLY)

@@ -26,7 +26,7 @@ from jobs.localstack.flink import FlinkJobManagerService
 from jobs.sandbox import open_sandbox
 from jobs.specs import JOBS
 from tests.support.pipeline import events_of, wait_converged
-from tests.support.reference import reference
+from tests.support.reference import reference_for
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
@@ -98,9 +98,7 @@ def test_jobmanager_killed_jobs_resume_from_their_checkpoints(stack: StackSettin
         pipeline.job_ids.update(resumed)
         assert restarts.load(jobmanager.home).restarts > restarts_before
 
-        expected = reference(events_of(produced), celebrity_threshold=FEED.celebrity_threshold,
-                             follow_merge_limit=FEED.follow_merge_limit,
-                             timeline_cap=FEED.timeline_cap)
+        expected = reference_for(events_of(produced), FEED)
         assert expected.celebrities and expected.deleted_posts
         assert wait_converged(pipeline, expected) == []
     finally:
