@@ -203,17 +203,24 @@ async def _started(producers: Producers, number: int, count: int = 1) -> Deliver
     return producers.made[number].deliveries[count - 1]
 
 
+async def _probe_in_flight(kafka: EventPublisher,
+                           producers: Producers) -> tuple[asyncio.Future[None], Delivery]:
+    """Open the breaker with a delivery that expires, then start the half-open probe on a
+    gated producer; returns the probe and its delivery, not yet answered."""
+    with pytest.raises(StoreUnavailable):
+        await kafka.publish(follow())
+    producers.mode = "gate"
+    probe = asyncio.ensure_future(kafka.publish(follow()))
+    return probe, await _started(producers, 1)
+
+
 def test_half_open_lets_exactly_one_probe_through_and_its_success_closes() -> None:
     producers = Producers("expire")
     broker = Broker()
     kafka = publisher(producers, broker)
 
     async def scenario() -> None:
-        with pytest.raises(StoreUnavailable):
-            await kafka.publish(follow())
-        producers.mode = "gate"
-        probe = asyncio.ensure_future(kafka.publish(follow()))
-        delivery = await _started(producers, 1)
+        probe, delivery = await _probe_in_flight(kafka, producers)
         for _ in range(3):  # others fail fast while the probe is in flight
             with pytest.raises(StoreUnavailable) as fast:
                 await kafka.publish(follow())
@@ -239,11 +246,7 @@ def test_a_failed_probe_opens_the_breaker_again() -> None:
     kafka = publisher(producers)
 
     async def scenario() -> None:
-        with pytest.raises(StoreUnavailable):
-            await kafka.publish(follow())
-        producers.mode = "gate"
-        probe = asyncio.ensure_future(kafka.publish(follow()))
-        delivery = await _started(producers, 1)
+        probe, delivery = await _probe_in_flight(kafka, producers)
         kafka.retry_after_s = 60  # the re-opened breaker stays open through the test
         delivery.fail(RequestTimedOutError("Request timed out"))
         with pytest.raises(StoreUnavailable) as failed:
@@ -263,11 +266,7 @@ def test_a_cancelled_probe_lets_the_next_publish_probe() -> None:
     kafka = publisher(producers, retry_after_s=0)
 
     async def scenario() -> None:
-        with pytest.raises(StoreUnavailable):
-            await kafka.publish(follow())
-        producers.mode = "gate"
-        probe = asyncio.ensure_future(kafka.publish(follow()))
-        await _started(producers, 1)
+        probe, _delivery = await _probe_in_flight(kafka, producers)
         kafka.retry_after_s = 60
         probe.cancel()
         with pytest.raises(asyncio.CancelledError):
