@@ -45,11 +45,12 @@ class ApiService(Service):
         argv = [sys.executable, "-m", "uvicorn", "serving.main:create_app", "--factory",
                 "--host", api.host, "--port", str(api.port), "--workers", str(api.workers),
                 "--no-access-log", "--timeout-graceful-shutdown", "10"]
-        env = {f"FEEDLINE_{block.upper()}": getattr(self.settings, block).model_dump_json()
-               for block in _BLOCKS}
+        blocks = {block: getattr(self.settings, block) for block in _BLOCKS}
         # The guards live in the stack's non-evicting Redis (unless configured elsewhere).
-        env["FEEDLINE_REDIS"] = self.settings.redis.model_copy(
-            update={"guards_url": guards_url(self.settings)}).model_dump_json()
+        blocks["redis"] = blocks["redis"].model_copy(
+            update={"guards_url": guards_url(self.settings)})
+        env = {f"FEEDLINE_{block.upper()}": settings.model_dump_json()
+               for block, settings in blocks.items()}
         env["FEEDLINE_ENVIRONMENT"] = self.settings.environment
         env["PROMETHEUS_MULTIPROC_DIR"] = str(self.home / "metrics")
         # uvicorn's --http, read from its environment: limits on each request head.
