@@ -22,27 +22,24 @@ It freezes the shared stack's Cassandra: every other user of the stack stalls me
 from __future__ import annotations
 
 import os
-import time
-from collections import Counter
 from typing import Any
 
-import httpx
 import pytest
 
 from feedline.settings import ServingSettings, StackSettings
 from tests.faults.conftest import World
-from tests.integration.test_api_stack import FEED, consume
+from tests.integration.test_api_stack import FEED
 from tests.support.compare import mismatches
 from tests.support.faults import (
-    PAGE,
     InProcessApi,
     Traffic,
-    auth,
+    assert_readiness_down_while_frozen,
     down_in,
-    exchange,
     expected_feed,
     feed_items,
     freeze,
+    in_kafka_exactly_once,
+    read_feeds_twice,
 )
 from tests.support.stores import read_state
 from tests.support.waiting import eventually
@@ -66,21 +63,10 @@ def test_cached_feeds_and_writes_survive_a_frozen_cassandra(
     warm, cold = world.readers[::2], world.readers[1::2]  # the celebrity-only reader: warm
     from_cql = [*cold, world.star_only]  # feeds read from the CQL store whatever Redis holds
     with InProcessApi(settings) as api:
-        with httpx.Client(base_url=api.url, timeout=60) as client:
-            for user in warm:
-                for _ in range(2):  # the first read of a feed caches it
-                    answer = exchange(client, "GET", f"/v1/feed?limit={PAGE}",
-                                      auth(settings, user))
-                    assert answer.status == 200 and answer.body["next_cursor"] is None
-                    assert feed_items(answer) == want[user], user
-
+        read_feeds_twice(api, settings, warm, want)
         with Traffic(api, settings, writers=2, keyed_writers=1, readers=2,
                      read_users=warm) as traffic:
-            start = time.monotonic()
-            eventually(lambda: traffic.accepted_after(start) and traffic.ready_after(start)
-                       and any(a.started > start for a in list(traffic.reads)),
-                       "writes, reads and /readyz answering before the freeze",
-                       timeout_s=RECOVERY_BOUND_S, detail=traffic.summary)
+            traffic.wait_flowing(RECOVERY_BOUND_S)
 
             def seen(frozen_at: float) -> bool:
                 refused = any(a.status == 503 and a.started > frozen_at
@@ -126,20 +112,12 @@ def test_cached_feeds_and_writes_survive_a_frozen_cassandra(
     assert any(a.label in cold and a.status == 503 for a in during), traffic.summary()
     assert any(a.label == world.star_only and a.status == 503 for a in during), traffic.summary()
 
-    # /readyz told the truth: cql down on every poll while frozen, a status only.
-    frozen_polls = [a for a in traffic.readiness if fault.during(a)]
-    assert frozen_polls and all(down_in(a, "cql") for a in frozen_polls), traffic.summary()
-    assert all(set(a.body["checks"].values()) <= {"ok", "down"} for a in traffic.readiness)
+    assert_readiness_down_while_frozen(traffic, fault, "cql")
 
     # Writes: accepted throughout (they need Kafka and, with a key, Redis only).
     assert all(a.status == 202 for a in traffic.writes + traffic.keyed), traffic.summary()
     assert any(fault.during(a) for a in traffic.writes), traffic.summary()
-    produced = Counter(event["event_id"]
-                       for _key, event in consume(settings, settings.kafka.follows_topic))
-    accepted = [a.body["event_id"] for a in traffic.writes + traffic.keyed]
-    missing = [event_id for event_id in accepted if produced[event_id] == 0]
-    assert not missing, f"{len(missing)} writes answered 202 are not in Kafka"
-    assert max(produced.values()) == 1, "an event is in Kafka more than once"
+    in_kafka_exactly_once(settings, settings.kafka.follows_topic, traffic.writes + traffic.keyed)
 
     # The stores themselves equal the reference: nothing lost or half-written by the fault,
     # every reader's timeline cached again by the reads.

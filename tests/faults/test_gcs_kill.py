@@ -31,12 +31,12 @@ from feedline.stores.media_store import object_name
 from feedline.stores.object_store import storage_client
 from jobs.localstack import stack as local_stack
 from jobs.localstack.gcs import GcsEmulatorService
-from tests.integration.test_api_stack import consume
 from tests.support.faults import (
     Answer,
     ApiThreads,
     InProcessApi,
     auth,
+    in_kafka_exactly_once,
     note,
     service_pid,
 )
@@ -179,9 +179,8 @@ def test_uploads_and_posts_recover_after_the_gcs_emulator_is_killed(
             assert blob.download_as_bytes() == upload.content, upload.key
 
         # Every post answered 202 is in Kafka exactly once; a retried key made one event.
-        events = [event for _key, event in consume(settings, settings.kafka.uploads_topic)]
-        produced = Counter(e["event_id"] for e in events)
-        assert max(produced.values()) == 1, "an event is in Kafka more than once"
+        events = in_kafka_exactly_once(settings, settings.kafka.uploads_topic,
+                                       [a for u in uploaded for a in u.posts if a.status == 202])
         per_caption = Counter(e["caption"] for e in events)
         assert max(per_caption.values()) == 1, "a retried key produced two posts"
         by_id = {e["event_id"]: e for e in events}
@@ -189,8 +188,7 @@ def test_uploads_and_posts_recover_after_the_gcs_emulator_is_killed(
             accepted = [a for a in upload.posts if a.status == 202]
             assert len({a.body["event_id"] for a in accepted}) <= 1, upload
             for answer in accepted:
-                event = by_id.get(answer.body["event_id"])
-                assert event is not None, f"post {upload.key} answered 202 is not in Kafka"
+                event = by_id[answer.body["event_id"]]
                 assert [m["media_id"] for m in event["media"]] == [upload.media_id]
     finally:
         for upload in uploads:

@@ -21,8 +21,15 @@ from collections.abc import Iterator
 import pytest
 
 from feedline.settings import ServingSettings, StackSettings
-from tests.integration.test_api_stack import consume
-from tests.support.faults import Answer, InProcessApi, Traffic, down_in, freeze, service_pid
+from tests.support.faults import (
+    Answer,
+    InProcessApi,
+    Traffic,
+    down_in,
+    freeze,
+    in_kafka_exactly_once,
+    service_pid,
+)
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
@@ -105,13 +112,9 @@ def test_writes_and_readiness_recover_after_kafka_is_frozen(
         assert set(answer.body["checks"].values()) <= {"ok", "down"}, answer.body
 
     # Every write answered 202 is in Kafka exactly once.
-    accepted = Counter(a.body["event_id"] for a in traffic.writes if a.status == 202)
-    produced = Counter(event["event_id"]
-                       for _key, event in consume(settings, settings.kafka.follows_topic))
-    assert max(accepted.values()) == 1
-    missing = [event_id for event_id in accepted if produced[event_id] == 0]
-    assert not missing, f"{len(missing)} writes answered 202 are not in Kafka"
-    assert max(produced.values()) == 1, "an event is in Kafka more than once"
+    accepted = [a for a in traffic.writes if a.status == 202]
+    assert max(Counter(a.body["event_id"] for a in accepted).values()) == 1
+    in_kafka_exactly_once(settings, settings.kafka.follows_topic, accepted)
 
 
 def test_readiness_follows_a_frozen_kafka_without_writes(

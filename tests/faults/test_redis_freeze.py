@@ -23,30 +23,28 @@ It freezes the shared stack's Redis: every other user of the stack stalls meanwh
 from __future__ import annotations
 
 import os
-import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import redis
 
 from feedline.settings import ServingSettings, StackSettings
 from jobs.localstack.redis_server import guards_url
 from tests.faults.conftest import World
-from tests.integration.test_api_stack import FEED, consume
+from tests.integration.test_api_stack import FEED
 from tests.support.compare import mismatches
 from tests.support.faults import (
-    PAGE,
     InProcessApi,
     Traffic,
-    auth,
+    assert_readiness_down_while_frozen,
     down_in,
-    exchange,
     expected_feed,
     feed_items,
     freeze,
+    in_kafka_exactly_once,
+    read_feeds_twice,
 )
 from tests.support.stores import read_state
 from tests.support.waiting import eventually
@@ -90,22 +88,11 @@ def test_reads_fall_back_to_cql_while_redis_is_frozen(
     assert all(want.values()) and len({len(f) for f in want.values()}) > 1
     with InProcessApi(settings) as api:
         # Before the fault: every feed equals the reference and comes from Redis (cached).
-        with httpx.Client(base_url=api.url, timeout=60) as client:
-            for user in world.readers:
-                for _ in range(2):  # the first read of a feed caches it
-                    answer = exchange(client, "GET", f"/v1/feed?limit={PAGE}",
-                                      auth(settings, user))
-                    assert answer.status == 200 and answer.body["next_cursor"] is None
-                    assert feed_items(answer) == want[user], user
-                assert answer.degraded is None, answer
-
+        for answer in read_feeds_twice(api, settings, world.readers, want):
+            assert answer.degraded is None, answer
         with Traffic(api, settings, writers=2, keyed_writers=1, readers=2,
                      read_users=world.readers) as traffic:
-            start = time.monotonic()
-            eventually(lambda: traffic.accepted_after(start) and traffic.ready_after(start)
-                       and any(a.started > start for a in list(traffic.reads)),
-                       "writes, reads and /readyz answering before the freeze",
-                       timeout_s=RECOVERY_BOUND_S, detail=traffic.summary)
+            traffic.wait_flowing(RECOVERY_BOUND_S)
 
             def seen(frozen_at: float) -> bool:
                 degraded = any(a.degraded == "redis" and a.started > frozen_at
@@ -151,10 +138,7 @@ def test_reads_fall_back_to_cql_while_redis_is_frozen(
     print(f"{len(during)} reads while frozen, slowest "
           f"{max(a.ended - a.started for a in during):.2f} s")
 
-    # /readyz told the truth: Redis down on every poll while frozen, a status only.
-    frozen_polls = [a for a in traffic.readiness if fault.during(a)]
-    assert frozen_polls and all(down_in(a, "redis") for a in frozen_polls), traffic.summary()
-    assert all(set(a.body["checks"].values()) <= {"ok", "down"} for a in traffic.readiness)
+    assert_readiness_down_while_frozen(traffic, fault, "redis")
 
     # Writes without a key: accepted throughout. With a key: accepted throughout when the
     # guards have their own Redis; 503 (redis) while frozen when they share the cache's.
@@ -171,21 +155,15 @@ def test_reads_fall_back_to_cql_while_redis_is_frozen(
         assert answer.body["dependency"] == "redis" and int(answer.retry_after or 0) >= 1
 
     # Kafka: every 202 exactly once; a key retried after 503s produced at most one event.
-    produced = Counter(event["event_id"]
-                       for _key, event in consume(settings, settings.kafka.follows_topic))
-    accepted = [a.body["event_id"] for a in traffic.writes + traffic.keyed if a.status == 202]
-    missing = [event_id for event_id in accepted if produced[event_id] == 0]
-    assert not missing, f"{len(missing)} writes answered 202 are not in Kafka"
-    assert max(produced.values()) == 1, "an event is in Kafka more than once"
+    events = in_kafka_exactly_once(settings, settings.kafka.follows_topic,
+                                   [a for a in traffic.writes + traffic.keyed if a.status == 202])
     per_key: dict[str, set[str]] = defaultdict(set)
     for answer in traffic.keyed:
         if answer.status == 202:
             per_key[answer.label].add(answer.body["event_id"])
     assert all(len(ids) == 1 for ids in per_key.values()), "a key answered two event ids"
-    keyed_events = Counter(
-        (event["follower_id"], event["followee_id"])
-        for _key, event in consume(settings, settings.kafka.follows_topic)
-        if event["follower_id"].startswith("keyed"))
+    keyed_events = Counter((event["follower_id"], event["followee_id"]) for event in events
+                           if event["follower_id"].startswith("keyed"))
     assert max(keyed_events.values()) == 1, "a retried key produced two events"
 
     # The stores themselves equal the reference: Redis holds every reader's timeline again.

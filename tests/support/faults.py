@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -28,6 +28,7 @@ from jobs.localstack.stack import services
 from serving.auth import issue_token
 from serving.main import create_app
 from serving.responses import DEGRADED_HEADER
+from tests.integration.test_api_stack import consume
 from tests.support.reference import Expected
 from tests.support.waiting import eventually
 
@@ -204,6 +205,14 @@ class Traffic(ApiThreads):
                 n += 1
                 self.stop.wait(0.1)
 
+    def wait_flowing(self, timeout_s: float) -> None:
+        """Wait until writes are accepted, reads answered and /readyz ready (before a fault)."""
+        start = time.monotonic()
+        eventually(lambda: self.accepted_after(start) and self.ready_after(start)
+                   and any(a.started > start for a in list(self.reads)),
+                   "writes, reads and /readyz answering before the freeze",
+                   timeout_s=timeout_s, detail=self.summary)
+
     def accepted_after(self, moment: float) -> Answer | None:
         return next((a for a in list(self.writes) if a.status == 202 and a.started > moment),
                     None)
@@ -218,6 +227,41 @@ class Traffic(ApiThreads):
                                 for a in answers))
         return (f"writes {count(self.writes)}, keyed writes {count(self.keyed)}, "
                 f"reads {count(self.reads)}, /readyz {count(self.readiness)}")
+
+
+def read_feeds_twice(api: InProcessApi, settings: ServingSettings, users: Iterable[str],
+                     want: Mapping[str, list[tuple[str, int, int]]]) -> list[Answer]:
+    """Read each user's whole feed twice (the first read caches it), each time equal to
+    ``want[user]``; returns each user's second answer."""
+    second = []
+    with httpx.Client(base_url=api.url, timeout=60) as client:
+        for user in users:
+            for _ in range(2):
+                answer = exchange(client, "GET", f"/v1/feed?limit={PAGE}", auth(settings, user))
+                assert answer.status == 200 and answer.body["next_cursor"] is None
+                assert feed_items(answer) == want[user], user
+            second.append(answer)
+    return second
+
+
+def assert_readiness_down_while_frozen(traffic: Traffic, fault: Freeze, dependency: str) -> None:
+    """/readyz told the truth: ``dependency`` down on every poll while frozen, and every
+    answer a status per dependency, never a reason."""
+    frozen_polls = [a for a in traffic.readiness if fault.during(a)]
+    assert frozen_polls and all(down_in(a, dependency) for a in frozen_polls), traffic.summary()
+    assert all(set(a.body["checks"].values()) <= {"ok", "down"} for a in traffic.readiness)
+
+
+def in_kafka_exactly_once(settings: ServingSettings, topic: str,
+                          accepted: Iterable[Answer]) -> list[dict[str, Any]]:
+    """Every accepted write's event is in ``topic`` and no event is there twice; returns the
+    topic's events (read once, to its end offset)."""
+    events = [event for _key, event in consume(settings, topic)]
+    produced = Counter(event["event_id"] for event in events)
+    missing = [a.body["event_id"] for a in accepted if produced[a.body["event_id"]] == 0]
+    assert not missing, f"{len(missing)} writes answered 202 are not in Kafka"
+    assert max(produced.values()) == 1, "an event is in Kafka more than once"
+    return events
 
 
 def down_in(answer: Answer, dependency: str) -> bool:
