@@ -3,8 +3,9 @@
 ``InProcessApi`` runs the app under uvicorn on a free loopback port; ``Traffic`` drives
 writer, keyed-writer, reader and ``/readyz`` threads through it and records every answer;
 ``freeze`` sends SIGSTOP to one of the stack's services (pid from ``services()``) and
-always SIGCONT. Set ``FAULTS_EVENT_LOG`` to a file path to have each freeze appended to it
-before and after (UTC time, service, pid), for stacks shared with other users.
+always SIGCONT (``tests/support/kills.py`` kills one). Set ``FAULTS_EVENT_LOG`` to a file
+path to have each fault appended to it before and after (UTC time, service, pid), for
+stacks shared with other users.
 """
 
 from __future__ import annotations
