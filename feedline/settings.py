@@ -273,6 +273,11 @@ class LocalStackSettings(_Block):
     redis_guards_maxmemory: str = "128mb"
     """The guards Redis's maxmemory; full, it refuses writes (noeviction) instead of dropping
     a counter, and the API's guards fall back to counting in process."""
+    flink_rpc_port: int = 6123
+    """Flink JobManager RPC port (loopback)."""
+    flink_blob_port: int = 6124
+    """Flink JobManager blob server port (loopback); with the ports above, the endpoints'
+    ports and ``state_dir``, a second stack can run beside the first (e.g. for fault tests)."""
     flink_jobmanager_memory: str = "1024m"
     """Flink JobManager total process memory (1024m leaves ~450 MB heap after metaspace)."""
     flink_taskmanager_memory: str = "1792m"

@@ -17,8 +17,6 @@ It kills the shared stack's emulator: other users of the stack see it down for a
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,17 +27,14 @@ import pytest
 from feedline.settings import ServingSettings, StackSettings
 from feedline.stores.media_store import object_name
 from feedline.stores.object_store import storage_client
-from jobs.localstack import stack as local_stack
-from jobs.localstack.gcs import GcsEmulatorService
 from tests.support.faults import (
     Answer,
     ApiThreads,
     InProcessApi,
     auth,
     in_kafka_exactly_once,
-    note,
-    service_pid,
 )
+from tests.support.kills import kill, supervised_service
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
@@ -124,12 +119,7 @@ class Uploaders(ApiThreads):
 
 def test_uploads_and_posts_recover_after_the_gcs_emulator_is_killed(
         freeze_settings: ServingSettings, stack: StackSettings) -> None:
-    gcs = GcsEmulatorService(stack)
-    if gcs.process.pid() is None:
-        pytest.skip("the GCS emulator is not this stack's process (reused from elsewhere)")
-    if not local_stack.supervisor_status(stack).healthy:
-        pytest.skip("no supervisor runs on this stack, so nothing would restart the emulator "
-                    "(`feedctl local up` starts one)")
+    supervised_service(stack, "gcs")  # skips when nothing would restart it
     settings = freeze_settings
     bucket = storage_client(settings.storage).bucket(settings.storage.media_bucket)
     uploads: list[Upload] = []
@@ -138,20 +128,8 @@ def test_uploads_and_posts_recover_after_the_gcs_emulator_is_killed(
             start = time.monotonic()
             eventually(lambda: traffic.posted_after(start), "a post with media before the kill",
                        timeout_s=RECOVERY_BOUND_S, detail=traffic.summary)
-            pid = service_pid(stack, "gcs")
-            note(f"killing gcs (SIGKILL pid {pid})")
-            killed_at = time.monotonic()
-            os.kill(pid, signal.SIGKILL)
-            print(f"\nkilled the GCS emulator (pid {pid})")
-
-            def restarted() -> bool:
-                new = gcs.process.pid()
-                return new is not None and new != pid and gcs.healthy()
-
-            eventually(restarted, "the supervisor to restart the emulator",
-                       timeout_s=RECOVERY_BOUND_S, every_s=0.2, detail=traffic.summary)
-            back_at = time.monotonic()
-            note(f"gcs back (pid {gcs.process.pid()}) {back_at - killed_at:.1f} s after the kill")
+            fault = kill(stack, "gcs", timeout_s=RECOVERY_BOUND_S, detail=traffic.summary)
+            killed_at, back_at = fault.killed_at, fault.back_at
             posted = eventually(lambda: traffic.posted_after(back_at),
                                 "an upload posted after the restart",
                                 timeout_s=RECOVERY_BOUND_S, detail=traffic.summary)

@@ -3,8 +3,9 @@
 ``InProcessApi`` runs the app under uvicorn on a free loopback port; ``Traffic`` drives
 writer, keyed-writer, reader and ``/readyz`` threads through it and records every answer;
 ``freeze`` sends SIGSTOP to one of the stack's services (pid from ``services()``) and
-always SIGCONT. Set ``FAULTS_EVENT_LOG`` to a file path to have each freeze appended to it
-before and after (UTC time, service, pid), for stacks shared with other users.
+always SIGCONT (``tests/support/kills.py`` kills one). Set ``FAULTS_EVENT_LOG`` to a file
+path to have each fault appended to it before and after (UTC time, service, pid), for
+stacks shared with other users.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import httpx
 import uvicorn
@@ -59,9 +60,12 @@ def auth(settings: ServingSettings, user_id: str) -> dict[str, str]:
 
 def exchange(client: httpx.Client, method: str, url: str,
              headers: dict[str, str] | None = None, label: str = "") -> Answer:
-    """One request, timed and recorded."""
+    """One request, timed and recorded (status 0: the connection failed)."""
     started = time.monotonic()
-    response = client.request(method, url, headers=headers)
+    try:
+        response = client.request(method, url, headers=headers)
+    except httpx.TransportError:  # no server (killed, restarting): status 0
+        return Answer(started, time.monotonic(), 0, None, None, label)
     body = response.json() if response.content else None
     return Answer(started, time.monotonic(), response.status_code,
                   response.headers.get("retry-after"), body, label,
@@ -108,11 +112,17 @@ class InProcessApi:
         self.socket.close()
 
 
+class ApiEndpoint(Protocol):
+    """Where an API answers: ``InProcessApi``, or a server of the stack."""
+
+    url: str
+
+
 class ApiThreads:
     """Threads driving an in-process API until ``stop``, one of them polling ``/readyz``
     every 0.5 s; a ``with`` block starts them and stops and joins them at its end."""
 
-    def __init__(self, api: InProcessApi, settings: ServingSettings) -> None:
+    def __init__(self, api: ApiEndpoint, settings: ServingSettings) -> None:
         self.api = api
         self.settings = settings
         self.stop = threading.Event()
@@ -153,10 +163,12 @@ class Traffic(ApiThreads):
     (the list may grow while they run); one thread polls ``/readyz`` every 0.5 s.
     """
 
-    def __init__(self, api: InProcessApi, settings: ServingSettings, writers: int = WRITERS,
+    def __init__(self, api: ApiEndpoint, settings: ServingSettings, writers: int = WRITERS,
                  *, keyed_writers: int = 0, readers: int = 0,
-                 read_users: Iterable[str] = ()) -> None:
+                 read_users: Iterable[str] = (), tag: str = "") -> None:
         super().__init__(api, settings)
+        self.tag = tag
+        """Part of every followee's name: unique names on topics other runs wrote to."""
         self.writes: list[Answer] = []
         self.keyed: list[Answer] = []
         self.reads: list[Answer] = []
@@ -172,7 +184,7 @@ class Traffic(ApiThreads):
             while not self.stop.is_set():
                 n += 1
                 self.writes.append(exchange(
-                    client, "PUT", f"/v1/users/followee{writer}-{n}/follow",
+                    client, "PUT", f"/v1/users/followee{self.tag}{writer}-{n}/follow",
                     auth(self.settings, user)))
                 self.stop.wait(0.1)
 
@@ -182,13 +194,14 @@ class Traffic(ApiThreads):
             n = 0
             while not self.stop.is_set():
                 n += 1
-                key = f"key{writer}-{n}"
+                key = f"key{self.tag}{writer}-{n}"
                 headers = {**auth(self.settings, user), "Idempotency-Key": key}
                 while not self.stop.is_set():
-                    answer = exchange(client, "PUT", f"/v1/users/kfollowee{writer}-{n}/follow",
+                    answer = exchange(client, "PUT",
+                                      f"/v1/users/kfollowee{self.tag}{writer}-{n}/follow",
                                       headers, label=key)
                     self.keyed.append(answer)
-                    if answer.status < 500:
+                    if 0 < answer.status < 500:
                         break
                     self.stop.wait(0.2)  # the client retries with the same key
                 self.stop.wait(0.1)
