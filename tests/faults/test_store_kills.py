@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 
 import pytest
 
@@ -118,7 +119,7 @@ def kill_mid_workload(stack: StackSettings, service: str, seed: int) -> None:
             for what, answers, status in (("/readyz ready", traffic.readiness, 200),
                                           ("a write accepted", traffic.writes, 202),
                                           ("a feed read", traffic.reads, 200)):
-                eventually(lambda a=answers, s=status: answered_after(a, back, s),
+                eventually(partial(answered_after, answers, back, status),
                            f"{what} after {service} came back", timeout_s=RECOVERY_BOUND_S,
                            detail=traffic.summary)
         print(f"{service}: back {back - fault.killed_at:.1f} s after SIGKILL; "

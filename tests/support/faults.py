@@ -115,7 +115,8 @@ class InProcessApi:
 class ApiEndpoint(Protocol):
     """Where an API answers: ``InProcessApi``, or a server of the stack."""
 
-    url: str
+    @property
+    def url(self) -> str: ...
 
 
 class ApiThreads:
