@@ -165,7 +165,9 @@ class FlinkSettings(_Block):
     ship_python_paths: list[str] = Field(default_factory=list)
     """Folders or files shipped with each job (``flink run -pyfs``), put first on the Python
     workers' path: how a checkout's code reaches a cluster (JSON list in the environment,
-    e.g. ``FEEDLINE_FLINK__SHIP_PYTHON_PATHS='["/src/feedline-checkout"]'``)."""
+    e.g. ``FEEDLINE_FLINK__SHIP_PYTHON_PATHS='["/src/feedline-checkout"]'``). Flink zips each
+    folder whole: never one holding the local stack's state (``.local``), whose socket and
+    temp file names it cannot zip."""
 
 
 class FeedSettings(_Block):
