@@ -7,7 +7,7 @@ order. ``heavy_recipient`` adds one author with more groups than the per-recipie
 then deletes some of the newest, so a full Redis list must be refilled from CQL.
 
 ``stored_groups`` and ``cached_groups`` read what the writers left, in the reference's
-shape (``tests.support.notifications_reference``), to compare.
+shape (``tests.support.notifications_reference``); ``store_differences`` compares.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from feedline.workload import ProducedEvent
 from schemas.cql_statements import dt_to_ms
 from schemas.event_contracts import new_event
 from schemas.redis_keys import RedisKeys
-from schemas.redis_notifications import decode_group
+from schemas.redis_notifications import NOTIFICATION_CAP, decode_group
 from tests.support.notifications_reference import RefGroup
 
 #: Two hours before midnight UTC: activity runs over three UTC days.
@@ -171,3 +171,23 @@ def expected_cache(reference: dict[tuple[str, str], RefGroup],
         per.setdefault(user, {})[key] = Group(kind, post, count, actors, latest)
     return {user: [(key, as_ref(g)) for key, g in newest_groups(groups, cap)]
             for user, groups in per.items()}
+
+
+def store_differences(session: Any, client: redis.Redis, keys: RedisKeys,
+                      expected: dict[tuple[str, str], RefGroup],
+                      cap: int = NOTIFICATION_CAP) -> list[str]:
+    """What the stores hold that differs from the reference: every CQL row, every list."""
+    stored, twice = stored_groups(session)
+    diff = [f"CQL row left behind: {t}" for t in twice]
+    for slot in sorted(stored.keys() | expected.keys()):
+        if stored.get(slot) != expected.get(slot):
+            diff.append(f"CQL {slot}: {stored.get(slot)} != expected {expected.get(slot)}")
+    cache = expected_cache(expected, cap)
+    recipients = {r for r, _ in stored} | {r for r, _ in expected}
+    for user, listed in cached_groups(client, keys, recipients).items():
+        want = cache.get(user, [])
+        if listed != want:
+            wrong = [m for m in listed if m not in want] + [m for m in want if m not in listed]
+            diff.append(f"Redis {user}: {len(listed)} cached, {len(want)} expected, "
+                        f"differing {wrong[:3]}")
+    return diff
