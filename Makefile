@@ -66,11 +66,12 @@ $(STATE)/jars/.fetched: infra/maven/pom.xml infra/maven/kafka/pom.xml infra/mave
 # The sample workload `make run` produces (small enough to process in about a minute).
 SAMPLE := --users 1000 --posts 800 --mean-followers 20 --max-followers 400 --seed 42
 
-run: deps ## stack up (API included), jobs deployed, sample workload in, a feed printed and served
+run: deps ## stack up (API included), jobs deployed, sample workload in, notifications and a feed printed, the feed served
 	$(FEEDCTL) local up
 	$(FEEDCTL) jobs deploy all --if-not-running
 	$(FEEDCTL) load $(SAMPLE)
 	$(FEEDCTL) jobs wait --timeout 900
+	$(FEEDCTL) notifications --sample --limit 10
 	$(FEEDCTL) feed --sample --limit 10 --api
 
 stop: ## stop everything `make run` started

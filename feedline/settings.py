@@ -148,8 +148,9 @@ class FlinkSettings(_Block):
     """Default parallelism of submitted jobs."""
     checkpoint_interval_ms: int = Field(default=5000, ge=100)
     """Checkpoint interval of the streaming jobs."""
-    task_slots: int = Field(default=4, ge=1)
-    """Task slots of the local TaskManager."""
+    task_slots: int = Field(default=6, ge=1)
+    """Task slots of the local TaskManager: the three jobs of ``make run`` (one slot each at
+    parallelism 1), a test's sandbox copies of two of them and one to spare."""
     jars_dir: Path = REPO_ROOT / ".local" / "jars" / "flink"
     """Folder whose jars (the Kafka connector) are added to every submitted job; read by the
     submitting `flink` client, which ships them to the cluster with the job."""

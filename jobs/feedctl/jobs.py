@@ -1,6 +1,7 @@
 """feedctl jobs — the streaming jobs on Flink: deploy, list, cancel, savepoint.
 
-Jobs: fanout (uploads + follows -> timelines), counters (engagements -> counters).
+Jobs: fanout (uploads + follows -> timelines), counters (engagements -> counters),
+notifications (likes, comments, follows, mentions -> each recipient's groups).
 Settings (endpoints, topics, knobs) come from FEEDLINE_* at deploy time.
 """
 
@@ -89,10 +90,7 @@ def _wait(args: argparse.Namespace) -> int:
     streaming = get_streaming_settings()
     kafka = streaming.kafka
     deps.require(deps.kafka(kafka))
-    topics = {
-        "fanout": [kafka.uploads_topic, kafka.follows_topic],
-        "counters": [kafka.engagements_topic, kafka.follows_topic, kafka.uploads_topic],
-    }
+    topics = {name: spec.topics(kafka) for name, spec in sorted(JOBS.items())}
     deadline = time.monotonic() + args.timeout
     live = sys.stdout.isatty()  # one line redrawn on a terminal; a line per 10 s in a log
     last_line = 0.0

@@ -3,7 +3,7 @@
 
 Every error is one line on stderr, `feedctl NOUN VERB: what failed; what to do`, and
 its kind is the exit code (below). Long work shows a progress bar on stderr when it is a
-terminal; `--json` on `jobs list`, `local status`, `verify`, `dlq inspect` and
+terminal; `--json` on `jobs list`, `local status`, `verify`, `dlq inspect`, `notifications` and
 `archive status` prints one JSON document on stdout instead of the table, with the same
 exit codes. Shell completion: `eval "$(register-python-argcomplete feedctl)"`.
 """
@@ -27,6 +27,7 @@ from jobs.feedctl import (
     jobs,
     load,
     local,
+    notifications,
     quality,
     rebuild,
     token,
@@ -35,7 +36,8 @@ from jobs.feedctl import (
 from jobs.feedctl.deps import translate
 from jobs.feedctl.errors import EXIT_CODES, FAILED, INTERNAL, INTERRUPTED, USAGE, one_line
 
-NOUNS = (local, db, jobs, load, feed, token, archive, quality, dlq, rebuild, backfill, verify)
+NOUNS = (local, db, jobs, load, feed, notifications, token, archive, quality, dlq, rebuild,
+         backfill, verify)
 
 #: Client libraries whose retry warnings would repeat what the one error line says.
 CHATTY_LOGGERS = ("kafka", "cassandra", "google", "urllib3")

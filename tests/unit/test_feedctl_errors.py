@@ -61,6 +61,8 @@ COMMANDS = [
     (["db", "migrate", "--dry-run"], "the CQL store"),
     (["feed", "u00001"], "Redis"),
     (["feed", "--sample"], "Redis"),
+    (["notifications", "u00001"], "Redis"),
+    (["notifications", "--sample", "--json"], "Redis"),
     (["load", "--users", "20", "--posts", "5"], "Kafka"),
     (["archive", "status"], "Kafka"),
     (["archive", "status", "--json"], "Kafka"),
