@@ -252,6 +252,16 @@ class ApiSettings(_Block):
     gc_freeze: bool = True
     """Tune the garbage collector at startup (freeze the startup heap, collect less often);
     off for apps built inside test processes."""
+    stream_heartbeat_s: float = Field(default=15.0, gt=0, le=300)
+    """An idle ``GET /v1/stream`` sends a comment line this often (proxies keep it open)."""
+    stream_max_per_user: int = Field(default=5, ge=1)
+    """Open streams one user may hold on one worker; one more gets 429."""
+    stream_max_per_worker: int = Field(default=2000, ge=1)
+    """Open streams one worker holds (each waits on its own Redis connection); one more
+    gets 503 with Retry-After."""
+    stream_send_timeout_s: float = Field(default=10.0, gt=0)
+    """A stream whose client has not taken an event this long after it was sent (its
+    socket buffers full: it stopped reading) is closed."""
 
 
 class LocalStackSettings(_Block):

@@ -22,6 +22,13 @@ hash tag (``{u1}``), so they share a Redis Cluster slot and one script reads the
 | ``{p}:nz:{{user_id}}`` | ZSET | notification groups: group keys scored by latest_at (ms), capped |
 | ``{p}:ng:{{user_id}}`` | HASH | notification group payloads by group key |
 | ``{p}:nr:{{user_id}}`` | STRING | notifications read through (ms); only moves forward |
+
+Realtime push (``schemas.redis_push``): the streams ``GET /v1/stream`` reads.
+
+| key | type | holds |
+|---|---|---|
+| ``{p}:ps:{{user_id}}`` | STREAM | the user's feed, delete and notification events, newest ~1000 |
+| ``{p}:pa:{author_id}`` | STREAM | a celebrity's feed and delete events, newest ~1000 |
 """
 
 from __future__ import annotations
@@ -96,3 +103,11 @@ class RedisKeys:
     def notifications_read(self, user_id: str) -> str:
         """How far ``user_id`` has read their notifications (epoch ms)."""
         return f"{self.prefix}:nr:{{{user_id}}}"
+
+    def push(self, user_id: str) -> str:
+        """Realtime events of ``user_id`` (same hash tag as their notifications)."""
+        return f"{self.prefix}:ps:{{{user_id}}}"
+
+    def author_push(self, author_id: str) -> str:
+        """Realtime events of a celebrity's outbox, read by every follower's stream."""
+        return f"{self.prefix}:pa:{author_id}"

@@ -29,7 +29,7 @@ from serving.observability import configure_logging
 from serving.problems import install_handlers
 from serving.resources import Resources
 from serving.responses import JsonResponse
-from serving.routes import feed, health, media, posts, users
+from serving.routes import feed, health, media, notifications, posts, stream, users
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ Writes answer **202 Accepted** with the id of the event carrying the change; the
 jobs apply it within seconds. Send `Idempotency-Key` to make a retry produce the same event.
 Errors are `application/problem+json` bodies. Every request needs
 `Authorization: Bearer <JWT>` (HS256, `sub` = user id) except the health endpoints.
+Notifications are grouped and exact; `GET /v1/stream` pushes feed, delete and notification
+events as Server-Sent Events.
 """
 
 
@@ -69,7 +71,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     app.state.resources = resources
     app.state.settings = settings
     install_handlers(app)
-    for module in (health, feed, posts, users, media):
+    for module in (health, feed, posts, users, media, notifications, stream):
         app.include_router(module.router)
     # The last added is the outermost: the request context wraps the guards.
     app.add_middleware(ServerGuardMiddleware, resources=resources,

@@ -129,6 +129,9 @@ UNAUTHENTICATED_PATHS = frozenset({"/readyz", "/metrics"})
 
 #: Liveness stays answerable under overload: a 503 there would get a busy worker restarted.
 UNCAPPED_PATHS = frozenset({"/healthz"})
+#: Long-lived responses (Server-Sent Events): neither counted as requests in flight nor cut
+#: by the deadline; they have caps of their own (``serving.sse.StreamSlots``).
+STREAMING_PATHS = frozenset({"/v1/stream"})
 
 
 class ServerGuardMiddleware:
@@ -151,7 +154,7 @@ class ServerGuardMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection scope."""
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in STREAMING_PATHS:
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.max_concurrent and scope["path"] not in UNCAPPED_PATHS:

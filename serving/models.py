@@ -127,3 +127,39 @@ def post_json(view: PostView, media_url: Any) -> dict[str, Any]:
         "likes": view.likes,
         "comments": view.comments,
     }
+
+
+class NotificationOut(BaseModel):
+    """One notification group: who did what, how many, and whether it is new to the caller."""
+
+    group_key: str = Field(description="`like:POST`, `comment:POST`, `follow:YYYY-MM-DD` or "
+                                       "`mention:POST[:COMMENT]`; stable while the group lives.")
+    type: Literal["like", "comment", "follow", "mention"]
+    post_id: str | None = Field(description="The post it is about; null for follows.")
+    count: int = Field(description="How many people (a like, comment or follow each).")
+    actors: list[str] = Field(description="The newest few of them, newest first.")
+    latest_at: str = Field(description="RFC 3339, UTC, milliseconds: the newest action.")
+    unread: bool = Field(description="Newer than the caller's last mark-read.")
+
+
+class NotificationPage(BaseModel):
+    """A page of notification groups, newest first; pass ``next_cursor`` back for the next."""
+
+    items: list[NotificationOut]
+    next_cursor: str | None
+
+
+class UnreadCount(BaseModel):
+    """Unread notification groups (among the newest 500 the caller sees)."""
+
+    count: int
+
+
+class MarkRead(_Request):
+    """Mark every notification up to now read (no fields)."""
+
+
+class ReadMarker(BaseModel):
+    """Groups whose newest action is at or before ``read_through`` are read."""
+
+    read_through: str = Field(description="RFC 3339, UTC, milliseconds.")

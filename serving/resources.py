@@ -18,12 +18,14 @@ from feedline.stores.event_publisher import EventPublisher
 from feedline.stores.feed_cache import FeedCache
 from feedline.stores.feed_reader import REDIS_PAUSE_S, FeedReader
 from feedline.stores.media_store import MediaStore, MediaUploads, MediaUrls
+from feedline.stores.notification_reader import NotificationReader
 from feedline.stores.post_store import PostStore
 from feedline.stores.request_guards import IdempotencyRecords, RateLimiter, RateLimits
 from schemas.redis_keys import RedisKeys
 from serving.auth import TokenVerifier, token_policy
 from serving.cursor import cursor_key
 from serving.ids import id_key
+from serving.sse import StreamSlots
 
 
 class Resources:
@@ -43,6 +45,17 @@ class Resources:
         self.reader = FeedReader(self.cache, self.posts, timeline_cap=settings.feed.timeline_cap,
                                  breaker=self.redis_breaker,
                                  redis_budget_s=settings.redis.read_budget_s)
+        self.notifications = NotificationReader(self.redis, self.keys, self.cql,
+                                                breaker=self.redis_breaker,
+                                                redis_budget_s=settings.redis.read_budget_s)
+        # Push streams wait in XREAD BLOCK up to a heartbeat: their own client, whose socket
+        # timeout outlasts the wait (the cache client's would cut it short).
+        self.push_redis = Redis.from_url(
+            settings.redis.url, decode_responses=True,
+            socket_timeout=api.stream_heartbeat_s + api.redis_timeout_s + 5,
+            socket_connect_timeout=api.redis_timeout_s)
+        self.stream_slots = StreamSlots(per_user=api.stream_max_per_user,
+                                        per_worker=api.stream_max_per_worker)
         self.media = MediaStore(self.cql)
         self.publisher = EventPublisher(
             settings.kafka, max_block_ms=api.kafka_max_block_ms,
@@ -95,6 +108,7 @@ class Resources:
     async def close(self) -> None:
         """Close every client."""
         await self.redis.aclose()
+        await self.push_redis.aclose()
         if not self.guards_share_cache:
             await self.guards_redis.aclose()
         await asyncio.to_thread(self.publisher.close)

@@ -45,6 +45,7 @@ from feedline.rules.effects import (
     UserCounterSet,
 )
 from feedline.stores.lua import source
+from feedline.stores.push import queue_feed_events
 from schemas.cql_statements import (
     USER_COUNTER_WRITES,
     bind_write,
@@ -196,6 +197,8 @@ class FeedWriter:
                     pass  # the follow graph lives in the CQL store only
                 case _:
                     raise TypeError(f"unknown effect {e!r}")
+        # Realtime push (feedline.stores.push): the feed and delete events, same pipeline.
+        tags.extend([("plain",)] * queue_feed_events(pipe, k, effects))
         if not tags:
             return
         reload: dict[str, tuple[str, str]] = {}

@@ -41,10 +41,13 @@ def dump_cql(session: Any, tables: tuple[str, ...] = tuple(TABLES)) -> dict[str,
 
 
 def dump_redis(client: redis.Redis, prefix: str) -> dict[str, tuple[str, Any]]:
-    """Every key of the prefix: (type, value)."""
+    """Every key of the prefix: (type, value); push streams left out (a broker's messages,
+    not derived state: ``schemas.redis_push``)."""
     out: dict[str, tuple[str, Any]] = {}
     for key in client.scan_iter(match=f"{prefix}:*", count=1000):
         kind = client.type(key)
+        if kind == "stream":
+            continue
         if kind == "zset":
             value: Any = tuple(client.zrange(key, 0, -1, withscores=True))
         elif kind == "hash":

@@ -1,0 +1,105 @@
+"""Realtime push through the whole platform: the API produces the events, the fan-out job
+(an isolated sandbox on the local Flink cluster) derives the stores and publishes to the
+push streams, and an SSE client (httpx-sse) connected to the API over HTTP hears it.
+
+carol opens her stream, follows dave through the API; dave posts a photo; it arrives as
+``event: feed``; dave deletes it and ``event: delete`` follows.
+
+The job runs the code installed in Flink's Python environment, or the folders in
+``FEEDLINE_FLINK__SHIP_PYTHON_PATHS`` (a worktree's streaming code).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import httpx
+import orjson
+import pytest
+import uvicorn
+from httpx_sse import connect_sse
+
+from feedline.settings import ApiSettings, FeedSettings, ServingSettings, StackSettings
+from feedline.stores.media_store import object_name
+from feedline.stores.object_store import storage_client
+from jobs.sandbox import Sandbox, open_sandbox
+from serving.auth import issue_token
+from serving.main import create_app
+from tests.support.waiting import HANG_GUARD_S, eventually
+
+FEED = FeedSettings(celebrity_threshold=50, follow_merge_limit=20, timeline_cap=50)
+PHOTO = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40
+
+
+@pytest.fixture(scope="module")
+def platform(stack: StackSettings) -> Iterator[tuple[Sandbox, ServingSettings, str]]:
+    """A sandbox running the fan-out job, and the API on it served over HTTP."""
+    sandbox = open_sandbox(stack, FEED)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server: uvicorn.Server | None = None
+    thread: threading.Thread | None = None
+    try:
+        sandbox.deploy("fanout")
+        streaming = sandbox.streaming
+        settings = ServingSettings(environment="test", kafka=streaming.kafka, cql=streaming.cql,
+                                   redis=streaming.redis, storage=streaming.storage, feed=FEED,
+                                   api=ApiSettings(rate_limit_per_minute=100_000,
+                                                   gc_freeze=False, stream_heartbeat_s=1.0))
+        server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning",
+                                               timeout_graceful_shutdown=1))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        eventually(lambda: server is not None and server.started, "uvicorn to serve",
+                   every_s=0.05)
+        yield sandbox, settings, f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        if server is not None and thread is not None:
+            server.should_exit = True
+            thread.join()
+        sock.close()
+        sandbox.close()
+
+
+def headers(settings: ServingSettings, user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(settings.api.jwt_secret, user, ttl_s=3600)}"}
+
+
+def test_a_followed_users_post_arrives_as_a_feed_event(
+        platform: tuple[Sandbox, ServingSettings, str]) -> None:
+    sandbox, settings, origin = platform
+    carol, dave = headers(settings, "carol"), headers(settings, "dave")
+    with httpx.Client(base_url=origin, timeout=httpx.Timeout(HANG_GUARD_S, connect=10)) as api:
+        assert api.put("/v1/users/dave/follow", headers=carol).status_code == 202
+        eventually(lambda: api.get("/v1/users/dave", headers=carol).json()["followers"] == 1,
+                   "the follow to be applied")
+        announced = api.post("/v1/media", json={"content_type": "image/jpeg",
+                                                "bytes": len(PHOTO)}, headers=dave)
+        assert announced.status_code == 201
+        media = announced.json()
+        assert httpx.put(media["upload_url"], content=PHOTO,
+                         headers=media["upload_headers"]).status_code == 200
+        try:
+            with connect_sse(api, "GET", "/v1/stream", headers=carol) as source:
+                assert source.response.status_code == 200
+                created = api.post("/v1/posts", json={"caption": "live",
+                                                      "media_ids": [media["media_id"]]},
+                                   headers=dave)
+                assert created.status_code == 202, created.text
+                post_id = created.json()["post_id"]
+                stream = source.iter_sse()
+                feed = next(stream)
+                assert feed.event == "feed" and feed.id
+                data = orjson.loads(feed.data)
+                assert (data["post_id"], data["author_id"]) == (post_id, "dave")
+                assert api.delete(f"/v1/posts/{post_id}", headers=dave).status_code == 202
+                gone = next(stream)
+                assert (gone.event, orjson.loads(gone.data)) == ("delete", {"post_id": post_id})
+            sandbox.assert_jobs_alive()
+        finally:
+            blob = storage_client(settings.storage).bucket(settings.storage.media_bucket).blob(
+                object_name(media["media_id"]))
+            if blob.exists():
+                blob.delete()
