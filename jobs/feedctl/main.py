@@ -27,6 +27,7 @@ from jobs.feedctl import (
     jobs,
     load,
     local,
+    media,
     quality,
     rebuild,
     token,
@@ -35,7 +36,8 @@ from jobs.feedctl import (
 from jobs.feedctl.deps import translate
 from jobs.feedctl.errors import EXIT_CODES, FAILED, INTERNAL, INTERRUPTED, USAGE, one_line
 
-NOUNS = (local, db, jobs, load, feed, token, archive, quality, dlq, rebuild, backfill, verify)
+NOUNS = (local, db, jobs, load, feed, token, archive, quality, dlq, rebuild, backfill, verify,
+         media)
 
 #: Client libraries whose retry warnings would repeat what the one error line says.
 CHATTY_LOGGERS = ("kafka", "cassandra", "google", "urllib3")
