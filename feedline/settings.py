@@ -69,6 +69,9 @@ class KafkaSettings(_Block):
     """Topic of follow / unfollow events, keyed by followee."""
     engagements_topic: str = "engagements"
     """Topic of like / unlike / comment / comment-delete events, keyed by post."""
+    media_topic: str = "media-uploads"
+    """Topic of completed media uploads the media worker processes, keyed by media id (not an
+    event topic: its messages are ``feedline.media.messages``, not feed events)."""
     dlq_suffix: str = ".dlq"
     """Suffix of each topic's dead-letter topic."""
     partitions: int = Field(default=3, ge=1, le=256)
@@ -264,6 +267,24 @@ class ApiSettings(_Block):
     socket buffers full: it stopped reading) is closed."""
 
 
+class MediaSettings(_Block):
+    """The media worker: what an upload may be, and the renditions it becomes."""
+
+    max_pixels: int = Field(default=50_000_000, ge=1)
+    """Most pixels (width x height) a photo may have; more is refused before decoding (a
+    decompression bomb: a small file that would decode to gigabytes)."""
+    max_side: int = Field(default=12_000, ge=1)
+    """Longest width or height a photo may have."""
+    rendition_widths: tuple[int, ...] = (1080, 320)
+    """Widths of the renditions written for every photo (never wider than the photo)."""
+    jpeg_quality: int = Field(default=85, ge=1, le=95)
+    """JPEG quality of the renditions."""
+    rendition_folder: str = "renditions"
+    """Folder of the renditions in the media bucket: ``<folder>/<media id>/<generation>/``."""
+    consumer_group: str = "feedline-media"
+    """Kafka consumer group of the media workers (more workers share the partitions)."""
+
+
 class LocalStackSettings(_Block):
     """Ports, heaps and paths of the process-based local stack (no Docker)."""
 
@@ -337,6 +358,8 @@ class _FeedlineSettings(BaseSettings):
     """Object storage."""
     feed: FeedSettings = FeedSettings()
     """Feed rules."""
+    media: MediaSettings = MediaSettings()
+    """Media processing."""
 
 
 class ServingSettings(_FeedlineSettings):

@@ -90,11 +90,22 @@ READS: dict[str, str] = {
     "ping": "SELECT release_version FROM system.local",
 }
 
-#: The API's media records (not written with a write time).
+#: The media records (not written with a write time): the API announces an upload in
+#: ``media`` and marks it completed and published in ``media_processing``, where the media
+#: worker records what it found (``schemas/cql/0004_media.cql``).
 MEDIA: dict[str, str] = {
     "media_add": "INSERT INTO media (media_id, owner_id, content_type, bytes, uri, created_at) "
     "VALUES (?, ?, ?, ?, ?, ?)",
     "media": "SELECT media_id, owner_id, content_type, bytes, uri FROM media WHERE media_id = ?",
+    "media_processing": "SELECT status, reason, generation, width, height, duration_ms, "
+    "renditions, placeholder, completed_at, published_at FROM media_processing "
+    "WHERE media_id = ?",
+    "media_completed": "UPDATE media_processing SET completed_at = ? WHERE media_id = ?",
+    "media_published": "UPDATE media_processing SET published_at = ? WHERE media_id = ?",
+    "media_processed": "UPDATE media_processing SET status = ?, reason = ?, generation = ?, "
+    "width = ?, height = ?, duration_ms = ?, renditions = ?, placeholder = ?, "
+    "processed_at = ? WHERE media_id = ?",
+    "media_all": "SELECT media_id, owner_id FROM media",
 }
 
 #: The migration runner's bookkeeping (``feedline.stores.cql``).

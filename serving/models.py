@@ -40,6 +40,30 @@ class MediaUpload(BaseModel):
     expires_at: datetime
 
 
+class RenditionOut(BaseModel):
+    """A processed copy of a photo, metadata stripped."""
+
+    url: str
+    width: int
+    height: int
+    content_type: str
+
+
+class MediaState(BaseModel):
+    """What the media worker found in an upload (``processing`` until it is done)."""
+
+    media_id: str
+    status: Literal["processing", "ready", "rejected"]
+    reason: str | None = Field(description="Why it was rejected: `code: what was found`.")
+    content_type: str = Field(description="The announced type.")
+    width: int | None
+    height: int | None
+    duration_ms: int | None
+    renditions: list[RenditionOut] = Field(description="Largest first.")
+    placeholder: str | None = Field(description="Dominant colour, `#rrggbb`, to show "
+                                                "while the photo loads.")
+
+
 class PostCreate(_Request):
     """Publish a post of uploaded media."""
 

@@ -73,7 +73,41 @@ class MediaCheck:
                                         f"announced as {record.content_type}"))
         if problems:
             raise _field_problem("media_ids", problems)
-        return [r for r in mine if r is not None]
+        usable = [r for r in mine if r is not None]
+        _check_processed(usable)
+        return usable
+
+
+def _check_processed(records: list[MediaRecord]) -> None:
+    """422 naming each rejected upload, else 409 naming each one not processed yet."""
+    refused = [(f"media_ids[{i}]", f"{r.media_id} was rejected: {r.reason}")
+               for i, r in enumerate(records) if r.status == "rejected"]
+    if refused:
+        raise _field_problem("media_ids", refused)
+    waiting = [(i, r) for i, r in enumerate(records) if r.status != "ready"]
+    if waiting:
+        errors = [{"location": "body", "field": f"media_ids[{i}]",
+                   "message": f"{r.media_id} is still processing" if r.completed else
+                   f"{r.media_id} was not completed (POST /v1/media/{r.media_id}/complete)"}
+                  for i, r in waiting]
+        raise ApiProblem(409, "media-processing",
+                         "; ".join(e["message"] for e in errors[:5])
+                         + "; retry once GET /v1/media/{id} says ready",
+                         title="Media not ready", errors=errors)
+
+
+def shown_media(record: MediaRecord) -> dict[str, str]:
+    """A post's media item: its largest rendition, named by the generation processed.
+
+    Renditions are written by the media worker only, under the generation it processed, so
+    the post pins that generation: nothing uploaded later changes what it shows.
+    """
+    if record.renditions:
+        largest = record.renditions[0]
+        return {"media_id": record.media_id, "content_type": largest.content_type,
+                "uri": largest.uri}
+    return {"media_id": record.media_id, "content_type": record.content_type,
+            "uri": record.uri}
 
 
 async def live_post(reader: FeedReader, post_id: str) -> PostLookup:
@@ -99,8 +133,7 @@ class CreatePost:
         post_id = new_post_id(self.id_key, self.author_id)
         event = new_event("post_created", author_id=self.author_id, post_id=post_id,
                           caption=self.body.caption,
-                          media=[{"media_id": m.media_id, "content_type": m.content_type,
-                                  "uri": m.uri} for m in media])
+                          media=[shown_media(m) for m in media])
         return PreparedWrite(event, {"post_id": post_id, "event_id": event.event_id})
 
 

@@ -179,9 +179,13 @@ class EventPublisher:
 
     def _send(self, event: Event) -> tuple[Any, Any]:
         """Hand ``event`` to the producer: (the producer, its delivery future). Blocking."""
+        return self._send_record(topic_of(self.kafka, event.role), event.key.encode(),
+                                 encode_event(event))
+
+    def _send_record(self, topic: str, key: bytes, value: bytes) -> tuple[Any, Any]:
+        """Hand one record to the producer: (the producer, its delivery future). Blocking."""
         producer = self._ensure_producer()
-        return producer, producer.send(topic_of(self.kafka, event.role),
-                                       key=event.key.encode(), value=encode_event(event))
+        return producer, producer.send(topic, key=key, value=value)
 
     def _open(self, error: BaseException) -> StoreUnavailable:
         self._open_until = time.monotonic() + self.retry_after_s
@@ -218,13 +222,20 @@ class EventPublisher:
 
     async def publish(self, event: Event) -> None:
         """Produce ``event`` and wait for the acks=all acknowledgement."""
+        await self._publish(lambda: self._send(event))
+
+    async def publish_record(self, topic: str, key: bytes, value: bytes) -> None:
+        """Produce a record that is not a feed event (same bound, same breaker)."""
+        await self._publish(lambda: self._send_record(topic, key, value))
+
+    async def _publish(self, send: Callable[[], tuple[Any, Any]]) -> None:
         self.check_open()
         probe = self._failing_since is not None  # half-open: this publish is the one probe
         if probe:
             self._probing = True  # no await since check_open: no other publish got here
         settled = False
         try:
-            await self._produce(event)
+            await self._produce(send)
             settled = True
         except (KafkaError, TimeoutError, OSError) as error:
             settled = True
@@ -239,7 +250,7 @@ class EventPublisher:
                      time.monotonic() - (self._failing_since or time.monotonic()))
             self._failing_since = None
 
-    async def _produce(self, event: Event) -> None:
+    async def _produce(self, send: Callable[[], tuple[Any, Any]]) -> None:
         loop = asyncio.get_running_loop()
         acked: asyncio.Future[Any] = loop.create_future()
 
@@ -259,7 +270,7 @@ class EventPublisher:
         producer: Any = None  # known once send() returned: later errors are delivery errors
         try:
             async with asyncio.timeout(self._limit_s()):
-                producer, future = await asyncio.to_thread(self._send, event)
+                producer, future = await asyncio.to_thread(send)
                 future.add_callback(lambda meta: report(meta, None))
                 future.add_errback(lambda error: report(None, error))
                 await acked

@@ -21,7 +21,7 @@ overwrites), so locally only the signature binds the header.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,14 +49,39 @@ CREATE_ONLY_HEADER = "x-goog-if-generation-match"
 
 
 @dataclass(frozen=True, slots=True)
+class Rendition:
+    """A processed copy of a photo in the media bucket, metadata stripped."""
+
+    uri: str
+    width: int
+    height: int
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
 class MediaRecord:
-    """A row of the media table."""
+    """An upload: its ``media`` row (announced), then what the media worker found."""
 
     media_id: str
     owner_id: str
     content_type: str
     bytes: int
     uri: str
+    status: str | None = None
+    """None until processed, then ``ready`` or ``rejected``."""
+    reason: str | None = None
+    generation: int | None = None
+    """The object generation processed (its renditions live under it)."""
+    width: int | None = None
+    height: int | None = None
+    duration_ms: int | None = None
+    renditions: tuple[Rendition, ...] = ()
+    """Largest first."""
+    placeholder: str | None = None
+    completed: bool = False
+    """The client called ``POST /v1/media/{id}/complete``."""
+    published: bool = False
+    """A post showing it was accepted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +100,7 @@ class StoredObject:
 
     size: int
     content_type: str | None
+    generation: int | None = None
 
 
 def object_name(media_id: str) -> str:
@@ -127,15 +153,42 @@ class MediaStore:
                                                    created_at))
 
     async def get_many(self, media_ids: Sequence[str]) -> dict[str, MediaRecord]:
-        """The recorded uploads among ``media_ids``."""
-        rows = await self.client.execute_many([(MEDIA["media"], (m,)) for m in media_ids])
+        """The recorded uploads among ``media_ids``, with what processing found."""
+        rows = await self.client.execute_many(
+            [(MEDIA[name], (m,)) for m in media_ids for name in ("media", "media_processing")])
         found = {}
-        for result in rows:
-            if result:
-                r = result[0]
-                found[r.media_id] = MediaRecord(r.media_id, r.owner_id, r.content_type,
-                                                int(r.bytes or 0), r.uri)
+        for announced, processing in zip(rows[::2], rows[1::2], strict=True):
+            if announced:
+                record = record_of(announced[0], processing[0] if processing else None)
+                found[record.media_id] = record
         return found
+
+    async def get(self, media_id: str) -> MediaRecord | None:
+        """One recorded upload, or None."""
+        return (await self.get_many([media_id])).get(media_id)
+
+    async def completed(self, media_id: str, at: datetime) -> None:
+        """Remember that the client finished uploading (``POST /v1/media/{id}/complete``)."""
+        await self.client.execute(MEDIA["media_completed"], (at, media_id))
+
+    async def published(self, media_ids: Sequence[str], at: datetime) -> None:
+        """Remember that a post showing these media was accepted (anyone may read them now)."""
+        await self.client.execute_many([(MEDIA["media_published"], (at, m)) for m in media_ids])
+
+
+def record_of(row: Any, processing: Any = None) -> MediaRecord:
+    """A ``MediaRecord`` from rows of the ``media`` and ``media_processing`` statements."""
+    announced = MediaRecord(row.media_id, row.owner_id, row.content_type, int(row.bytes or 0),
+                            row.uri)
+    if processing is None:
+        return announced
+    p = processing
+    renditions = tuple(Rendition(r.uri, int(r.width), int(r.height), r.content_type)
+                       for r in (p.renditions or ()))
+    return replace(announced, status=p.status, reason=p.reason, generation=p.generation,
+                   width=p.width, height=p.height, duration_ms=p.duration_ms,
+                   renditions=renditions, placeholder=p.placeholder,
+                   completed=p.completed_at is not None, published=p.published_at is not None)
 
 
 def local_signing_credentials(project: str) -> service_account.Credentials:
@@ -206,7 +259,8 @@ class MediaUploads:
             return None
         except (gcs_errors.GoogleAPIError, OSError) as error:
             raise StoreUnavailable("storage", f"{type(error).__name__}: {error}") from error
-        return StoredObject(int(blob.size or 0), blob.content_type)
+        return StoredObject(int(blob.size or 0), blob.content_type,
+                            int(blob.generation) if blob.generation else None)
 
     def ping(self) -> bool:
         """The media bucket is reachable."""

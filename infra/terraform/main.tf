@@ -15,6 +15,7 @@ resource "google_project_service" "enabled" {
     "container.googleapis.com",
     "iam.googleapis.com",
     "managedkafka.googleapis.com",
+    "pubsub.googleapis.com",
     "redis.googleapis.com",
     "storage.googleapis.com",
   ])
@@ -76,7 +77,7 @@ resource "google_storage_bucket" "media" {
   cors {
     origin          = var.media_cors_origins
     method          = ["PUT", "GET", "HEAD"]
-    response_header = ["Content-Type", "x-goog-content-length-range"]
+    response_header = ["Content-Type", "x-goog-content-length-range", "x-goog-if-generation-match"]
     max_age_seconds = 3600
   }
 
@@ -171,6 +172,65 @@ resource "google_managed_kafka_topic" "dead_letter" {
   configs = {
     "retention.ms" = tostring(var.dlq_retention_days * 24 * 60 * 60 * 1000)
   }
+}
+
+# Completed uploads for the media worker (not an event topic) and its dead letters.
+resource "google_managed_kafka_topic" "media" {
+  topic_id           = var.media_topic
+  cluster            = google_managed_kafka_cluster.feedline.cluster_id
+  location           = var.region
+  partition_count    = var.event_topic_partitions
+  replication_factor = var.kafka_replication_factor
+}
+
+resource "google_managed_kafka_topic" "media_dead_letter" {
+  topic_id           = "${var.media_topic}${var.dlq_suffix}"
+  cluster            = google_managed_kafka_cluster.feedline.cluster_id
+  location           = var.region
+  partition_count    = 1
+  replication_factor = var.kafka_replication_factor
+  configs = {
+    "retention.ms" = tostring(var.dlq_retention_days * 24 * 60 * 60 * 1000)
+  }
+}
+
+# --- media uploads: object finalize -> Pub/Sub ---------------------------------------------
+# Every upload that lands (media/<id>) is announced on Pub/Sub, so an upload whose client
+# never calls POST /v1/media/{id}/complete is processed too. The subscription's messages are
+# GCS object resources (JSON_API_V1), which the media topic accepts as they are
+# (feedline/media/messages.py): a Pub/Sub-to-Kafka forwarder moves them onto var.media_topic.
+
+data "google_storage_project_service_account" "gcs" {}
+
+resource "google_pubsub_topic" "media_uploaded" {
+  name   = "${var.name_prefix}-media-uploaded"
+  labels = var.labels
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_pubsub_topic_iam_member" "gcs_announces_uploads" {
+  topic  = google_pubsub_topic.media_uploaded.id
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
+}
+
+resource "google_storage_notification" "media_uploaded" {
+  bucket             = google_storage_bucket.media.name
+  topic              = google_pubsub_topic.media_uploaded.id
+  payload_format     = "JSON_API_V1"
+  event_types        = ["OBJECT_FINALIZE"]
+  object_name_prefix = "media/"
+
+  depends_on = [google_pubsub_topic_iam_member.gcs_announces_uploads]
+}
+
+resource "google_pubsub_subscription" "media_uploaded" {
+  name                       = "${var.name_prefix}-media-uploaded"
+  topic                      = google_pubsub_topic.media_uploaded.id
+  ack_deadline_seconds       = 60
+  message_retention_duration = "604800s"
+  labels                     = var.labels
 }
 
 # --- Redis ---------------------------------------------------------------------------------
@@ -302,11 +362,18 @@ resource "google_service_account" "streaming" {
   display_name = "feedline streaming jobs (Kafka consumer/producer)"
 }
 
+# The media worker: consumes completed uploads, reads them, writes renditions.
+resource "google_service_account" "media_worker" {
+  account_id   = "${var.name_prefix}-media"
+  display_name = "feedline media worker (Kafka consumer, media reader, rendition writer)"
+}
+
 locals {
   workload_accounts = {
-    api       = google_service_account.api_signer
-    archiver  = google_service_account.archive_writer
-    streaming = google_service_account.streaming
+    api          = google_service_account.api_signer
+    archiver     = google_service_account.archive_writer
+    streaming    = google_service_account.streaming
+    media_worker = google_service_account.media_worker
   }
 }
 
@@ -356,4 +423,18 @@ resource "google_storage_bucket_iam_member" "flink_state" {
   bucket = google_storage_bucket.flink_state.name
   role   = "roles/storage.objectUser"
   member = "serviceAccount:${each.value}"
+}
+
+# Reads uploads and writes renditions (objectCreator cannot read; objectUser may also
+# overwrite a rendition with the same bytes when an upload is reprocessed).
+resource "google_storage_bucket_iam_member" "media_worker_media" {
+  bucket = google_storage_bucket.media.name
+  role   = "roles/storage.objectUser"
+  member = "serviceAccount:${google_service_account.media_worker.email}"
+}
+
+resource "google_pubsub_subscription_iam_member" "media_worker_notifications" {
+  subscription = google_pubsub_subscription.media_uploaded.name
+  role         = "roles/pubsub.subscriber"
+  member       = "serviceAccount:${google_service_account.media_worker.email}"
 }

@@ -16,6 +16,7 @@ output "kafka_topics" {
   value = {
     events       = [for topic in google_managed_kafka_topic.event : topic.topic_id]
     dead_letters = [for topic in google_managed_kafka_topic.dead_letter : topic.topic_id]
+    media        = [google_managed_kafka_topic.media.topic_id, google_managed_kafka_topic.media_dead_letter.topic_id]
   }
 }
 
@@ -66,6 +67,7 @@ output "feedline_env" {
     FEEDLINE_STORAGE__ARCHIVE_BUCKET = google_storage_bucket.archive.name
     FEEDLINE_KAFKA__PARTITIONS       = tostring(var.event_topic_partitions)
     FEEDLINE_KAFKA__DLQ_SUFFIX       = var.dlq_suffix
+    FEEDLINE_KAFKA__MEDIA_TOPIC      = var.media_topic
     FEEDLINE_CQL__CONTACT_POINTS     = jsonencode(var.scylla_contact_points)
   }
 }

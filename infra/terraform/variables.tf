@@ -115,6 +115,12 @@ variable "event_topics" {
   default     = ["uploads", "follows", "engagements"]
 }
 
+variable "media_topic" {
+  description = "Topic of completed uploads the media worker consumes (FEEDLINE_KAFKA__MEDIA_TOPIC)."
+  type        = string
+  default     = "media-uploads"
+}
+
 variable "dlq_suffix" {
   description = "Suffix of each event topic's dead-letter topic (FEEDLINE_KAFKA__DLQ_SUFFIX)."
   type        = string
@@ -192,16 +198,18 @@ variable "k8s_namespace" {
 }
 
 variable "k8s_service_accounts" {
-  description = "Kubernetes service account names of the API, the archiver job and the other streaming jobs."
+  description = "Kubernetes service account names of the API, the archiver job, the other streaming jobs and the media worker."
   type = object({
-    api       = string
-    archiver  = string
-    streaming = string
+    api          = string
+    archiver     = string
+    streaming    = string
+    media_worker = string
   })
   default = {
-    api       = "feedline-api"
-    archiver  = "feedline-archiver"
-    streaming = "feedline-streaming"
+    api          = "feedline-api"
+    archiver     = "feedline-archiver"
+    streaming    = "feedline-streaming"
+    media_worker = "feedline-media-worker"
   }
 }
 

@@ -27,6 +27,7 @@ from jobs.feedctl import (
     jobs,
     load,
     local,
+    media,
     notifications,
     quality,
     rebuild,
@@ -37,7 +38,7 @@ from jobs.feedctl.deps import translate
 from jobs.feedctl.errors import EXIT_CODES, FAILED, INTERNAL, INTERRUPTED, USAGE, one_line
 
 NOUNS = (local, db, jobs, load, feed, notifications, token, archive, quality, dlq, rebuild,
-         backfill, verify)
+         backfill, verify, media)
 
 #: Client libraries whose retry warnings would repeat what the one error line says.
 CHATTY_LOGGERS = ("kafka", "cassandra", "google", "urllib3")

@@ -115,7 +115,7 @@ class KafkaService(Service):
             admin.close()
 
     def after_healthy(self) -> None:
-        """Create the three event topics and their dead-letter topics."""
+        """Create the three event topics, the media topic and their dead-letter topics."""
         ensure_topics(self.settings.kafka.bootstrap_servers, self.wanted_topics())
 
     def wanted_topics(self) -> dict[str, int]:
@@ -123,6 +123,7 @@ class KafkaService(Service):
         k = self.settings.kafka
         topics = {t: k.partitions for t in k.event_topics}
         topics.update({k.dlq_topic(t): 1 for t in k.event_topics})
+        topics.update({k.media_topic: k.partitions, k.dlq_topic(k.media_topic): 1})
         return topics
 
 

@@ -17,6 +17,7 @@ from jobs.localstack.cassandra import CassandraService
 from jobs.localstack.flink import FlinkJobManagerService, FlinkTaskManagerService
 from jobs.localstack.gcs import GcsEmulatorService
 from jobs.localstack.kafka import KafkaService
+from jobs.localstack.media_worker import MediaWorkerService
 from jobs.localstack.redis_server import RedisGuardsService, RedisService
 from jobs.localstack.restarts import RestartRecord
 from jobs.localstack.supervise import SupervisorService
@@ -36,6 +37,7 @@ def services(settings: StackSettings) -> list[Service]:
         FlinkTaskManagerService(settings),
         ApiService(settings),
         ArchiverService(settings),  # last: it waits for the topics and bucket
+        MediaWorkerService(settings),  # a helper too: after every server is healthy
     ]
 
 

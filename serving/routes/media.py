@@ -1,21 +1,32 @@
-"""Media uploads: a signed URL to PUT the file straight into object storage."""
+"""Media uploads: a signed URL to PUT the file into object storage, then the verdict.
+
+``POST /v1/media/{id}/complete`` hands the upload to the media worker;
+``GET /v1/media/{id}`` reads what it found.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from starlette.responses import Response
 
-from feedline.stores.media_store import MediaRecord, media_uri
-from serving.deps import CurrentUser, MediaStoreDep, MediaUploadsDep, SettingsDep
+from feedline.media import messages
+from feedline.media.messages import MediaUploaded
+from feedline.stores.media_store import MediaRecord, MediaStore, media_uri
+from serving.auth import ID_PATTERN
+from serving.deps import CurrentUser, MediaStoreDep, MediaUploadsDep, ResourcesDep, SettingsDep
 from serving.ids import new_media_id
-from serving.models import MediaCreate, MediaUpload
+from serving.models import MediaCreate, MediaState, MediaUpload
 from serving.problems import ApiProblem
 from serving.responses import PROBLEMS, JsonResponse, problem_doc
 
 router = APIRouter(prefix="/v1/media", tags=["media"])
+
+MediaId = Annotated[str, Path(pattern=ID_PATTERN, description="A media id.")]
 
 
 @router.post("", status_code=201, response_model=MediaUpload,
@@ -26,7 +37,8 @@ async def create_media(body: MediaCreate, user: CurrentUser, settings: SettingsD
     """Get a signed URL to upload one photo or video.
 
     PUT exactly `bytes` bytes to `upload_url` with the `upload_headers` before it expires,
-    then reference `media_id` in `POST /v1/posts`.
+    call `POST /v1/media/{media_id}/complete`, wait until `GET /v1/media/{media_id}` says
+    `ready`, then reference `media_id` in `POST /v1/posts`.
     """
     api = settings.api
     if body.bytes > api.media_max_bytes:
@@ -45,3 +57,67 @@ async def create_media(body: MediaCreate, user: CurrentUser, settings: SettingsD
     answer = MediaUpload(media_id=media_id, upload_url=signed.url, upload_headers=signed.headers,
                          expires_at=signed.expires_at)
     return JsonResponse(answer.model_dump(mode="json"), status_code=201)
+
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: problem_doc("No such upload of yours (nor a published one).")}
+
+
+def media_state(record: MediaRecord, media_url: Callable[[str], str]) -> dict[str, Any]:
+    """A ``MediaState`` as JSON data."""
+    return {
+        "media_id": record.media_id,
+        "status": record.status or "processing",
+        "reason": record.reason,
+        "content_type": record.content_type,
+        "width": record.width,
+        "height": record.height,
+        "duration_ms": record.duration_ms,
+        "renditions": [{"url": media_url(r.uri), "width": r.width, "height": r.height,
+                        "content_type": r.content_type} for r in record.renditions],
+        "placeholder": record.placeholder,
+    }
+
+
+async def _own(media: MediaStore, media_id: str, user: str) -> MediaRecord:
+    record = await media.get(media_id)
+    if record is None or record.owner_id != user:
+        raise ApiProblem(404, "media-not-found", f"{media_id} is not a media upload of yours")
+    return record
+
+
+@router.post("/{media_id}/complete", status_code=202, response_model=MediaState,
+             responses={**PROBLEMS, **_NOT_FOUND,
+                        409: problem_doc("Nothing was uploaded to the upload URL yet.")},
+             summary="Finish an upload")
+async def complete_media(media_id: MediaId, user: CurrentUser, resources: ResourcesDep,
+                         media_uploads: MediaUploadsDep) -> Response:
+    """Tell the platform the PUT is done: the upload is checked and rendered.
+
+    Poll `GET /v1/media/{media_id}` until `status` is `ready` (or `rejected`, with a
+    `reason`). Calling it again is harmless: an upload is processed once.
+    """
+    record = await _own(resources.media, media_id, user)
+    if record.status is None:
+        uploads = await media_uploads()
+        if await asyncio.to_thread(uploads.stat, media_id) is None:
+            raise ApiProblem(409, "media-not-uploaded",
+                             f"{media_id} has not been uploaded yet (PUT the file to its "
+                             "upload_url first)")
+        resources.publisher.check_open()
+        now = datetime.now(UTC)
+        await resources.media.completed(media_id, now)
+        await resources.publisher.publish_record(
+            resources.settings.kafka.media_topic, media_id.encode(),
+            messages.encode(MediaUploaded(media_id, "api", user), now))
+    return JsonResponse(media_state(record, resources.media_url), status_code=202)
+
+
+@router.get("/{media_id}", response_model=MediaState, responses={**PROBLEMS, **_NOT_FOUND},
+            summary="Read an upload's processing state")
+async def get_media(media_id: MediaId, user: CurrentUser, resources: ResourcesDep) -> Response:
+    """Status, dimensions, renditions and placeholder: its owner's until a post shows it."""
+    record = await resources.media.get(media_id)
+    if record is None or (record.owner_id != user and not record.published):
+        raise ApiProblem(404, "media-not-found", f"{media_id} does not exist or is not yours")
+    return JsonResponse(media_state(record, resources.media_url))

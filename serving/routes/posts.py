@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
@@ -38,13 +39,20 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 _FORBIDDEN: dict[int | str, dict[str, Any]] = {403: problem_doc("Only the author may do this.")}
 
 
-@router.post("", status_code=202, response_model=PostAccepted, responses=PROBLEMS,
+@router.post("", status_code=202, response_model=PostAccepted,
+             responses={**PROBLEMS, 409: problem_doc("A media upload is still processing.")},
              summary="Publish a post")
 async def create_post(body: PostCreate, user: CurrentUser, media: MediaCheckDep, id_key: IdKey,
                       writes: EventWritesDep, idempotency_key: IdempotencyKey = None) -> Response:
-    """Publish uploaded media with a caption; it reaches followers' feeds asynchronously."""
-    return await writes.submit(CreatePost(user, body, media, id_key), idempotency_key,
-                               body.model_dump())
+    """Publish processed media with a caption; it reaches followers' feeds asynchronously.
+
+    Every media id must be `ready` (`GET /v1/media/{id}`): 409 while one is processing,
+    422 when one was rejected.
+    """
+    response = await writes.submit(CreatePost(user, body, media, id_key), idempotency_key,
+                                   body.model_dump())
+    await media.media.published(body.media_ids, datetime.now(UTC))  # readable by anyone now
+    return response
 
 
 @router.get("/{post_id}", response_model=PostOut,

@@ -2,31 +2,37 @@
 jobs (an isolated sandbox on the local Flink cluster) derive the stores, the API serves them.
 
 alice follows bob; bob uploads a photo through a signed URL (a real PUT into the GCS
-emulator) and posts it; the post reaches alice's home feed once fanned out; her like and
-comment reach its counters; bob deletes it and it leaves the feed (and GET gives 404).
+emulator), completes it, waits until the media worker (its own topic, in a thread) made it
+ready, and posts it; the post reaches alice's home feed once fanned out, showing a rendition
+without the photo's EXIF location; her like and comment reach its counters; bob deletes it
+and it leaves the feed (and GET gives 404).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import httpx
 import pytest
+from kafka import KafkaAdminClient
 from starlette.testclient import TestClient
 
+from feedline.media.worker import MediaWorker
 from feedline.settings import ApiSettings, FeedSettings, ServingSettings, StackSettings
-from feedline.stores.media_store import object_name
-from feedline.stores.object_store import storage_client
+from jobs.localstack.kafka import ensure_topics
 from jobs.sandbox import Sandbox, open_sandbox
 from serving.auth import issue_token
 from serving.main import create_app
+from tests.support.fixtures import unique
+from tests.support.media import carries_metadata, photo, remove_media
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
 FEED = FeedSettings(celebrity_threshold=50, follow_merge_limit=20, timeline_cap=50)
-PHOTO = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40
+PHOTO = photo(1600, 1200)
 T = TypeVar("T")
 
 
@@ -37,11 +43,27 @@ def platform(stack: StackSettings) -> Iterator[tuple[Sandbox, ServingSettings]]:
         sandbox.deploy("fanout")
         sandbox.deploy("counters")
         streaming = sandbox.streaming
-        settings = ServingSettings(environment="test", kafka=streaming.kafka, cql=streaming.cql,
+        media_topic = unique("media")
+        ensure_topics(stack.kafka.bootstrap_servers,
+                      {media_topic: 1, streaming.kafka.dlq_topic(media_topic): 1})
+        kafka = streaming.kafka.model_copy(update={"media_topic": media_topic})
+        settings = ServingSettings(environment="test", kafka=kafka, cql=streaming.cql,
                                    redis=streaming.redis, storage=streaming.storage, feed=FEED,
                                    api=ApiSettings(rate_limit_per_minute=100_000,
                                                    gc_freeze=False))
+        stop = threading.Event()
+        worker = MediaWorker(kafka, streaming.storage, streaming.cql, settings.media,
+                             group_id=unique("media"))
+        thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+        thread.start()
         yield sandbox, settings
+        stop.set()
+        thread.join(timeout=120)
+        admin = KafkaAdminClient(bootstrap_servers=stack.kafka.bootstrap_servers)
+        try:
+            admin.delete_topics([media_topic, kafka.dlq_topic(media_topic)])
+        finally:
+            admin.close()
     finally:
         sandbox.close()
 
@@ -66,6 +88,13 @@ def test_follow_post_read_engage_delete(platform: tuple[Sandbox, ServingSettings
         put = httpx.put(media["upload_url"], content=PHOTO, headers=media["upload_headers"])
         assert put.status_code == 200
         try:
+            assert api.post(f"/v1/media/{media['media_id']}/complete",
+                            headers=bob).status_code == 202
+            ready = eventually(
+                lambda: (lambda s: s if s["status"] != "processing" else None)(
+                    api.get(f"/v1/media/{media['media_id']}", headers=bob).json()),
+                "the photo to be processed")
+            assert (ready["status"], ready["width"], ready["height"]) == ("ready", 1600, 1200)
             created = api.post("/v1/posts", json={"caption": "first light",
                                                   "media_ids": [media["media_id"]]},
                                headers={**bob, "Idempotency-Key": "bob-post-1"})
@@ -80,7 +109,10 @@ def test_follow_post_read_engage_delete(platform: tuple[Sandbox, ServingSettings
             assert item["author_id"] == "bob" and item["caption"] == "first light"
             [shown] = item["media"]
             assert shown["media_id"] == media["media_id"]
-            assert httpx.get(shown["url"]).content == PHOTO  # the URL serves the upload
+            # The feed shows the largest rendition, re-encoded without EXIF (no location).
+            assert shown["url"] == ready["renditions"][0]["url"]
+            served = httpx.get(shown["url"]).content
+            assert carries_metadata(served) == [] and b"FeedlineCam" not in served
             assert api.get("/v1/users/bob/posts", headers=alice).json()["items"][0][
                 "post_id"] == post_id
 
@@ -103,7 +135,4 @@ def test_follow_post_read_engage_delete(platform: tuple[Sandbox, ServingSettings
             assert in_feed() is None
             sandbox.assert_jobs_alive()
         finally:
-            blob = storage_client(settings.storage).bucket(settings.storage.media_bucket).blob(
-                object_name(media["media_id"]))
-            if blob.exists():
-                blob.delete()
+            remove_media(settings, [media["media_id"]])

@@ -45,7 +45,8 @@ def api_settings(stack: StackSettings, keyspace: str, redis_keys: Any,
     _client, keys = redis_keys
     kafka = KafkaSettings(bootstrap_servers=stack.kafka.bootstrap_servers,
                           uploads_topic=topic_factory(), follows_topic=topic_factory(),
-                          engagements_topic=topic_factory(), partitions=1)
+                          engagements_topic=topic_factory(), media_topic=topic_factory(),
+                          partitions=1)
     return ServingSettings(
         environment="test", kafka=kafka,
         cql=CqlSettings(**{**stack.cql.model_dump(), "keyspace": keyspace}),

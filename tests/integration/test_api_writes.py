@@ -17,6 +17,7 @@ from schemas.event_contracts import parse_event
 from serving.main import create_app
 from tests.integration import test_api_stack
 from tests.integration.test_api_stack import Seeder, auth, consume
+from tests.support.media import complete, photo, png, processed_inline, remove_media
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
@@ -25,12 +26,14 @@ api_settings = test_api_stack.api_settings
 client = test_api_stack.client
 seeder = test_api_stack.seeder
 
-JPEG = b"\xff\xd8\xff\xe0" + b"feedline-test-image" * 50
+JPEG = photo(64, 48)
 
 
 def upload(client: TestClient, settings: ServingSettings, user: str,
-           data: bytes = JPEG, content_type: str = "image/jpeg", put: bool = True) -> str:
-    """Announce a file, then PUT it to the signed URL (a real HTTP request to the emulator)."""
+           data: bytes = JPEG, content_type: str = "image/jpeg", put: bool = True,
+           ready: bool = True) -> str:
+    """Announce a file, then PUT it to the signed URL (a real HTTP request to the emulator);
+    then complete it and process it as the media worker would, unless not ``ready``."""
     answer = client.post("/v1/media", json={"content_type": content_type, "bytes": len(data)},
                          headers=auth(settings, user))
     assert answer.status_code == 201, answer.text
@@ -40,6 +43,9 @@ def upload(client: TestClient, settings: ServingSettings, user: str,
     if put:
         stored = httpx.put(body["upload_url"], content=data, headers=body["upload_headers"])
         assert stored.status_code == 200, stored.text
+        if ready:
+            complete(client, settings, user, body["media_id"])
+            assert processed_inline(settings, body["media_id"]) == "ready"
     return str(body["media_id"])
 
 
@@ -52,12 +58,13 @@ def cleanup_media(api_settings: ServingSettings) -> Any:
         blob = bucket.blob(object_name(media_id))
         if blob.exists():
             blob.delete()
+    remove_media(api_settings, created)
 
 
 def test_upload_then_post_produces_the_event(client: TestClient, api_settings: ServingSettings,
                                              cql_session: Any, cleanup_media: list) -> None:
     media = [upload(client, api_settings, "alice"),
-             upload(client, api_settings, "alice", b"\x89PNG" * 10, "image/png")]
+             upload(client, api_settings, "alice", png(80, 60), "image/png")]
     cleanup_media.extend(media)
     row = cql_session.execute("SELECT owner_id, content_type, bytes, uri FROM media "
                               "WHERE media_id = %s", (media[0],)).one()
@@ -75,8 +82,10 @@ def test_upload_then_post_produces_the_event(client: TestClient, api_settings: S
     assert event["event_id"] == answer["event_id"] and event["post_id"] == answer["post_id"]
     assert event["event_type"] == "post_created" and event["caption"] == "sunset 🌅"
     assert [m["media_id"] for m in event["media"]] == media
-    assert event["media"][1] == {"media_id": media[1], "content_type": "image/png",
-                                 "uri": f"gs://feedline-media/media/{media[1]}"}
+    # A post shows the largest rendition of the generation processed (the PNG had no
+    # transparency, so its renditions are JPEGs).
+    assert event["media"][1]["content_type"] == "image/jpeg"
+    assert event["media"][1]["uri"].startswith(f"gs://feedline-media/renditions/{media[1]}/")
     parse_event("uploads", json.dumps(event))  # a valid event for the streaming jobs
 
 

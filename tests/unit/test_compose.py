@@ -46,6 +46,7 @@ FLINK = {"flink-jobmanager", "flink-taskmanager", "flink-jobs"}
 SETTINGS_OF: dict[str, type[BaseSettings]] = {
     "api": ServingSettings,
     "archiver": BatchSettings,  # `feedctl archive run`
+    "media-worker": BatchSettings,  # `feedctl media run`
     "cql-migrate": StackSettings,  # `feedctl db migrate`
     "flink-jobmanager": StreamingSettings,
     "flink-taskmanager": StreamingSettings,
@@ -278,6 +279,8 @@ def kafka_and_bucket_problems(compose: Compose, defaults: StackSettings) -> list
         "DLQ_TOPICS": (init.get("DLQ_TOPICS", "").split(),
                        [kafka.dlq_topic(t) for t in kafka.event_topics]),
         "EVENT_TOPIC_PARTITIONS": (init.get("EVENT_TOPIC_PARTITIONS"), str(kafka.partitions)),
+        "MEDIA_TOPIC": (init.get("MEDIA_TOPIC"), kafka.media_topic),
+        "MEDIA_DLQ_TOPIC": (init.get("MEDIA_DLQ_TOPIC"), kafka.dlq_topic(kafka.media_topic)),
         "BUCKETS": (environment(compose["services"]["gcs"]).get("BUCKETS", "").split(),
                     [storage.media_bucket, storage.archive_bucket]),
     }

@@ -46,7 +46,7 @@ def everything_down(closed_port: int, monkeypatch: pytest.MonkeyPatch) -> Iterat
     _clear_settings()
 
 
-NOUNS_WITH_VERBS = ("jobs", "db", "archive", "dlq", "quality", "local")
+NOUNS_WITH_VERBS = ("jobs", "db", "archive", "dlq", "quality", "local", "media")
 
 #: Each command and the dependency it needs first.
 COMMANDS = [
@@ -78,6 +78,8 @@ COMMANDS = [
     (["rebuild", "all"], "object storage"),
     (["rebuild", "timelines", "--users", "u00001"], "object storage"),
     (["rebuild", "counters", "--dry-run"], "object storage"),
+    (["media", "run"], "Kafka"),
+    (["media", "reprocess", "--all", "--dry-run"], "Kafka"),
 ]
 
 

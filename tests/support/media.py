@@ -1,0 +1,159 @@
+"""Files for the media tests, made with Pillow (real photos, and the bad inputs of issue 14)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from typing import Any
+
+import httpx
+from PIL import ExifTags, Image, ImageDraw
+
+from feedline.media.messages import MediaUploaded
+from feedline.media.worker import MediaWorker
+from feedline.settings import ServingSettings
+from feedline.stores.media_store import object_name
+from feedline.stores.object_store import storage_client
+from serving.auth import issue_token
+
+#: Where the test photos claim they were taken (a GPS location that must never be served).
+LATITUDE = (52.0, 22.0, 12.5)
+LONGITUDE = (4.0, 53.0, 30.0)
+RED = (200, 40, 40)
+
+
+def photo(width: int = 1600, height: int = 1200, *, gps: bool = True,
+          orientation: int | None = None, colour: tuple[int, int, int] = RED) -> bytes:
+    """A JPEG mostly of ``colour`` with some detail, EXIF with a GPS location and a camera."""
+    image = Image.new("RGB", (width, height), colour)
+    draw = ImageDraw.Draw(image)
+    for step in range(0, min(width, height) // 4, 16):
+        draw.rectangle((step, step, step + 8, step + 8), fill=(30, 30 + step % 200, 160))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Make] = "FeedlineCam"
+    exif[ExifTags.Base.Model] = "Test 1"
+    if orientation is not None:
+        exif[ExifTags.Base.Orientation] = orientation
+    if gps:
+        location = exif.get_ifd(ExifTags.IFD.GPSInfo)
+        location[ExifTags.GPS.GPSLatitudeRef] = "N"
+        location[ExifTags.GPS.GPSLatitude] = LATITUDE
+        location[ExifTags.GPS.GPSLongitudeRef] = "E"
+        location[ExifTags.GPS.GPSLongitude] = LONGITUDE
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90, exif=exif, comment=b"taken at home")
+    return buffer.getvalue()
+
+
+def has_gps(data: bytes) -> bool:
+    """The file carries a GPS location in its EXIF."""
+    with Image.open(io.BytesIO(data)) as image:
+        return bool(image.getexif().get_ifd(ExifTags.IFD.GPSInfo))
+
+
+def carries_metadata(data: bytes) -> list[str]:
+    """What metadata a served file still carries (empty: none but a colour profile)."""
+    found = []
+    with Image.open(io.BytesIO(data)) as image:
+        if image.getexif():
+            found.append("exif")
+        found += [key for key in ("exif", "xmp", "comment", "photoshop") if key in image.info]
+    if b"Exif\x00\x00" in data:
+        found.append("an Exif segment")
+    return found
+
+
+def png(width: int = 400, height: int = 300, *, alpha: bool = False) -> bytes:
+    """A PNG, with a transparent half when ``alpha``."""
+    image = Image.new("RGBA" if alpha else "RGB", (width, height), (20, 120, 220))
+    if alpha:
+        ImageDraw.Draw(image).rectangle((0, 0, width // 2, height), fill=(0, 0, 0, 0))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(
+        ">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
+    """A few hundred bytes claiming ``width`` x ``height`` RGB pixels (a decompression bomb).
+
+    The header is valid; the data is one compressed row, so decoding would run out long
+    before the promised 2.7 GB — the worker must refuse it from the header alone.
+    """
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    data = zlib.compress(b"\x00" + b"\x00" * 3 * min(width, 1000), 9)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", data)
+            + _chunk(b"IEND", b""))
+
+
+def mp4() -> bytes:
+    """The start of an MP4 file: an ``ftyp`` box (isom) and an empty ``mdat``."""
+    ftyp = b"ftyp" + b"isom" + struct.pack(">I", 512) + b"isomiso2avc1mp41"
+    return struct.pack(">I", 8 + len(ftyp) - 4) + ftyp + struct.pack(">I", 8) + b"mdat"
+
+
+def truncated(data: bytes, keep: float = 0.5) -> bytes:
+    """The first ``keep`` of a file (an upload cut short)."""
+    return data[: int(len(data) * keep)]
+
+
+# --- through the API ---------------------------------------------------------------------
+
+
+def auth(settings: ServingSettings, user_id: str) -> dict[str, str]:
+    """Headers of a request made by ``user_id``."""
+    return {"Authorization": f"Bearer {issue_token(settings.api.jwt_secret, user_id, ttl_s=600)}"}
+
+
+def announce(client: Any, settings: ServingSettings, user: str, data: bytes,
+             content_type: str = "image/jpeg", *, size: int | None = None) -> dict[str, Any]:
+    """``POST /v1/media`` then the PUT of ``data`` to the signed URL; the announcement."""
+    answer = client.post("/v1/media", headers=auth(settings, user),
+                         json={"content_type": content_type,
+                               "bytes": len(data) if size is None else size})
+    assert answer.status_code == 201, answer.text
+    body: dict[str, Any] = answer.json()
+    stored = httpx.put(body["upload_url"], content=data, headers=body["upload_headers"])
+    assert stored.status_code == 200, stored.text
+    return body
+
+
+def complete(client: Any, settings: ServingSettings, user: str, media_id: str) -> Any:
+    """``POST /v1/media/{id}/complete``, which must answer 202."""
+    answer = client.post(f"/v1/media/{media_id}/complete", headers=auth(settings, user))
+    assert answer.status_code == 202, answer.text
+    return answer.json()
+
+
+def processed_inline(settings: ServingSettings, media_id: str) -> str:
+    """Process one upload the way the media worker does, in this process (no consumer)."""
+    worker = MediaWorker(settings.kafka, settings.storage, settings.cql, settings.media)
+    try:
+        return worker.handle(MediaUploaded(media_id))
+    finally:
+        worker.table.close()
+
+
+def ready_media(client: Any, settings: ServingSettings, user: str, data: bytes | None = None,
+                content_type: str = "image/jpeg") -> str:
+    """An upload of ``user`` a post may show: uploaded, completed, processed, ready."""
+    body = announce(client, settings, user, photo(64, 48) if data is None else data,
+                    content_type)
+    complete(client, settings, user, body["media_id"])
+    assert processed_inline(settings, body["media_id"]) == "ready"
+    return str(body["media_id"])
+
+
+def remove_media(settings: ServingSettings, media_ids: list[str]) -> None:
+    """Delete the uploads' objects and renditions from the media bucket."""
+    bucket = storage_client(settings.storage).bucket(settings.storage.media_bucket)
+    for media_id in media_ids:
+        for prefix in (object_name(media_id),
+                       f"{settings.media.rendition_folder}/{media_id}/"):
+            for blob in bucket.list_blobs(prefix=prefix):
+                blob.delete()
