@@ -155,6 +155,9 @@ def reporter_properties(port: int) -> list[str]:
     properties = {
         "metrics.reporter.prom.factory.class": REPORTER_FACTORY,
         "metrics.reporter.prom.port": str(port),
+        # Label values as Flink names them (job_name="feedline-fanout", as `feedctl jobs
+        # list` shows), not with every character outside [a-zA-Z0-9:_] turned into "_".
+        "metrics.reporter.prom.filterLabelValueCharacters": "false",
         # runningState, restartingState ...: 1 while the job is in that state.
         "metrics.job.status.enable": "STATE;CURRENT_TIME",
     }

@@ -143,6 +143,8 @@ def test_compose_runs_what_its_prometheus_scrapes() -> None:
     flink = services_["flink-jobmanager"]["environment"]["FLINK_PROPERTIES"]
     assert f"metrics.reporter.prom.port: {targets.flink_jobmanager.split(':')[1]}" in flink
     assert "PrometheusReporterFactory" in flink
+    assert "metrics.reporter.prom.filterLabelValueCharacters: false" in flink
+    assert "metrics.job.status.enable: STATE;CURRENT_TIME" in flink
     archiver = services_["archiver"]["command"]
     assert archiver[archiver.index("--metrics-port") + 1] == targets.archiver.split(":")[1]
     for name, address in (("exporter", targets.exporter),
@@ -168,6 +170,9 @@ def test_jobmanager_and_taskmanager_report_on_distinct_ports(settings: StackSett
         argv, env = svc.command()
         pairs = dict(argv[i + 1].split("=", 1) for i, arg in enumerate(argv) if arg == "-D")
         assert pairs["metrics.reporter.prom.factory.class"].endswith("PrometheusReporterFactory")
+        # job_name="feedline-fanout" as the alert rules name it, not "feedline_fanout".
+        assert pairs["metrics.reporter.prom.filterLabelValueCharacters"] == "false"
+        assert "STATE" in pairs["metrics.job.status.enable"].split(";")
         ports[svc.name] = pairs["metrics.reporter.prom.port"]
         plugin = Path(env["FLINK_PLUGINS_DIR"]) / "metrics-prometheus"
         assert [p.name for p in plugin.glob("*.jar")] == ["flink-metrics-prometheus-2.2.1.jar"]
