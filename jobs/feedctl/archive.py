@@ -111,7 +111,11 @@ def _serve_metrics(host: str, port: int) -> Any:
                       ["topic"])
     last = Gauge("feedline_archive_last_write_timestamp_seconds",
                  "When the archiver last wrote a part (Unix time).")
-    start_http_server(port, addr=host)
+    try:
+        start_http_server(port, addr=host)
+    except OSError as error:  # archiving matters more than its metrics: go on without them
+        logging.getLogger(__name__).warning(
+            "metrics not served: %s:%d: %s (another archiver has the port?)", host, port, error)
 
     def on_written(batch: Any) -> None:
         objects.labels(batch.topic).inc(len(batch.objects))

@@ -281,6 +281,34 @@ def test_the_archiver_counts_what_it_writes() -> None:
     assert got[("feedline_archive_last_write_timestamp_seconds", ())] > 0
 
 
+def test_an_archiver_whose_metrics_port_is_taken_archives_anyway(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from jobs.feedctl import archive
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.MonkeyPatch.context() as patch:
+            # Fresh metric objects: the module-level names are registered once per process.
+            patch.setattr("prometheus_client.Counter", lambda *a, **k: _Sink())
+            patch.setattr("prometheus_client.Gauge", lambda *a, **k: _Sink())
+            on_written = archive._serve_metrics("127.0.0.1", port)
+        on_written(WrittenBatch("uploads", 0, 0, 0, ("a",)))
+    assert "metrics not served" in caplog.text
+
+
+class _Sink:
+    def labels(self, *_: Any) -> _Sink:
+        return self
+
+    def inc(self, *_: Any) -> None:
+        pass
+
+    def set_to_current_time(self) -> None:
+        pass
+
+
 # --- the API counts requests failed by a dependency --------------------------------------
 
 
