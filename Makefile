@@ -62,9 +62,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	@touch $@
 
-jars: $(STATE)/jars/.fetched ## Kafka, Cassandra, the Flink Kafka connector and metrics reporter, via Maven
+jars: $(STATE)/jars/.fetched ## Kafka, Cassandra (+ JMX exporter), the Flink Kafka connector and metrics reporter, via Maven
 
-$(STATE)/jars/.fetched: infra/maven/pom.xml infra/maven/kafka/pom.xml infra/maven/cassandra/pom.xml infra/maven/flink/pom.xml infra/maven/flink-metrics/pom.xml
+$(STATE)/jars/.fetched: infra/maven/pom.xml infra/maven/kafka/pom.xml infra/maven/cassandra/pom.xml infra/maven/flink/pom.xml infra/maven/flink-metrics/pom.xml infra/maven/jmx-exporter/pom.xml
 	mvn -q -B -f infra/maven/pom.xml package -Djars.dir=$(CURDIR)/$(STATE)/jars
 	@touch $@
 

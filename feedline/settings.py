@@ -304,6 +304,8 @@ class MonitoringSettings(_Block):
     kafka_exporter_port: int = 9108
     """Port of the feedline exporter (``python -m jobs.exporter``): consumer lag per job and
     partition, dead-letter topics, and the local stack's processes and disk."""
+    cassandra_metrics_port: int = 9500
+    """Port of Cassandra's JMX exporter agent (heap, storage load, compactions)."""
     archiver_metrics_port: int = 9109
     """Port of the archiver's own metrics (records and objects written)."""
     freshness_probe_port: int = 9110

@@ -154,6 +154,11 @@ def overview() -> dict[str, Any]:
           ('sum by (server) (rate(redis_evicted_keys_total[5m]))', "evicted {{server}}"),
           ('sum by (server) (rate(redis_commands_processed_total[5m]))', "commands {{server}}"),
           unit="ops")
+    p.add("CQL store (Cassandra): heap, compactions, request errors",
+          ('jvm_memory_used_bytes{job="cassandra", area="heap"} '
+           '/ jvm_memory_max_bytes{job="cassandra", area="heap"}', "heap used / max"),
+          ('cassandra_compaction_pending_tasks', "pending compactions"),
+          ('sum(rate(cassandra_client_request_timeouts_total[5m]))', "timeouts/s"))
     p.add("Resident memory by service",
           ('feedline_stack_process_resident_bytes', "{{service}}"), unit="bytes")
     p.add("Disk free (state directory)",

@@ -14,8 +14,9 @@ them), started by `feedctl local up` once the servers are healthy and supervised
 - ``freshness-probe``: ``python -m jobs.freshness_probe``, post -> visible in a follower's
   feed through the API (``feedline_freshness_seconds``).
 
-The API (every uvicorn worker: they share a multi-process metrics folder), the archiver and
-the Flink JobManager and TaskManager (their Prometheus metrics reporter) serve their own.
+The API (every uvicorn worker: they share a multi-process metrics folder), the archiver, the
+Flink JobManager and TaskManager (their Prometheus metrics reporter) and Cassandra (the JMX
+exporter agent) serve their own.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Targets:
 
     prometheus: str
     api: str
+    cassandra: str
     flink_jobmanager: str
     flink_taskmanager: str
     exporter: str
@@ -68,6 +70,7 @@ def local_targets(settings: StackSettings) -> Targets:
     return Targets(
         prometheus=f"127.0.0.1:{mon.prometheus_port}",
         api=f"{settings.api.host}:{settings.api.port}",
+        cassandra=f"127.0.0.1:{mon.cassandra_metrics_port}",
         flink_jobmanager=f"127.0.0.1:{mon.flink_jobmanager_metrics_port}",
         flink_taskmanager=f"127.0.0.1:{mon.flink_taskmanager_metrics_port}",
         exporter=f"127.0.0.1:{mon.kafka_exporter_port}",
@@ -112,6 +115,7 @@ def scrape_config(targets: Targets, scrape_interval_s: int = 15) -> dict[str, An
         "scrape_configs": [
             job("prometheus", targets.prometheus),
             job("api", targets.api),
+            job("cassandra", targets.cassandra),
             flink,
             job("kafka", targets.exporter),
             job("archiver", targets.archiver),
@@ -123,7 +127,7 @@ def scrape_config(targets: Targets, scrape_interval_s: int = 15) -> dict[str, An
 
 def compose_targets() -> Targets:
     """The targets inside docker-compose.yml's network (service names, container ports)."""
-    return Targets(prometheus="localhost:9090", api="api:8000",
+    return Targets(prometheus="localhost:9090", api="api:8000", cassandra="scylla:9180",
                    flink_jobmanager="flink-jobmanager:9249",
                    flink_taskmanager="flink-taskmanager:9249", exporter="exporter:9108",
                    archiver="archiver:9109", redis_exporter="redis-exporter:9121",

@@ -49,7 +49,7 @@ def ensure_jars(settings: StackSettings, say: Say) -> None:
     """Fetch the JVM pieces with Maven (infra/maven/pom.xml) when any are missing."""
     jars = settings.local.state_dir / "jars"
     if all(any((jars / c).glob("*.jar"))
-           for c in ("kafka", "cassandra", "flink", "flink-metrics")):
+           for c in ("kafka", "cassandra", "flink", "flink-metrics", "jmx-exporter")):
         return
     mvn = shutil.which("mvn")
     if mvn is None:

@@ -47,6 +47,7 @@ def settings(tmp_path: Path) -> StackSettings:
                                       flink_taskmanager_metrics_port=9350,
                                       redis_exporter_port=9221, kafka_exporter_port=9208,
                                       archiver_metrics_port=9209, freshness_probe_port=9210,
+                                      cassandra_metrics_port=9510,
                                       scrape_interval_s=5),
     )
 
@@ -63,12 +64,13 @@ def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str
 def test_scrape_config_targets_come_from_the_settings(settings: StackSettings) -> None:
     config = monitoring.scrape_config(monitoring.local_targets(settings), 5)
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"prometheus", "api", "flink", "kafka", "archiver", "freshness",
-                         "redis"}
+    assert set(jobs) == {"prometheus", "api", "cassandra", "flink", "kafka", "archiver",
+                         "freshness", "redis"}
     targets = {name: [t for static in job["static_configs"] for t in static["targets"]]
                for name, job in jobs.items()}
     assert targets["prometheus"] == ["127.0.0.1:9190"]
     assert targets["api"] == ["127.0.0.1:8111"]
+    assert targets["cassandra"] == ["127.0.0.1:9510"]
     assert targets["flink"] == ["127.0.0.1:9349", "127.0.0.1:9350"]
     assert targets["kafka"] == ["127.0.0.1:9208"]
     assert targets["archiver"] == ["127.0.0.1:9209"]
@@ -138,7 +140,7 @@ def test_compose_runs_what_its_prometheus_scrapes() -> None:
     targets = monitoring.compose_targets()
     for address in (targets.api, targets.exporter, targets.archiver, targets.redis_exporter,
                     targets.flink_jobmanager, targets.flink_taskmanager,
-                    targets.freshness_probe, *targets.redis.values()):
+                    targets.freshness_probe, targets.cassandra, *targets.redis.values()):
         assert address.split(":")[0] in services_, address
     flink = services_["flink-jobmanager"]["environment"]["FLINK_PROPERTIES"]
     assert f"metrics.reporter.prom.port: {targets.flink_jobmanager.split(':')[1]}" in flink
@@ -154,6 +156,27 @@ def test_compose_runs_what_its_prometheus_scrapes() -> None:
     mounts = services_["prometheus"]["volumes"]
     assert "./infra/prometheus/prometheus.compose.yml:/etc/prometheus/prometheus.yml:ro" in mounts
     assert "./infra/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro" in mounts
+
+
+def test_cassandra_runs_the_jmx_exporter_agent_on_loopback(settings: StackSettings) -> None:
+    from jobs.localstack.cassandra import JMX_EXPORTER_YML, CassandraService
+
+    jars = settings.local.state_dir / "jars"
+    for folder, name in (("cassandra", "jamm-0.4.0.jar"), ("cassandra", "cassandra-all.jar")):
+        (jars / folder).mkdir(parents=True, exist_ok=True)
+        (jars / folder / name).write_bytes(b"PK")
+    svc = CassandraService(settings)
+    with pytest.raises(FileNotFoundError, match="make jars"):
+        svc.command()
+    (jars / "jmx-exporter").mkdir()
+    agent = jars / "jmx-exporter" / "jmx_prometheus_javaagent-1.0.1.jar"
+    agent.write_bytes(b"PK")
+    argv, _ = svc.command()
+    assert f"-javaagent:{agent}=127.0.0.1:9510:{JMX_EXPORTER_YML}" in argv
+    assert argv.index(f"-javaagent:{agent}=127.0.0.1:9510:{JMX_EXPORTER_YML}") < argv.index(
+        "org.apache.cassandra.service.CassandraDaemon")
+    config = yaml.safe_load(JMX_EXPORTER_YML.read_text())
+    assert config["includeObjectNames"], "only the MBeans the rules use"
 
 
 # --- Flink's reporter --------------------------------------------------------------------
