@@ -68,7 +68,11 @@ LAST_SUCCESS = Gauge("feedline_freshness_probe_last_success_timestamp_seconds",
 
 
 class ProbeError(RuntimeError):
-    """The API refused or could not answer a probe request."""
+    """The API refused (``status``) or could not answer (no status) a probe request."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ApiClient:
@@ -92,7 +96,8 @@ class ApiClient:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
                 raw = response.read()
         except urllib.error.HTTPError as error:
-            raise ProbeError(f"{method} {path}: {error.code} {error.read()[:300]!r}") from None
+            raise ProbeError(f"{method} {path}: {error.code} {error.read()[:300]!r}",
+                             error.code) from None
         except (urllib.error.URLError, OSError) as error:
             raise ProbeError(f"{method} {path}: {error}") from None
         return json.loads(raw) if raw else None
@@ -127,6 +132,14 @@ class FreshnessProbe:
         upload = self.client.call("POST", "/v1/media", PROBE_AUTHOR,
                                   {"content_type": "image/png", "bytes": len(PROBE_PNG)})
         self.client.upload(upload["upload_url"], upload.get("upload_headers") or {}, PROBE_PNG)
+        # An API whose media are processed before use wants the upload marked complete (the
+        # posts then answer 409 until it is ready: those rounds count as failed); an API
+        # without that step has no such route.
+        try:
+            self.client.call("POST", f"/v1/media/{upload['media_id']}/complete", PROBE_AUTHOR)
+        except ProbeError as error:
+            if error.status not in (404, 405):
+                raise
         self.media_id = upload["media_id"]
 
     def seen(self, post_id: str) -> bool:

@@ -376,6 +376,8 @@ class _FakeApi:
         if (method, path) == ("POST", "/v1/posts"):
             assert body["media_ids"] == ["m1"]
             return {"post_id": "p1"}
+        if (method, path) == ("POST", "/v1/media/m1/complete"):
+            raise freshness_probe.ProbeError("no such route", 404)  # an API without the step
         if method == "GET":
             self.polls += 1
             shown = self.visible_after is not None and self.polls > self.visible_after
@@ -404,9 +406,10 @@ def test_the_probe_times_a_post_until_the_follower_sees_it_then_deletes_it() -> 
     before = freshness_probe.FRESHNESS._sum.get()
     assert probe.once() == 1.5  # three polls without it, 0.5 s apart
     assert freshness_probe.FRESHNESS._sum.get() == before + 1.5
-    assert api.calls[:3] == [("PUT", "/v1/users/probe-author/follow", "probe-follower"),
+    assert api.calls[:4] == [("PUT", "/v1/users/probe-author/follow", "probe-follower"),
                              ("POST", "/v1/media", "probe-author"),
-                             ("PUT", "http://gcs/upload", "upload")]
+                             ("PUT", "http://gcs/upload", "upload"),
+                             ("POST", "/v1/media/m1/complete", "probe-author")]
     assert ("POST", "/v1/posts", "probe-author") in api.calls
     assert api.calls[-1] == ("DELETE", "/v1/posts/p1", "probe-author")
     api.calls.clear()
