@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 
 #: The archiver's consumer group (`feedctl archive run`'s default).
 ARCHIVER_GROUP = "feedline-archiver"
-#: Seconds a Kafka request of one scrape may take.
-KAFKA_TIMEOUT_MS = 5000
+#: Milliseconds a Kafka bootstrap or request of one scrape may take.
+KAFKA_TIMEOUT_MS = 4000
 
 
 def consumers(kafka: KafkaSettings) -> dict[str, tuple[str, list[str]]]:
@@ -59,15 +59,23 @@ class KafkaCollector(Collector):
         self._clients: tuple[Any, Any] | None = None
         self._lock = threading.Lock()  # one scrape at a time shares the clients
 
+    def describe(self) -> list[Any]:
+        """No names up front: registering must not wait for Kafka (collect reads it)."""
+        return []
+
     def _open(self) -> tuple[Any, Any]:
         from kafka import KafkaAdminClient, KafkaConsumer
 
         if self._clients is None:
             servers = self.kafka.bootstrap_servers
+            # Fail within a scrape's timeout (10 s): Kafka down is feedline_exporter_kafka_up
+            # 0, not a scrape that times out.
             admin = KafkaAdminClient(bootstrap_servers=servers, client_id="feedline-exporter",
-                                     request_timeout_ms=KAFKA_TIMEOUT_MS)
+                                     request_timeout_ms=KAFKA_TIMEOUT_MS,
+                                     bootstrap_timeout_ms=KAFKA_TIMEOUT_MS)
             consumer = KafkaConsumer(bootstrap_servers=servers, client_id="feedline-exporter",
-                                     request_timeout_ms=KAFKA_TIMEOUT_MS + 1000)
+                                     request_timeout_ms=KAFKA_TIMEOUT_MS + 1000,
+                                     bootstrap_timeout_ms=KAFKA_TIMEOUT_MS)
             self._clients = (admin, consumer)
         return self._clients
 
@@ -167,6 +175,10 @@ class LocalStackCollector(Collector):
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
 
+    def describe(self) -> list[Any]:
+        """No names up front: collect reads the state directory each time."""
+        return []
+
     def collect(self) -> Iterator[Any]:
         """Read the pid files, ``restarts.json`` files, statvfs and /proc/meminfo."""
         from jobs.localstack import restarts
@@ -227,7 +239,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.ERROR)
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # one warning per failed scrape
     with settings_errors_exit("python -m jobs.exporter"):
         settings = get_stack_settings()
     REGISTRY.register(KafkaCollector(settings.kafka))
