@@ -1,6 +1,6 @@
 # feedline — two commands on a fresh machine: `make run`, then `make test`.
-# Prerequisites: Python 3.11, Java 17, Maven; root (or sudo) to apt-get redis-server (and
-# chromium, for `make test`).
+# Prerequisites: Python 3.11, Java 17, Maven; root (or sudo) to apt-get redis-server,
+# prometheus and prometheus-redis-exporter (and chromium, for `make test`).
 
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -18,13 +18,18 @@ help: ## list the targets
 
 deps: system-deps venv jars ## everything the stack needs (idempotent)
 
-system-deps: ## redis-server from Debian packages; checks java and mvn
+# Debian packages the stack runs; each one's command has the package's name. prometheus
+# brings promtool (the alert-rule tests).
+DEBIAN_PACKAGES := redis-server prometheus prometheus-redis-exporter
+
+system-deps: ## redis-server, prometheus, prometheus-redis-exporter (Debian); checks java and mvn
 	@command -v java >/dev/null || { echo "Java 17 is required"; exit 1; }
 	@command -v mvn >/dev/null || { echo "Maven is required"; exit 1; }
-	@command -v redis-server >/dev/null || { \
-	  echo "installing redis-server (Debian package)"; \
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do command -v $$p >/dev/null || echo $$p; done); \
+	[ -z "$$missing" ] || { \
+	  echo "installing" $$missing "(Debian packages)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q redis-server; }
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q $$missing; }
 
 test-deps: deps toxiproxy ## what only the tests need: chromium (Debian package) for the /docs browser test
 	@command -v chromium >/dev/null || { \
@@ -57,9 +62,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	@touch $@
 
-jars: $(STATE)/jars/.fetched ## Kafka, Cassandra and the Flink Kafka connector, via Maven
+jars: $(STATE)/jars/.fetched ## Kafka, Cassandra (+ JMX exporter), the Flink Kafka connector and metrics reporter, via Maven
 
-$(STATE)/jars/.fetched: infra/maven/pom.xml infra/maven/kafka/pom.xml infra/maven/cassandra/pom.xml infra/maven/flink/pom.xml
+$(STATE)/jars/.fetched: infra/maven/pom.xml infra/maven/kafka/pom.xml infra/maven/cassandra/pom.xml infra/maven/flink/pom.xml infra/maven/flink-metrics/pom.xml infra/maven/jmx-exporter/pom.xml
 	mvn -q -B -f infra/maven/pom.xml package -Djars.dir=$(CURDIR)/$(STATE)/jars
 	@touch $@
 

@@ -323,6 +323,36 @@ class LocalStackSettings(_Block):
     """How long `feedctl local up` waits for each service to become healthy."""
 
 
+class MonitoringSettings(_Block):
+    """Prometheus and the exporters it scrapes on the local stack (127.0.0.1 only)."""
+
+    prometheus_port: int = 9090
+    """Port of the Prometheus server (web UI, query API, ``/metrics``)."""
+    prometheus_retention: str = "2d"
+    """How long Prometheus keeps samples (``--storage.tsdb.retention.time``)."""
+    prometheus_retention_size: str = "512MB"
+    """The most disk Prometheus's samples may take (``--storage.tsdb.retention.size``)."""
+    scrape_interval_s: int = Field(default=15, ge=1)
+    """Seconds between two scrapes of every target, and between two rule evaluations."""
+    flink_jobmanager_metrics_port: int = 9249
+    """Port of the JobManager's Prometheus metrics reporter."""
+    flink_taskmanager_metrics_port: int = 9250
+    """Port of the TaskManager's Prometheus metrics reporter."""
+    redis_exporter_port: int = 9121
+    """Port of prometheus-redis-exporter (it scrapes both Redis servers on demand)."""
+    kafka_exporter_port: int = 9108
+    """Port of the feedline exporter (``python -m jobs.exporter``): consumer lag per job and
+    partition, dead-letter topics, and the local stack's processes and disk."""
+    cassandra_metrics_port: int = 9500
+    """Port of Cassandra's JMX exporter agent (heap, storage load, compactions)."""
+    archiver_metrics_port: int = 9109
+    """Port of the archiver's own metrics (records and objects written)."""
+    freshness_probe_port: int = 9110
+    """Port of the freshness probe's metrics (``python -m jobs.freshness_probe``)."""
+    freshness_probe_interval_s: float = Field(default=30.0, gt=0)
+    """Seconds between two posts of the freshness probe."""
+
+
 class _FeedlineSettings(BaseSettings):
     """Fields every deployable shares."""
 
@@ -406,6 +436,8 @@ class StackSettings(_FeedlineSettings):
     """API process started by `make run`."""
     local: LocalStackSettings = LocalStackSettings()
     """Process-based local stack."""
+    monitoring: MonitoringSettings = MonitoringSettings()
+    """Prometheus and its exporters on the local stack."""
 
 
 @lru_cache(maxsize=1)

@@ -2,9 +2,57 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from feedline.settings import KafkaSettings
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    """One partition of a group's topics: the group's committed offset against the end."""
+
+    group: str
+    topic: str
+    partition: int
+    committed: int | None
+    """None when the group never committed on this partition."""
+    end: int
+
+    @property
+    def lag(self) -> int:
+        """Records not yet committed by the group (all of them when it never committed)."""
+        return max(0, self.end - (self.committed or 0))
+
+
+def job_topics(kafka: KafkaSettings) -> dict[str, list[str]]:
+    """The topics each streaming job (``jobs.specs.JOBS``) reads."""
+    return {
+        "fanout": [kafka.uploads_topic, kafka.follows_topic],
+        "counters": [kafka.engagements_topic, kafka.follows_topic, kafka.uploads_topic],
+    }
+
+
+def partition_lags(admin: KafkaAdminClient, consumer: KafkaConsumer, group_id: str,
+                   topics: Sequence[str]) -> list[PartitionLag]:
+    """Committed and end offset of every partition of ``topics`` for ``group_id``."""
+    partitions = [
+        TopicPartition(topic, p)
+        for topic in topics
+        for p in sorted(consumer.partitions_for_topic(topic) or ())
+    ]
+    if not partitions:
+        return []
+    ends = consumer.end_offsets(partitions)
+    committed = admin.list_group_offsets({group_id: partitions}).get(group_id, {})
+    rows = []
+    for tp in partitions:
+        done = committed.get(tp)
+        offset = done.offset if done is not None and done.offset >= 0 else None
+        rows.append(PartitionLag(group_id, tp.topic, tp.partition, offset, ends[tp]))
+    return rows
 
 
 def group_lag(kafka: KafkaSettings, group_id: str, topics: list[str]) -> int:
@@ -12,19 +60,7 @@ def group_lag(kafka: KafkaSettings, group_id: str, topics: list[str]) -> int:
     admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id="feedline-lag")
     consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, client_id="feedline-lag")
     try:
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        ends = consumer.end_offsets(partitions)
-        committed = admin.list_group_offsets({group_id: partitions}).get(group_id, {})
-        lag = 0
-        for tp in partitions:
-            done = committed.get(tp)
-            position = done.offset if done is not None and done.offset >= 0 else 0
-            lag += max(0, ends[tp] - position)
-        return lag
+        return sum(row.lag for row in partition_lags(admin, consumer, group_id, topics))
     finally:
         consumer.close()
         admin.close()

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from feedline.stores.errors import StoreUnavailable
-from serving.observability import current_request_id
+from serving.observability import UNAVAILABLE, current_request_id
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://feedline.example/problems/"
@@ -139,6 +139,7 @@ def install_handlers(app: FastAPI) -> None:
     async def on_unavailable(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StoreUnavailable)
         log.warning("store unavailable: %s", exc)
+        UNAVAILABLE.labels(exc.store).inc()
         return problem_response(503, "dependency-unavailable",
                                 f"{exc.store} is unavailable; retry later",
                                 headers={"Retry-After": str(exc.retry_after_s)},

@@ -48,6 +48,10 @@ def register(nouns: Any) -> None:
                           help="flush a partition's buffer after this many seconds")
     run.add_argument("--heartbeat-file", type=Path,
                      help="file touched while the loop is alive (the local stack's health check)")
+    run.add_argument("--metrics-port", type=int,
+                     help="serve Prometheus metrics (objects and records written) on this port")
+    run.add_argument("--metrics-host", default="127.0.0.1",
+                     help="address of the metrics server (default: %(default)s)")
     run.set_defaults(run=_run)
     drain.add_argument("--timeout", type=float, default=600.0, help="seconds to catch up")
     drain.set_defaults(run=_drain)
@@ -85,12 +89,40 @@ def _run(args: argparse.Namespace) -> int:
     if beat is not None:
         beat.parent.mkdir(parents=True, exist_ok=True)
         beat.touch()
+    extra: dict[str, Any] = {}
+    if args.metrics_port is not None:
+        extra["on_written"] = _serve_metrics(args.metrics_host, args.metrics_port)
     try:
-        _archiver(args, on_poll=(lambda: beat.touch()) if beat is not None else None).run(stop)
+        _archiver(args, on_poll=(lambda: beat.touch()) if beat is not None else None,
+                  **extra).run(stop)
     except KafkaError as err:
         print(f"feedctl archive run: Kafka: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _serve_metrics(host: str, port: int) -> Any:
+    """Start the metrics server; returns the ``on_written`` hook that counts each batch."""
+    from prometheus_client import Counter, Gauge, start_http_server
+
+    objects = Counter("feedline_archive_objects", "Archive objects (parts) written.", ["topic"])
+    records = Counter("feedline_archive_records",
+                      "Kafka offsets archived (records and any transaction markers among them).",
+                      ["topic"])
+    last = Gauge("feedline_archive_last_write_timestamp_seconds",
+                 "When the archiver last wrote a part (Unix time).")
+    try:
+        start_http_server(port, addr=host)
+    except OSError as error:  # archiving matters more than its metrics: go on without them
+        logging.getLogger(__name__).warning(
+            "metrics not served: %s:%d: %s (another archiver has the port?)", host, port, error)
+
+    def on_written(batch: Any) -> None:
+        objects.labels(batch.topic).inc(len(batch.objects))
+        records.labels(batch.topic).inc(batch.last_offset - batch.first_offset + 1)
+        last.set_to_current_time()
+
+    return on_written
 
 
 def _drain(args: argparse.Namespace) -> int:

@@ -37,7 +37,8 @@ class ArchiverService(Service):
         """``feedctl archive run`` from this interpreter over the stack's topics and bucket."""
         kafka, storage = self.settings.kafka, self.settings.storage
         argv = [sys.executable, "-m", "jobs.feedctl.main", "archive", "run",
-                "--heartbeat-file", str(self.home / "heartbeat"), "--group", self.group_id]
+                "--heartbeat-file", str(self.home / "heartbeat"), "--group", self.group_id,
+                "--metrics-port", str(self.settings.monitoring.archiver_metrics_port)]
         for topic in kafka.event_topics:
             argv += ["--topic", topic]
         env = {

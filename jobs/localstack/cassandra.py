@@ -15,6 +15,8 @@ from feedline.settings import REPO_ROOT
 from jobs.localstack.base import JAVA, Service, port_open
 
 LOGBACK_XML = REPO_ROOT / "infra" / "local" / "cassandra-logback.xml"
+#: What Cassandra's JMX exporter agent exports (a few MBeans, and the JVM's own metrics).
+JMX_EXPORTER_YML = REPO_ROOT / "infra" / "local" / "cassandra-jmx-exporter.yml"
 
 # Module access Cassandra needs on Java 17 (from its conf/jvm17-server.options).
 _JAVA17_ACCESS = [
@@ -119,6 +121,11 @@ class CassandraService(Service):
         if not jamm:
             raise FileNotFoundError(f"jamm jar missing in {jars}; run `make jars`")
         heap = self.settings.local.cassandra_heap
+        agent_dir = self.settings.local.state_dir / "jars" / "jmx-exporter"
+        agents = sorted(agent_dir.glob("jmx_prometheus_javaagent-*.jar"))
+        if not agents:
+            raise FileNotFoundError(f"JMX exporter agent missing in {agent_dir}; run `make jars`")
+        port = self.settings.monitoring.cassandra_metrics_port
         argv = [
             JAVA,
             f"-Xms{heap}",
@@ -130,6 +137,8 @@ class CassandraService(Service):
             "-XX:MaxGCPauseMillis=300",
             "-XX:+AlwaysPreTouch",
             f"-javaagent:{jamm[0]}",
+            # Prometheus metrics on 127.0.0.1:<monitoring.cassandra_metrics_port>.
+            f"-javaagent:{agents[-1]}=127.0.0.1:{port}:{JMX_EXPORTER_YML}",
             *_JAVA17_ACCESS,
             "-Djdk.attach.allowAttachSelf=true",
             "-Dio.netty.tryReflectionSetAccessible=true",

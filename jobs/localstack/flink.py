@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 import urllib.error
@@ -114,6 +115,56 @@ def flink_env(settings: StackSettings, log_dir: Path) -> dict[str, str]:
     }
 
 
+#: Flink's Prometheus metrics reporter, a plugin of the JobManager and the TaskManager.
+REPORTER_FACTORY = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
+
+
+def flink_plugins_dir(settings: StackSettings) -> Path:
+    """FLINK_PLUGINS_DIR of the local cluster: the reporter jar fetched by infra/maven."""
+    return settings.local.state_dir / "flink" / "plugins"
+
+
+def install_metrics_reporter(settings: StackSettings) -> Path:
+    """Copy the reporter jar (jars/flink-metrics) into the cluster's plugins folder."""
+    source = settings.local.state_dir / "jars" / "flink-metrics"
+    jars = sorted(source.glob("flink-metrics-prometheus-*.jar"))
+    if not jars:
+        raise FileNotFoundError(
+            f"no Prometheus reporter jar in {source}; run `make jars` "
+            "(mvn -f infra/maven/pom.xml package)")
+    folder = flink_plugins_dir(settings) / "metrics-prometheus"
+    folder.mkdir(parents=True, exist_ok=True)
+    jar, target = jars[-1], folder / jars[-1].name
+    for stale in folder.glob("*.jar"):
+        if stale != target:
+            stale.unlink()
+    # A running JobManager has the jar open while the TaskManager is (re)started: never
+    # rewrite it in place; a new copy replaces it under its name.
+    if not target.exists() or target.stat().st_size != jar.stat().st_size:
+        shutil.copyfile(jar, folder / f".{jar.name}.tmp")
+        (folder / f".{jar.name}.tmp").replace(target)
+    return folder
+
+
+def reporter_properties(port: int) -> list[str]:
+    """Dynamic properties (``-D key=value``) starting the reporter on ``port``.
+
+    On the command line, not in config.yaml: the JobManager and TaskManager read one
+    config.yaml and need distinct ports, and the `flink` client reads it too.
+    The reporter has no bind-address option: it listens on every interface.
+    """
+    properties = {
+        "metrics.reporter.prom.factory.class": REPORTER_FACTORY,
+        "metrics.reporter.prom.port": str(port),
+        # Label values as Flink names them (job_name="feedline-fanout", as `feedctl jobs
+        # list` shows), not with every character outside [a-zA-Z0-9:_] turned into "_".
+        "metrics.reporter.prom.filterLabelValueCharacters": "false",
+        # runningState, restartingState ...: 1 while the job is in that state.
+        "metrics.job.status.enable": "STATE;CURRENT_TIME",
+    }
+    return [arg for key, value in properties.items() for arg in ("-D", f"{key}={value}")]
+
+
 def rest_get(base_url: str, path: str, timeout_s: float = 3.0) -> Any:
     """GET a Flink REST path and decode the JSON."""
     with urllib.request.urlopen(f"{base_url}{path}", timeout=timeout_s) as resp:  # noqa: S310
@@ -127,16 +178,23 @@ class _FlinkProcess(Service):
         """REST URL of the cluster."""
         return self.settings.flink.rest_url
 
+    def metrics_port(self) -> int:
+        """Port of this process's Prometheus metrics reporter."""
+        raise NotImplementedError
+
     def prepare(self) -> None:
-        """Generate the cluster configuration."""
+        """Generate the cluster configuration; put the metrics reporter in its plugins."""
         write_flink_conf(self.settings)
+        install_metrics_reporter(self.settings)
 
     def command(self) -> tuple[list[str], Mapping[str, str]]:
         """Run Flink's launcher in the foreground (it execs the JVM, so the pid is java's)."""
         script = flink_home() / "bin" / f"{self.role}.sh"
         env = flink_env(self.settings, self.home / "logs")
         env["FLINK_ENV_JAVA_OPTS"] = f"{java_opts(self.settings)} -Dfeedline.home={self.home}"
-        return ["bash", str(script), "start-foreground"], env
+        env["FLINK_PLUGINS_DIR"] = str(flink_plugins_dir(self.settings))
+        return ["bash", str(script), "start-foreground",
+                *reporter_properties(self.metrics_port())], env
 
     def marker(self) -> str:
         """The JVM carries -Dfeedline.home=<its folder>."""
@@ -148,6 +206,10 @@ class FlinkJobManagerService(_FlinkProcess):
 
     name = "flink-jobmanager"
     role = "jobmanager"
+
+    def metrics_port(self) -> int:
+        """``monitoring.flink_jobmanager_metrics_port``."""
+        return self.settings.monitoring.flink_jobmanager_metrics_port
 
     def after_healthy(self) -> None:
         """Start again the deployed jobs a restart lost (none when it did not restart)."""
@@ -169,6 +231,10 @@ class FlinkTaskManagerService(_FlinkProcess):
 
     name = "flink-taskmanager"
     role = "taskmanager"
+
+    def metrics_port(self) -> int:
+        """``monitoring.flink_taskmanager_metrics_port``."""
+        return self.settings.monitoring.flink_taskmanager_metrics_port
 
     def healthy(self) -> bool:
         """A TaskManager is registered and heartbeating (a dead one stays listed for a while)."""

@@ -18,6 +18,7 @@ from jobs.localstack.flink import FlinkJobManagerService, FlinkTaskManagerServic
 from jobs.localstack.gcs import GcsEmulatorService
 from jobs.localstack.kafka import KafkaService
 from jobs.localstack.media_worker import MediaWorkerService
+from jobs.localstack.monitoring import monitoring_services
 from jobs.localstack.redis_server import RedisGuardsService, RedisService
 from jobs.localstack.restarts import RestartRecord
 from jobs.localstack.supervise import SupervisorService
@@ -36,8 +37,9 @@ def services(settings: StackSettings) -> list[Service]:
         FlinkJobManagerService(settings),
         FlinkTaskManagerService(settings),
         ApiService(settings),
-        ArchiverService(settings),  # last: it waits for the topics and bucket
+        ArchiverService(settings),  # it waits for the topics and bucket
         MediaWorkerService(settings),  # a helper too: after every server is healthy
+        *monitoring_services(settings),  # Prometheus and its exporters
     ]
 
 
@@ -48,12 +50,14 @@ class StackError(RuntimeError):
 def ensure_jars(settings: StackSettings, say: Say) -> None:
     """Fetch the JVM pieces with Maven (infra/maven/pom.xml) when any are missing."""
     jars = settings.local.state_dir / "jars"
-    if all(any((jars / c).glob("*.jar")) for c in ("kafka", "cassandra", "flink")):
+    if all(any((jars / c).glob("*.jar"))
+           for c in ("kafka", "cassandra", "flink", "flink-metrics", "jmx-exporter")):
         return
     mvn = shutil.which("mvn")
     if mvn is None:
         raise StackError("Maven (mvn) is required to fetch the Kafka/Cassandra/Flink jars")
-    say("jars       fetching Kafka, Cassandra and the Flink Kafka connector with Maven ...")
+    say("jars       fetching Kafka, Cassandra and the Flink Kafka connector and metrics reporter "
+        "with Maven ...")
     started = time.monotonic()
     result = subprocess.run(
         [mvn, "-q", "-B", "-f", str(REPO_ROOT / "infra" / "maven" / "pom.xml"), "package",

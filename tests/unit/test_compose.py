@@ -51,6 +51,8 @@ SETTINGS_OF: dict[str, type[BaseSettings]] = {
     "flink-jobmanager": StreamingSettings,
     "flink-taskmanager": StreamingSettings,
     "flink-jobs": StackSettings,  # `feedctl jobs deploy`; the jobs get StreamingSettings
+    "exporter": StackSettings,  # python -m jobs.exporter
+    "freshness-probe": ServingSettings,  # python -m jobs.freshness_probe
 }
 #: Where the official Flink image keeps the configuration its entrypoint writes.
 FLINK_IMAGE_CONF_DIR = "/opt/flink/conf"
@@ -163,6 +165,7 @@ def port_problems(compose: Compose, defaults: StackSettings) -> list[str]:
         "gcs": url_part(defaults.storage.emulator_host or "", "port"),
         "flink-jobmanager": url_part(defaults.flink.rest_url, "port"),
         "api": defaults.api.port,
+        "prometheus": defaults.monitoring.prometheus_port,
     }
     problems = []
     for name, service in compose["services"].items():

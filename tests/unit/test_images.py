@@ -37,7 +37,8 @@ HEAVY = {"apache-flink", "apache-beam", "great-expectations", "pytest", "gcp-sto
 BASE_IMAGE = {"pip", "setuptools", "wheel"}
 #: What the image's three commands import first.
 API_IMAGE_MODULES = ["serving.main", "serving.http_protocol", "jobs.feedctl.main",
-                     "jobs.feedctl.db", "feedline.archive.archiver", "feedline.archive.lag"]
+                     "jobs.feedctl.db", "feedline.archive.archiver", "feedline.archive.lag",
+                     "jobs.exporter"]
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:
