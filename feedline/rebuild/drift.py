@@ -157,7 +157,11 @@ def read_redis_notifications(client: redis.Redis, keys: RedisKeys, users: Sequen
         zset, hashed = replies[2 * n: 2 * n + 2]
         payloads = {}
         for key, value in hashed.items():
-            g = decode_group(value)
+            try:
+                g = decode_group(value)
+            except (ValueError, KeyError, TypeError):  # shown as a differing group
+                payloads[_text(key)] = Group("unreadable payload", None, 0, (), 0)
+                continue
             payloads[_text(key)] = Group(g.type, g.post_id, g.count, tuple(g.actors),
                                          g.latest_ms)
         out[user] = ({_text(m): int(s) for m, s in zset}, payloads)
