@@ -1,10 +1,11 @@
-"""Recompute a few users' timelines and counters in-process, straight from the archive.
+"""Recompute a few users' timelines, counters and notifications in-process, from the archive.
 
 For one user (``feedctl backfill --user``) or a sample (``feedctl verify``) a Beam job
 is more machinery than work: the archive's upload and follow records are indexed by
 fan-out key with a plain JSON decode, then only the authors the users follow (and the
 users' own counter keys) are parsed and run through the rules — the same per-key rules,
-over the same per-key events, as streaming and the rebuild jobs.
+over the same per-key events, as streaming and the rebuild jobs. Notifications
+(``recompute_notifications``) need every post key, since a mention may be anywhere.
 """
 
 from __future__ import annotations
@@ -17,9 +18,15 @@ from typing import Any
 
 from feedline.archive.store import Archive
 from feedline.rebuild.image import StoreImage, apply_groups
+from feedline.rebuild.notifications import (
+    NotificationImage,
+    RecipientPart,
+    derive_parts,
+    derive_post_key,
+)
 from feedline.rebuild.source import in_window, list_parts
 from feedline.rules.fanout import RulesConfig
-from feedline.rules.keys import Job, RuleKey, record_keys
+from feedline.rules.keys import Job, KeyKind, RuleKey, record_keys
 from feedline.settings import BatchSettings
 from schemas.event_contracts import parse_event
 
@@ -102,3 +109,38 @@ def load_index(settings: BatchSettings, since: datetime | None, until: datetime 
         if progress is not None and bar.disable and (n % 10 == 0 or n == len(parts)):
             progress(f"read {n}/{len(parts)} archive parts")
     return index
+
+
+def recompute_notifications(settings: BatchSettings, since: datetime | None,
+                            until: datetime | None, users: Iterable[str],
+                            progress: Callable[[str], Any] | None = None) -> NotificationImage:
+    """The users' notification groups, recomputed from the window's archive.
+
+    Every post key is run (a mention of a user may sit in any caption or comment), one at
+    a time, keeping only the named users' share; of the recipient keys only theirs. The
+    same two hops as the rebuild (``feedline.rebuild.notifications``).
+    """
+    wanted = set(users)
+    archive = Archive.open(settings.storage, settings.archive_prefix)
+    roles = {t: r for t, r in settings.kafka.topic_roles().items()
+             if r in ("uploads", "follows", "engagements")}
+    parts = list_parts(archive, roles, since, until)
+    records: dict[RuleKey, list[tuple[str, bytes]]] = {}
+    for n, part in enumerate(parts, 1):
+        for line in archive.read_lines(part.object_name):
+            for key in record_keys(json.loads(line), Job.NOTIFICATIONS):
+                if key.kind is KeyKind.NOTIFIED_POST or key.ident in wanted:
+                    records.setdefault(key, []).append((part.role, line))
+        if progress is not None and (n % 10 == 0 or n == len(parts)):
+            progress(f"notifications: read {n}/{len(parts)} archive parts")
+    shares = {user: RecipientPart() for user in wanted}
+    for key in sorted(records):
+        events = [event for event in (parse_event(role, line) for role, line in records.pop(key))
+                  if in_window(event, since, until)]
+        if key.kind is KeyKind.NOTIFIED_POST:
+            for user, share in derive_post_key(key.ident, events).items():
+                if user in wanted:
+                    shares[user].merge(share)
+        else:
+            shares[key.ident].events.extend(events)
+    return derive_parts(shares, wanted)

@@ -14,9 +14,17 @@ import redis
 from cassandra.concurrent import execute_concurrent_with_args
 
 from feedline.rules.memory import newest
+from feedline.rules.notification_book import newest_groups
+from feedline.rules.notifications import Group
 from schemas.cql_statements import READS, dt_to_ms
 from schemas.redis_hashes import decode_user_counters
 from schemas.redis_keys import RedisKeys
+from schemas.redis_notifications import NOTIFICATION_CAP, decode_group
+
+#: A recipient's Redis list: (ZSET group key -> score, HASH group key -> decoded group).
+CachedNotifications = tuple[dict[str, int], dict[str, Group]]
+#: The LIMIT that reads a whole partition with a statement that pages by LIMIT.
+_EVERY_ROW = 2**31 - 1
 
 
 @dataclass
@@ -116,3 +124,90 @@ def user_drift(user: str, *, expected_timeline: dict[str, int], expected_followe
             drift.problems.append(
                 f"redis user counters {cached_counters} != {expected_counters}")
     return drift
+
+
+# --- notifications -----------------------------------------------------------------------
+
+
+def read_cql_notifications(session: Any, users: Sequence[str],
+                           concurrency: int = 32) -> dict[str, list[tuple[str, Group]]]:
+    """Every ``notification_groups`` row of the users: user -> [(group_key, group)].
+
+    A list, not a map: a group stored twice (at two ``latest_at``) is drift to report.
+    """
+    stmt = session.prepare(READS["notification_groups_first"])
+    results = execute_concurrent_with_args(session, stmt, [(u, _EVERY_ROW) for u in users],
+                                           concurrency=concurrency, raise_on_first_error=True)
+    return {user: [(row.group_key, Group(row.type, row.post_id, int(row.count),
+                                         tuple(row.actors or ()), dt_to_ms(row.latest_at)))
+                   for row in rows]
+            for user, (_ok, rows) in zip(users, results, strict=True)}
+
+
+def read_redis_notifications(client: redis.Redis, keys: RedisKeys, users: Sequence[str]
+                             ) -> dict[str, CachedNotifications]:
+    """The users' cached notification lists: the ZSET's scores and the HASH's groups."""
+    pipe = client.pipeline(transaction=False)
+    for user in users:
+        pipe.zrange(keys.notifications(user), 0, -1, withscores=True)
+        pipe.hgetall(keys.notification_groups(user))
+    replies = pipe.execute()
+    out: dict[str, CachedNotifications] = {}
+    for n, user in enumerate(users):
+        zset, hashed = replies[2 * n: 2 * n + 2]
+        payloads = {}
+        for key, value in hashed.items():
+            try:
+                g = decode_group(value)
+            except (ValueError, KeyError, TypeError):  # shown as a differing group
+                payloads[_text(key)] = Group("unreadable payload", None, 0, (), 0)
+                continue
+            payloads[_text(key)] = Group(g.type, g.post_id, g.count, tuple(g.actors),
+                                         g.latest_ms)
+        out[user] = ({_text(m): int(s) for m, s in zset}, payloads)
+    return out
+
+
+def _groups_diff(what: str, got: dict[str, Group], want: dict[str, Group]) -> list[str]:
+    if got == want:
+        return []
+    missing = sorted(set(want) - set(got))
+    extra = sorted(set(got) - set(want))
+    changed = sorted(k for k in set(got) & set(want) if got[k] != want[k])
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if extra:
+        parts.append(f"{len(extra)} extra (e.g. {extra[0]})")
+    if changed:
+        k = changed[0]
+        parts.append(f"{len(changed)} different (e.g. {k}: {got[k]} != {want[k]})")
+    return [f"{what}: " + ", ".join(parts)]
+
+
+def notification_problems(expected: dict[str, Group], cql_rows: list[tuple[str, Group]],
+                          cached: CachedNotifications, cap: int = NOTIFICATION_CAP
+                          ) -> list[str]:
+    """How a recipient's stored notifications differ from the expected groups.
+
+    CQL must hold every live group once; Redis the newest ``cap`` of them (a missing list
+    is "not cached" and fine; a list present must be exactly those, ZSET and HASH alike).
+    """
+    problems: list[str] = []
+    stored: dict[str, Group] = {}
+    twice = set()
+    for key, group in cql_rows:
+        if key in stored:
+            twice.add(key)
+        stored[key] = group
+    if twice:
+        problems.append(f"cql notifications: {len(twice)} group(s) stored twice "
+                        f"(e.g. {sorted(twice)[0]})")
+    problems += _groups_diff("cql notifications", stored, expected)
+    scores, payloads = cached
+    if scores or payloads:
+        want = dict(newest_groups(expected, cap))
+        problems += _groups_diff("redis notifications", payloads, want)
+        problems += _entries_diff("redis notification list", scores,
+                                  {k: g.latest_ms for k, g in want.items()})
+    return problems

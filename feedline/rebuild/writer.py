@@ -12,7 +12,7 @@ statements are prepared and run concurrently.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,9 +22,12 @@ from cassandra.query import BatchStatement, BatchType
 
 from feedline.rebuild.image import StoreImage
 from feedline.rules.memory import newest
+from feedline.rules.notification_book import newest_groups
+from feedline.rules.notifications import Group
 from schemas.cql_statements import USER_COUNTER_WRITES, bind_write, ms_to_dt, prepare
 from schemas.redis_hashes import encode_post, encode_post_counters, encode_user_counters
 from schemas.redis_keys import RedisKeys
+from schemas.redis_notifications import NOTIFICATION_CAP, encode_group
 from schemas.redis_sets import FOLLOWED_CELEBRITIES, OUTBOX, TIMELINE
 
 #: (created_ms, post_id, author_id) of one timeline row.
@@ -36,6 +39,7 @@ _STATEMENTS = (
     "follower_add", "user_posts_clear", "user_post_add", "post_clear", "post_row",
     "post_retract", "celebrity_add", "celebrity_remove", "post_counters_clear",
     "post_counters_set", "user_counters_clear", *USER_COUNTER_WRITES.values(),
+    "notification_groups_clear", "notification_group_add",
 )
 
 
@@ -266,4 +270,40 @@ class ImageWriter:
                 self.rows_written += 1
             statements.append(batch)
         self._run(statements)
+        pipe.execute()
+
+    # --- notifications ------------------------------------------------------------------
+
+    def write_notifications(self, groups: Mapping[str, Mapping[str, Group]],
+                            recipients: Iterable[str], *, cap: int = NOTIFICATION_CAP) -> None:
+        """Replace recipients' notification groups: CQL rows, then the Redis list.
+
+        Each recipient's ``notification_groups`` partition is deleted at T and its live
+        groups inserted at T + 1 (``latest_at`` = the group's ``latest_ms``); in Redis its
+        ZSET and payload HASH are rebuilt with the newest ``cap`` groups under scratch
+        keys and renamed over the live ones in one MULTI/EXEC (a recipient without groups
+        has neither, as the streaming writer leaves it). Read markers are the user's own
+        and are left alone.
+        """
+        users = sorted(recipients)
+        statements: list[Any] = []
+        for user in users:
+            owned = groups.get(user, {})
+            rows = [(user, ms_to_dt(g.latest_ms), key, g.type, g.post_id, g.count,
+                     list(g.actors)) for key, g in sorted(owned.items())]
+            statements.extend(self._partition("notification_groups_clear", user,
+                                              "notification_group_add", rows))
+        self._run(statements)
+        pipe = self.redis.pipeline(transaction=True)
+        for user in users:
+            shown = newest_groups(dict(groups.get(user, {})), cap)
+            zset, payloads = self.keys.notifications(user), self.keys.notification_groups(user)
+            if shown:
+                pipe.delete(f"{zset}{SCRATCH}", f"{payloads}{SCRATCH}")
+                pipe.zadd(f"{zset}{SCRATCH}", {key: g.latest_ms for key, g in shown})
+                pipe.hset(f"{payloads}{SCRATCH}", mapping={
+                    key: encode_group(g.type, g.post_id, g.count, g.actors, g.latest_ms)
+                    for key, g in shown})
+            _swap(pipe, zset, bool(shown))
+            _swap(pipe, payloads, bool(shown))
         pipe.execute()

@@ -3,12 +3,13 @@
     feedctl rebuild all         [--since T] [--until T] [--quarantine] [--dry-run] [beam flags]
     feedctl rebuild timelines   [...] [--users U,V | --users-file F] [--all-tables]
     feedctl rebuild counters    [...] [--users U,V | --users-file F]
+    feedctl rebuild notifications [...] [--users U,V | --users-file F]
 
-`all` runs the quality gate once over every event topic, then the timelines job and the
-counters job: after Redis and the timeline and counter tables were wiped, it puts back
-exactly what streaming had built. Every other flag is the jobs' own (see
-`python -m pipelines.batch.rebuild_timelines --help`); unknown flags are Beam pipeline
-options (`--runner=DataflowRunner --project P --region R`).
+`all` runs the quality gate once over every event topic, then the timelines job, the
+counters job and the notifications job: after Redis and the timeline, counter and
+notification tables were wiped, it puts back exactly what streaming had built. Every
+other flag is the jobs' own (see `python -m pipelines.batch.rebuild_timelines --help`);
+unknown flags are Beam pipeline options (`--runner=DataflowRunner --project P --region R`).
 Exit codes: 0 done, 1 the quality gate or a job failed, 2 usage error, 3 a store
 (object storage, the CQL store, Redis) is unreachable.
 """
@@ -26,10 +27,11 @@ from jobs.feedctl.errors import UsageError
 
 def register(nouns: Any) -> None:
     """Add `rebuild`."""
-    parser = nouns.add_parser("rebuild", help="rebuild timelines and counters from the archive",
-                              description=__doc__, add_help=False,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("job", nargs="?", choices=["all", "timelines", "counters"])
+    parser = nouns.add_parser("rebuild", description=__doc__, add_help=False,
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              help="rebuild timelines, counters and notifications from the archive")
+    parser.add_argument("job", nargs="?", choices=["all", "timelines", "counters",
+                                                      "notifications"])
     parser.add_argument("-h", "--help", action="store_true", help="show this help")
     parser.add_argument("rest", nargs=argparse.REMAINDER,
                         help="the job's flags and Beam pipeline options")
@@ -37,7 +39,7 @@ def register(nouns: Any) -> None:
 
 
 def _rebuild(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from pipelines.batch import rebuild_counters, rebuild_timelines
+    from pipelines.batch import rebuild_counters, rebuild_notifications, rebuild_timelines
 
     rest: list[str] = list(args.rest)
     if args.job is None:
@@ -56,6 +58,8 @@ def _rebuild(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             return rebuild_timelines.run(rest)
         if args.job == "counters":
             return rebuild_counters.run(rest)
+        if args.job == "notifications":
+            return rebuild_notifications.run(rest)
         return rebuild_all(rest)
     except ValueError as err:
         if "validations errors" in str(err):  # Beam refused the pipeline options
@@ -99,19 +103,20 @@ def require_stores(argv: Sequence[str]) -> None:
 
 
 def rebuild_all(rest: list[str]) -> int:
-    """Gate once over every topic, then the timelines job, then the counters job.
+    """Gate once over every topic, then the timelines, counters and notifications jobs.
 
-    Two pipelines one after the other: both graphs in one DirectRunner pipeline measured
-    slower (pipeline 94-99 s against 61-66 s for the two, same workload, same machine).
+    Pipelines one after the other: the timelines and counters graphs in one DirectRunner
+    pipeline measured slower (pipeline 94-99 s against 61-66 s for the two, same workload,
+    same machine).
     """
-    from pipelines.batch import rebuild_counters, rebuild_timelines
+    from pipelines.batch import rebuild_counters, rebuild_notifications, rebuild_timelines
     from pipelines.batch.job import quality_gate
     from pipelines.batch.options import job_parser, parse_job_args
     from pipelines.batch.report import say
 
     if any(a.startswith(("--users", "--all-tables", "--rate", "--checkpoint")) for a in rest):
         say("feedctl rebuild all: --users/--all-tables/--rate/--checkpoint belong to "
-            "`rebuild timelines`, `rebuild counters` or `backfill`")
+            "`rebuild timelines`, `rebuild counters`, `rebuild notifications` or `backfill`")
         return 2
     parsed = parse_job_args(job_parser("feedctl rebuild all", __doc__), rest)
     args, settings = parsed.args, parsed.settings
@@ -122,7 +127,8 @@ def rebuild_all(rest: list[str]) -> int:
                           args.until, quarantine=args.quarantine):
         return 1
     rest = [a for a in rest if a not in ("--quarantine", "--no-gate")] + ["--no-gate"]
-    code = rebuild_timelines.run(rest)
-    if code != 0:
-        return code
-    return rebuild_counters.run(rest)
+    for job in (rebuild_timelines, rebuild_counters, rebuild_notifications):
+        code = job.run(rest)
+        if code != 0:
+            return code
+    return 0

@@ -1,15 +1,18 @@
 """feedctl verify — compare Redis, the CQL store and a recomputation from the archive.
 
 For a sample of users (or the ones named), recompute their home timeline, followed
-celebrities and user counters from the event archive with the feed rules, and compare
-with the CQL timeline rows, the Redis timeline (its newest `timeline_cap` entries), the
-followed-celebrity set and the counters in both stores. One line per user; a summary.
+celebrities, user counters and notifications from the event archive with the rules, and
+compare with the CQL timeline rows, the Redis timeline (its newest `timeline_cap`
+entries), the followed-celebrity set, the counters in both stores, and the user's
+notification groups as a recipient (every live group in CQL; a cached Redis list must
+hold exactly the newest 500). One line per user; a summary.
 Events newer than the archive (archiver lag) show up as drift: verify a window that the
 archiver has finished (--until), or after `feedctl archive` caught up.
 Exit codes: 0 no drift, 1 drift (or the quality gate failed), 2 usage error, 3 could not
 check: a store (object storage, the CQL store, Redis) is unreachable.
 With --json, one JSON document on stdout: {"checked", "drifted", "gate", "users": [{"user",
-"drift", "problems", "timeline_entries"}]} (same exit codes; none when it could not check).
+"drift", "problems", "timeline_entries", "notification_groups"}]} (same exit codes; none
+when it could not check; "notification_groups" is null with --no-notifications).
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ def register(nouns: Any) -> None:
     parser.add_argument("--seed", type=int, help="sample seed (default: random)")
     parser.add_argument("--since", help="first event time (ISO-8601)")
     parser.add_argument("--until", help="end of the window (ISO-8601, exclusive)")
-    parser.add_argument("--no-counters", action="store_true", help="check timelines only")
+    parser.add_argument("--no-counters", action="store_true", help="do not check counters")
+    parser.add_argument("--no-notifications", action="store_true",
+                        help="do not check notifications (they need every post's events)")
     parser.add_argument("--no-gate", action="store_true",
                         help="skip the quality gate; an invalid record read still stops it")
     add_json_flag(parser)
@@ -47,13 +52,17 @@ def _verify(args: argparse.Namespace) -> int:
     import redis
 
     from feedline.cli import iso_time
-    from feedline.rebuild.direct import load_index
+    from feedline.rebuild.direct import load_index, recompute_notifications
     from feedline.rebuild.drift import (
+        notification_problems,
+        read_cql_notifications,
         read_cql_timelines,
         read_cql_user_counters,
+        read_redis_notifications,
         read_redis_users,
         user_drift,
     )
+    from feedline.rebuild.notifications import NotificationImage
     from feedline.rules.fanout import RulesConfig
     from feedline.stores.cql import connect
     from pipelines.batch.job import quality_gate
@@ -75,13 +84,15 @@ def _verify(args: argparse.Namespace) -> int:
                  deps.redis(settings.redis))
     if args.no_gate:
         say("quality gate skipped (--no-gate)")
-    elif not quality_gate(settings, [kafka.uploads_topic, kafka.follows_topic], since, until,
-                          quarantine=False):
+    elif not quality_gate(settings, [kafka.uploads_topic, kafka.follows_topic]
+                          + ([] if args.no_notifications else [kafka.engagements_topic]),
+                          since, until, quarantine=False):
         if args.json:
             print_json({"checked": 0, "drifted": 0, "gate": "failed", "users": []})
         return 1
     started = time.monotonic()
-    counters = not args.no_counters
+    counters, notifications = not args.no_counters, not args.no_notifications
+    expected_notes = NotificationImage()
     try:
         index = load_index(settings, since, until, progress=say)
         if args.users:
@@ -91,6 +102,8 @@ def _verify(args: argparse.Namespace) -> int:
             users = sorted(random.Random(args.seed).sample(  # noqa: S311 (sampling)
                 universe, min(args.sample, len(universe))))
         image = index.recompute(users, RulesConfig.from_settings(settings.feed), counters=counters)
+        if notifications:
+            expected_notes = recompute_notifications(settings, since, until, users, progress=say)
     except (ValueError, KeyError) as err:  # InvalidEvent is a ValueError
         say(f"feedctl verify: the archive holds a bad record ({err}); run the quality gate")
         return 1
@@ -101,8 +114,10 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         cql = read_cql_timelines(session, users)
         cql_counters = read_cql_user_counters(session, users) if counters else {}
-        cached, followed, cached_counters = read_redis_users(
-            client, RedisKeys(settings.redis.key_prefix), users)
+        keys = RedisKeys(settings.redis.key_prefix)
+        cached, followed, cached_counters = read_redis_users(client, keys, users)
+        cql_notes = read_cql_notifications(session, users) if notifications else {}
+        cached_notes = read_redis_notifications(client, keys, users) if notifications else {}
     finally:
         cluster.shutdown()
         client.close()
@@ -116,8 +131,12 @@ def _verify(args: argparse.Namespace) -> int:
             cap=settings.feed.timeline_cap, cql_timeline=cql[user], cached=cached[user],
             followed=followed[user], cql_counters=cql_counters.get(user),
             cached_counters=cached_counters[user] if counters else None)
+        if notifications:
+            drift.problems += notification_problems(
+                expected_notes.groups.get(user, {}), cql_notes[user], cached_notes[user])
         report.append({"user": user, "drift": drift.drifted, "problems": list(drift.problems),
-                       "timeline_entries": len(cql[user])})
+                       "timeline_entries": len(cql[user]),
+                       "notification_groups": len(cql_notes[user]) if notifications else None})
     drifted = sum(1 for row in report if row["drift"])
     if args.json:
         print_json({"checked": len(users), "drifted": drifted,
@@ -127,6 +146,8 @@ def _verify(args: argparse.Namespace) -> int:
         if row["drift"]:
             print(f"{row['user']}  DRIFT  " + "; ".join(row["problems"]))
         else:
-            print(f"{row['user']}  ok     {row['timeline_entries']:,} timeline entries")
+            notes = row["notification_groups"]
+            print(f"{row['user']}  ok     {row['timeline_entries']:,} timeline entries"
+                  + ("" if notes is None else f", {notes:,} notification groups"))
     print(f"{len(users):,} user(s) checked, {drifted:,} with drift")
     return 1 if drifted else 0

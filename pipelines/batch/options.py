@@ -44,7 +44,7 @@ def job_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
                         help="let the quality gate move bad records aside (counted) and go on")
     parser.add_argument("--no-gate", action="store_true",
                         help="skip the quality gate: only when it just passed for this window "
-                        "(`feedctl rebuild all` runs it once for both jobs)")
+                        "(`feedctl rebuild all` runs it once for every job)")
     parser.add_argument("--shards", type=int, default=16,
                         help="key groups the work is split into (default 16)")
     parser.add_argument("--settings-json",

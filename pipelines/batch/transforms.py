@@ -1,4 +1,4 @@
-"""The steps both rebuild jobs share: archive read, key shards, progress, sinks' stores.
+"""The steps the rebuild jobs share: archive read, key shards, progress, sinks' stores.
 
 Elements are coarse on purpose (the Python DirectRunner pays per element): one element
 per archive part to read, one per (part, shard) of raw records to group, one per shard
@@ -49,10 +49,16 @@ def counter_route(record: Mapping[str, Any]) -> list[str]:
     return [key.text for key in record_keys(record, Job.COUNTERS)]
 
 
+def notification_route(record: Mapping[str, Any]) -> list[str]:
+    """The notifications job's keys of a raw record (``npost:ID`` / ``recipient:ID``)."""
+    return [key.text for key in record_keys(record, Job.NOTIFICATIONS)]
+
+
 Router = Callable[[Mapping[str, Any]], list[str]]
 
 #: Each job's router.
-ROUTERS: dict[Job, Router] = {Job.FANOUT: fanout_route, Job.COUNTERS: counter_route}
+ROUTERS: dict[Job, Router] = {Job.FANOUT: fanout_route, Job.COUNTERS: counter_route,
+                              Job.NOTIFICATIONS: notification_route}
 
 
 def route_records(role: str, lines: Sequence[bytes], shards: int,

@@ -78,6 +78,7 @@ COMMANDS = [
     (["rebuild", "all"], "object storage"),
     (["rebuild", "timelines", "--users", "u00001"], "object storage"),
     (["rebuild", "counters", "--dry-run"], "object storage"),
+    (["rebuild", "notifications", "--users", "u00001"], "object storage"),
     (["media", "run"], "Kafka"),
     (["media", "reprocess", "--all", "--dry-run"], "Kafka"),
 ]
