@@ -29,10 +29,9 @@ class PartitionLag:
 
 def job_topics(kafka: KafkaSettings) -> dict[str, list[str]]:
     """The topics each streaming job (``jobs.specs.JOBS``) reads."""
-    return {
-        "fanout": [kafka.uploads_topic, kafka.follows_topic],
-        "counters": [kafka.engagements_topic, kafka.follows_topic, kafka.uploads_topic],
-    }
+    from jobs.specs import JOBS
+
+    return {name: spec.topics(kafka) for name, spec in JOBS.items()}
 
 
 def partition_lags(admin: KafkaAdminClient, consumer: KafkaConsumer, group_id: str,

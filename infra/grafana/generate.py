@@ -25,6 +25,7 @@ PROBES = '/metrics|/healthz|/readyz'
 JOBS = {
     "fanout": ("feedline-fanout", ["uploads", "follows"]),
     "counters": ("feedline-counters", ["engagements", "follows", "uploads"]),
+    "notifications": ("feedline-notifications", ["uploads", "engagements", "follows"]),
 }
 
 
