@@ -230,6 +230,7 @@ def test_the_exporter_watches_each_job_and_the_archiver() -> None:
     assert exporter.consumers(KafkaSettings()) == {
         "fanout": ("feedline-fanout", ["uploads", "follows"]),
         "counters": ("feedline-counters", ["engagements", "follows", "uploads"]),
+        "notifications": ("feedline-notifications", ["uploads", "engagements", "follows"]),
         "archiver": ("feedline-archiver", ["uploads", "follows", "engagements"]),
     }
 
