@@ -1,0 +1,319 @@
+"""The component blocks of feedline's settings: one per endpoint or process kind.
+
+``feedline.settings`` assembles them into one model per deployable (and re-exports them);
+a block is named the same way in every deployable, e.g. ``FEEDLINE_KAFKA__…`` always
+configures ``KafkaSettings``. Unknown keys are errors; field docstrings are descriptions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: The JWT secret shipped for local development; refused unless the environment is
+#: explicitly dev or test (the API's default environment is prod).
+DEV_JWT_SECRET = "feedline-development-secret-change-me-now"  # noqa: S105 (a documented placeholder)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Block(BaseModel):
+    """A settings block: unknown keys are errors, field docstrings are descriptions."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+
+class KafkaSettings(_Block):
+    """Where the event log is and what its topics are called."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    """Comma-separated host:port list of Kafka brokers."""
+    uploads_topic: str = "uploads"
+    """Topic of post created / deleted events, keyed by author."""
+    follows_topic: str = "follows"
+    """Topic of follow / unfollow events, keyed by followee."""
+    engagements_topic: str = "engagements"
+    """Topic of like / unlike / comment / comment-delete events, keyed by post."""
+    media_topic: str = "media-uploads"
+    """Topic of completed media uploads the media worker processes, keyed by media id (not an
+    event topic: its messages are ``feedline.media.messages``, not feed events)."""
+    dlq_suffix: str = ".dlq"
+    """Suffix of each topic's dead-letter topic."""
+    partitions: int = Field(default=3, ge=1, le=256)
+    """Partitions per event topic (dead-letter topics get one)."""
+
+    @property
+    def event_topics(self) -> tuple[str, str, str]:
+        """The three event topics, in a fixed order."""
+        return (self.uploads_topic, self.follows_topic, self.engagements_topic)
+
+    def topic_roles(self) -> dict[str, str]:
+        """Each event topic's name mapped to its role (uploads, follows, engagements)."""
+        return {self.uploads_topic: "uploads", self.follows_topic: "follows",
+                self.engagements_topic: "engagements"}
+
+    def dlq_topic(self, topic: str) -> str:
+        """The dead-letter topic of ``topic``."""
+        return f"{topic}{self.dlq_suffix}"
+
+
+class CqlSettings(_Block):
+    """The CQL store (ScyllaDB in production, Cassandra 5 locally)."""
+
+    contact_points: tuple[str, ...] = ("127.0.0.1",)
+    """Hosts the driver first connects to."""
+    port: int = 9042
+    """Native-protocol port."""
+    keyspace: str = "feedline"
+    """Keyspace holding every feedline table."""
+    replication_factor: int = Field(default=1, ge=1)
+    """SimpleStrategy replication factor used when the keyspace is created."""
+    protocol_version: int = 4
+    """Native protocol version (4 is what ScyllaDB speaks)."""
+
+
+class RedisSettings(_Block):
+    """The serving cache."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    """redis-py connection URL."""
+    key_prefix: str = "fl"
+    """Prefix of every feedline key (tests use a unique one each)."""
+    guards_url: str | None = None
+    """Redis of the API's request guards (rate-limit counters, Idempotency-Key records), which
+    must not be evicted: run it with ``maxmemory-policy noeviction`` (every guard key has a
+    TTL and a bounded size). None: the cache at ``url``, whose LRU eviction can drop them."""
+    read_budget_s: float = Field(default=0.5, gt=0)
+    """Most time one feed read of the API waits on the cache, all its calls together (each
+    is also bounded by ``api.redis_timeout_s``); past it the page comes from the CQL store,
+    marked ``X-Feed-Degraded: redis``. A slow Redis costs a read at most this."""
+
+
+class StorageSettings(_Block):
+    """Object storage: media and the raw event archive."""
+
+    emulator_host: str | None = "http://127.0.0.1:9023"
+    """GCS emulator URL (scheme required); empty or None means real Google Cloud Storage."""
+    project: str = "feedline-local"
+    """Google Cloud project id."""
+    media_bucket: str = "feedline-media"
+    """Bucket for uploaded photos and videos."""
+    archive_bucket: str = "feedline-archive"
+    """Bucket for the raw event archive (the source of truth for rebuilds)."""
+
+    @field_validator("emulator_host", mode="before")
+    @classmethod
+    def _empty_means_real_gcs(cls, value: object) -> object:
+        return None if value in ("", "none", "None") else value
+
+
+class FlinkSettings(_Block):
+    """The Flink cluster the streaming jobs run on."""
+
+    rest_url: str = "http://127.0.0.1:8081"
+    """Flink REST endpoint (JobManager)."""
+    parallelism: int = Field(default=1, ge=1)
+    """Default parallelism of submitted jobs."""
+    checkpoint_interval_ms: int = Field(default=5000, ge=100)
+    """Checkpoint interval of the streaming jobs."""
+    task_slots: int = Field(default=6, ge=1)
+    """Task slots of the local TaskManager: the three jobs of ``make run`` (one slot each at
+    parallelism 1), a test's sandbox copies of two of them and one to spare."""
+    jars_dir: Path = REPO_ROOT / ".local" / "jars" / "flink"
+    """Folder whose jars (the Kafka connector) are added to every submitted job; read by the
+    submitting `flink` client, which ships them to the cluster with the job."""
+    python_executable: str | None = None
+    """Interpreter of the jobs' Python workers on the TaskManagers (``flink run -pyexec``), a
+    path on the cluster's machines; None: the submitter's own (the local stack shares it)."""
+    client_conf_dir: Path | None = None
+    """Configuration folder of the submitting `flink` client (the cluster's own, in an image
+    of it); None: the local stack's, regenerated for each submission."""
+    savepoint_dir: str | None = None
+    """Where savepoints are written, a URI the JobManager and TaskManagers can all reach;
+    None: ``file://<local.state_dir>/flink/savepoints`` (the local stack's)."""
+    ship_python_paths: list[str] = Field(default_factory=list)
+    """Folders or files shipped with each job (``flink run -pyfs``), put first on the Python
+    workers' path: how a checkout's code reaches a cluster (JSON list in the environment,
+    e.g. ``FEEDLINE_FLINK__SHIP_PYTHON_PATHS='["/src/feedline-checkout"]'``). Flink zips each
+    folder whole: never one holding the local stack's state (``.local``), whose socket and
+    temp file names it cannot zip."""
+
+
+class FeedSettings(_Block):
+    """The feed rules' knobs."""
+
+    timeline_cap: int = Field(default=800, ge=1)
+    """Newest entries kept per timeline in Redis."""
+    celebrity_threshold: int = Field(default=10_000, ge=1)
+    """Authors with more followers than this are not fanned out (outbox, merged on read)."""
+    follow_merge_limit: int = Field(default=200, ge=0)
+    """How many of a followee's recent posts a new follow merges into the timeline."""
+
+
+class ApiSettings(_Block):
+    """The HTTP API process."""
+
+    host: str = "127.0.0.1"
+    """Interface the API binds to."""
+    port: int = 8000
+    """TCP port of the API."""
+    jwt_secret: str = DEV_JWT_SECRET
+    """HS256 secret for bearer tokens; the placeholder is refused unless the environment is
+    dev or test."""
+    jwt_max_bytes: int = Field(default=4096, ge=256, le=64 * 1024)
+    """Longest bearer token accepted (401 past it, checked before decoding)."""
+    jwt_max_lifetime_s: int = Field(default=30 * 24 * 3600, ge=60)
+    """Longest a token may be valid for: its ``exp`` at most this far ahead (and past its
+    ``iat``); a longer-lived token gets 401."""
+    jwt_issuer: str | None = None
+    """Required ``iss`` claim of bearer tokens; None: not checked."""
+    jwt_audience: str | None = None
+    """Required ``aud`` claim of bearer tokens; None: not checked (a token naming an
+    audience is then refused)."""
+    rate_limit_per_minute: int = Field(default=600, ge=1)
+    """Requests per user per minute before 429 (per worker while Redis is down)."""
+    anonymous_rate_limit_per_minute: int = Field(default=300, ge=1)
+    """Unauthenticated requests (``/readyz``, ``/metrics``, bad tokens) per client IP per
+    minute before 429 (per worker while Redis is down)."""
+    max_concurrent_requests: int = Field(default=512, ge=1)
+    """Requests one worker handles at once; past it 503 with Retry-After."""
+    request_deadline_s: float = Field(default=15.0, gt=0)
+    """Longest one request may take before 504 (above the Kafka and CQL timeouts)."""
+    max_header_bytes: int = Field(default=16 * 1024, ge=4096)
+    """Largest request head (request line and headers); past it 431 and the connection
+    closes."""
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    """Longest a client may take to send a request's head once it starts (or once it
+    connects); past it the connection closes (slowloris)."""
+    workers: int = Field(default=1, ge=1, le=64)
+    """uvicorn worker processes the local stack starts (metrics are then multi-process)."""
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    """Largest accepted request body; bigger ones get 413 (media go to object storage)."""
+    media_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
+    """Largest photo or video a client may announce for a signed upload."""
+    upload_url_ttl_s: int = Field(default=900, ge=60, le=7 * 24 * 3600)
+    """Lifetime of a signed upload URL (V4 signatures allow at most 7 days)."""
+    signing_credentials_file: Path | None = None
+    """Service-account JSON key that signs upload URLs; None: the runtime's credentials
+    (IAM signBlob), or a throwaway local key when storage.emulator_host is set."""
+    media_base_url: str | None = None
+    """Public base URL of media objects (a CDN), ``<base>/<object name>``; None: the
+    emulator's or storage.googleapis.com's URL of the object."""
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+    """How long an Idempotency-Key maps to the event it produced."""
+    idempotency_max_keys_per_user: int = Field(default=1000, ge=1)
+    """Most Idempotency-Key records one user keeps; one more drops the user's oldest."""
+    kafka_max_block_ms: int = Field(default=1500, ge=100)
+    """Longest a produce call may wait for broker metadata before the write gets 503."""
+    kafka_delivery_timeout_ms: int = Field(default=4000, ge=500)
+    """Longest a produce may wait for the acks=all acknowledgement before 503."""
+    kafka_retry_after_s: int = Field(default=5, ge=1)
+    """Retry-After of a 503 when Kafka is unreachable; writes fail fast for this long."""
+    redis_timeout_s: float = Field(default=0.5, gt=0)
+    """Socket timeout of Redis calls; past it a read falls back to the CQL store."""
+    cql_timeout_s: float = Field(default=2.0, gt=0)
+    """Timeout of one CQL request made by the API."""
+    celebrity_cache_s: float = Field(default=5.0, ge=0)
+    """How long the API caches the CQL celebrities table for Redis-less feed reads."""
+    access_log: bool = True
+    """Log one JSON line per request (method, route, status, duration, request id)."""
+    gc_freeze: bool = True
+    """Tune the garbage collector at startup (freeze the startup heap, collect less often);
+    off for apps built inside test processes."""
+    stream_heartbeat_s: float = Field(default=15.0, gt=0, le=300)
+    """An idle ``GET /v1/stream`` sends a comment line this often (proxies keep it open)."""
+    stream_max_per_user: int = Field(default=5, ge=1)
+    """Open streams one user may hold on one worker; one more gets 429."""
+    stream_max_per_worker: int = Field(default=2000, ge=1)
+    """Open streams one worker holds (each waits on its own Redis connection); one more
+    gets 503 with Retry-After."""
+    stream_send_timeout_s: float = Field(default=10.0, gt=0)
+    """A stream whose client has not taken an event this long after it was sent (its
+    socket buffers full: it stopped reading) is closed."""
+
+
+class MediaSettings(_Block):
+    """The media worker: what an upload may be, and the renditions it becomes."""
+
+    max_pixels: int = Field(default=50_000_000, ge=1)
+    """Most pixels (width x height) a photo may have; more is refused before decoding (a
+    decompression bomb: a small file that would decode to gigabytes)."""
+    max_side: int = Field(default=12_000, ge=1)
+    """Longest width or height a photo may have."""
+    rendition_widths: tuple[int, ...] = (1080, 320)
+    """Widths of the renditions written for every photo (never wider than the photo)."""
+    jpeg_quality: int = Field(default=85, ge=1, le=95)
+    """JPEG quality of the renditions."""
+    rendition_folder: str = "renditions"
+    """Folder of the renditions in the media bucket: ``<folder>/<media id>/<generation>/``."""
+    consumer_group: str = "feedline-media"
+    """Kafka consumer group of the media workers (more workers share the partitions)."""
+
+
+class LocalStackSettings(_Block):
+    """Ports, heaps and paths of the process-based local stack (no Docker)."""
+
+    state_dir: Path = REPO_ROOT / ".local"
+    """Where jars, data, logs and pid files of the local stack live."""
+    kafka_controller_port: int = 9093
+    """KRaft controller listener port."""
+    kafka_heap: str = "512m"
+    """Kafka broker max heap."""
+    cassandra_heap: str = "768m"
+    """Cassandra max heap."""
+    cassandra_storage_port: int = 7000
+    """Cassandra inter-node port (bound to loopback)."""
+    redis_maxmemory: str = "1gb"
+    """Redis maxmemory; eviction drops least-recently-used keys (it is a rebuildable cache)."""
+    redis_guards_port: int = 6380
+    """Port of the guards Redis (rate-limit counters, idempotency records): a second
+    redis-server that never evicts, given to the API as ``redis.guards_url`` unless that is
+    set already."""
+    redis_guards_maxmemory: str = "128mb"
+    """The guards Redis's maxmemory; full, it refuses writes (noeviction) instead of dropping
+    a counter, and the API's guards fall back to counting in process."""
+    flink_rpc_port: int = 6123
+    """Flink JobManager RPC port (loopback)."""
+    flink_blob_port: int = 6124
+    """Flink JobManager blob server port (loopback); with the ports above, the endpoints'
+    ports and ``state_dir``, a second stack can run beside the first (e.g. for fault tests)."""
+    flink_jobmanager_memory: str = "1024m"
+    """Flink JobManager total process memory (1024m leaves ~450 MB heap after metaspace)."""
+    flink_taskmanager_memory: str = "1792m"
+    """Flink TaskManager total process memory (the Python workers live outside it); it
+    includes the metaspace below, so the other pools stay as they were at 1536m/256m."""
+    flink_taskmanager_metaspace: str = "512m"
+    """Flink TaskManager JVM metaspace: each job deployment loads its classes anew."""
+    start_timeout_s: float = Field(default=240.0, gt=0)
+    """How long `feedctl local up` waits for each service to become healthy."""
+
+
+class MonitoringSettings(_Block):
+    """Prometheus and the exporters it scrapes on the local stack (127.0.0.1 only)."""
+
+    prometheus_port: int = 9090
+    """Port of the Prometheus server (web UI, query API, ``/metrics``)."""
+    prometheus_retention: str = "2d"
+    """How long Prometheus keeps samples (``--storage.tsdb.retention.time``)."""
+    prometheus_retention_size: str = "512MB"
+    """The most disk Prometheus's samples may take (``--storage.tsdb.retention.size``)."""
+    scrape_interval_s: int = Field(default=15, ge=1)
+    """Seconds between two scrapes of every target, and between two rule evaluations."""
+    flink_jobmanager_metrics_port: int = 9249
+    """Port of the JobManager's Prometheus metrics reporter."""
+    flink_taskmanager_metrics_port: int = 9250
+    """Port of the TaskManager's Prometheus metrics reporter."""
+    redis_exporter_port: int = 9121
+    """Port of prometheus-redis-exporter (it scrapes both Redis servers on demand)."""
+    kafka_exporter_port: int = 9108
+    """Port of the feedline exporter (``python -m jobs.exporter``): consumer lag per job and
+    partition, dead-letter topics, and the local stack's processes and disk."""
+    cassandra_metrics_port: int = 9500
+    """Port of Cassandra's JMX exporter agent (heap, storage load, compactions)."""
+    archiver_metrics_port: int = 9109
+    """Port of the archiver's own metrics (records and objects written)."""
+    freshness_probe_port: int = 9110
+    """Port of the freshness probe's metrics (``python -m jobs.freshness_probe``)."""
+    freshness_probe_interval_s: float = Field(default=30.0, gt=0)
+    """Seconds between two posts of the freshness probe."""
