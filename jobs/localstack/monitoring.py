@@ -209,8 +209,12 @@ class PushgatewayService(Service):
         """Nothing to write: flags only."""
 
     def command(self) -> tuple[list[str], Mapping[str, str]]:
-        """In memory only: after a restart each Flink process pushes its group again."""
-        return [_binary("prometheus-pushgateway"), self.marker()], {}
+        """In memory only: after a restart each Flink process pushes its group again.
+
+        The Debian build persists to a file in /var/lib by default: one file for every
+        Pushgateway of the machine, and a restart would bring back a dead process's group.
+        """
+        return [_binary("prometheus-pushgateway"), self.marker(), "--persistence.file="], {}
 
     def healthy(self) -> bool:
         """``/-/ready`` answers 200."""

@@ -116,8 +116,9 @@ def test_the_monitoring_helpers_are_supervised_stack_services(
         # Each one's pid check matches its own command line and no other helper's.
         assert [other for other, argv in argvs.items() if svc.marker() in argv] == [name]
     assert "-web.listen-address=127.0.0.1:9221" in argvs["redis-exporter"]
-    assert argvs["pushgateway"] == (
-        "/usr/bin/prometheus-pushgateway --web.listen-address=127.0.0.1:9191")
+    # In memory: the Debian default file would be shared by every Pushgateway of the host.
+    assert argvs["pushgateway"] == ("/usr/bin/prometheus-pushgateway "
+                                    "--web.listen-address=127.0.0.1:9191 --persistence.file=")
     assert "-redis.addr=redis://127.0.0.1:6379" in argvs["redis-exporter"]
     # The exporter gets the stack's settings in its environment, whoever (re)starts it.
     _, env = helpers["exporter"].command()
