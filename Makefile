@@ -1,6 +1,7 @@
 # feedline — two commands on a fresh machine: `make run`, then `make test`.
 # Prerequisites: Python 3.11, Java 17, Maven; root (or sudo) to apt-get redis-server,
-# prometheus and prometheus-redis-exporter (and chromium, for `make test`).
+# prometheus, prometheus-pushgateway and prometheus-redis-exporter (and chromium, for
+# `make test`).
 
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -20,9 +21,9 @@ deps: system-deps venv jars ## everything the stack needs (idempotent)
 
 # Debian packages the stack runs; each one's command has the package's name. prometheus
 # brings promtool (the alert-rule tests).
-DEBIAN_PACKAGES := redis-server prometheus prometheus-redis-exporter
+DEBIAN_PACKAGES := redis-server prometheus prometheus-pushgateway prometheus-redis-exporter
 
-system-deps: ## redis-server, prometheus, prometheus-redis-exporter (Debian); checks java and mvn
+system-deps: ## redis-server and the prometheus* packages (Debian); checks java and mvn
 	@command -v java >/dev/null || { echo "Java 17 is required"; exit 1; }
 	@command -v mvn >/dev/null || { echo "Maven is required"; exit 1; }
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do command -v $$p >/dev/null || echo $$p; done); \

@@ -300,10 +300,11 @@ class MonitoringSettings(_Block):
     """The most disk Prometheus's samples may take (``--storage.tsdb.retention.size``)."""
     scrape_interval_s: int = Field(default=15, ge=1)
     """Seconds between two scrapes of every target, and between two rule evaluations."""
-    flink_jobmanager_metrics_port: int = 9249
-    """Port of the JobManager's Prometheus metrics reporter."""
-    flink_taskmanager_metrics_port: int = 9250
-    """Port of the TaskManager's Prometheus metrics reporter."""
+    pushgateway_port: int = 9091
+    """Port of the Prometheus Pushgateway the Flink JobManager and TaskManager push their
+    metrics to (Flink's Prometheus reporter cannot listen on loopback only)."""
+    flink_push_interval_s: int = Field(default=15, ge=1)
+    """Seconds between two pushes of the Flink JobManager's and TaskManager's metrics."""
     redis_exporter_port: int = 9121
     """Port of prometheus-redis-exporter (it scrapes both Redis servers on demand)."""
     kafka_exporter_port: int = 9108

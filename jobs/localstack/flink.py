@@ -115,8 +115,12 @@ def flink_env(settings: StackSettings, log_dir: Path) -> dict[str, str]:
     }
 
 
-#: Flink's Prometheus metrics reporter, a plugin of the JobManager and the TaskManager.
-REPORTER_FACTORY = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
+#: Flink's Prometheus Pushgateway reporter, a plugin of the JobManager and the TaskManager.
+#: It pushes to the stack's Pushgateway (loopback): Flink's scraped reporter
+#: (PrometheusReporterFactory) has no bind-address option and listens on every interface.
+REPORTER_FACTORY = "org.apache.flink.metrics.prometheus.PrometheusPushGatewayReporterFactory"
+#: The ``job`` label of every Flink process's series (the Pushgateway's grouping key).
+PUSH_JOB = "flink"
 
 
 def flink_plugins_dir(settings: StackSettings) -> Path:
@@ -146,16 +150,25 @@ def install_metrics_reporter(settings: StackSettings) -> Path:
     return folder
 
 
-def reporter_properties(port: int) -> list[str]:
-    """Dynamic properties (``-D key=value``) starting the reporter on ``port``.
+def reporter_properties(settings: StackSettings, component: str) -> list[str]:
+    """Dynamic properties (``-D key=value``) pushing ``component``'s metrics.
 
     On the command line, not in config.yaml: the JobManager and TaskManager read one
-    config.yaml and need distinct ports, and the `flink` client reads it too.
-    The reporter has no bind-address option: it listens on every interface.
+    config.yaml and need distinct grouping keys, and the `flink` client reads it too.
+    Each process pushes to its own group, ``job="flink", component=..., instance=...``
+    (Prometheus scrapes the Pushgateway with honor_labels), and deletes it on a clean
+    shutdown; a killed process's last push stays until it starts again (FlinkMetricsStale).
     """
+    mon = settings.monitoring
     properties = {
         "metrics.reporter.prom.factory.class": REPORTER_FACTORY,
-        "metrics.reporter.prom.port": str(port),
+        "metrics.reporter.prom.hostUrl": f"http://127.0.0.1:{mon.pushgateway_port}",
+        "metrics.reporter.prom.jobName": PUSH_JOB,
+        # One fixed group per process: a restart replaces its series, never adds a group.
+        "metrics.reporter.prom.randomJobNameSuffix": "false",
+        "metrics.reporter.prom.groupingKey": f"component={component};instance=flink-{component}",
+        "metrics.reporter.prom.deleteOnShutdown": "true",
+        "metrics.reporter.prom.interval": f"{mon.flink_push_interval_s} SECONDS",
         # Label values as Flink names them (job_name="feedline-fanout", as `feedctl jobs
         # list` shows), not with every character outside [a-zA-Z0-9:_] turned into "_".
         "metrics.reporter.prom.filterLabelValueCharacters": "false",
@@ -178,10 +191,6 @@ class _FlinkProcess(Service):
         """REST URL of the cluster."""
         return self.settings.flink.rest_url
 
-    def metrics_port(self) -> int:
-        """Port of this process's Prometheus metrics reporter."""
-        raise NotImplementedError
-
     def prepare(self) -> None:
         """Generate the cluster configuration; put the metrics reporter in its plugins."""
         write_flink_conf(self.settings)
@@ -194,7 +203,7 @@ class _FlinkProcess(Service):
         env["FLINK_ENV_JAVA_OPTS"] = f"{java_opts(self.settings)} -Dfeedline.home={self.home}"
         env["FLINK_PLUGINS_DIR"] = str(flink_plugins_dir(self.settings))
         return ["bash", str(script), "start-foreground",
-                *reporter_properties(self.metrics_port())], env
+                *reporter_properties(self.settings, self.role)], env
 
     def marker(self) -> str:
         """The JVM carries -Dfeedline.home=<its folder>."""
@@ -206,10 +215,6 @@ class FlinkJobManagerService(_FlinkProcess):
 
     name = "flink-jobmanager"
     role = "jobmanager"
-
-    def metrics_port(self) -> int:
-        """``monitoring.flink_jobmanager_metrics_port``."""
-        return self.settings.monitoring.flink_jobmanager_metrics_port
 
     def after_healthy(self) -> None:
         """Start again the deployed jobs a restart lost (none when it did not restart)."""
@@ -231,10 +236,6 @@ class FlinkTaskManagerService(_FlinkProcess):
 
     name = "flink-taskmanager"
     role = "taskmanager"
-
-    def metrics_port(self) -> int:
-        """``monitoring.flink_taskmanager_metrics_port``."""
-        return self.settings.monitoring.flink_taskmanager_metrics_port
 
     def healthy(self) -> bool:
         """A TaskManager is registered and heartbeating (a dead one stays listed for a while)."""

@@ -1,12 +1,15 @@
 """Monitoring on the local stack: Prometheus and the exporters it scrapes.
 
-Four helpers of the stack (not *essential*: the tests and the serving path run without
+Five helpers of the stack (not *essential*: the tests and the serving path run without
 them), started by `feedctl local up` once the servers are healthy and supervised like them:
 
 - ``prometheus``: the Debian ``prometheus`` server on ``monitoring.prometheus_port``, its
   samples under ``<state dir>/prometheus/data`` (small retention), the alert rules of
   ``infra/prometheus/alerts.yml``, the scrape configuration generated from the settings
   (`scrape_config`);
+- ``pushgateway``: the Debian ``prometheus-pushgateway`` on ``monitoring.pushgateway_port``;
+  the Flink JobManager and TaskManager push their metrics to it (Flink's scraped reporter
+  cannot listen on loopback only), Prometheus scrapes it with ``honor_labels``;
 - ``redis-exporter``: the Debian ``prometheus-redis-exporter``; Prometheus asks it for each
   Redis server in turn (its ``/scrape?target=`` endpoint), the cache and the guards;
 - ``exporter``: ``python -m jobs.exporter --local-stack``, consumer lag per job and
@@ -14,9 +17,8 @@ them), started by `feedctl local up` once the servers are healthy and supervised
 - ``freshness-probe``: ``python -m jobs.freshness_probe``, post -> visible in a follower's
   feed through the API (``feedline_freshness_seconds``).
 
-The API (every uvicorn worker: they share a multi-process metrics folder), the archiver, the
-Flink JobManager and TaskManager (their Prometheus metrics reporter) and Cassandra (the JMX
-exporter agent) serve their own.
+The API (every uvicorn worker: they share a multi-process metrics folder), the archiver and
+Cassandra (the JMX exporter agent) serve their own. Every listener is on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -49,8 +51,7 @@ class Targets:
     prometheus: str
     api: str
     cassandra: str
-    flink_jobmanager: str
-    flink_taskmanager: str
+    pushgateway: str
     exporter: str
     archiver: str
     redis_exporter: str
@@ -71,8 +72,7 @@ def local_targets(settings: StackSettings) -> Targets:
         prometheus=f"127.0.0.1:{mon.prometheus_port}",
         api=f"{settings.api.host}:{settings.api.port}",
         cassandra=f"127.0.0.1:{mon.cassandra_metrics_port}",
-        flink_jobmanager=f"127.0.0.1:{mon.flink_jobmanager_metrics_port}",
-        flink_taskmanager=f"127.0.0.1:{mon.flink_taskmanager_metrics_port}",
+        pushgateway=f"127.0.0.1:{mon.pushgateway_port}",
         exporter=f"127.0.0.1:{mon.kafka_exporter_port}",
         archiver=f"127.0.0.1:{mon.archiver_metrics_port}",
         redis_exporter=f"127.0.0.1:{mon.redis_exporter_port}",
@@ -91,9 +91,9 @@ def scrape_config(targets: Targets, scrape_interval_s: int = 15) -> dict[str, An
             static["labels"] = labels
         return {"job_name": name, "static_configs": [static]}
 
-    flink = job("flink", targets.flink_jobmanager, component="jobmanager")
-    flink["static_configs"].append({"targets": [targets.flink_taskmanager],
-                                    "labels": {"component": "taskmanager"}})
+    # Flink's series keep the labels they were pushed with: job="flink", and the grouping
+    # key of the process that pushed them (component, instance), not the Pushgateway's.
+    pushgateway = {**job("pushgateway", targets.pushgateway), "honor_labels": True}
     redis = {
         "job_name": "redis",
         "metrics_path": "/scrape",
@@ -116,7 +116,7 @@ def scrape_config(targets: Targets, scrape_interval_s: int = 15) -> dict[str, An
             job("prometheus", targets.prometheus),
             job("api", targets.api),
             job("cassandra", targets.cassandra),
-            flink,
+            pushgateway,
             job("kafka", targets.exporter),
             job("archiver", targets.archiver),
             job("freshness", targets.freshness_probe),
@@ -128,8 +128,7 @@ def scrape_config(targets: Targets, scrape_interval_s: int = 15) -> dict[str, An
 def compose_targets() -> Targets:
     """The targets inside docker-compose.yml's network (service names, container ports)."""
     return Targets(prometheus="localhost:9090", api="api:8000", cassandra="scylla:9180",
-                   flink_jobmanager="flink-jobmanager:9249",
-                   flink_taskmanager="flink-taskmanager:9249", exporter="exporter:9108",
+                   pushgateway="pushgateway:9091", exporter="exporter:9108",
                    archiver="archiver:9109", redis_exporter="redis-exporter:9121",
                    freshness_probe="freshness-probe:9110",
                    redis={"redis": "redis:6379", "redis-guards": "redis-guards:6379"})
@@ -186,6 +185,39 @@ class PrometheusService(Service):
 
     def healthy(self) -> bool:
         """``/-/ready`` answers 200 (the storage is open, the rules are loaded)."""
+        return _http_ok(f"{self.endpoint()}/-/ready")
+
+
+class PushgatewayService(Service):
+    """prometheus-pushgateway: holds the metrics the Flink processes push, for Prometheus."""
+
+    name = "pushgateway"
+    essential = False
+
+    def _listen(self) -> str:
+        return f"127.0.0.1:{self.settings.monitoring.pushgateway_port}"
+
+    def endpoint(self) -> str:
+        """Its ``/metrics`` (every pushed group) and push API."""
+        return f"http://{self._listen()}"
+
+    def marker(self) -> str:
+        """Its listen address on the command line."""
+        return f"--web.listen-address={self._listen()}"
+
+    def prepare(self) -> None:
+        """Nothing to write: flags only."""
+
+    def command(self) -> tuple[list[str], Mapping[str, str]]:
+        """In memory only: after a restart each Flink process pushes its group again.
+
+        The Debian build persists to a file in /var/lib by default: one file for every
+        Pushgateway of the machine, and a restart would bring back a dead process's group.
+        """
+        return [_binary("prometheus-pushgateway"), self.marker(), "--persistence.file="], {}
+
+    def healthy(self) -> bool:
+        """``/-/ready`` answers 200."""
         return _http_ok(f"{self.endpoint()}/-/ready")
 
 
@@ -293,7 +325,8 @@ class FreshnessProbeService(Service):
 
 def monitoring_services(settings: StackSettings) -> list[Service]:
     """The monitoring helpers, in start order: the exporters and the probe, then Prometheus."""
-    return [ExporterService(settings), RedisExporterService(settings),
+    return [PushgatewayService(settings), ExporterService(settings),
+            RedisExporterService(settings),
             FreshnessProbeService(settings), PrometheusService(settings)]
 
 

@@ -4,7 +4,8 @@ The monitoring helpers (Prometheus, the Redis exporter, the feedline exporter) a
 essential services, so the session's stack fixture does not wait for them: the module
 fixture runs `feedctl local up`'s start (idempotent) and then waits for the first scrape
 of every target. On a stack started before monitoring existed, Cassandra, the archiver and
-the Flink processes serve no metrics until they are restarted (`feedctl local down`, `up`).
+the Flink processes (they push to the Pushgateway) serve no metrics until they are restarted
+(`feedctl local down`, `up`).
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ def prometheus(stack: StackSettings) -> str:
 def test_every_scrape_target_is_up(prometheus: str) -> None:
     targets = api(prometheus, "/api/v1/targets")["activeTargets"]
     jobs = {t["labels"]["job"] for t in targets}
-    assert jobs == {"prometheus", "api", "cassandra", "flink", "kafka", "archiver", "freshness",
-                    "redis"}
+    assert jobs == {"prometheus", "api", "cassandra", "pushgateway", "kafka", "archiver",
+                    "freshness", "redis"}
     down = {f"{t['labels']['job']} {t['scrapeUrl']}": t["lastError"] for t in targets
             if t["health"] != "up"}
     assert down == {}

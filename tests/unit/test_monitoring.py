@@ -43,8 +43,8 @@ def settings(tmp_path: Path) -> StackSettings:
     return StackSettings(
         local=LocalStackSettings(state_dir=tmp_path),
         api=ApiSettings(port=8111),
-        monitoring=MonitoringSettings(prometheus_port=9190, flink_jobmanager_metrics_port=9349,
-                                      flink_taskmanager_metrics_port=9350,
+        monitoring=MonitoringSettings(prometheus_port=9190, pushgateway_port=9191,
+                                      flink_push_interval_s=7,
                                       redis_exporter_port=9221, kafka_exporter_port=9208,
                                       archiver_metrics_port=9209, freshness_probe_port=9210,
                                       cassandra_metrics_port=9510,
@@ -64,14 +64,17 @@ def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str
 def test_scrape_config_targets_come_from_the_settings(settings: StackSettings) -> None:
     config = monitoring.scrape_config(monitoring.local_targets(settings), 5)
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"prometheus", "api", "cassandra", "flink", "kafka", "archiver",
+    assert set(jobs) == {"prometheus", "api", "cassandra", "pushgateway", "kafka", "archiver",
                          "freshness", "redis"}
     targets = {name: [t for static in job["static_configs"] for t in static["targets"]]
                for name, job in jobs.items()}
     assert targets["prometheus"] == ["127.0.0.1:9190"]
     assert targets["api"] == ["127.0.0.1:8111"]
     assert targets["cassandra"] == ["127.0.0.1:9510"]
-    assert targets["flink"] == ["127.0.0.1:9349", "127.0.0.1:9350"]
+    assert targets["pushgateway"] == ["127.0.0.1:9191"]
+    # Flink's series keep the job/instance labels they were pushed with.
+    assert jobs["pushgateway"]["honor_labels"] is True
+    assert not any(job.get("honor_labels") for name, job in jobs.items() if name != "pushgateway")
     assert targets["kafka"] == ["127.0.0.1:9208"]
     assert targets["archiver"] == ["127.0.0.1:9209"]
     assert targets["freshness"] == ["127.0.0.1:9210"]
@@ -104,7 +107,7 @@ def test_prometheus_runs_on_loopback_with_its_data_and_rules_in_its_home(
 def test_the_monitoring_helpers_are_supervised_stack_services(
         settings: StackSettings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(monitoring, "_binary", lambda name: f"/usr/bin/{name}")
-    names = {"prometheus", "redis-exporter", "exporter", "freshness-probe"}
+    names = {"prometheus", "pushgateway", "redis-exporter", "exporter", "freshness-probe"}
     helpers = {svc.name: svc for svc in services(settings) if svc.name in names}
     assert set(helpers) == names
     assert not any(svc.essential for svc in helpers.values())
@@ -113,6 +116,9 @@ def test_the_monitoring_helpers_are_supervised_stack_services(
         # Each one's pid check matches its own command line and no other helper's.
         assert [other for other, argv in argvs.items() if svc.marker() in argv] == [name]
     assert "-web.listen-address=127.0.0.1:9221" in argvs["redis-exporter"]
+    # In memory: the Debian default file would be shared by every Pushgateway of the host.
+    assert argvs["pushgateway"] == ("/usr/bin/prometheus-pushgateway "
+                                    "--web.listen-address=127.0.0.1:9191 --persistence.file=")
     assert "-redis.addr=redis://127.0.0.1:6379" in argvs["redis-exporter"]
     # The exporter gets the stack's settings in its environment, whoever (re)starts it.
     _, env = helpers["exporter"].command()
@@ -139,12 +145,27 @@ def test_compose_runs_what_its_prometheus_scrapes() -> None:
     services_ = compose["services"]
     targets = monitoring.compose_targets()
     for address in (targets.api, targets.exporter, targets.archiver, targets.redis_exporter,
-                    targets.flink_jobmanager, targets.flink_taskmanager,
-                    targets.freshness_probe, targets.cassandra, *targets.redis.values()):
+                    targets.pushgateway, targets.freshness_probe, targets.cassandra,
+                    *targets.redis.values()):
         assert address.split(":")[0] in services_, address
     flink = services_["flink-jobmanager"]["environment"]["FLINK_PROPERTIES"]
-    assert f"metrics.reporter.prom.port: {targets.flink_jobmanager.split(':')[1]}" in flink
-    assert "PrometheusReporterFactory" in flink
+    assert f"metrics.reporter.prom.hostUrl: http://{targets.pushgateway}" in flink
+    assert ("metrics.reporter.prom.factory.class: "
+            "org.apache.flink.metrics.prometheus.PrometheusPushGatewayReporterFactory") in flink
+    assert "metrics.reporter.prom.jobName: flink" in flink
+    assert "metrics.reporter.prom.randomJobNameSuffix: false" in flink
+    assert "metrics.reporter.prom.deleteOnShutdown: true" in flink
+    assert "metrics.reporter.prom.port" not in flink
+    keys = set()
+    for name in ("flink-jobmanager", "flink-taskmanager"):
+        command = services_[name]["command"]
+        assert command[0] == name.removeprefix("flink-")
+        key = command[command.index("-D") + 1].removeprefix("metrics.reporter.prom.groupingKey=")
+        assert f"component={command[0]}" in key.split(";")
+        keys.add(key)
+    assert len(keys) == 2, "each Flink process pushes to its own group"
+    port = targets.pushgateway.split(":")[1]
+    assert services_["pushgateway"]["command"] == [f"--web.listen-address=:{port}"]
     assert "metrics.reporter.prom.filterLabelValueCharacters: false" in flink
     assert "metrics.job.status.enable: STATE;CURRENT_TIME" in flink
     archiver = services_["archiver"]["command"]
@@ -182,24 +203,37 @@ def test_cassandra_runs_the_jmx_exporter_agent_on_loopback(settings: StackSettin
 # --- Flink's reporter --------------------------------------------------------------------
 
 
-def test_jobmanager_and_taskmanager_report_on_distinct_ports(settings: StackSettings) -> None:
+def test_jobmanager_and_taskmanager_push_to_the_pushgateway_in_their_own_groups(
+        settings: StackSettings) -> None:
     jar_dir = settings.local.state_dir / "jars" / "flink-metrics"
     jar_dir.mkdir(parents=True)
     (jar_dir / "flink-metrics-prometheus-2.2.1.jar").write_bytes(b"PK\x03\x04 jar")
-    ports = {}
+    groups = {}
     for svc in (FlinkJobManagerService(settings), FlinkTaskManagerService(settings)):
         svc.home.mkdir(parents=True, exist_ok=True)
         svc.prepare()
         argv, env = svc.command()
         pairs = dict(argv[i + 1].split("=", 1) for i, arg in enumerate(argv) if arg == "-D")
-        assert pairs["metrics.reporter.prom.factory.class"].endswith("PrometheusReporterFactory")
+        # Pushes to the Pushgateway: nothing of Flink's listens for a scrape.
+        assert pairs["metrics.reporter.prom.factory.class"].endswith(
+            ".PrometheusPushGatewayReporterFactory")
+        assert "metrics.reporter.prom.port" not in pairs
+        assert pairs["metrics.reporter.prom.hostUrl"] == "http://127.0.0.1:9191"
+        assert pairs["metrics.reporter.prom.jobName"] == "flink"
+        assert pairs["metrics.reporter.prom.randomJobNameSuffix"] == "false"
+        # A clean stop removes the process's series (a dead TaskManager's do not linger).
+        assert pairs["metrics.reporter.prom.deleteOnShutdown"] == "true"
+        assert pairs["metrics.reporter.prom.interval"] == "7 SECONDS"
         # job_name="feedline-fanout" as the alert rules name it, not "feedline_fanout".
         assert pairs["metrics.reporter.prom.filterLabelValueCharacters"] == "false"
         assert "STATE" in pairs["metrics.job.status.enable"].split(";")
-        ports[svc.name] = pairs["metrics.reporter.prom.port"]
+        groups[svc.name] = dict(kv.split("=", 1)
+                                for kv in pairs["metrics.reporter.prom.groupingKey"].split(";"))
         plugin = Path(env["FLINK_PLUGINS_DIR"]) / "metrics-prometheus"
         assert [p.name for p in plugin.glob("*.jar")] == ["flink-metrics-prometheus-2.2.1.jar"]
-    assert ports == {"flink-jobmanager": "9349", "flink-taskmanager": "9350"}
+    assert groups == {
+        "flink-jobmanager": {"component": "jobmanager", "instance": "flink-jobmanager"},
+        "flink-taskmanager": {"component": "taskmanager", "instance": "flink-taskmanager"}}
     # The `flink` client reads config.yaml: the reporter is not in it.
     conf = (settings.local.state_dir / "flink" / "conf" / "config.yaml").read_text()
     assert "prometheus" not in conf.lower()
