@@ -17,7 +17,11 @@ from feedline.settings import FeedSettings, StackSettings
 from jobs.load import produce
 from jobs.sandbox import Sandbox, open_sandbox
 from schemas.redis_notifications import NOTIFICATION_CAP
-from tests.support.notification_workload import NotificationWorkload, store_differences
+from tests.support.notification_workload import (
+    NotificationWorkload,
+    python_errors,
+    store_differences,
+)
 from tests.support.notifications_reference import reference_notifications
 from tests.support.waiting import HANG_GUARD_S
 
@@ -65,3 +69,4 @@ def test_the_stores_equal_the_reference(run) -> None:
         pipeline.assert_jobs_alive()
         time.sleep(2)
     assert diff[:20] == []
+    assert python_errors(pipeline.stack.flink.rest_url, pipeline.job_ids["notifications"]) == []

@@ -12,7 +12,11 @@ from jobs import flink_rest
 from jobs.flink_submit import savepoint_target
 from jobs.load import produce
 from jobs.sandbox import open_sandbox
-from tests.support.notification_workload import NotificationWorkload, store_differences
+from tests.support.notification_workload import (
+    NotificationWorkload,
+    python_errors,
+    store_differences,
+)
 from tests.support.notifications_reference import reference_notifications
 from tests.support.waiting import HANG_GUARD_S, eventually
 
@@ -39,7 +43,7 @@ def test_savepoint_restart_mid_stream_loses_and_leaves_nothing(stack: StackSetti
         produce(kafka, thirds[1][: len(thirds[1]) // 2])  # in flight when it stops
         path = flink_rest.stop_with_savepoint(rest, job, savepoint_target(stack))
         produce(kafka, thirds[1][len(thirds[1]) // 2:])  # arrives while it is stopped
-        pipeline.deploy("notifications", from_savepoint=path)
+        restarted = pipeline.deploy("notifications", from_savepoint=path)
         produce(kafka, [*thirds[2], *workload.redelivered()])
 
         expected = reference_notifications([p.event for p in produced], known_users_only=True)
@@ -52,5 +56,6 @@ def test_savepoint_restart_mid_stream_loses_and_leaves_nothing(stack: StackSetti
             pipeline.assert_jobs_alive()
             time.sleep(2)
         assert diff[:20] == []
+        assert python_errors(rest, job) + python_errors(rest, restarted) == []
     finally:
         pipeline.close()

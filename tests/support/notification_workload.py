@@ -22,6 +22,7 @@ import redis
 from feedline.rules.notification_book import newest_groups
 from feedline.rules.notifications import Group
 from feedline.workload import ProducedEvent
+from jobs import flink_rest
 from schemas.cql_statements import dt_to_ms
 from schemas.event_contracts import new_event
 from schemas.redis_keys import RedisKeys
@@ -191,3 +192,16 @@ def store_differences(session: Any, client: redis.Redis, keys: RedisKeys,
             diff.append(f"Redis {user}: {len(listed)} cached, {len(want)} expected, "
                         f"differing {wrong[:3]}")
     return diff
+
+
+def python_errors(rest_url: str, job_id: str) -> list[str]:
+    """The last line of each Python traceback in a job's exception history: a failure of
+    the job's own code (a restart for want of a slot on a busy cluster is not one)."""
+    history = flink_rest.call(rest_url, "GET", f"/jobs/{job_id}/exceptions")
+    found = []
+    for entry in (history or {}).get("exceptionHistory", {}).get("entries", []):
+        trace = entry.get("stacktrace", "")
+        if "Traceback" in trace:
+            tail = trace[trace.index("Traceback"):].split("\n\tat ")[0].strip()
+            found.append(tail.splitlines()[-1])
+    return found
