@@ -18,9 +18,10 @@ One ``write`` call takes the effects of many events, for any recipients, and:
 The writer is meant to run keyed by recipient (the notifications job): every effect of
 one recipient passes through one writer, in order, which is what makes its clock a valid
 order for that recipient's rows. Applying the same effects twice, in order, changes
-nothing. ``on_written(recipient, group_keys)`` is called once per recipient after each
-write reaches Redis: the hook for a realtime "notification" event (a no-op unless
-``notify`` is given).
+nothing. Each effect also appends a realtime ``notification`` event to the recipient's
+push stream (``feedline.stores.push``, read by ``GET /v1/stream``), after both stores are
+written; ``on_written(recipient, group_keys)`` is then called once per recipient (a no-op
+unless ``notify`` is given).
 """
 
 from __future__ import annotations
@@ -36,9 +37,15 @@ from cassandra.query import BatchStatement, BatchType
 
 from feedline.rules.effects import NotificationDelete, NotificationEffect, NotificationUpsert
 from feedline.stores.lua import source
+from feedline.stores.push import queue_notification_event
 from schemas.cql_statements import bind_write, dt_to_ms, ms_to_dt, prepare
 from schemas.redis_keys import RedisKeys
-from schemas.redis_notifications import NOTIFICATION_CAP, NOTIFICATIONS_LISTING, encode_group
+from schemas.redis_notifications import (
+    NOTIFICATION_CAP,
+    NOTIFICATIONS_LISTING,
+    GroupPayload,
+    encode_group,
+)
 
 _TRANSIENT = (WriteTimeout, OperationTimedOut, Unavailable)
 _WRITES = ("notification_group_add", "notification_group_remove")
@@ -140,6 +147,18 @@ class NotificationWriter:
                   if reply in (_NOT_CACHED, _REFILL)}
         self.reload(sorted(reload))
 
+    def _push(self, effects: Sequence[NotificationEffect]) -> None:
+        """Append a realtime ``notification`` event per effect to its recipient's stream.
+
+        The group as written now, or gone (count 0): ``feedline.stores.push``.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        for e in effects:
+            group = (GroupPayload(e.type, e.post_id, e.count, list(e.actors), e.latest_ms)
+                     if isinstance(e, NotificationUpsert) else None)
+            queue_notification_event(pipe, self.keys, e.recipient_id, e.group_key, group)
+        pipe.execute()
+
     def reload(self, recipients: Sequence[str]) -> None:
         """Rebuild recipients' cached lists from the CQL store (the newest ``cap`` groups)."""
         if not recipients:
@@ -182,6 +201,7 @@ class NotificationWriter:
             by_recipient.setdefault(effect.recipient_id, []).append(effect)
         self._run_cql(self._batches(by_recipient))
         self._redis(batch)
+        self._push(batch)
         for recipient, written in by_recipient.items():
             self.on_written(recipient, tuple(dict.fromkeys(e.group_key for e in written)))
         return len(batch)

@@ -18,6 +18,7 @@ from feedline.stores.notification_listing import NotificationLookup
 from feedline.stores.notification_writer import NotificationWriter
 from jobs.feedctl.main import main as feedctl
 from schemas.cql_statements import ms_to_dt, prepare
+from schemas.redis_push import DATA_FIELD, EVENT_FIELD, NOTIFICATION
 from tests.support.notification_workload import (
     NotificationWorkload,
     as_ref,
@@ -151,3 +152,34 @@ def test_lookup_and_feedctl_read_redis_then_cql(writer, stack, cql_session, monk
     finally:
         monkeypatch.undo()
         get_stack_settings.cache_clear()
+
+
+def test_each_written_effect_is_pushed_to_its_recipients_stream(writer) -> None:
+    """Realtime push: every effect written appends its group, as written, to the
+    recipient's push stream (what `GET /v1/stream` sends as `event: notification`)."""
+    writer, _published = writer
+    engine, effects = _engine_effects(_events(seed=5))
+    flat = [e for batch in effects for e in batch]
+    writer.write(flat)
+    pushed: dict[str, list[dict[str, Any]]] = {}
+    for recipient in {e.recipient_id for e in flat}:
+        entries = writer.redis.xrange(writer.keys.push(recipient))
+        assert all(_field(f, EVENT_FIELD) == NOTIFICATION for _id, f in entries)
+        pushed[recipient] = [json.loads(_field(f, DATA_FIELD)) for _id, f in entries]
+    assert pushed and all(pushed.values()), "a recipient's stream got no event"
+    for recipient, events in pushed.items():
+        mine = [e for e in flat if e.recipient_id == recipient]
+        assert [p["group_key"] for p in events] == [e.group_key for e in mine][-len(events):]
+        # The newest event of each group is the group as the stores hold it now.
+        last = {p["group_key"]: p for p in events}
+        live = engine.book.groups.get(recipient, {})
+        for key, payload in last.items():
+            if key in live:
+                assert payload["count"] == live[key].count
+            else:
+                assert payload["count"] == 0
+
+
+def _field(fields: dict[Any, Any], name: str) -> str:
+    value = fields.get(name, fields.get(name.encode()))
+    return value.decode() if isinstance(value, bytes) else str(value)
