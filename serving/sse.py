@@ -44,7 +44,9 @@ log = logging.getLogger(__name__)
 RECONNECT_MS = 2000
 #: How often an open stream re-reads the celebrities its user follows.
 CELEBRITY_REFRESH_S = 30.0
-HEARTBEAT = b": keep-alive\n\n"
+#: A comment line, without the blank line that ends an event: a client that keeps the last
+#: event id (as the spec says) would otherwise see an empty event per heartbeat.
+HEARTBEAT = b": keep-alive\n"
 #: Sent with the first event (a block of its own would be an empty event to some clients).
 RETRY = f"retry: {RECONNECT_MS}\n".encode()
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -181,3 +181,22 @@ def test_openapi_documents_the_new_endpoints() -> None:
     item = spec["components"]["schemas"]["NotificationOut"]
     assert set(item["required"]) == {"group_key", "type", "post_id", "count", "actors",
                                       "latest_at", "unread"}
+
+
+def test_heartbeats_are_no_events_to_an_sse_client() -> None:
+    """httpx-sse keeps the last event id across events (as the spec says): a heartbeat that
+    ended with a blank line would reach it as an empty event after the first real one."""
+    from httpx_sse._decoders import SSEDecoder
+
+    from serving.sse import RETRY, frame
+
+    first = PushMessage("5-0", "delete", '{"post_id":"p1"}')
+    second = PushMessage("6-0", "delete", '{"post_id":"p2"}')
+    wire = HEARTBEAT + RETRY + frame(first) + HEARTBEAT + HEARTBEAT + frame(second) + HEARTBEAT
+    decoder, decoded = SSEDecoder(), []
+    for line in wire.decode().splitlines():  # as httpx yields them
+        event = decoder.decode(line)
+        if event is not None:
+            decoded.append((event.id, event.event, event.data))
+    assert decoded == [("5-0", "delete", '{"post_id":"p1"}'),
+                       ("6-0", "delete", '{"post_id":"p2"}')]
