@@ -44,6 +44,7 @@ from feedline.rules.dedup import RecentEvents
 from pipelines.streaming.notification_steps import (
     fresh_summary,
     is_candidate,
+    leaves_recipient_unchanged,
     post_step,
     recipient_step,
 )
@@ -139,6 +140,9 @@ class RecipientNotificationOperator(_NotificationKeyOperator):
         """Apply an event of the user, or pass a mention candidate through the gate."""
         item = value[1]
         summary, recent = self._stored()
+        if leaves_recipient_unchanged(summary, item):
+            self.events.inc()
+            return
         if not is_candidate(item) and self._is_duplicate(item, summary, recent):
             return
         if summary is None:

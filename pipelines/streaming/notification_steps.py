@@ -42,6 +42,20 @@ def is_candidate(item: Any) -> bool:
     return isinstance(item, NotificationUpsert | NotificationDelete)
 
 
+def leaves_recipient_unchanged(summary: RecipientSummary | None, item: Any) -> bool:
+    """An event the recipient key need not look at (it would change nothing).
+
+    The key's user is known already and the event is not a follow or unfollow of them, so
+    ``apply_recipient_event`` would leave the state as it is. Most events reaching a
+    ``recipient`` key are the user's own likes, comments and posts: skipping them spares a
+    state write (and the duplicate check's) per event.
+    """
+    if summary is None or not summary.known or is_candidate(item):
+        return False
+    return not (item.event_type in ("follow", "unfollow")
+                and item.followee_id == summary.user_id)
+
+
 def post_step(summary: PostSummary, likes: MapStateLike, comments: MapStateLike,
               event: Any) -> tuple[list[NotificationEffect], list[tuple[str, NotificationEffect]],
                                    int, bool]:

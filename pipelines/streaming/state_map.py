@@ -9,9 +9,11 @@ it touches instead of re-pickling the whole map. ``StateMap`` is that dict for t
   rest of the event (the rules mutate register objects in place);
 * ``flush`` writes back, at the end of the event, the entries set or changed (a changed
   entry is one whose pickled form differs from what was read) and removes deleted ones;
-* iteration (``for key in view``, ``view.items()``) walks the state once, entries this
-  event touched as they are now; the rules walk a whole map only on a post's first create
-  and on its delete, and never change an entry while walking.
+* iteration (``for key in view``, ``view.items()``) lists the state's entries once, then
+  yields them, entries this event touched as they are now (listed first because PyFlink's
+  cached map-state iterator fails when a ``get`` reorders its LRU cache mid-walk, which
+  a rule reading entries while walking would do); the rules walk a whole map only on a
+  post's first create and on its delete, and never change an entry while walking.
 
 Pure: the state is anything with ``get``, ``put``, ``remove``, ``keys`` and ``items``
 (PyFlink's ``MapState``; a dict-backed fake in the unit tests).
@@ -74,7 +76,9 @@ class StateMap(MutableMapping[str, Any]):
         self._current[key] = _ABSENT
 
     def __iter__(self) -> Iterator[str]:
-        for key in self._state.keys():
+        # The state's keys are listed first: PyFlink's cached map-state iterator walks an
+        # LRU dict that a ``get`` (a rule reading an entry while walking) reorders.
+        for key in list(self._state.keys()):
             if self._current.get(key) is not _ABSENT:
                 yield key
         for key, value in self._current.items():  # new this event: not in the state yet
@@ -89,7 +93,7 @@ class StateMap(MutableMapping[str, Any]):
         return _Items(self)
 
     def _walk(self) -> Iterator[tuple[str, Any]]:
-        for key, value in self._state.items():
+        for key, value in list(self._state.items()):  # listed first, as in ``__iter__``
             current = self._current.get(key, value)
             if current is not _ABSENT:
                 yield key, current

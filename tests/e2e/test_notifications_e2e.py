@@ -19,11 +19,10 @@ from jobs.sandbox import Sandbox, open_sandbox
 from schemas.redis_notifications import NOTIFICATION_CAP
 from tests.support.notification_workload import (
     NotificationWorkload,
-    cached_groups,
-    expected_cache,
-    stored_groups,
+    python_errors,
+    store_differences,
 )
-from tests.support.notifications_reference import RefGroup, reference_notifications
+from tests.support.notifications_reference import reference_notifications
 from tests.support.waiting import HANG_GUARD_S
 
 HEAVY_GROUPS, HEAVY_DELETED = NOTIFICATION_CAP + 40, 30
@@ -50,23 +49,6 @@ def run(stack: StackSettings) -> Iterator[tuple[Sandbox, list[Any]]]:
         pipeline.close()
 
 
-def _differences(pipeline: Sandbox, expected: dict[tuple[str, str], RefGroup]) -> list[str]:
-    stored, twice = stored_groups(pipeline.session)
-    diff = [f"CQL row left behind: {t}" for t in twice]
-    for slot in sorted(stored.keys() | expected.keys()):
-        if stored.get(slot) != expected.get(slot):
-            diff.append(f"CQL {slot}: {stored.get(slot)} != expected {expected.get(slot)}")
-    cache = expected_cache(expected, NOTIFICATION_CAP)
-    recipients = {r for r, _ in stored} | {r for r, _ in expected}
-    for user, listed in cached_groups(pipeline.redis, pipeline.keys, recipients).items():
-        want = cache.get(user, [])
-        if listed != want:
-            wrong = [m for m in listed if m not in want] + [m for m in want if m not in listed]
-            diff.append(f"Redis {user}: {len(listed)} cached, {len(want)} expected, "
-                        f"differing {wrong[:3]}")
-    return diff
-
-
 def test_the_stores_equal_the_reference(run) -> None:
     pipeline, events = run
     expected = reference_notifications(events, known_users_only=True)
@@ -81,9 +63,10 @@ def test_the_stores_equal_the_reference(run) -> None:
 
     deadline = time.monotonic() + HANG_GUARD_S
     while True:
-        diff = _differences(pipeline, expected)
+        diff = store_differences(pipeline.session, pipeline.redis, pipeline.keys, expected)
         if not diff or time.monotonic() > deadline:
             break
         pipeline.assert_jobs_alive()
         time.sleep(2)
     assert diff[:20] == []
+    assert python_errors(pipeline.stack.flink.rest_url, pipeline.job_ids["notifications"]) == []

@@ -7,7 +7,7 @@ order. ``heavy_recipient`` adds one author with more groups than the per-recipie
 then deletes some of the newest, so a full Redis list must be refilled from CQL.
 
 ``stored_groups`` and ``cached_groups`` read what the writers left, in the reference's
-shape (``tests.support.notifications_reference``), to compare.
+shape (``tests.support.notifications_reference``); ``store_differences`` compares.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ import redis
 from feedline.rules.notification_book import newest_groups
 from feedline.rules.notifications import Group
 from feedline.workload import ProducedEvent
+from jobs import flink_rest
 from schemas.cql_statements import dt_to_ms
 from schemas.event_contracts import new_event
 from schemas.redis_keys import RedisKeys
-from schemas.redis_notifications import decode_group
+from schemas.redis_notifications import NOTIFICATION_CAP, decode_group
 from tests.support.notifications_reference import RefGroup
 
 #: Two hours before midnight UTC: activity runs over three UTC days.
@@ -171,3 +172,36 @@ def expected_cache(reference: dict[tuple[str, str], RefGroup],
         per.setdefault(user, {})[key] = Group(kind, post, count, actors, latest)
     return {user: [(key, as_ref(g)) for key, g in newest_groups(groups, cap)]
             for user, groups in per.items()}
+
+
+def store_differences(session: Any, client: redis.Redis, keys: RedisKeys,
+                      expected: dict[tuple[str, str], RefGroup],
+                      cap: int = NOTIFICATION_CAP) -> list[str]:
+    """What the stores hold that differs from the reference: every CQL row, every list."""
+    stored, twice = stored_groups(session)
+    diff = [f"CQL row left behind: {t}" for t in twice]
+    for slot in sorted(stored.keys() | expected.keys()):
+        if stored.get(slot) != expected.get(slot):
+            diff.append(f"CQL {slot}: {stored.get(slot)} != expected {expected.get(slot)}")
+    cache = expected_cache(expected, cap)
+    recipients = {r for r, _ in stored} | {r for r, _ in expected}
+    for user, listed in cached_groups(client, keys, recipients).items():
+        want = cache.get(user, [])
+        if listed != want:
+            wrong = [m for m in listed if m not in want] + [m for m in want if m not in listed]
+            diff.append(f"Redis {user}: {len(listed)} cached, {len(want)} expected, "
+                        f"differing {wrong[:3]}")
+    return diff
+
+
+def python_errors(rest_url: str, job_id: str) -> list[str]:
+    """The last line of each Python traceback in a job's exception history: a failure of
+    the job's own code (a restart for want of a slot on a busy cluster is not one)."""
+    history = flink_rest.call(rest_url, "GET", f"/jobs/{job_id}/exceptions")
+    found = []
+    for entry in (history or {}).get("exceptionHistory", {}).get("entries", []):
+        trace = entry.get("stacktrace", "")
+        if "Traceback" in trace:
+            tail = trace[trace.index("Traceback"):].split("\n\tat ")[0].strip()
+            found.append(tail.splitlines()[-1])
+    return found
