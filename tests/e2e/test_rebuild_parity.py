@@ -1,14 +1,21 @@
 """Parity: streaming and the batch rebuild give the same stores, exactly.
 
-One event set is produced to sandbox topics and processed by both streaming jobs until the
-stores equal the reference model; the archiver drains the same topics into the archive.
-Then Redis and the timeline and counter tables are wiped and `feedctl rebuild all` runs:
-full dumps of every derived table and every Redis key must equal the dumps taken before
-the wipe. Then every derived table is wiped and rebuilt (`--all-tables`): equal again.
+One event set (the feed workload plus the notification workload, with one recipient over
+the notification cap) is produced to sandbox topics and processed by the three streaming
+jobs until the stores equal the reference models (the feed jobs first, then the
+notifications job from the topics' start: at most two task slots at a time); the archiver
+drains the same topics into the archive. Then Redis and the timeline, counter and
+notification tables are wiped and `feedctl rebuild all` runs: full dumps of every derived
+table and every Redis key must equal the dumps taken before the wipe. Then every derived
+table is wiped and rebuilt (`--all-tables`): equal again.
+
+The notifications job runs the code it is shipped with: set
+``FEEDLINE_FLINK__SHIP_PYTHON_PATHS='["/path/to/checkout"]'`` to run a checkout's own.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from feedline.archive.archiver import Archiver
@@ -18,13 +25,57 @@ from feedline.workload import Workload
 from jobs import flink_rest
 from jobs.feedctl.rebuild import rebuild_all
 from jobs.load import produce
-from jobs.sandbox import open_sandbox
+from jobs.sandbox import Sandbox, open_sandbox
 from pipelines.batch import rebuild_timelines
+from schemas.redis_notifications import NOTIFICATION_CAP
 from tests.e2e.test_streaming_e2e import FEED, SPEC
 from tests.support.dump import TABLES, differences, dump_cql, dump_redis, wipe
+from tests.support.notification_workload import (
+    NotificationWorkload,
+    cached_groups,
+    expected_cache,
+    python_errors,
+    stored_groups,
+)
+from tests.support.notifications_reference import RefGroup, reference_notifications
 from tests.support.pipeline import events_of, wait_converged
 from tests.support.reference import reference_for
 from tests.support.waiting import HANG_GUARD_S
+
+
+def cancel_all(sb: Sandbox) -> None:
+    """Cancel the sandbox's running jobs and wait until they ended (their slots are free)."""
+    url = sb.stack.flink.rest_url
+    cancelled = [sb.job_ids.pop(name) for name in list(sb.job_ids)]
+    for job_id in cancelled:
+        flink_rest.cancel(url, job_id)
+    deadline = time.monotonic() + HANG_GUARD_S
+    while any(flink_rest.job_state(url, j) not in flink_rest.TERMINAL for j in cancelled):
+        assert time.monotonic() < deadline, "cancelled jobs did not end"
+        time.sleep(1)
+
+
+def notifications_converged(sb: Sandbox, expected: dict[tuple[str, str], RefGroup]
+                            ) -> list[str]:
+    """Poll until CQL holds exactly the reference's groups and Redis the newest of each;
+    what is wrong otherwise (a Python error of the job's own code stops the wait)."""
+    deadline = time.monotonic() + HANG_GUARD_S
+    cache = expected_cache(expected, NOTIFICATION_CAP)
+    while True:
+        stored, twice = stored_groups(sb.session)
+        recipients = {r for r, _ in stored} | {r for r, _ in expected}
+        listed = cached_groups(sb.redis, sb.keys, recipients)
+        if stored == expected and not twice and all(
+                listed[user] == cache.get(user, []) for user in recipients):
+            return []
+        errors = python_errors(sb.stack.flink.rest_url, sb.job_ids["notifications"])
+        if errors or time.monotonic() > deadline:
+            wrong = sorted(s for s in stored.keys() | expected.keys()
+                           if stored.get(s) != expected.get(s))
+            return [*errors, f"{len(wrong)} group(s) differ from the reference (e.g. "
+                    f"{wrong[:2]}), {len(twice)} stored twice"]
+        sb.assert_jobs_alive()
+        time.sleep(2)
 
 
 def test_rebuild_from_the_archive_equals_what_streaming_built(stack: StackSettings) -> None:
@@ -34,14 +85,23 @@ def test_rebuild_from_the_archive_equals_what_streaming_built(stack: StackSettin
     try:
         sb.deploy("fanout")
         sb.deploy("counters")
-        produced = list(Workload(SPEC).events())
+        noted = NotificationWorkload(seed=31, users=30, posts=90, tag="pn")
+        # In event-time order, as the rebuild's leftover cells assume (``rebuild.image``).
+        notes = sorted([*noted.follows(250), *noted.activity(),
+                        *noted.heavy_recipient(NOTIFICATION_CAP + 20, 10)],
+                       key=lambda p: (p.event.event_time_ms, p.event.event_id))
+        produced = [*Workload(SPEC).events(), *notes]
         kafka = sb.streaming.kafka
         produce(kafka, produced)
         expected = reference_for(events_of(produced), FEED)
         assert expected.celebrities and expected.deleted_posts
+        notified = reference_notifications(events_of(produced), known_users_only=True)
+        assert {g[0] for g in notified.values()} == {"like", "comment", "follow", "mention"}
         assert wait_converged(sb, expected) == []
-        for job_id in sb.job_ids.values():  # nothing may write behind the rebuild's back
-            flink_rest.cancel(stack.flink.rest_url, job_id)
+        cancel_all(sb)
+        sb.deploy("notifications")
+        assert notifications_converged(sb, notified) == []
+        cancel_all(sb)  # nothing may write behind the rebuild's back
         archived = Archiver(kafka, stack.storage, topics=list(kafka.event_topics),
                             root=f"{root}/events", group_id=f"archiver-{root}").drain(HANG_GUARD_S)
         assert archived == len(produced)
@@ -49,13 +109,14 @@ def test_rebuild_from_the_archive_equals_what_streaming_built(stack: StackSettin
         streaming_cql = dump_cql(sb.session)
         streaming_redis = dump_redis(sb.redis, sb.keys.prefix)
         assert streaming_cql["timelines"] and streaming_cql["user_counters"]
+        assert len(streaming_cql["notification_groups"]) == len(notified)
         settings = BatchSettings(kafka=kafka, cql=sb.streaming.cql, redis=sb.streaming.redis,
                                  storage=stack.storage, feed=FEED,
                                  archive_prefix=f"{root}/events")
         argv = ["--settings-json", settings.model_dump_json()]
 
         wipe(sb.session, sb.redis, sb.keys.prefix,
-             ("timelines", "post_counters", "user_counters"))
+             ("timelines", "post_counters", "user_counters", "notification_groups"))
         assert rebuild_all(argv) == 0
         assert differences(streaming_cql, dump_cql(sb.session)) == []
         assert differences(streaming_redis, dump_redis(sb.redis, sb.keys.prefix)) == []

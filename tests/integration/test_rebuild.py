@@ -1,8 +1,9 @@
 """The rebuild jobs and the on-call commands on the real stack (CQL store, Redis, the GCS
 emulator, Beam's DirectRunner): an archive written from a generated workload, rebuilt into
-a fresh keyspace and compared with the independent reference model, then wiped and rebuilt
-again (exact dumps), a one-user backfill, a resumed many-user backfill, verify before and
-after injected drift, and the quality gate stopping a job."""
+a fresh keyspace and compared with the independent reference models (notifications
+included), then wiped and rebuilt again (exact dumps), a one-user backfill, a resumed
+many-user backfill, a notifications dry run, verify before and after injected drift, and
+the quality gate stopping a job."""
 
 from __future__ import annotations
 
@@ -30,13 +31,16 @@ from feedline.stores.object_store import storage_client
 from feedline.workload import Workload, WorkloadSpec
 from jobs.feedctl.main import main as feedctl
 from jobs.feedctl.rebuild import rebuild_all
-from pipelines.batch import rebuild_timelines
+from pipelines.batch import rebuild_notifications, rebuild_timelines
 from schemas.event_contracts import encode_event, new_event
 from schemas.redis_keys import RedisKeys
+from schemas.redis_notifications import encode_group
 from tests.support.archive import write_archive
 from tests.support.compare import mismatches
 from tests.support.dump import differences, dump_cql, dump_redis, wipe
 from tests.support.fixtures import unique
+from tests.support.notification_workload import stored_groups
+from tests.support.notifications_reference import reference_notifications
 from tests.support.reference import reference_for
 from tests.support.stores import read_state
 
@@ -44,7 +48,8 @@ FEED = FeedSettings(celebrity_threshold=25, follow_merge_limit=4, timeline_cap=1
 SPEC = WorkloadSpec(users=150, posts=160, mean_followers=10, max_followers=40,
                     likes_per_post=3, comments_per_post=1, post_delete_share=0.05,
                     unfollow_share=0.05, seed=7)
-REBUILT_TABLES = ("timelines", "post_counters", "user_counters", "celebrities")
+REBUILT_TABLES = ("timelines", "post_counters", "user_counters", "celebrities",
+                  "notification_groups")
 
 
 @dataclass
@@ -137,6 +142,33 @@ def test_rebuild_equals_the_reference_model(env: Env, rebuilt: tuple[dict, dict]
     assert any(len(t) > FEED.timeline_cap for t in expected.timelines.values())
     stored = read_state(env.session, env.redis, env.keys)
     assert mismatches(stored, expected, FEED.timeline_cap) == []
+    notified = reference_notifications(env.events, known_users_only=True)
+    assert {g[0] for g in notified.values()} >= {"like", "comment", "follow"}
+    groups, twice = stored_groups(env.session)
+    assert (groups, twice) == (notified, [])
+
+
+def _a_recipient(rebuilt: tuple[dict, dict], but: tuple[str, ...] = ()) -> str:
+    """The user with the most notification groups, other than ``but``."""
+    sizes: dict[str, int] = {}
+    for row in rebuilt[0]["notification_groups"]:
+        sizes[row[0]] = sizes.get(row[0], 0) + 1
+    return next(u for u in sorted(sizes, key=lambda u: (-sizes[u], u)) if u not in but)
+
+
+def test_notifications_dry_run_reports_and_writes_nothing(
+        env: Env, rebuilt: tuple[dict, dict], capfd: pytest.CaptureFixture[str]) -> None:
+    user = _a_recipient(rebuilt)
+    env.session.execute("DELETE FROM notification_groups WHERE recipient_id = %s", (user,))
+    env.redis.hset(env.keys.notification_groups(user), "like:bogus",
+                   encode_group("like", "bogus", 1, [], 1))
+    damaged = env.dumps()
+    assert rebuild_notifications.run([*env.argv(), "--dry-run", "--no-gate"]) == 0
+    assert env.dumps() == damaged
+    err = capfd.readouterr().err
+    assert f"would change notifications of {user}: cql notifications:" in err
+    assert rebuild_notifications.run([*env.argv(), "--users", user, "--no-gate"]) == 0
+    assert env.dumps() == rebuilt
 
 
 def test_wipe_then_rebuild_all_gives_the_same_stores(env: Env, rebuilt: tuple[dict, dict]
@@ -218,18 +250,25 @@ def test_verify_reports_drift_it_did_not_have(env: Env, rebuilt: tuple[dict, dic
     out = capsys.readouterr().out
     assert "40 user(s) checked, 0 with drift" in out
     timeline_user, counter_user = _a_reader(env, rebuilt, 5), _a_reader(env, rebuilt, 6)
+    other_reader = _a_reader(env, rebuilt, 7)
+    recipient = _a_recipient(rebuilt, but=(timeline_user, counter_user, other_reader))
+    env.session.execute("UPDATE notification_groups SET count = 99 WHERE recipient_id = %s "
+                        "AND latest_at = %s AND group_key = %s",
+                        next(r[:3] for r in rebuilt[0]["notification_groups"]
+                             if r[0] == recipient))
     newest = env.redis.zrevrange(env.keys.timeline(timeline_user), 0, 0)[0]
     env.redis.zrem(env.keys.timeline(timeline_user), newest)
     env.session.execute("UPDATE user_counters SET followers = 999 WHERE user_id = %s",
                         (counter_user,))
     try:
         code = feedctl(["verify", "--no-gate", "--users", f"{timeline_user},{counter_user},"
-                        f"{_a_reader(env, rebuilt, 7)}"])
+                        f"{other_reader},{recipient}"])
         out = capsys.readouterr().out
         assert code == 1
         assert f"{timeline_user}  DRIFT  redis timeline: 1 missing (e.g. {newest})" in out
         assert f"{counter_user}  DRIFT  cql user counters" in out
-        assert "3 user(s) checked, 2 with drift" in out
+        assert f"{recipient}  DRIFT  cql notifications: 1 different" in out
+        assert "4 user(s) checked, 3 with drift" in out
     finally:
         assert rebuild_all([*env.argv(), "--no-gate"]) == 0
     assert env.dumps() == rebuilt

@@ -20,6 +20,7 @@ TABLES = {
     "celebrities": "author_id, followers, since",
     "post_counters": "post_id, likes, comments",
     "user_counters": "user_id, followers, following, posts",
+    "notification_groups": "recipient_id, latest_at, group_key, type, post_id, count, actors",
 }
 
 
