@@ -284,3 +284,32 @@ def test_only_the_owner_completes_or_reads_an_unpublished_upload(
     assert not_uploaded.json()["type"].endswith("/media-not-uploaded")
     # Nothing was queued for either.
     assert consume(api_settings, api_settings.kafka.media_topic) == []
+
+
+def test_feedctl_media_reprocess_processes_an_upload_again(
+        client: TestClient, api_settings: ServingSettings,
+        start_worker: Callable[[], MediaWorker], uploads: list[str],
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from feedline.settings import get_batch_settings
+    from jobs.feedctl.main import main
+
+    media_id = announce(client, api_settings, "alice", photo(400, 300))["media_id"]
+    uploads.append(media_id)
+    complete(client, api_settings, "alice", media_id)
+    worker = start_worker()
+    before = settled(client, api_settings, "alice", media_id)
+    served = [httpx.get(r["url"]).content for r in before["renditions"]]
+    monkeypatch.setenv("FEEDLINE_KAFKA__MEDIA_TOPIC", api_settings.kafka.media_topic)
+    monkeypatch.setenv("FEEDLINE_CQL__KEYSPACE", api_settings.cql.keyspace)
+    get_batch_settings.cache_clear()
+    try:
+        assert main(["media", "reprocess", "--user", "alice", "--dry-run", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == {"queued": 0, "dry_run": True,
+                                                       "media": [media_id]}
+        assert main(["media", "reprocess", "--media", media_id]) == 0
+    finally:
+        get_batch_settings.cache_clear()
+    eventually(lambda: worker.counts["ready"] == 2, "the upload to be processed again")
+    # The same bytes give the same renditions and the same state.
+    assert state(client, api_settings, "alice", media_id) == before
+    assert [httpx.get(r["url"]).content for r in before["renditions"]] == served
