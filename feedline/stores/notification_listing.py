@@ -1,6 +1,7 @@
 """Read a recipient's notifications as the stores hold them: Redis first, the CQL store else.
 
-A synchronous reader for operators (``feedctl notifications``) and tests. The list is the
+A synchronous reader for operators (``feedctl notifications``) and tests (the API reads with
+``notification_reader``, whose items it shares). The list is the
 newest groups, newest first (``latest_at`` then ``group_key``, both descending), never
 past the cap. Redis serves it when the recipient's ZSET is cached (the ``CAPPED`` rule of
 ``schemas.redis_notifications``: the ZSET holds the newest ``cap`` live groups) and every
@@ -14,6 +15,7 @@ from typing import Any
 
 import redis
 
+from feedline.stores.notification_reader import NotificationItem
 from schemas.cql_statements import dt_to_ms, ms_to_dt, prepare
 from schemas.redis_keys import RedisKeys
 from schemas.redis_notifications import (
@@ -24,19 +26,6 @@ from schemas.redis_notifications import (
 )
 
 _READS = (NOTIFICATIONS_LISTING, "notification_read_marker", "notification_unread")
-
-
-@dataclass(frozen=True, slots=True)
-class NotificationItem:
-    """One group of a recipient's list."""
-
-    group_key: str
-    type: str
-    post_id: str | None
-    count: int
-    actors: tuple[str, ...]
-    latest_ms: int
-    unread: bool
 
 
 @dataclass(frozen=True, slots=True)
