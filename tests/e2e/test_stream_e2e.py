@@ -22,16 +22,15 @@ import uvicorn
 from httpx_sse import connect_sse
 
 from feedline.settings import ApiSettings, FeedSettings, ServingSettings, StackSettings
-from feedline.stores.media_store import object_name
-from feedline.stores.object_store import storage_client
 from jobs.sandbox import Sandbox, open_sandbox
 from schemas.cql_statements import READS
 from serving.auth import issue_token
 from serving.main import create_app
+from tests.support.media import photo, processed_inline, remove_media
 from tests.support.waiting import HANG_GUARD_S, eventually
 
 FEED = FeedSettings(celebrity_threshold=50, follow_merge_limit=20, timeline_cap=50)
-PHOTO = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40
+PHOTO = photo(64, 48)  # a real JPEG: posts show only media the media worker made ready
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +83,7 @@ def test_a_followed_users_post_arrives_as_a_feed_event(
         media = announced.json()
         assert httpx.put(media["upload_url"], content=PHOTO,
                          headers=media["upload_headers"]).status_code == 200
+        assert processed_inline(settings, media["media_id"]) == "ready"  # as the worker would
         try:
             with connect_sse(api, "GET", "/v1/stream", headers=carol) as source:
                 assert source.response.status_code == 200
@@ -102,7 +102,4 @@ def test_a_followed_users_post_arrives_as_a_feed_event(
                 assert (gone.event, orjson.loads(gone.data)) == ("delete", {"post_id": post_id})
             sandbox.assert_jobs_alive()
         finally:
-            blob = storage_client(settings.storage).bucket(settings.storage.media_bucket).blob(
-                object_name(media["media_id"]))
-            if blob.exists():
-                blob.delete()
+            remove_media(settings, [media["media_id"]])
