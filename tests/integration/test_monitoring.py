@@ -21,6 +21,7 @@ import yaml
 from feedline.settings import REPO_ROOT, StackSettings
 from jobs.localstack import stack as local_stack
 from jobs.localstack.monitoring import PrometheusService
+from jobs.specs import JOBS
 from tests.support.waiting import eventually
 
 
@@ -86,7 +87,7 @@ def test_every_rule_and_dashboard_query_runs(prometheus: str) -> None:
 def test_lag_and_dead_letters_are_exported_for_every_consumer(prometheus: str) -> None:
     result = api(prometheus, "/api/v1/query",
                  query="count by (consumer) (feedline_kafka_consumer_lag)")["result"]
-    assert {r["metric"]["consumer"] for r in result} == {"fanout", "counters", "archiver"}
+    assert {r["metric"]["consumer"] for r in result} == {*JOBS, "archiver"}
     dead = api(prometheus, "/api/v1/query", query="feedline_dead_letters_total")["result"]
     assert {r["metric"]["topic"] for r in dead} == {"uploads.dlq", "follows.dlq",
                                                    "engagements.dlq"}
