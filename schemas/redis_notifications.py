@@ -24,7 +24,9 @@ Per recipient, three keys sharing one hash tag (one Redis Cluster slot):
   retraction): the visible groups newer than the marker, ``ZCOUNT nz (marker +inf``
   capped at ``NOTIFICATION_CAP`` (``unread_score_range``).
 
-Not yet written by any writer nor read by the API (issue 13 items 2-3).
+Written by ``feedline.stores.notification_writer`` (the notifications job) and the rebuild
+(``feedline.rebuild.writer``); read by ``feedline.stores.notification_reader`` (the API) and
+``notification_listing`` (``feedctl notifications``).
 """
 
 from __future__ import annotations
