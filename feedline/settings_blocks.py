@@ -280,11 +280,16 @@ class LocalStackSettings(_Block):
     ports and ``state_dir``, a second stack can run beside the first (e.g. for fault tests)."""
     flink_jobmanager_memory: str = "1024m"
     """Flink JobManager total process memory (1024m leaves ~450 MB heap after metaspace)."""
-    flink_taskmanager_memory: str = "1792m"
+    flink_taskmanager_memory: str = "2048m"
     """Flink TaskManager total process memory (the Python workers live outside it); it
-    includes the metaspace below, so the other pools stay as they were at 1536m/256m."""
+    includes the metaspace and task off-heap below, so the other pools stay as they were
+    at 1536m/256m/0."""
     flink_taskmanager_metaspace: str = "512m"
     """Flink TaskManager JVM metaspace: each job deployment loads its classes anew."""
+    flink_taskmanager_task_off_heap: str = "256m"
+    """Flink TaskManager task off-heap memory, added to the JVM's direct memory limit: the
+    Python workers' gRPC buffers are direct memory, and a full test run of redeployments
+    ran the default limit out (OutOfMemoryError: Direct buffer memory)."""
     start_timeout_s: float = Field(default=240.0, gt=0)
     """How long `feedctl local up` waits for each service to become healthy."""
 

@@ -63,6 +63,7 @@ def write_flink_conf(settings: StackSettings) -> Path:
         # Every deployment loads the Kafka connector and planner-generated classes in its own
         # class loader; 256 MB (the default) ran out over a full test run of redeployments.
         "taskmanager.memory.jvm-metaspace.size": settings.local.flink_taskmanager_metaspace,
+        "taskmanager.memory.task.off-heap.size": settings.local.flink_taskmanager_task_off_heap,
         "taskmanager.numberOfTaskSlots": settings.flink.task_slots,
         "parallelism.default": settings.flink.parallelism,
         "rest.address": rest.hostname or "127.0.0.1",

@@ -25,8 +25,9 @@ def test_generated_flink_conf_binds_loopback_and_sizes_memory(tmp_path: Path) ->
     conf = yaml.safe_load((write_flink_conf(settings) / "config.yaml").read_text())
     assert conf["rest"]["bind-address"] == "127.0.0.1"
     assert conf["jobmanager"]["bind-host"] == "127.0.0.1"
-    assert conf["taskmanager"]["memory"]["process"]["size"] == "1792m"
+    assert conf["taskmanager"]["memory"]["process"]["size"] == "2048m"
     assert conf["taskmanager"]["memory"]["jvm-metaspace"]["size"] == "512m"
+    assert conf["taskmanager"]["memory"]["task"]["off-heap"]["size"] == "256m"
     assert conf["taskmanager"]["numberOfTaskSlots"] == settings.flink.task_slots
     assert conf["execution"]["checkpointing"]["dir"].startswith(f"file://{tmp_path}")
 
