@@ -71,6 +71,10 @@ class CqlSettings(_Block):
     """SimpleStrategy replication factor used when the keyspace is created."""
     protocol_version: int = 4
     """Native protocol version (4 is what ScyllaDB speaks)."""
+    reconnect_max_delay_s: float = Field(default=5.0, gt=0)
+    """Longest wait between the driver's attempts to reconnect to a node it saw go down
+    (exponential from 0.5 s). The driver's own default grows to 10 minutes, which leaves a
+    process unable to use a node for minutes after the node came back."""
 
 
 class RedisSettings(_Block):

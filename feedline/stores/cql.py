@@ -18,7 +18,11 @@ from importlib import resources
 from typing import Any
 
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.policies import (
+    DCAwareRoundRobinPolicy,
+    ExponentialReconnectionPolicy,
+    TokenAwarePolicy,
+)
 
 from feedline.settings import CqlSettings
 from schemas.cql_statements import MIGRATION_RECORD, applied_migrations_query
@@ -42,6 +46,9 @@ def connect(
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         connect_timeout=timeout_s,
         control_connection_timeout=timeout_s,
+        reconnection_policy=ExponentialReconnectionPolicy(
+            base_delay=min(0.5, settings.reconnect_max_delay_s),
+            max_delay=settings.reconnect_max_delay_s),
     )
     try:
         session = cluster.connect(keyspace)

@@ -7,6 +7,10 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import redis
+from cassandra import DriverException
+from cassandra.cluster import NoHostAvailable
+
 from jobs.sandbox import Sandbox
 from tests.support.compare import mismatches
 from tests.support.reference import Expected
@@ -21,9 +25,14 @@ def wait_converged(sb: Sandbox, expected: Expected, timeout_s: float = HANG_GUAR
     deadline = time.monotonic() + timeout_s
     cap = sb.streaming.feed.timeline_cap
     while True:
-        diff = [line for line in mismatches(read_state(sb.session, sb.redis, sb.keys),
-                                            expected, cap)
-                if store is None or line.startswith(f"{store} ")]
+        try:
+            state = read_state(sb.session, sb.redis, sb.keys)
+        except (NoHostAvailable, DriverException, redis.RedisError) as exc:
+            # A store just restarted by a fault test: the session reconnects by itself.
+            diff = [f"stores unreadable: {type(exc).__name__}: {exc}"]
+        else:
+            diff = [line for line in mismatches(state, expected, cap)
+                    if store is None or line.startswith(f"{store} ")]
         if not diff or time.monotonic() > deadline:
             return diff
         sb.assert_jobs_alive()
