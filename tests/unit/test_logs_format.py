@@ -87,6 +87,8 @@ def test_exceptions_and_unencodable_values_stay_on_one_line() -> None:
 def root_logger() -> Iterator[logging.Logger]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    # An app built by an earlier test (create_app) may have configured this process.
+    root.handlers[:] = [h for h in handlers if not getattr(h, "_feedline_json", False)]
     yield root
     root.handlers[:] = handlers
     root.setLevel(level)
