@@ -152,7 +152,8 @@ def _log4j(line: str) -> Head | None:
     m = _LOG4J.match(line)
     if m is None:
         return None
-    return Head(_local(m[1], _JAVA_TS), level_of(m[2]), m[3], m[4])
+    # Lines the Python workers forward (logger ``path.py:LINE``) end with a space.
+    return Head(_local(m[1], _JAVA_TS), level_of(m[2]), m[3], m[4].rstrip())
 
 
 def _kafka(line: str) -> Head | None:

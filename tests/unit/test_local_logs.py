@@ -41,7 +41,7 @@ def local(text: str) -> datetime:
      "[] - Start job leader service.", local("2026-12-01 01:53:44.703"), "info",
      "org.apache.flink.runtime.taskexecutor.TaskExecutor", "Start job leader service."),
     ("2026-11-30 20:24:05,405 WARN  /work/main/pipelines/streaming/job_graph.py:160 [] - "
-     "dead letter uploads[0]@7: missing_field event_id=e9", local("2026-11-30 20:24:05.405"),
+     "dead letter uploads[0]@7: missing_field event_id=e9 ", local("2026-11-30 20:24:05.405"),
      "warning", "/work/main/pipelines/streaming/job_graph.py:160",
      "dead letter uploads[0]@7: missing_field event_id=e9"),
     ("[2026-12-01 01:53:54,544] INFO [GroupCoordinator id=1] Preparing to rebalance (in "
