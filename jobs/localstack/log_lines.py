@@ -146,14 +146,18 @@ _ISO_LINE = re.compile(r"^(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-
                        r" +(.*)$")
 _LEVEL_WORD = re.compile(r"\b(TRACE|DEBUG|INFO|WARN|WARNING|ERROR|FATAL|CRITICAL)\b")
 _JAVA_TS = "%Y-%m-%d %H:%M:%S,%f"
+_PY_PATH = re.compile(r"^/\S*?/((?:feedline|pipelines|serving|jobs|schemas|apache_beam|pyflink)"
+                      r"/\S+\.py:\d+)$")
 
 
 def _log4j(line: str) -> Head | None:
     m = _LOG4J.match(line)
     if m is None:
         return None
-    # Lines the Python workers forward (logger ``path.py:LINE``) end with a space.
-    return Head(_local(m[1], _JAVA_TS), level_of(m[2]), m[3], m[4].rstrip())
+    # Lines the Python workers forward (logger ``path.py:LINE``) end with a space; their
+    # path is cut to the package (the shipped copy sits under a long temporary folder).
+    logger = _PY_PATH.sub(r"\1", m[3])
+    return Head(_local(m[1], _JAVA_TS), level_of(m[2]), logger, m[4].rstrip())
 
 
 def _kafka(line: str) -> Head | None:

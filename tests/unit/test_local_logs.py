@@ -42,7 +42,7 @@ def local(text: str) -> datetime:
      "org.apache.flink.runtime.taskexecutor.TaskExecutor", "Start job leader service."),
     ("2026-11-30 20:24:05,405 WARN  /work/main/pipelines/streaming/job_graph.py:160 [] - "
      "dead letter uploads[0]@7: missing_field event_id=e9 ", local("2026-11-30 20:24:05.405"),
-     "warning", "/work/main/pipelines/streaming/job_graph.py:160",
+     "warning", "pipelines/streaming/job_graph.py:160",
      "dead letter uploads[0]@7: missing_field event_id=e9"),
     ("[2026-12-01 01:53:54,544] INFO [GroupCoordinator id=1] Preparing to rebalance (in "
      "state X) (org.apache.kafka.coordinator.group.GroupMetadataManager)",
