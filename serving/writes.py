@@ -157,6 +157,7 @@ class EventWrites:
         if replay:
             event_type = json.loads(stored.event)["event_type"]
             event = parse_event(role_of(event_type), stored.event)
+        annotate(event_id=event.event_id)  # before producing: a 503's lines carry it too
         await self.publisher.publish(event)
         try:
             await self.records.acknowledge(self.user_id, key, stored)

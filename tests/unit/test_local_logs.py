@@ -235,6 +235,15 @@ def test_the_command_prints_json_lines_for_an_id(state_dir: Path,
     assert text[0].endswith("[request_id=r9 event_id=e9]") and " api " in text[0]
 
 
+def test_since_takes_a_duration_ago(state_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fresh = datetime.now(UTC).isoformat()
+    write(state_dir / "exporter" / "logs" / "console.log", jline(1, "long ago"),
+          json.dumps({"ts": fresh, "level": "info", "logger": "t", "msg": "just now"}))
+    assert main(["local", "logs", "exporter", "--since", "1h", "--json"]) == 0
+    assert [json.loads(line)["msg"] for line in capsys.readouterr().out.splitlines()] == [
+        "just now"]
+
+
 def test_the_command_refuses_an_unknown_service_with_exit_2(
         state_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["local", "logs", "apii"]) == 2
