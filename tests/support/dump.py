@@ -1,8 +1,9 @@
 """Full dumps of a keyspace's derived tables and a Redis prefix, for exact comparisons.
 
 Every row with every column, every key with its type and whole value (sorted-set scores
-included). The only column left out is ``posts.deleted_at``: streaming stamps it with
-the wall clock of the retraction, so no two runs can agree on it.
+included). Left out: the column ``posts.deleted_at`` (streaming stamps it with the write
+time of the retraction, the rebuild with its wall clock, so no two runs agree on it) and
+the streaming writer's versions hashes (``RedisKeys.versions``: write guards, not data).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+
+from schemas.redis_keys import RedisKeys
 
 TABLES = {
     "timelines": "user_id, created_at, post_id, author_id",
@@ -41,9 +44,11 @@ def dump_cql(session: Any, tables: tuple[str, ...] = tuple(TABLES)) -> dict[str,
 
 
 def dump_redis(client: redis.Redis, prefix: str) -> dict[str, tuple[str, Any]]:
-    """Every key of the prefix: (type, value)."""
+    """Every key of the prefix but the versions hashes: (type, value)."""
     out: dict[str, tuple[str, Any]] = {}
     for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        if RedisKeys(prefix).is_versions(key):
+            continue
         kind = client.type(key)
         if kind == "zset":
             value: Any = tuple(client.zrange(key, 0, -1, withscores=True))
