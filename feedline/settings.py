@@ -153,6 +153,10 @@ class FlinkSettings(_Block):
     savepoint_dir: str | None = None
     """Where savepoints are written, a URI the JobManager and TaskManagers can all reach;
     None: ``file://<local.state_dir>/flink/savepoints`` (the local stack's)."""
+    ship_python_paths: list[str] = Field(default_factory=list)
+    """Folders or files shipped with each job (``flink run -pyfs``), put first on the Python
+    workers' path: how a checkout's code reaches a cluster (JSON list in the environment,
+    e.g. ``FEEDLINE_FLINK__SHIP_PYTHON_PATHS='["/src/feedline-checkout"]'``)."""
 
 
 class FeedSettings(_Block):

@@ -71,6 +71,8 @@ def flink_run_argv(
         argv.append("-d")
     if from_savepoint:
         argv += ["-s", from_savepoint]
+    if settings.flink.ship_python_paths:
+        argv += ["-pyfs", ",".join(settings.flink.ship_python_paths)]
     return [
         *argv,
         "-m", f"{rest.hostname}:{rest.port or 8081}",
