@@ -162,6 +162,8 @@ class BufferedWriteEffects(KeyedProcessFunction):
         """Bucket -> its timer registered by this instance (its state holds elements)."""
         self.clean: set[str] = set()
         """Buckets whose state holds only elements this instance buffered."""
+        self.added: dict[str, int] = {}
+        """Elements this instance added to a bucket's state before the bucket was clean."""
         metrics = runtime_context.get_metrics_group()
         self.written = metrics.counter("effects_written")
         self.batches = metrics.counter("write_batches")
@@ -178,6 +180,8 @@ class BufferedWriteEffects(KeyedProcessFunction):
         bucket, stamped = value
         self.buffer.extend(stamped)
         self.pending.add(stamped)
+        if bucket not in self.clean:
+            self.added[bucket] = self.added.get(bucket, 0) + 1
         if bucket not in self.timers:
             now = ctx.timer_service().current_processing_time()
             due = (now // self.flush_ms + 1) * self.flush_ms  # buckets share firing times
@@ -190,14 +194,16 @@ class BufferedWriteEffects(KeyedProcessFunction):
         """Write what waited, then forget this bucket's elements (all written by then).
 
         The first timer of a bucket in this instance also takes what the bucket's state
-        held before (restored from a checkpoint, perhaps never written): the timers are
-        restored with the state, so every such bucket gets one.
+        held before (restored from a checkpoint, perhaps never written): the elements
+        ahead of those this instance added. The timers are restored with the state, so
+        every such bucket gets one.
         """
         bucket = ctx.get_current_key()
         if self.timers.get(bucket) == timestamp:
             del self.timers[bucket]
         if bucket not in self.clean:
-            for stamped in self.pending.get() or []:
+            held = list(self.pending.get() or [])
+            for stamped in held[:len(held) - self.added.pop(bucket, 0)]:
                 self.buffer.extend(stamped)
             self.clean.add(bucket)
         if self.buffer:
