@@ -24,7 +24,7 @@ write time, so applying the same effects twice changes nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,7 +71,7 @@ _WRITES = (
     "timeline_remove", "follower_add", "following_add", "follower_remove", "following_remove",
     "celebrity_add", "celebrity_remove", "post_counters_set", *USER_COUNTER_WRITES.values(),
 )
-_READS = tuple(str(r.listing) for r in SET_RULES.values() if r.listing)
+_READS = (*(str(r.listing) for r in SET_RULES.values() if r.listing), "post_written")
 
 
 class FeedWriter:
@@ -104,7 +104,28 @@ class FeedWriter:
 
     # --- CQL ----------------------------------------------------------------------------
 
-    def _cql(self, items: Sequence[StampedEffect]) -> list[tuple[str, tuple[Any, ...], int]]:
+    def _written_posts(self, items: Sequence[StampedEffect]) -> set[tuple[str, int]]:
+        """(post_id, write time) of the post upserts whose payload the store holds already.
+
+        ``posts.media`` is a non-frozen list: a second INSERT at the same write time would
+        append its elements again instead of replacing them. So a replayed upsert (after a
+        restore) is left out when the row's payload was written at or after its time.
+        """
+        upserts = [(at, e.post_id) for at, e in items if isinstance(e, PostUpsert)]
+        if not upserts:
+            return set()
+        rows = execute_concurrent(
+            self.session, [(self.stmts["post_written"], (post_id,)) for _at, post_id in upserts],
+            concurrency=self.concurrency, raise_on_first_error=True)
+        done = set()
+        for (at, post_id), (_ok, result) in zip(upserts, rows, strict=True):
+            row = result.one()
+            if row is not None and row.written is not None and row.written >= at:
+                done.add((post_id, at))
+        return done
+
+    def _cql(self, items: Sequence[StampedEffect], written_posts: Set[tuple[str, int]]
+             ) -> list[tuple[str, tuple[Any, ...], int]]:
         """(statement name, bind values without the write time, write time), in order."""
         out: list[tuple[str, tuple[Any, ...], int]] = []
         for at, e in items:
@@ -119,8 +140,9 @@ class FeedWriter:
                 case PostUpsert():
                     created = ms_to_dt(e.created_ms)
                     media = [(m.media_id, m.content_type, m.uri) for m in e.media]
-                    ops.append(("post_upsert",
-                                (e.post_id, e.author_id, e.caption, media, created, e.event_id)))
+                    if (e.post_id, at) not in written_posts:
+                        ops.append(("post_upsert", (e.post_id, e.author_id, e.caption, media,
+                                                    created, e.event_id)))
                     ops.append(("user_post_add", (e.author_id, created, e.post_id)))
                 case PostRetract():
                     deleted_at = datetime.fromtimestamp(at / 1_000_000, tz=UTC)
@@ -288,9 +310,9 @@ class FeedWriter:
         batch = list(items)
         if not batch:
             return 0
-        statements = self._batches(self._cql(batch))
         for attempt in range(self.retries + 1):
             try:
+                statements = self._batches(self._cql(batch, self._written_posts(batch)))
                 if statements:
                     execute_concurrent(self.session, statements, concurrency=self.concurrency,
                                        raise_on_first_error=True)

@@ -130,6 +130,10 @@ def test_writers_in_any_interleaving_with_replays_equal_the_reference(
         expected = reference(events, celebrity_threshold=threshold, follow_merge_limit=merge,
                              timeline_cap=cap)
         assert mismatches(read_state(cql_session, client, keys), expected, cap) == []
+        # Every post has one media object: a replay never appends a list column twice.
+        media = {r.post_id: r.media for r in cql_session.execute("SELECT post_id, media FROM posts")
+                 if r.media is not None}
+        assert {p: len(m) for p, m in media.items() if len(m) != 1} == {}
     finally:
         stale = list(client.scan_iter(match=keys.pattern(), count=1000))
         if stale:
