@@ -193,9 +193,10 @@ def write_and_end(effects: Any, settings: StreamingSettings, step: str) -> None:
     ``effects`` carries ``(first write time, effects)`` per event (the rule operators).
     They are split by the owner of the rows each effect writes, hashed into writer buckets
     (``feedline.rules.write_order``), so parallelism N gives N writers and every row keeps
-    one writer. uids: ``split-<step>`` and ``write-rows-<step>``; the former single writer's
-    ``write-<step>`` (keyed by a constant) is gone, so a savepoint taken before this graph
-    does not restore into it (its unwritten batch would be lost): deploy afresh and rebuild.
+    one writer. uids: ``split-<step>`` and ``write-rows-<step>`` (the operator keeps its
+    name, ``write-<step>``); the former single writer's uid ``write-<step>`` (keyed by a
+    constant) is gone, so a savepoint taken before this graph does not restore into it (its
+    unwritten batch would be lost): deploy afresh and rebuild.
     """
     from pyflink.common import Types
 
@@ -207,7 +208,7 @@ def write_and_end(effects: Any, settings: StreamingSettings, step: str) -> None:
         .uid(f"split-{step}")
         .key_by(lambda bucket_effects: bucket_effects[0], key_type=Types.STRING())
         .process(BufferedWriteEffects(settings.model_dump_json()), output_type=Types.LONG())
-        .name(f"write-rows-{step}")
+        .name(f"write-{step}")  # the name the benchmarks read the writers' metrics by
         .uid(f"write-rows-{step}")
         .sink_to(discarding_sink())
         .name(f"end-{step}")
