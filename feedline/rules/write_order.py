@@ -49,6 +49,10 @@ from feedline.rules.effects import (
 #: Flink's default maximum parallelism (128), so every writer subtask gets buckets.
 WRITER_BUCKETS = 128
 
+#: How far a rules key's write clock moves ahead when its state is restored (µs): more than
+#: the write times it can have given out after the checkpoint it was restored from.
+RESTORE_MARGIN_US = 1_000_000
+
 #: (write time in microseconds, effect): one effect as the writers receive it.
 StampedEffect = tuple[int, Effect]
 
@@ -58,17 +62,38 @@ class EventClock:
     """A rules key's write clock (microseconds), advanced by the events the key applies."""
 
     last_us: int = 0
+    offset_us: int = 0
+    """Added to event time: ``RESTORE_MARGIN_US`` per restore of a state already used."""
+    run: int = 0
+    """The operator instance that last used the clock (``resume``)."""
 
     def stamp(self, event_time_ms: int, count: int) -> int:
         """The write time of the first of an event's ``count`` effects (the rest follow by 1).
 
-        ``max(last + 1, event_time_ms * 1000)``: after every write time given before, and
-        never behind the event's own time.
+        ``max(last + 1, event_time_ms * 1000 + offset)``: after every write time given
+        before, and never behind the event's own time.
         """
-        first = max(self.last_us + 1, int(event_time_ms) * 1000)
+        first = max(self.last_us + 1, int(event_time_ms) * 1000 + self.offset_us)
         if count > 0:
             self.last_us = first + count - 1
         return first
+
+    def resume(self, run: int, margin_us: int = RESTORE_MARGIN_US) -> None:
+        """Before an operator instance ``run`` first uses this clock.
+
+        A clock last used by another instance was restored from a checkpoint: the writes
+        after that checkpoint are in the stores already, at write times this clock gave
+        out after the state it holds. The events replayed since may arrive in another
+        order (two topics interleave differently) and give other effects: they must land
+        after those writes, not before, so the clock and every later write time move ahead
+        by ``margin_us``.
+        """
+        if self.run == run:
+            return
+        if self.last_us:
+            self.last_us += margin_us
+            self.offset_us += margin_us
+        self.run = run
 
 
 def stamped(first_us: int, effects: Sequence[Effect]) -> list[StampedEffect]:

@@ -20,6 +20,7 @@ Savepoints restore by operator uid (``job_graph`` and the job modules) and state
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -57,6 +58,7 @@ class _RuleOperator(KeyedProcessFunction):
         self.state = runtime_context.get_state(
             ValueStateDescriptor(self.state_name, Types.PICKLED_BYTE_ARRAY())
         )
+        self.run = random.getrandbits(62) + 1  # this instance (EventClock.resume)
         metrics = runtime_context.get_metrics_group()
         self.duplicates = metrics.counter("duplicate_events")
         self.events = metrics.counter("events")
@@ -65,6 +67,7 @@ class _RuleOperator(KeyedProcessFunction):
         """Skip a recent duplicate; otherwise apply the event and emit its stamped effects."""
         event = value[1] if isinstance(value, tuple) else value
         rules, recent, clock = self._stored()
+        clock.resume(self.run)
         if recent.check_and_add(event.event_id, event.event_time_ms):
             self.duplicates.inc()
             self.state.update((rules, recent, clock))
