@@ -63,9 +63,7 @@ class EventClock:
 
     last_us: int = 0
     offset_us: int = 0
-    """Added to event time: ``RESTORE_MARGIN_US`` per restore of a state already used."""
-    run: int = 0
-    """The operator instance that last used the clock (``resume``)."""
+    """Added to event time: ``RESTORE_MARGIN_US`` per restart of the job (``resume``)."""
 
     def stamp(self, event_time_ms: int, count: int) -> int:
         """The write time of the first of an event's ``count`` effects (the rest follow by 1).
@@ -78,22 +76,22 @@ class EventClock:
             self.last_us = first + count - 1
         return first
 
-    def resume(self, run: int, margin_us: int = RESTORE_MARGIN_US) -> None:
-        """Before an operator instance ``run`` first uses this clock.
+    def resume(self, attempt: int, margin_us: int = RESTORE_MARGIN_US) -> None:
+        """Before an operator in restart ``attempt`` of the job uses this clock.
 
-        A clock last used by another instance was restored from a checkpoint: the writes
-        after that checkpoint are in the stores already, at write times this clock gave
-        out after the state it holds. The events replayed since may arrive in another
-        order (two topics interleave differently) and give other effects: they must land
-        after those writes, not before, so the clock and every later write time move ahead
-        by ``margin_us``.
+        After a failure the job restarts from its last checkpoint with ``attempt`` one
+        higher; writes after that checkpoint may be in the stores already, at write times
+        this restored clock (or a clock the checkpoint did not hold yet) gave out. The
+        events replayed since may arrive in another order (two topics interleave
+        differently) and give other effects: they must land after those writes, not
+        before. So the clock and every later write time move ahead to ``attempt *
+        margin_us`` past event time — beyond what one attempt could have given out after
+        its checkpoint (fewer than ``margin_us`` write times per key).
         """
-        if self.run == run:
-            return
-        if self.last_us:
-            self.last_us += margin_us
-            self.offset_us += margin_us
-        self.run = run
+        behind = attempt * margin_us - self.offset_us
+        if behind > 0:
+            self.offset_us += behind
+            self.last_us += behind
 
 
 def stamped(first_us: int, effects: Sequence[Effect]) -> list[StampedEffect]:

@@ -20,7 +20,6 @@ Savepoints restore by operator uid (``job_graph`` and the job modules) and state
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -58,7 +57,7 @@ class _RuleOperator(KeyedProcessFunction):
         self.state = runtime_context.get_state(
             ValueStateDescriptor(self.state_name, Types.PICKLED_BYTE_ARRAY())
         )
-        self.run = random.getrandbits(62) + 1  # this instance (EventClock.resume)
+        self.attempt = runtime_context.get_attempt_number()  # restarts (EventClock.resume)
         metrics = runtime_context.get_metrics_group()
         self.duplicates = metrics.counter("duplicate_events")
         self.events = metrics.counter("events")
@@ -67,7 +66,7 @@ class _RuleOperator(KeyedProcessFunction):
         """Skip a recent duplicate; otherwise apply the event and emit its stamped effects."""
         event = value[1] if isinstance(value, tuple) else value
         rules, recent, clock = self._stored()
-        clock.resume(self.run)
+        clock.resume(self.attempt)
         if recent.check_and_add(event.event_id, event.event_time_ms):
             self.duplicates.inc()
             self.state.update((rules, recent, clock))

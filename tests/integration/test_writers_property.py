@@ -139,3 +139,50 @@ def test_writers_in_any_interleaving_with_replays_equal_the_reference(
         if stale:
             client.delete(*stale)
         client.close()
+
+
+def test_a_restore_replaying_events_in_another_order_overrides_later_writes(
+        cql_session: Any, stack: Any) -> None:
+    """The job dies after writing effects of events past its checkpoint; restored, it gets
+    those events again in another order (two partitions interleave differently) plus one
+    more. Its writes must win over the ones the dead instance made."""
+    import copy
+
+    import redis
+
+    def follow(i: int, kind: str, followee: str, ms: int) -> Any:
+        return new_event(kind, event_id=f"evt{i:05d}", follower_id="u0", followee_id=followee,
+                         event_time=BASE + timedelta(milliseconds=ms))
+
+    x, y, w = follow(1, "follow", "ux", 5_000), follow(2, "follow", "uy", 1_000), \
+        follow(3, "follow", "uw", 900)
+    unfollow_w = follow(4, "unfollow", "uw", 950)
+    config = RulesConfig(celebrity_threshold=10, follow_merge_limit=2, timeline_cap=5)
+    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    keys = RedisKeys(prefix=unique("flrestore"))
+    writer = FeedWriter(cql_session, client, keys, timeline_cap=5)
+    states: dict[RuleKey, tuple[RuleState, EventClock]] = {}
+
+    def run(events: list[Any], attempt: int) -> None:
+        for event in events:
+            for key in rule_keys(event):
+                state, clock = states.setdefault(key, (new_state(key), EventClock()))
+                clock.resume(attempt)
+                effects = apply_event(state, event, config)
+                writer.write_stamped(stamped(clock.stamp(event.event_time_ms, len(effects)),
+                                             effects))
+
+    try:
+        checkpoint = copy.deepcopy(states)  # taken before any of these events
+        run([x, y, w], attempt=0)  # then the job fails
+        states = checkpoint
+        run([w, unfollow_w, y, x], attempt=1)  # restored: the same events in another order
+        expected = reference([x, y, w, unfollow_w], celebrity_threshold=10, follow_merge_limit=2,
+                             timeline_cap=5)
+        assert expected.user_counters["u0"] == {"following": 2}
+        assert mismatches(read_state(cql_session, client, keys), expected, 5) == []
+    finally:
+        stale = list(client.scan_iter(match=keys.pattern(), count=1000))
+        if stale:
+            client.delete(*stale)
+        client.close()

@@ -42,20 +42,23 @@ def test_the_clock_follows_event_time_and_never_goes_back() -> None:
 
 def test_a_restored_clock_writes_after_whatever_it_gave_out_after_its_checkpoint() -> None:
     clock = EventClock()
-    clock.resume(run=1)
+    clock.resume(attempt=0, margin_us=1_000)
+    assert clock.offset_us == 0
     clock.stamp(1_000, 1)
-    checkpoint = EventClock(clock.last_us, clock.offset_us, clock.run)
-    # After the checkpoint the old instance stamped a late event's effects, then died.
+    checkpoint = EventClock(clock.last_us, clock.offset_us)
+    # After the checkpoint the first attempt stamped a late event's effects, then died.
     before_crash = clock.stamp(5_000, 3) + 2
-    # The new instance replays the same events, maybe in another order: the late one first
-    # or last, its effects always land after the ones written before the crash.
-    checkpoint.resume(run=2, margin_us=1_000)
+    new_key = EventClock()  # first used after the checkpoint too
+    new_key_before_crash = new_key.stamp(6_000, 4) + 3
+    # The restart replays the same events, maybe in another order: the late one first or
+    # last, their effects land after the ones written before the crash.
+    checkpoint.resume(attempt=1, margin_us=1_000)
     assert checkpoint.stamp(5_000, 1) > before_crash
-    checkpoint.resume(run=2, margin_us=1_000)  # same instance: no second move
+    checkpoint.resume(attempt=1, margin_us=1_000)  # the same attempt: no second move
     assert checkpoint.offset_us == 1_000
-    fresh = EventClock()
-    fresh.resume(run=2)
-    assert fresh.stamp(7, 1) == 7_000  # a new key starts at its event time
+    restored_new_key = EventClock()
+    restored_new_key.resume(attempt=1, margin_us=1_000)
+    assert restored_new_key.stamp(6_000, 1) > new_key_before_crash
 
 
 def test_every_effect_on_a_row_has_one_owner() -> None:
