@@ -10,7 +10,7 @@ FEEDCTL := $(VENV)/bin/feedctl
 STATE := .local
 STAMP := $(VENV)/.installed
 
-.PHONY: help deps system-deps test-deps venv jars run stop status test test-unit test-integration lint clean-state \
+.PHONY: help deps system-deps test-deps venv jars run stop status test test-unit test-integration test-faults toxiproxy lint clean-state \
         bench-fanout bench-serve bench-rebuild
 
 help: ## list the targets
@@ -26,11 +26,27 @@ system-deps: ## redis-server from Debian packages; checks java and mvn
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q redis-server; }
 
-test-deps: deps ## what only the tests need: chromium (Debian package) for the /docs browser test
+test-deps: deps toxiproxy ## what only the tests need: chromium (Debian package) for the /docs browser test
 	@command -v chromium >/dev/null || { \
 	  echo "installing chromium (Debian package, for the /docs and /redoc browser test)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+
+# Toxiproxy, the fault proxy of tests/faults/test_slow_network.py, built from its pinned Go
+# module (its server command is cmd/server) into $(STATE)/bin/toxiproxy-server. Go keeps its
+# module and build caches in the home directory (like pip's and Maven's), so a fresh clone
+# builds it from the cache.
+GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
+TOXIPROXY_VERSION := v2.5.0
+TOXIPROXY := $(STATE)/bin/toxiproxy-server
+
+toxiproxy: $(TOXIPROXY) ## the fault proxy the slow-network tests use (go install, pinned)
+
+$(TOXIPROXY):
+	@test -x $(GO) || command -v $(GO) >/dev/null || { echo "Go is required for $@"; exit 1; }
+	GOBIN=$(abspath $(STATE))/go/bin \
+	  $(GO) install github.com/Shopify/toxiproxy/v2/cmd/server@$(TOXIPROXY_VERSION)
+	@mkdir -p $(@D) && mv $(STATE)/go/bin/server $@
 
 venv: $(STAMP) ## the Python environment in .venv (pinned by constraints.txt)
 
@@ -72,6 +88,9 @@ test-unit: venv ## unit tests only (no services)
 
 test-integration: test-deps ## integration and e2e tests on the real local stack
 	$(VENV)/bin/pytest tests/integration tests/e2e -q
+
+test-faults: deps toxiproxy ## fault injection on the real local stack (freezes its services; docs/RELIABILITY.md)
+	$(VENV)/bin/pytest -m faults tests/faults -q
 
 test: test-deps lint ## lint, then every test; the fixtures start the stack if it is not up
 	$(VENV)/bin/pytest -q

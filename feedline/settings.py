@@ -30,7 +30,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: The JWT secret shipped for local development; refused in any other environment.
+#: The JWT secret shipped for local development; refused unless the environment is
+#: explicitly dev or test (the API's default environment is prod).
 DEV_JWT_SECRET = "feedline-development-secret-change-me-now"  # noqa: S105 (a documented placeholder)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -110,6 +111,14 @@ class RedisSettings(_Block):
     """redis-py connection URL."""
     key_prefix: str = "fl"
     """Prefix of every feedline key (tests use a unique one each)."""
+    guards_url: str | None = None
+    """Redis of the API's request guards (rate-limit counters, Idempotency-Key records), which
+    must not be evicted: run it with ``maxmemory-policy noeviction`` (every guard key has a
+    TTL and a bounded size). None: the cache at ``url``, whose LRU eviction can drop them."""
+    read_budget_s: float = Field(default=0.5, gt=0)
+    """Most time one feed read of the API waits on the cache, all its calls together (each
+    is also bounded by ``api.redis_timeout_s``); past it the page comes from the CQL store,
+    marked ``X-Feed-Degraded: redis``. A slow Redis costs a read at most this."""
 
 
 class StorageSettings(_Block):
@@ -156,7 +165,9 @@ class FlinkSettings(_Block):
     ship_python_paths: list[str] = Field(default_factory=list)
     """Folders or files shipped with each job (``flink run -pyfs``), put first on the Python
     workers' path: how a checkout's code reaches a cluster (JSON list in the environment,
-    e.g. ``FEEDLINE_FLINK__SHIP_PYTHON_PATHS='["/src/feedline-checkout"]'``)."""
+    e.g. ``FEEDLINE_FLINK__SHIP_PYTHON_PATHS='["/src/feedline-checkout"]'``). Flink zips each
+    folder whole: never one holding the local stack's state (``.local``), whose socket and
+    temp file names it cannot zip."""
 
 
 class FeedSettings(_Block):
@@ -178,9 +189,33 @@ class ApiSettings(_Block):
     port: int = 8000
     """TCP port of the API."""
     jwt_secret: str = DEV_JWT_SECRET
-    """HS256 secret for bearer tokens; the placeholder is refused outside dev."""
+    """HS256 secret for bearer tokens; the placeholder is refused unless the environment is
+    dev or test."""
+    jwt_max_bytes: int = Field(default=4096, ge=256, le=64 * 1024)
+    """Longest bearer token accepted (401 past it, checked before decoding)."""
+    jwt_max_lifetime_s: int = Field(default=30 * 24 * 3600, ge=60)
+    """Longest a token may be valid for: its ``exp`` at most this far ahead (and past its
+    ``iat``); a longer-lived token gets 401."""
+    jwt_issuer: str | None = None
+    """Required ``iss`` claim of bearer tokens; None: not checked."""
+    jwt_audience: str | None = None
+    """Required ``aud`` claim of bearer tokens; None: not checked (a token naming an
+    audience is then refused)."""
     rate_limit_per_minute: int = Field(default=600, ge=1)
-    """Requests per user per minute before 429."""
+    """Requests per user per minute before 429 (per worker while Redis is down)."""
+    anonymous_rate_limit_per_minute: int = Field(default=300, ge=1)
+    """Unauthenticated requests (``/readyz``, ``/metrics``, bad tokens) per client IP per
+    minute before 429 (per worker while Redis is down)."""
+    max_concurrent_requests: int = Field(default=512, ge=1)
+    """Requests one worker handles at once; past it 503 with Retry-After."""
+    request_deadline_s: float = Field(default=15.0, gt=0)
+    """Longest one request may take before 504 (above the Kafka and CQL timeouts)."""
+    max_header_bytes: int = Field(default=16 * 1024, ge=4096)
+    """Largest request head (request line and headers); past it 431 and the connection
+    closes."""
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    """Longest a client may take to send a request's head once it starts (or once it
+    connects); past it the connection closes (slowloris)."""
     workers: int = Field(default=1, ge=1, le=64)
     """uvicorn worker processes the local stack starts (metrics are then multi-process)."""
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
@@ -197,6 +232,8 @@ class ApiSettings(_Block):
     emulator's or storage.googleapis.com's URL of the object."""
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     """How long an Idempotency-Key maps to the event it produced."""
+    idempotency_max_keys_per_user: int = Field(default=1000, ge=1)
+    """Most Idempotency-Key records one user keeps; one more drops the user's oldest."""
     kafka_max_block_ms: int = Field(default=1500, ge=100)
     """Longest a produce call may wait for broker metadata before the write gets 503."""
     kafka_delivery_timeout_ms: int = Field(default=4000, ge=500)
@@ -231,6 +268,18 @@ class LocalStackSettings(_Block):
     """Cassandra inter-node port (bound to loopback)."""
     redis_maxmemory: str = "1gb"
     """Redis maxmemory; eviction drops least-recently-used keys (it is a rebuildable cache)."""
+    redis_guards_port: int = 6380
+    """Port of the guards Redis (rate-limit counters, idempotency records): a second
+    redis-server that never evicts, given to the API as ``redis.guards_url`` unless that is
+    set already."""
+    redis_guards_maxmemory: str = "128mb"
+    """The guards Redis's maxmemory; full, it refuses writes (noeviction) instead of dropping
+    a counter, and the API's guards fall back to counting in process."""
+    flink_rpc_port: int = 6123
+    """Flink JobManager RPC port (loopback)."""
+    flink_blob_port: int = 6124
+    """Flink JobManager blob server port (loopback); with the ports above, the endpoints'
+    ports and ``state_dir``, a second stack can run beside the first (e.g. for fault tests)."""
     flink_jobmanager_memory: str = "1024m"
     """Flink JobManager total process memory (1024m leaves ~450 MB heap after metaspace)."""
     flink_taskmanager_memory: str = "1792m"
@@ -264,8 +313,9 @@ class _FeedlineSettings(BaseSettings):
         except ValidationError as error:
             raise SettingsError(describe_validation_error(error)) from None
 
-    environment: Literal["dev", "test", "staging", "prod"] = "dev"
-    """Deployment environment; placeholder secrets are refused outside dev and test."""
+    environment: Literal["dev", "test", "staging", "prod"] = "prod"
+    """Deployment environment; placeholder secrets are refused outside dev and test, so an
+    API started without its configuration fails closed (only the local stack defaults to dev)."""
     kafka: KafkaSettings = KafkaSettings()
     """Event log."""
     cql: CqlSettings = CqlSettings()
@@ -313,6 +363,9 @@ class BatchSettings(_FeedlineSettings):
 class StackSettings(_FeedlineSettings):
     """The local stack and `feedctl` (it needs every endpoint plus the process details)."""
 
+    environment: Literal["dev", "test", "staging", "prod"] = "dev"
+    """The local stack is a development stack: dev unless set; the API it starts (and the
+    tokens `feedctl token` mints for it) get this environment explicitly."""
     flink: FlinkSettings = FlinkSettings()
     """Flink cluster."""
     api: ApiSettings = ApiSettings()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from feedline.settings import StackSettings, StreamingSettings
+from jobs import keeper
 from jobs.flink_rest import running, running_tasks, wait_for_state
 from jobs.flink_submit import Submission, connector_jar_urls, submit_python_job
 from jobs.specs import JOBS
@@ -22,10 +23,12 @@ def deploy(
     suffix: str = "",
     from_savepoint: str | None = None,
     wait_running_s: float = 180,
+    keep: bool = False,
 ) -> str:
     """Submit job ``name`` detached and wait until all its tasks run; returns the job id.
 
-    Refuses to start a second copy of a job that is already running.
+    Refuses to start a second copy of a job that is already running. ``keep`` records the
+    deployment so that `jobs.keeper` starts it again after a JobManager restart.
     """
     spec = JOBS[name]
     job_name = spec.job_name(suffix)
@@ -45,6 +48,9 @@ def deploy(
     )
     if submission.returncode != 0 or submission.job_id is None:
         raise DeployError(f"flink run failed for {job_name}:\n{submission.output[-4000:]}")
+    if keep:
+        keeper.remember(stack, keeper.KeptJob(name, suffix, submission.job_id, from_savepoint,
+                                              streaming.model_dump_json()))
     wait_for_state(stack.flink.rest_url, submission.job_id, {"RUNNING"}, timeout_s=wait_running_s)
 
     deadline = time.monotonic() + wait_running_s

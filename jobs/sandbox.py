@@ -25,7 +25,7 @@ from feedline.settings import (
     StreamingSettings,
 )
 from feedline.stores.cql import connect, drop_keyspace, migrate
-from jobs import flink_rest
+from jobs import flink_rest, keeper
 from jobs.deploy import deploy
 from jobs.localstack.kafka import ensure_topics
 from jobs.specs import JOBS
@@ -46,14 +46,15 @@ class Sandbox:
     job_ids: dict[str, str] = field(default_factory=dict)
 
     def deploy(self, name: str, from_savepoint: str | None = None, *,
-               wait_running_s: float = 900) -> str:
+               wait_running_s: float = 900, keep: bool = False) -> str:
         """Start one job of this sandbox; returns its Flink job id.
 
         Waits up to ``wait_running_s`` for its tasks to run: a hang guard, long enough for a
         loaded machine restoring a savepoint (one took more than 180 s with the CPU busy).
         """
         self.job_ids[name] = deploy(self.stack, self.streaming, name, suffix=self.suffix,
-                                    from_savepoint=from_savepoint, wait_running_s=wait_running_s)
+                                    from_savepoint=from_savepoint, wait_running_s=wait_running_s,
+                                    keep=keep)
         return self.job_ids[name]
 
     def assert_jobs_alive(self) -> None:
@@ -94,6 +95,7 @@ def open_sandbox(
 
     def close() -> None:
         for name in JOBS:
+            keeper.forget(stack, JOBS[name].job_name(suffix))
             for job in flink_rest.running(stack.flink.rest_url, JOBS[name].job_name(suffix)):
                 flink_rest.cancel(stack.flink.rest_url, job.job_id)
         cluster.shutdown()

@@ -138,3 +138,45 @@ def dt_to_ms(value: datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return round(value.timestamp() * 1000)
+
+
+# --- notifications (``schemas/cql/0003_notifications.cql``) ---------------------------------
+
+#: Writes of the notification tables (same conventions as ``WRITES``, which includes them).
+NOTIFICATION_WRITES: dict[str, str] = {
+    # notification_groups: one row per live group at its latest_at; a move is remove + add.
+    "notification_group_add": "INSERT INTO notification_groups (recipient_id, latest_at, "
+    "group_key, type, post_id, count, actors) VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?",
+    "notification_group_remove": "DELETE FROM notification_groups USING TIMESTAMP ? "
+    "WHERE recipient_id = ? AND latest_at = ? AND group_key = ?",
+    "notification_groups_clear": "DELETE FROM notification_groups USING TIMESTAMP ? "
+    "WHERE recipient_id = ?",
+    # notification_reads: write time = the marker in microseconds, so the marker only grows.
+    "notification_read_mark": "INSERT INTO notification_reads (recipient_id, read_through) "
+    "VALUES (?, ?) USING TIMESTAMP ?",
+}
+
+#: Reads. Keyset pages follow the clustering order ``(latest_at DESC, group_key DESC)``;
+#: ``notification_unread`` lists the unread prefix (bind the cap as its limit and count).
+NOTIFICATION_READS: dict[str, str] = {
+    "notification_groups_first": "SELECT latest_at, group_key, type, post_id, count, actors "
+    "FROM notification_groups WHERE recipient_id = ? LIMIT ?",
+    "notification_groups_after": "SELECT latest_at, group_key, type, post_id, count, actors "
+    "FROM notification_groups WHERE recipient_id = ? AND (latest_at, group_key) < (?, ?) "
+    "LIMIT ?",
+    "notification_read_marker": "SELECT read_through FROM notification_reads "
+    "WHERE recipient_id = ?",
+    "notification_unread": "SELECT latest_at FROM notification_groups WHERE recipient_id = ? "
+    "AND latest_at > ? LIMIT ?",
+}
+
+WRITES.update(NOTIFICATION_WRITES)
+READS.update(NOTIFICATION_READS)
+STATEMENTS.update({**NOTIFICATION_WRITES, **NOTIFICATION_READS})
+_WRITE_TIME_FIRST.update(
+    {name: not cql.startswith("INSERT") for name, cql in NOTIFICATION_WRITES.items()})
+
+
+def read_marker_write_time(read_through_ms: int) -> int:
+    """The write time of ``notification_read_mark``: the marker itself, in microseconds."""
+    return read_through_ms * 1000

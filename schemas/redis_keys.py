@@ -14,6 +14,15 @@
 | ``{p}:v:{key}`` | HASH | write versions of the rows of ``{p}:{key}`` (write guard, not data) |
 
 The hashes' fields, with their encode and decode, are in ``schemas.redis_hashes``.
+
+Notifications (``schemas.redis_notifications``): one recipient's keys put the user id in a
+hash tag (``{u1}``), so they share a Redis Cluster slot and one script reads them together.
+
+| key | type | holds |
+|---|---|---|
+| ``{p}:nz:{{user_id}}`` | ZSET | notification groups: group keys scored by latest_at (ms), capped |
+| ``{p}:ng:{{user_id}}`` | HASH | notification group payloads by group key |
+| ``{p}:nr:{{user_id}}`` | STRING | notifications read through (ms); only moves forward |
 """
 
 from __future__ import annotations
@@ -89,3 +98,15 @@ class RedisKeys:
     def pattern(self) -> str:
         """SCAN pattern matching every key of this prefix."""
         return f"{self.prefix}:*"
+
+    def notifications(self, user_id: str) -> str:
+        """Notification groups ZSET of ``user_id``: group keys scored by latest_at (ms)."""
+        return f"{self.prefix}:nz:{{{user_id}}}"
+
+    def notification_groups(self, user_id: str) -> str:
+        """Notification group payloads HASH of ``user_id``, by group key."""
+        return f"{self.prefix}:ng:{{{user_id}}}"
+
+    def notifications_read(self, user_id: str) -> str:
+        """How far ``user_id`` has read their notifications (epoch ms)."""
+        return f"{self.prefix}:nr:{{{user_id}}}"

@@ -4,22 +4,23 @@ Every dependency is ``async def``: FastAPI would run a plain ``def`` in a worker
 a thread hop per dependency per request.
 
 ``CurrentUser`` authenticates the bearer token and counts the request against the user's
-rate limit (429 with Retry-After past it; when Redis is down requests are let through).
-``AuthenticatedUser`` only authenticates, for a route that counts the request itself.
+rate limit (429 with Retry-After past it; counted in process while Redis is down).
+``AuthenticatedUser`` only authenticates, for a route that counts the request itself. A
+request whose token fails counts against its client IP's limit of unauthenticated requests
+(429 past it, else 401).
 The others hand a handler the one store client or service it uses; ``EventWritesDep``
 submits the caller's writes (``serving.writes``).
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from feedline.settings import ServingSettings
-from feedline.stores.feed_reader import REDIS_DOWN, FeedReader
+from feedline.stores.feed_reader import FeedReader
 from feedline.stores.media_store import MediaStore
 from feedline.stores.request_guards import RateDecision
 from serving.auth import InvalidToken, bearer_token
@@ -28,8 +29,6 @@ from serving.prepare import MediaCheck, MediaUploadsSource
 from serving.problems import ApiProblem
 from serving.resources import Resources
 from serving.writes import EventWrites
-
-log = logging.getLogger(__name__)
 
 
 async def get_resources(request: Request) -> Resources:
@@ -46,25 +45,44 @@ def _unauthorized(error: InvalidToken) -> ApiProblem:
                       headers={"WWW-Authenticate": 'Bearer realm="feedline"'})
 
 
-def rate_limited(decision: RateDecision) -> ApiProblem:
-    """The 429 answered past the rate limit."""
+def rate_limited(decision: RateDecision, whose: str = "") -> ApiProblem:
+    """The 429 answered past the rate limit (``whose``: e.g. " from this client")."""
     RATE_LIMITED.inc()
     return ApiProblem(
         429, "rate-limited",
-        f"more than {decision.limit} requests per minute; retry in {decision.retry_after_s} s",
+        f"more than {decision.limit} requests per minute{whose}; "
+        f"retry in {decision.retry_after_s} s",
         headers={"Retry-After": str(decision.retry_after_s),
                  "RateLimit-Limit": str(decision.limit), "RateLimit-Remaining": "0"})
+
+
+def client_subject(client: tuple[str, int] | None) -> str:
+    """Who an unauthenticated request is counted against: its client IP.
+
+    That is ``scope["client"]``: the proxy's forwarded address when uvicorn trusts the proxy.
+    """
+    return f"ip:{client[0] if client else 'unknown'}"
+
+
+async def count_unauthenticated(resources: Resources, client: tuple[str, int] | None) -> None:
+    """Count an unauthenticated request against its client IP; raises the 429 past the limit."""
+    decision = await resources.client_limits.check(client_subject(client), time.time())
+    if not decision.allowed:
+        raise rate_limited(decision, " from this client without a valid token")
 
 
 async def authenticated_user(request: Request, resources: ResourcesDep) -> str:
     """The caller's user id from the bearer token (no rate limit: see ``current_user``).
 
-    The header is parsed here rather than by ``fastapi.security.HTTPBearer`` (one dependency
-    less per request on the hot path); ``serving.main`` documents the scheme in OpenAPI.
+    A token that fails counts against the client IP's limit of unauthenticated requests:
+    a flood of bad tokens gets 429s. The header is parsed here rather than by
+    ``fastapi.security.HTTPBearer`` (one dependency less per request on the hot path);
+    ``serving.main`` documents the scheme in OpenAPI.
     """
     try:
         user_id = resources.tokens.user_of(bearer_token(request.headers.get("authorization")))
     except InvalidToken as error:
+        await count_unauthenticated(resources, request.scope.get("client"))
         raise _unauthorized(error) from None
     request.state.user_id = user_id
     return user_id
@@ -74,17 +92,10 @@ async def current_user(user_id: Annotated[str, Depends(authenticated_user)],
                        resources: ResourcesDep) -> str:
     """The authenticated caller's user id, after the rate limit check.
 
-    When Redis is down the request is let through: the limit protects the service, it must
-    not take reads down with it.
+    While Redis is down the limit is counted in this worker's memory: reads still work
+    (from the CQL store) and stay limited.
     """
-    if not resources.redis_breaker.allows():
-        return user_id
-    try:
-        decision = await resources.rate_limiter.check(user_id, time.time())
-    except REDIS_DOWN as error:
-        resources.redis_breaker.trip()
-        log.warning("rate limit not checked: redis unavailable (%s)", error)
-        return user_id
+    decision = await resources.user_limits.check(user_id, time.time())
     if not decision.allowed:
         raise rate_limited(decision)
     return user_id

@@ -24,7 +24,7 @@ from feedline.settings import (
     settings_errors_exit,
 )
 from serving.docs import install_docs
-from serving.middleware import RequestContextMiddleware
+from serving.middleware import RequestContextMiddleware, ServerGuardMiddleware
 from serving.observability import configure_logging
 from serving.problems import install_handlers
 from serving.resources import Resources
@@ -71,6 +71,10 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     install_handlers(app)
     for module in (health, feed, posts, users, media):
         app.include_router(module.router)
+    # The last added is the outermost: the request context wraps the guards.
+    app.add_middleware(ServerGuardMiddleware, resources=resources,
+                       max_concurrent=settings.api.max_concurrent_requests,
+                       deadline_s=settings.api.request_deadline_s)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.api.max_body_bytes,
                        access_log_enabled=settings.api.access_log)
     document_bearer_auth(app)

@@ -6,6 +6,7 @@ on the hot path.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -15,8 +16,10 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving.deps import count_unauthenticated
 from serving.observability import observe, reset_request_id, set_request_id
-from serving.problems import problem_response
+from serving.problems import ApiProblem, problem_response
+from serving.resources import Resources
 
 access_log = logging.getLogger("serving.access")
 
@@ -117,3 +120,77 @@ class RequestContextMiddleware:
                            "status": status, "duration_ms": round(elapsed * 1000, 3),
                            "user_id": state.get("user_id")})
             reset_request_id(token)
+
+
+#: Paths served without a token; each request to one counts against its client IP's limit
+#: of unauthenticated requests (``/readyz`` opens connections to every dependency).
+UNAUTHENTICATED_PATHS = frozenset({"/readyz", "/metrics"})
+
+
+#: Liveness stays answerable under overload: a 503 there would get a busy worker restarted.
+UNCAPPED_PATHS = frozenset({"/healthz"})
+
+
+class ServerGuardMiddleware:
+    """Guards of one worker that run before authentication.
+
+    A cap on the requests handled at once (503 with Retry-After past it; ``/healthz`` is
+    exempt), a deadline on each request (504 when it passes before the response started)
+    and the per-client-IP limit of the unauthenticated paths (429). The request head's size
+    and receipt deadline are the HTTP protocol's (``serving.http_protocol``): they act
+    before any ASGI code runs.
+    """
+
+    def __init__(self, app: ASGIApp, *, resources: Resources, max_concurrent: int,
+                 deadline_s: float) -> None:
+        self.app = app
+        self.resources = resources
+        self.max_concurrent = max_concurrent
+        self.deadline_s = deadline_s
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI connection scope."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_concurrent and scope["path"] not in UNCAPPED_PATHS:
+            busy = problem_response(503, "overloaded", f"this server is handling "
+                                    f"{self.max_concurrent} requests already; retry shortly",
+                                    headers={"Retry-After": "1"})
+            await busy(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self._guarded(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] in UNAUTHENTICATED_PATHS:
+            try:
+                await count_unauthenticated(self.resources, scope.get("client"))
+            except ApiProblem as refused:
+                limited = problem_response(refused.status, refused.slug, refused.detail,
+                                           headers=refused.headers)
+                await limited(scope, receive, send)
+                return
+        started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        deadline = asyncio.timeout(self.deadline_s)
+        try:
+            async with deadline:
+                await self.app(scope, receive, send_tracked)
+        except TimeoutError:
+            if started or not deadline.expired():
+                raise
+            late = problem_response(504, "deadline-exceeded", "the request took longer than "
+                                    f"{self.deadline_s:g} s; it may be retried (with the same "
+                                    "Idempotency-Key for a write)")
+            await late(scope, receive, send)

@@ -19,9 +19,9 @@ from feedline.stores.feed_cache import FeedCache
 from feedline.stores.feed_reader import REDIS_PAUSE_S, FeedReader
 from feedline.stores.media_store import MediaStore, MediaUploads, MediaUrls
 from feedline.stores.post_store import PostStore
-from feedline.stores.request_guards import IdempotencyRecords, RateLimiter
+from feedline.stores.request_guards import IdempotencyRecords, RateLimiter, RateLimits
 from schemas.redis_keys import RedisKeys
-from serving.auth import TokenVerifier
+from serving.auth import TokenVerifier, token_policy
 from serving.cursor import cursor_key
 from serving.ids import id_key
 
@@ -41,17 +41,35 @@ class Resources:
         self.posts = PostStore(self.cql, celebrity_cache_s=api.celebrity_cache_s)
         self.redis_breaker = Breaker(REDIS_PAUSE_S)
         self.reader = FeedReader(self.cache, self.posts, timeline_cap=settings.feed.timeline_cap,
-                                 breaker=self.redis_breaker)
+                                 breaker=self.redis_breaker,
+                                 redis_budget_s=settings.redis.read_budget_s)
         self.media = MediaStore(self.cql)
         self.publisher = EventPublisher(
             settings.kafka, max_block_ms=api.kafka_max_block_ms,
             delivery_timeout_ms=api.kafka_delivery_timeout_ms,
             retry_after_s=api.kafka_retry_after_s)
-        self.tokens = TokenVerifier(api.jwt_secret)
-        self.rate_limiter = RateLimiter(self.redis, self.keys,
+        self.tokens = TokenVerifier(api.jwt_secret, policy=token_policy(api))
+        # The request guards live in a Redis that does not evict when one is configured;
+        # otherwise in the cache, where the feed page counts the rate limit in its own call.
+        self.guards_share_cache = settings.redis.guards_url is None
+        if self.guards_share_cache:
+            self.guards_redis, self.guards_breaker = self.redis, self.redis_breaker
+        else:
+            self.guards_redis = Redis.from_url(
+                settings.redis.guards_url or "", decode_responses=True,
+                socket_timeout=api.redis_timeout_s, socket_connect_timeout=api.redis_timeout_s)
+            self.guards_breaker = Breaker(REDIS_PAUSE_S)
+        self.rate_limiter = RateLimiter(self.guards_redis, self.keys,
                                         per_minute=api.rate_limit_per_minute)
-        self.idempotency = IdempotencyRecords(self.redis, self.keys,
-                                              ttl_s=api.idempotency_ttl_s)
+        self.user_limits = RateLimits(self.rate_limiter, self.guards_breaker, what="user")
+        """Per-user limit of authenticated requests."""
+        anonymous = RateLimiter(self.guards_redis, self.keys,
+                                per_minute=api.anonymous_rate_limit_per_minute)
+        self.client_limits = RateLimits(anonymous, self.guards_breaker, what="client")
+        """Per-client-IP limit of unauthenticated requests (``serving.deps.client_subject``)."""
+        self.idempotency = IdempotencyRecords(self.guards_redis, self.keys,
+                                              ttl_s=api.idempotency_ttl_s,
+                                              max_keys=api.idempotency_max_keys_per_user)
         self.cursor_key = cursor_key(api.jwt_secret)
         self.id_key = id_key(api.jwt_secret)
         self.media_url = MediaUrls(settings.storage, api.media_base_url)
@@ -77,5 +95,7 @@ class Resources:
     async def close(self) -> None:
         """Close every client."""
         await self.redis.aclose()
+        if not self.guards_share_cache:
+            await self.guards_redis.aclose()
         await asyncio.to_thread(self.publisher.close)
         await asyncio.to_thread(self.cql.close)

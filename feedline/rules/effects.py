@@ -142,6 +142,44 @@ class UserCounterSet:
     value: int
 
 
+@dataclass(frozen=True, slots=True)
+class NotificationUpsert:
+    """A recipient's notification group as it is now (``feedline.rules.notifications``).
+
+    The row sits in the recipient's list at ``latest_ms``; ``previous_latest_ms`` is where
+    it sat before (None for a new group), so a writer moves it. ``event_time_ms`` and
+    ``event_id`` name the event that caused the change; ``revision`` grows with every
+    effect of the owning rule key, so it orders the writes of one group (a late event may
+    carry an older time than the group's previous write).
+    """
+
+    recipient_id: str
+    group_key: str
+    type: str
+    """``like``, ``comment``, ``follow`` or ``mention``."""
+    post_id: str | None
+    count: int
+    actors: tuple[str, ...]
+    """The newest few actors still present, newest first."""
+    latest_ms: int
+    previous_latest_ms: int | None
+    event_time_ms: int
+    event_id: str
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationDelete:
+    """A recipient's notification group is gone (its row sat at ``latest_ms``)."""
+
+    recipient_id: str
+    group_key: str
+    latest_ms: int
+    event_time_ms: int
+    event_id: str
+    revision: int
+
+
 TimelineEffect = TimelineAdd | TimelineRemove
 Effect = (
     PostUpsert
@@ -158,4 +196,7 @@ Effect = (
     | EdgeDelete
     | PostCountersSet
     | UserCounterSet
+    | NotificationUpsert
+    | NotificationDelete
 )
+NotificationEffect = NotificationUpsert | NotificationDelete

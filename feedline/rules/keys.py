@@ -12,6 +12,16 @@ into a dead letter and keep going; the batch jobs stop on it).
 | author   | ``AuthorState``         | ``ID``      | fan-out    |
 | post     | ``PostEngagementState`` | ``post:ID`` | counters   |
 | user     | ``UserCounterState``    | ``user:ID`` | counters   |
+| npost    | ``PostNotificationState`` | ``npost:ID`` | notifications |
+| recipient | ``RecipientNotificationState`` | ``recipient:ID`` | notifications |
+
+The notifications job's keys route through ``NOTIFICATION_ROUTES``, a table of its own:
+``rule_keys(event)`` without a job, and every job but ``Job.NOTIFICATIONS``, see
+``ROUTES`` only, so the fan-out and counters engines (streaming, rebuild, backfill,
+``RulesEngine``) never meet a notification key until a job asks for them by name. A
+``npost`` key's mention effects are candidates: they go on to the mentioned user's
+``recipient`` key (``notification_recipients.apply_mention_candidate``), a second hop
+``notification_book.NotificationEngine`` shows.
 """
 
 from __future__ import annotations
@@ -36,6 +46,16 @@ from feedline.rules.fanout import (
     apply_post_created,
     apply_post_deleted,
 )
+from feedline.rules.notification_recipients import (
+    RecipientNotificationState,
+    apply_recipient_event,
+    recipient_state,
+)
+from feedline.rules.notifications import (
+    PostNotificationState,
+    apply_post_notification,
+    post_state,
+)
 
 
 class KeyKind(StrEnum):
@@ -47,6 +67,10 @@ class KeyKind(StrEnum):
     """A post's like and comment counters."""
     USER = "user"
     """A user's followers, following and posts counters."""
+    NOTIFIED_POST = "npost"
+    """A post's like and comment groups and its mentions (the notifications job)."""
+    RECIPIENT = "recipient"
+    """A user's follow groups, keyed by the followee who is notified."""
 
 
 class Job(StrEnum):
@@ -54,12 +78,15 @@ class Job(StrEnum):
 
     FANOUT = "fanout"
     COUNTERS = "counters"
+    NOTIFICATIONS = "notifications"
 
 
 JOB_OF: dict[KeyKind, Job] = {
     KeyKind.AUTHOR: Job.FANOUT,
     KeyKind.POST: Job.COUNTERS,
     KeyKind.USER: Job.COUNTERS,
+    KeyKind.NOTIFIED_POST: Job.NOTIFICATIONS,
+    KeyKind.RECIPIENT: Job.NOTIFICATIONS,
 }
 
 
@@ -101,6 +128,10 @@ class RuleKey:
         if job == Job.FANOUT:
             return cls(KeyKind.AUTHOR, text)
         kind, sep, ident = text.partition(":")
+        if job == Job.NOTIFICATIONS:
+            if not sep or kind not in (KeyKind.NOTIFIED_POST, KeyKind.RECIPIENT):
+                raise ValueError(f"{text!r} is not a notifications key (npost:ID or recipient:ID)")
+            return cls(KeyKind(kind), ident)
         if not sep or kind not in (KeyKind.POST, KeyKind.USER):
             raise ValueError(f"{text!r} is not a counters key (post:ID or user:ID)")
         return cls(KeyKind(kind), ident)
@@ -142,7 +173,8 @@ class UnknownEventType(ValueError):
 
 
 def _routes(event_type: object, job: Job | None) -> list[tuple[KeyKind, str]]:
-    routes = ROUTES.get(event_type) if isinstance(event_type, str) else None
+    table = NOTIFICATION_ROUTES if job == Job.NOTIFICATIONS else ROUTES
+    routes = table.get(event_type) if isinstance(event_type, str) else None
     if routes is None:
         raise UnknownEventType(event_type)
     return [(kind, name) for kind, name in routes if job is None or JOB_OF[kind] == job]
@@ -163,7 +195,13 @@ def record_keys(record: Mapping[str, Any], job: Job | None = None) -> tuple[Rule
     )
 
 
-RuleState = AuthorState | PostEngagementState | UserCounterState
+RuleState = (
+    AuthorState
+    | PostEngagementState
+    | UserCounterState
+    | PostNotificationState
+    | RecipientNotificationState
+)
 
 
 def new_state(key: RuleKey) -> RuleState:
@@ -172,6 +210,10 @@ def new_state(key: RuleKey) -> RuleState:
         return AuthorState(key.ident)
     if key.kind is KeyKind.POST:
         return PostEngagementState(key.ident)
+    if key.kind is KeyKind.NOTIFIED_POST:
+        return post_state(key.ident)
+    if key.kind is KeyKind.RECIPIENT:
+        return recipient_state(key.ident)
     return UserCounterState(key.ident)
 
 
@@ -181,6 +223,10 @@ def apply_event(state: RuleState, event: Any, config: RulesConfig) -> list[Effec
         return _apply_fanout(state, event, config)
     if isinstance(state, PostEngagementState):
         return _apply_post_counters(state, event)
+    if isinstance(state, PostNotificationState):
+        return list(apply_post_notification(state, event))
+    if isinstance(state, RecipientNotificationState):
+        return list(apply_recipient_event(state, event))
     return _apply_user_counters(state, event)
 
 
@@ -243,3 +289,24 @@ def _apply_user_counters(state: UserCounterState, event: Any) -> list[Effect]:
             positive=kind == "post_created",
         )
     raise ValueError(f"{kind} does not concern user counters")
+
+
+_NOTIFY_UPLOAD_ROUTES = ((KeyKind.NOTIFIED_POST, "post_id"), (KeyKind.RECIPIENT, "author_id"))
+_NOTIFY_ENGAGEMENT_ROUTES = ((KeyKind.NOTIFIED_POST, "post_id"), (KeyKind.RECIPIENT, "user_id"))
+_NOTIFY_FOLLOW_ROUTES = ((KeyKind.RECIPIENT, "followee_id"), (KeyKind.RECIPIENT, "follower_id"))
+
+#: The notifications job's keys per event type (consulted only for ``Job.NOTIFICATIONS``):
+#: a post's events by post (its author, the recipient, is named by ``post_created``),
+#: follows by the followee (the recipient); and every event to the ``recipient`` key of
+#: each user taking part, which from then on knows the user exists (mentions of unknown
+#: users are held back there: ``feedline.rules.notifications``).
+NOTIFICATION_ROUTES: dict[str, tuple[tuple[KeyKind, str], ...]] = {
+    "post_created": _NOTIFY_UPLOAD_ROUTES,
+    "post_deleted": _NOTIFY_UPLOAD_ROUTES,
+    "like": _NOTIFY_ENGAGEMENT_ROUTES,
+    "unlike": _NOTIFY_ENGAGEMENT_ROUTES,
+    "comment": _NOTIFY_ENGAGEMENT_ROUTES,
+    "comment_deleted": _NOTIFY_ENGAGEMENT_ROUTES,
+    "follow": _NOTIFY_FOLLOW_ROUTES,
+    "unfollow": _NOTIFY_FOLLOW_ROUTES,
+}

@@ -7,15 +7,20 @@ complete (evicted, or re-created by a single writer add); a reader whose timelin
 pages past what Redis keeps, is served from the CQL store (timelines plus the posts of
 followed celebrities, ``following`` ∩ ``celebrities``). A post without a hash is shown
 only if the CQL store has it live. With Redis down, every read comes from the CQL store
-and the page says so (``degraded="redis"``).
+and the page says so (``degraded="redis"``). So does a home feed read whose Redis calls,
+all together, outlast ``redis_budget_s`` (a slow or throttled Redis, where each call stays
+under the socket timeout but several add up): one slow cache costs each read at most the
+budget, then the breaker spares the next reads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 import redis.exceptions
 
@@ -40,6 +45,11 @@ SLACK = 3
 MAX_ROUNDS = 4
 #: After a Redis failure, reads skip Redis for this long (no connect timeout per request).
 REDIS_PAUSE_S = 1.0
+#: Default for the most time one home feed read waits on Redis, all its calls together.
+REDIS_BUDGET_S = 0.5
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 Listings = Callable[[Position | None, int], Awaitable[list[list[Position]]]]
 
@@ -62,15 +72,43 @@ class PostLookup:
     deleted: bool = False
 
 
+class RedisBudget:
+    """What is left of one read's time for Redis; a call past it raises ``TimeoutError``.
+
+    ``TimeoutError`` is an ``OSError``, one of ``REDIS_DOWN``: the read falls back to the
+    CQL store. A call cancelled mid-reply makes redis-py drop that connection.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.left_s = seconds
+
+    async def call(self, fn: Callable[P, Awaitable[T]], *args: P.args,
+                   **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` within what is left; its time is taken from the rest."""
+        if self.left_s <= 0:
+            raise TimeoutError("redis time budget spent")
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.left_s):
+                return await fn(*args, **kwargs)
+        except TimeoutError:
+            self.left_s = 0.0  # spent, whatever the clocks say
+            raise
+        finally:
+            self.left_s = max(0.0, self.left_s - (time.monotonic() - started))
+
+
 class FeedReader:
     """Reads through the cache (when there is one) and the CQL store."""
 
     def __init__(self, cache: FeedCache | None, store: PostStore, *, timeline_cap: int,
-                 breaker: Breaker | None = None) -> None:
+                 breaker: Breaker | None = None,
+                 redis_budget_s: float = REDIS_BUDGET_S) -> None:
         self.cache = cache
         self.store = store
         self.cap = timeline_cap
         self.breaker = breaker or Breaker(REDIS_PAUSE_S)
+        self.redis_budget_s = redis_budget_s
 
     def _cache(self) -> FeedCache | None:
         """The cache, unless there is none or it failed moments ago."""
@@ -88,7 +126,8 @@ class FeedReader:
         cache = self._cache()
         if cache is not None:
             try:
-                return await self._home_cached(cache, user_id, after, limit, rate)
+                return await self._home_cached(cache, user_id, after, limit, rate,
+                                               RedisBudget(self.redis_budget_s))
             except REDIS_DOWN as error:
                 self.breaker.trip()
                 log.warning("feed from the CQL store: redis unavailable (%s)", error)
@@ -96,30 +135,31 @@ class FeedReader:
         return FeedPage(page.items, page.next, "redis")
 
     async def _home_cached(self, cache: FeedCache, user_id: str, after: Position | None,
-                           limit: int, rate: RateWindow | None) -> FeedPage:
+                           limit: int, rate: RateWindow | None,
+                           budget: RedisBudget) -> FeedPage:
         items: list[PostView] = []
         position, repaired, completed, lenient = after, False, False, False
         for _ in range(MAX_ROUNDS):
             want = limit - len(items)
-            page = await cache.page(user_id, position, want, fetch=want + SLACK,
-                                    lenient_outboxes=lenient, rate=rate)
+            page = await budget.call(cache.page, user_id, position, want, fetch=want + SLACK,
+                                     lenient_outboxes=lenient, rate=rate)
             rate = None  # counted once per request
             if page.status is PageStatus.MISS:
-                if not repaired and await self._repair_timeline(cache, user_id):
+                if not repaired and await self._repair_timeline(cache, user_id, budget):
                     repaired = True
                     continue
-                rest = await self._home_from_store(user_id, position, want)
-                return FeedPage(items + rest.items, rest.next)
+                rest = await self._home_from_store(user_id, position, want, budget=budget)
+                return FeedPage(items + rest.items, rest.next, rest.degraded)
             if page.status is PageStatus.CELEBRITIES_MISS:
                 if not completed:
                     completed = True
-                    await cache.repair(user_id, (),
-                                       await self.store.followed_celebrities(user_id))
+                    celebrities = await self.store.followed_celebrities(user_id)
+                    await budget.call(cache.repair, user_id, (), celebrities)
                     continue
-                rest = await self._home_from_store(user_id, position, want)
-                return FeedPage(items + rest.items, rest.next)
+                rest = await self._home_from_store(user_id, position, want, budget=budget)
+                return FeedPage(items + rest.items, rest.next, rest.degraded)
             if page.status is PageStatus.OUTBOX_MISS:
-                await self._repair_outboxes(cache, page.absent)
+                await self._repair_outboxes(cache, page.absent, budget)
                 lenient = True
                 continue
             items.extend(await self._resolve(page.entries))
@@ -131,12 +171,14 @@ class FeedReader:
                 return FeedPage(items, None)
             position = page.last or position
             if page.status is PageStatus.DEEP:
-                rest = await self._home_from_store(user_id, position, limit - len(items))
-                return FeedPage(items + rest.items, rest.next)
+                rest = await self._home_from_store(user_id, position, limit - len(items),
+                                                   budget=budget)
+                return FeedPage(items + rest.items, rest.next, rest.degraded)
         return FeedPage(items, position)
 
     async def _home_from_store(self, user_id: str, after: Position | None, limit: int, *,
-                               hydrate_from_cache: bool = True) -> FeedPage:
+                               hydrate_from_cache: bool = True,
+                               budget: RedisBudget | None = None) -> FeedPage:
         celebrities = await self.store.followed_celebrities(user_id)
 
         async def listings(position: Position | None, fetch: int) -> list[list[Position]]:
@@ -144,27 +186,33 @@ class FeedReader:
                 self.store.timeline_page(user_id, position, fetch),
                 *(self.store.user_posts_page(c, position, fetch) for c in celebrities)))
 
-        return await self._walk_store(listings, after, limit, hydrate_from_cache)
+        return await self._walk_store(listings, after, limit, hydrate_from_cache, budget)
 
-    async def _repair_timeline(self, cache: FeedCache, user_id: str) -> bool:
+    async def _repair_timeline(self, cache: FeedCache, user_id: str,
+                               budget: RedisBudget) -> bool:
         """Cache the timeline from the CQL store; False when it is empty there too."""
         timeline, celebrities = await asyncio.gather(
             self.store.timeline_page(user_id, None, self.cap),
             self.store.followed_celebrities(user_id))
         if not timeline:
             return False
-        await cache.repair(user_id, timeline, celebrities)
+        await budget.call(cache.repair, user_id, timeline, celebrities)
         return True
 
-    async def _repair_outboxes(self, cache: FeedCache, authors: Sequence[str]) -> None:
+    async def _repair_outboxes(self, cache: FeedCache, authors: Sequence[str],
+                               budget: RedisBudget) -> None:
         try:
             outboxes = await asyncio.gather(
                 *(self.store.user_posts_page(a, None, self.cap) for a in authors))
         except StoreUnavailable as error:
             log.warning("celebrity outboxes left out of a feed: %s", error)
             return
-        await asyncio.gather(*(cache.repair_outbox(a, posts)
-                               for a, posts in zip(authors, outboxes, strict=True)))
+
+        async def repair_all() -> None:
+            await asyncio.gather(*(cache.repair_outbox(a, posts)
+                                   for a, posts in zip(authors, outboxes, strict=True)))
+
+        await budget.call(repair_all)
 
     async def _resolve(self, entries: Sequence[PostView | Position]) -> list[PostView]:
         """Hydrated entries, plus the hash-less ones the CQL store has live, in order."""
@@ -186,7 +234,8 @@ class FeedReader:
     # --- paging over CQL listings ---------------------------------------------------------
 
     async def _walk_store(self, listings: Listings, after: Position | None, limit: int,
-                          hydrate_from_cache: bool) -> FeedPage:
+                          hydrate_from_cache: bool,
+                          budget: RedisBudget | None = None) -> FeedPage:
         items: list[PostView] = []
         position = after
         degraded = None
@@ -198,7 +247,7 @@ class FeedReader:
             candidates = merged[:fetch]
             more = more or len(merged) > len(candidates)
             views, cache_down = await self._hydrate([p.post_id for p in candidates],
-                                                    hydrate_from_cache)
+                                                    hydrate_from_cache, budget)
             degraded = degraded or ("redis" if cache_down else None)
             for index, candidate in enumerate(candidates):
                 view = views.get(candidate.post_id)
@@ -213,18 +262,20 @@ class FeedReader:
             position = candidates[-1]
         return FeedPage(items, position, degraded)
 
-    async def _hydrate(self, post_ids: Sequence[str],
-                       from_cache: bool) -> tuple[dict[str, PostView], bool]:
+    async def _hydrate(self, post_ids: Sequence[str], from_cache: bool,
+                       budget: RedisBudget | None = None) -> tuple[dict[str, PostView], bool]:
         """Live posts among ``post_ids``: cached hashes first, the CQL store for the rest.
 
-        Returns the views and whether the cache was wanted but down.
+        Returns the views and whether the cache was wanted but down (or out of ``budget``,
+        the read's Redis time; a budget of its own when None).
         """
         views: dict[str, PostView] = {}
         cache = self._cache() if from_cache else None
         cache_down = from_cache and cache is None
         if cache is not None:
             try:
-                views = await cache.post_views(post_ids)
+                budget = budget or RedisBudget(self.redis_budget_s)
+                views = await budget.call(cache.post_views, post_ids)
             except REDIS_DOWN as error:
                 self.breaker.trip()
                 log.warning("hydrating from the CQL store: redis unavailable (%s)", error)

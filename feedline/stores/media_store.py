@@ -11,6 +11,11 @@ signBlob API (workload identity has no private key). Against the GCS emulator a
 throwaway key is generated: the emulator accepts ``PUT /<bucket>/<object>`` (the XML API
 form of a signed URL) but does not check signatures, so the URL's form, headers and
 expiry are what carries over to real GCS.
+
+An upload URL only creates: ``x-goog-if-generation-match: 0`` is signed in, so GCS refuses
+(412) a PUT over an object that exists, and content a post has published cannot be swapped
+through the URL that uploaded it. The emulator ignores that precondition (its XML upload
+overwrites), so locally only the signature binds the header.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ LOCAL_SIGNER = "feedline-api@feedline-local.iam.gserviceaccount.com"
 MEDIA_FOLDER = "media"
 #: The signed header that makes GCS refuse an upload of any other size.
 LENGTH_HEADER = "x-goog-content-length-range"
+#: The signed precondition that makes GCS refuse a PUT over an existing object.
+CREATE_ONLY_HEADER = "x-goog-if-generation-match"
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,15 +185,16 @@ class MediaUploads:
 
     def signed_upload(self, media_id: str, content_type: str, size: int,
                       expires_in: timedelta, now: datetime) -> SignedUpload:
-        """A V4 signed PUT URL for exactly ``size`` bytes of ``content_type``."""
-        headers = {"Content-Type": content_type, LENGTH_HEADER: f"{size},{size}"}
+        """A V4 signed PUT URL for exactly ``size`` bytes of ``content_type``, create-only."""
+        signed = {LENGTH_HEADER: f"{size},{size}", CREATE_ONLY_HEADER: "0"}  # create-only
+        headers = {"Content-Type": content_type, **signed}
         kwargs = dict(self._sign_kwargs)
         if "credentials" not in kwargs:  # no key here: the runtime's account signs via IAM
             kwargs.update(self._runtime_signer())
         blob = self.bucket.blob(object_name(media_id))
         url = blob.generate_signed_url(
             version="v4", method="PUT", expiration=expires_in, content_type=content_type,
-            headers={LENGTH_HEADER: headers[LENGTH_HEADER]}, **kwargs)
+            headers=signed, **kwargs)
         return SignedUpload(url, "PUT", headers, now + expires_in)
 
     def stat(self, media_id: str) -> StoredObject | None:

@@ -86,7 +86,8 @@ def _api_hint(user_id: str, limit: int) -> int:
     """Print how to read the same feed over HTTP, after checking that it answers."""
     settings = get_stack_settings()
     base = f"http://{settings.api.host}:{settings.api.port}"
-    token = issue_token(settings.api.jwt_secret, user_id, ttl_s=7 * 24 * 3600)
+    token = issue_token(settings.api.jwt_secret, user_id, ttl_s=7 * 24 * 3600,
+                        issuer=settings.api.jwt_issuer, audience=settings.api.jwt_audience)
     url = f"{base}/v1/feed?limit={limit}"
     request = urllib.request.Request(  # noqa: S310 (an http URL built from settings)
         url, headers={"Authorization": f"Bearer {token}"})

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from feedline.settings import get_stack_settings, get_streaming_settings
-from jobs import flink_rest
+from jobs import flink_rest, keeper
 from jobs.deploy import DeployError, deploy
 from jobs.feedctl import deps
 from jobs.feedctl.output import add_json_flag, print_json
@@ -50,6 +50,12 @@ def register(nouns: Any) -> None:
     sav = verbs.add_parser("savepoint", help="take a savepoint of a running job")
     sav.add_argument("name", choices=sorted(JOBS))
     sav.set_defaults(run=_savepoint)
+    res = verbs.add_parser(
+        "resume", help="start again, from their newest checkpoints, the deployed jobs the "
+        "cluster lost (a JobManager restart does this by itself)")
+    res.add_argument("--dry-run", action="store_true", help="show what would be resumed")
+    add_json_flag(res)
+    res.set_defaults(run=_resume)
 
 
 def _deploy(args: argparse.Namespace) -> int:
@@ -69,7 +75,7 @@ def _deploy(args: argparse.Namespace) -> int:
             continue
         print(f"deploying {spec.job_name()} ...", flush=True)
         try:
-            job_id = deploy(stack, streaming, name, from_savepoint=args.from_savepoint)
+            job_id = deploy(stack, streaming, name, from_savepoint=args.from_savepoint, keep=True)
         except flink_rest.FlinkUnreachable:
             raise
         except (DeployError, flink_rest.FlinkRestError) as err:
@@ -149,6 +155,7 @@ def _cancel(args: argparse.Namespace) -> int:
     else:
         flink_rest.cancel(stack.flink.rest_url, job.job_id)
         print(f"cancelled {job.name} ({job.job_id})")
+    keeper.forget(stack, job.name)  # stopped on purpose: not to be resumed
     return 0
 
 
@@ -160,3 +167,18 @@ def _savepoint(args: argparse.Namespace) -> int:
     target = savepoint_target(stack)
     print(flink_rest.savepoint(stack.flink.rest_url, job.job_id, target))
     return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    stack = get_stack_settings()
+    deps.require(deps.flink(stack.flink))
+    messages: list[str] = []
+    resumed = keeper.resume_lost(stack, messages.append if args.json else print,
+                                 dry_run=args.dry_run)
+    still_lost = [] if args.dry_run else [job.job_name for job in keeper.lost(stack)]
+    if args.json:
+        print_json({"dry_run": args.dry_run, "resumed": resumed, "still_lost": still_lost,
+                    "messages": messages})
+    elif not resumed and not still_lost:
+        print("every deployed job is running")
+    return 1 if still_lost else 0

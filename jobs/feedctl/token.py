@@ -5,7 +5,9 @@ line of the output is the token alone, e.g.
 
     curl -H "Authorization: Bearer $(feedctl token u00042 | tail -n1)" localhost:8000/v1/feed
 
-Outside dev and test the placeholder secret is refused (set FEEDLINE_API__JWT_SECRET).
+The token is for the local stack's API, so it is minted for the stack's environment (dev
+unless FEEDLINE_ENVIRONMENT says otherwise); outside dev and test the placeholder secret is
+refused (set FEEDLINE_API__JWT_SECRET).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from feedline.settings import ServingSettings, SettingsError
+from feedline.settings import ServingSettings, SettingsError, StackSettings
 from serving.auth import issue_token
 
 DAY_S = 24 * 3600
@@ -37,13 +39,19 @@ def _token(args: argparse.Namespace) -> int:
         print("feedctl token: --ttl-days must be positive", file=sys.stderr)
         return 2
     try:
-        settings = ServingSettings()
+        settings = ServingSettings(environment=StackSettings().environment)
     except SettingsError as error:
         print(f"feedctl token: refused: {error}", file=sys.stderr)
         return 2  # a configuration error
     ttl_s = int(args.ttl_days * DAY_S)
+    if ttl_s > settings.api.jwt_max_lifetime_s:
+        print(f"feedctl token: --ttl-days exceeds the API's longest token lifetime "
+              f"({settings.api.jwt_max_lifetime_s} s, FEEDLINE_API__JWT_MAX_LIFETIME_S)",
+              file=sys.stderr)
+        return 2
     try:
-        token = issue_token(settings.api.jwt_secret, args.user_id, ttl_s=ttl_s)
+        token = issue_token(settings.api.jwt_secret, args.user_id, ttl_s=ttl_s,
+                            issuer=settings.api.jwt_issuer, audience=settings.api.jwt_audience)
     except ValueError as error:
         print(f"feedctl token: {error}", file=sys.stderr)
         return 2

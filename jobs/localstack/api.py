@@ -8,6 +8,10 @@ import urllib.request
 from collections.abc import Mapping
 
 from jobs.localstack.base import Service
+from jobs.localstack.redis_server import guards_url
+
+#: uvicorn's HTTP protocol with a size limit and a receipt deadline on request heads.
+HTTP_PROTOCOL = "serving.http_protocol:GuardedHttpToolsProtocol"
 
 #: Settings blocks the API reads, handed to it so it serves exactly the stack's endpoints.
 _BLOCKS = ("kafka", "cql", "redis", "storage", "feed", "api")
@@ -41,10 +45,16 @@ class ApiService(Service):
         argv = [sys.executable, "-m", "uvicorn", "serving.main:create_app", "--factory",
                 "--host", api.host, "--port", str(api.port), "--workers", str(api.workers),
                 "--no-access-log", "--timeout-graceful-shutdown", "10"]
-        env = {f"FEEDLINE_{block.upper()}": getattr(self.settings, block).model_dump_json()
-               for block in _BLOCKS}
+        blocks = {block: getattr(self.settings, block) for block in _BLOCKS}
+        # The guards live in the stack's non-evicting Redis (unless configured elsewhere).
+        blocks["redis"] = blocks["redis"].model_copy(
+            update={"guards_url": guards_url(self.settings)})
+        env = {f"FEEDLINE_{block.upper()}": settings.model_dump_json()
+               for block, settings in blocks.items()}
         env["FEEDLINE_ENVIRONMENT"] = self.settings.environment
         env["PROMETHEUS_MULTIPROC_DIR"] = str(self.home / "metrics")
+        # uvicorn's --http, read from its environment: limits on each request head.
+        env["UVICORN_HTTP"] = HTTP_PROTOCOL
         return argv, env
 
     def healthy(self) -> bool:

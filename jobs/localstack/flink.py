@@ -67,7 +67,8 @@ def write_flink_conf(settings: StackSettings) -> Path:
         "rest.address": rest.hostname or "127.0.0.1",
         "rest.bind-address": rest.hostname or "127.0.0.1",
         "rest.port": rest.port or 8081,
-        "blob.server.port": "6124",
+        "jobmanager.rpc.port": settings.local.flink_rpc_port,
+        "blob.server.port": str(settings.local.flink_blob_port),
         "execution.checkpointing.dir": f"file://{state / 'checkpoints'}",
         "execution.checkpointing.savepoint-dir": f"file://{state / 'savepoints'}",
         "state.backend.type": "hashmap",
@@ -147,6 +148,12 @@ class FlinkJobManagerService(_FlinkProcess):
 
     name = "flink-jobmanager"
     role = "jobmanager"
+
+    def after_healthy(self) -> None:
+        """Start again the deployed jobs a restart lost (none when it did not restart)."""
+        from jobs.keeper import resume_lost  # the keeper deploys through this package
+
+        resume_lost(self.settings, say=lambda line: print(f"{self.name:<18} {line}", flush=True))
 
     def healthy(self) -> bool:
         """REST answers /overview."""

@@ -1,4 +1,8 @@
-"""Redis from the Debian package, configured as a pure, rebuildable cache."""
+"""Redis from the Debian package: the feed cache and the guards store.
+
+The cache is rebuildable and evicts; the guards store (rate-limit counters, idempotency
+records) never evicts.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from urllib.parse import urlsplit
 
 import redis
 
+from feedline.settings import StackSettings
 from jobs.localstack.base import Service
 
 
@@ -15,14 +20,24 @@ class RedisService(Service):
     """redis-server on loopback: no persistence, LRU eviction, compact sorted sets."""
 
     name = "redis"
+    eviction = "allkeys-lru"
+    """Anything may go under memory pressure: every key is rebuilt from the stores."""
+
+    def url(self) -> str:
+        """The server's connection URL."""
+        return self.settings.redis.url
+
+    def maxmemory(self) -> str:
+        """The server's memory limit."""
+        return self.settings.local.redis_maxmemory
 
     def _host_port(self) -> tuple[str, int]:
-        parts = urlsplit(self.settings.redis.url)
+        parts = urlsplit(self.url())
         return parts.hostname or "127.0.0.1", parts.port or 6379
 
     def endpoint(self) -> str:
         """Connection URL."""
-        return self.settings.redis.url
+        return self.url()
 
     def prepare(self) -> None:
         """Write redis.conf."""
@@ -38,8 +53,8 @@ class RedisService(Service):
             f"dir {self.home}",
             'save ""',
             "appendonly no",
-            f"maxmemory {self.settings.local.redis_maxmemory}",
-            "maxmemory-policy allkeys-lru",
+            f"maxmemory {self.maxmemory()}",
+            f"maxmemory-policy {self.eviction}",
             f"zset-max-listpack-entries {listpack_entries}",
             "zset-max-listpack-value 64",
             "hash-max-listpack-entries 128",
@@ -61,7 +76,32 @@ class RedisService(Service):
     def healthy(self) -> bool:
         """PING answers PONG."""
         try:
-            client = redis.Redis.from_url(self.settings.redis.url, socket_timeout=1)
+            client = redis.Redis.from_url(self.url(), socket_timeout=1)
             return bool(client.ping())
         except redis.RedisError:
             return False
+
+
+def guards_url(settings: StackSettings) -> str:
+    """Where the API keeps its guards: ``redis.guards_url``, else the stack's guards Redis."""
+    return settings.redis.guards_url or f"redis://127.0.0.1:{settings.local.redis_guards_port}/0"
+
+
+class RedisGuardsService(RedisService):
+    """A second redis-server for rate-limit counters and idempotency records.
+
+    They must not share the cache's ``allkeys-lru``: under memory pressure the cache would
+    evict a counter (a client's limit resets) or an idempotency record (a retry becomes a
+    second event). Eviction is server-wide, so a logical database of the cache would not do.
+    """
+
+    name = "redis-guards"
+    eviction = "noeviction"
+
+    def url(self) -> str:
+        """The guards URL the API is given."""
+        return guards_url(self.settings)
+
+    def maxmemory(self) -> str:
+        """The guards server's memory limit."""
+        return self.settings.local.redis_guards_maxmemory

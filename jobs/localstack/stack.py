@@ -6,9 +6,10 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from feedline.settings import REPO_ROOT, StackSettings
+from jobs.localstack import restarts
 from jobs.localstack.api import ApiService
 from jobs.localstack.archiver import ArchiverService
 from jobs.localstack.base import Service
@@ -16,7 +17,9 @@ from jobs.localstack.cassandra import CassandraService
 from jobs.localstack.flink import FlinkJobManagerService, FlinkTaskManagerService
 from jobs.localstack.gcs import GcsEmulatorService
 from jobs.localstack.kafka import KafkaService
-from jobs.localstack.redis_server import RedisService
+from jobs.localstack.redis_server import RedisGuardsService, RedisService
+from jobs.localstack.restarts import RestartRecord
+from jobs.localstack.supervise import SupervisorService
 
 Say = Callable[[str], object]
 
@@ -27,6 +30,7 @@ def services(settings: StackSettings) -> list[Service]:
         CassandraService(settings),
         KafkaService(settings),
         RedisService(settings),
+        RedisGuardsService(settings),
         GcsEmulatorService(settings),
         FlinkJobManagerService(settings),
         FlinkTaskManagerService(settings),
@@ -69,21 +73,40 @@ class ServiceStatus:
     healthy: bool
     endpoint: str
     essential: bool = True
+    restarts: RestartRecord = field(default_factory=RestartRecord)
+    """Restarts by the supervisor (or `up`) since the service was last started by `up`."""
+
+    @property
+    def state(self) -> str:
+        """healthy, UNHEALTHY (running but not answering) or stopped."""
+        return "healthy" if self.healthy else ("UNHEALTHY" if self.pid else "stopped")
 
     def line(self) -> str:
         """One aligned line for the terminal."""
-        state = "healthy" if self.healthy else ("UNHEALTHY" if self.pid else "stopped")
         pid = str(self.pid) if self.pid else "-"
-        return f"{self.name:<18} {state:<10} pid {pid:<8} {self.endpoint}"
+        line = (f"{self.name:<18} {self.state:<10} pid {pid:<8} "
+                f"restarts {self.restarts.restarts:<3} {self.endpoint}")
+        if self.restarts.last_restart_at:
+            line += f"\n{'':<18} last restart {self.restarts.last_restart_at}: " \
+                    f"{self.restarts.last_reason}"
+        return line
 
 
 def status(settings: StackSettings) -> list[ServiceStatus]:
-    """Health of every service, checked through its own protocol."""
+    """Health of every service, checked through its own protocol, with its restarts."""
     out = []
     for svc in services(settings):
         pid = svc.process.pid()
-        out.append(ServiceStatus(svc.name, pid, svc.healthy(), svc.endpoint(), svc.essential))
+        out.append(ServiceStatus(svc.name, pid, svc.healthy(), svc.endpoint(), svc.essential,
+                                 restarts.load(svc.home)))
     return out
+
+
+def supervisor_status(settings: StackSettings) -> ServiceStatus:
+    """Whether the supervisor runs (`status` of the stack leaves it out of "healthy")."""
+    svc = SupervisorService(settings)
+    return ServiceStatus(svc.name, svc.process.pid(), svc.healthy(), svc.endpoint(),
+                         svc.essential)
 
 
 def up(settings: StackSettings, say: Say = print,
@@ -98,25 +121,76 @@ def up(settings: StackSettings, say: Say = print,
     ensure_jars(settings, say)
     started: dict[str, float] = {}
     all_services = services(settings)
-    for svc in all_services:
-        if svc.process.pid() is not None:
-            continue
-        # A server this stack started that has died is restarted even if its peers still
-        # report it (a killed TaskManager stays listed until its heartbeat times out); a
-        # healthy one this stack does not own (another checkout's) is reused.
-        if not svc.process.exited_early() and svc.healthy():
-            continue
-        svc.start()
-        started[svc.name] = time.monotonic()
-        say(f"{svc.name:<18} starting (log: {svc.process.log_file})")
-    for svc in all_services:
-        _wait_healthy(svc, settings.local.start_timeout_s, say, started.get(svc.name))
-        svc.after_healthy()
-        if on_ready is not None:
-            on_ready(svc.name)
+    # The servers first, then the helpers (the archiver) once every server is healthy: a
+    # helper started with them found Kafka still recovering its logs and exited.
+    for phase in ([s for s in all_services if s.essential],
+                  [s for s in all_services if not s.essential]):
+        for svc in phase:
+            if _start_unless_running(svc):
+                started[svc.name] = time.monotonic()
+                say(f"{svc.name:<18} starting (log: {svc.process.log_file})")
+        for svc in phase:
+            _wait_healthy(svc, settings.local.start_timeout_s, say, started.get(svc.name))
+            svc.after_healthy()
+            if on_ready is not None:
+                on_ready(svc.name)
+    start_supervisor(settings, say)
     took = time.monotonic() - began
     say(f"stack up in {took:.1f}s")
     return took
+
+
+def _start_unless_running(svc: Service) -> bool:
+    """Start a service that is neither running nor reusable; True when it was started."""
+    # Under the service's lock: the supervisor may be restarting the same one.
+    with svc.process.locked():
+        if svc.process.pid() is not None:
+            return False
+        # A server this stack started that has died is restarted even if its peers still
+        # report it (a killed TaskManager stays listed until its heartbeat times out); a
+        # healthy one this stack does not own (another checkout's) is reused.
+        crashed = svc.process.exited_early()
+        if not crashed and svc.healthy():
+            return False
+        svc.start()
+        if crashed:
+            _note_restart(svc)
+        return True
+
+
+def _note_restart(svc: Service) -> None:
+    """Count a restart of a dead service by `up` (the supervisor was not running, or lost)."""
+    record = restarts.load(svc.home)
+    if record.restart_due_at is None:  # the supervisor had not noted this death
+        record.last_reason = "found dead by `feedctl local up`"
+    record.restarted(time.time())
+    restarts.save(svc.home, record)
+
+
+def start_supervisor(settings: StackSettings, say: Say) -> None:
+    """Start the supervisor unless it runs (then it is left alone)."""
+    supervisor = SupervisorService(settings)
+    with supervisor.process.locked():
+        pid = supervisor.process.pid()
+        if pid is not None:
+            say(f"{supervisor.name:<18} already running (pid {pid})")
+            return
+        began = time.monotonic()
+        pid = supervisor.start()
+        # Once `up` returns, supervision is in effect: wait for the first look.
+        _wait_healthy(supervisor, settings.local.start_timeout_s, lambda _: None, began)
+        say(f"{supervisor.name:<18} running (pid {pid}): crashed services restart by "
+            f"themselves (log: {supervisor.process.log_file})")
+
+
+def stop_supervisor(settings: StackSettings, say: Say = print) -> bool:
+    """Stop the supervisor (first, so that it does not start again what is being stopped)."""
+    supervisor = SupervisorService(settings)
+    pid = supervisor.process.pid()
+    if supervisor.process.stop():
+        say(f"{supervisor.name:<18} stopped (pid {pid})")
+        return True
+    return False
 
 
 def _wait_healthy(svc: Service, timeout_s: float, say: Say, started: float | None) -> None:
@@ -142,10 +216,15 @@ def _wait_healthy(svc: Service, timeout_s: float, say: Say, started: float | Non
 
 
 def down(settings: StackSettings, say: Say = print) -> int:
-    """Stop exactly the processes `up` started (by their recorded pids), reverse order."""
+    """Stop the supervisor, then exactly the processes `up` started, in reverse order.
+
+    Processes are found by their recorded pids; restart counts start afresh with `up`.
+    """
+    stop_supervisor(settings, say)
     stopped = 0
     for svc in reversed(services(settings)):
         pid = svc.process.pid()
+        restarts.forget(svc.home)
         if svc.process.stop():
             stopped += 1
             say(f"{svc.name:<18} stopped (pid {pid})")

@@ -26,10 +26,22 @@ async def home_feed(user: AuthenticatedUser, resources: ResourcesDep, limit: Lim
     posts arrive. Header `X-Feed-Degraded: redis` marks a page served without the cache.
     """
     after = position_of(cursor, resources, f"{FEED_SCOPE}:{user}")
-    # The rate limit is counted by the page read itself: one Redis round trip in all.
-    rate = resources.rate_limiter.window(user, time.time())
+    now = time.time()
+    limits = resources.user_limits
+    if resources.guards_share_cache and limits.breaker.allows():
+        # The rate limit is counted by the page read itself: one Redis round trip in all.
+        rate = resources.rate_limiter.window(user, now)
+    else:  # counted apart: in the guards' own Redis, or in process while Redis is down
+        rate = None
+        decision = await limits.check(user, now)
+        if not decision.allowed:
+            raise rate_limited(decision)
     try:
         page = await resources.reader.home(user, after, limit, rate)
     except RateLimited as refused:
         raise rate_limited(refused.decision) from None
+    if rate is not None and page.degraded:  # Redis failed before counting: count here
+        decision = limits.local.check(user, now)
+        if not decision.allowed:
+            raise rate_limited(decision)
     return page_response(page, resources, f"{FEED_SCOPE}:{user}")

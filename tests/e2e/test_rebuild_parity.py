@@ -23,7 +23,7 @@ from pipelines.batch import rebuild_timelines
 from tests.e2e.test_streaming_e2e import FEED, SPEC
 from tests.support.dump import TABLES, differences, dump_cql, dump_redis, wipe
 from tests.support.pipeline import events_of, wait_converged
-from tests.support.reference import reference
+from tests.support.reference import reference_for
 from tests.support.waiting import HANG_GUARD_S
 
 
@@ -37,9 +37,7 @@ def test_rebuild_from_the_archive_equals_what_streaming_built(stack: StackSettin
         produced = list(Workload(SPEC).events())
         kafka = sb.streaming.kafka
         produce(kafka, produced)
-        expected = reference(events_of(produced), celebrity_threshold=FEED.celebrity_threshold,
-                             follow_merge_limit=FEED.follow_merge_limit,
-                             timeline_cap=FEED.timeline_cap)
+        expected = reference_for(events_of(produced), FEED)
         assert expected.celebrities and expected.deleted_posts
         assert wait_converged(sb, expected) == []
         for job_id in sb.job_ids.values():  # nothing may write behind the rebuild's back

@@ -17,7 +17,7 @@ from jobs.load import produce
 from jobs.sandbox import Sandbox, open_sandbox
 from schemas.event_contracts import encode_event, new_event
 from tests.support.pipeline import events_of, wait_converged
-from tests.support.reference import reference
+from tests.support.reference import reference_for
 from tests.support.waiting import HANG_GUARD_S
 
 FEED = FeedSettings(celebrity_threshold=25, follow_merge_limit=4, timeline_cap=12)
@@ -71,9 +71,7 @@ def run(stack: StackSettings) -> Iterator[tuple[Sandbox, list, dict]]:
 
 def test_stores_equal_the_reference_model(run) -> None:
     pipeline, events, _ = run
-    expected = reference(events, celebrity_threshold=FEED.celebrity_threshold,
-                         follow_merge_limit=FEED.follow_merge_limit,
-                         timeline_cap=FEED.timeline_cap)
+    expected = reference_for(events, FEED)
     # The workload must exercise the rules, or equality proves little.
     assert expected.celebrities, "no author crossed the celebrity threshold"
     assert any(len(t) > FEED.timeline_cap for t in expected.timelines.values())

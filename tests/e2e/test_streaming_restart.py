@@ -16,7 +16,7 @@ from jobs.localstack import stack as local_stack
 from jobs.localstack.flink import FlinkTaskManagerService
 from jobs.sandbox import open_sandbox
 from tests.support.pipeline import events_of, wait_converged
-from tests.support.reference import reference
+from tests.support.reference import reference_for
 from tests.support.waiting import eventually
 
 FEED = FeedSettings(celebrity_threshold=25, follow_merge_limit=4, timeline_cap=12)
@@ -72,9 +72,7 @@ def test_kill_taskmanager_then_savepoint_restart_loses_and_doubles_nothing(
         produce(kafka, thirds[2])
 
         events = events_of(produced)
-        expected = reference(events, celebrity_threshold=FEED.celebrity_threshold,
-                             follow_merge_limit=FEED.follow_merge_limit,
-                             timeline_cap=FEED.timeline_cap)
+        expected = reference_for(events, FEED)
         assert expected.celebrities and expected.deleted_posts
         assert wait_converged(pipeline, expected) == []
     finally:

@@ -19,7 +19,8 @@ from feedline.settings import (
 from jobs.feedctl.main import main as feedctl
 from jobs.localstack.kafka import ensure_topics
 
-SERVICE_KEYS = {"name", "state", "healthy", "pid", "endpoint", "essential"}
+SERVICE_KEYS = {"name", "state", "healthy", "pid", "endpoint", "essential", "restarts",
+                "last_restart_at", "last_restart_reason"}
 
 
 def _clear_settings() -> None:
@@ -56,13 +57,15 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
 def test_local_status_json(stack: StackSettings, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(["local", "status", "--json"], capsys)
     doc = json.loads(out)
-    assert set(doc) == {"healthy", "services"}
+    assert set(doc) == {"healthy", "services", "supervisor"}
+    assert set(doc["supervisor"]) == {"running", "pid", "log"}
     services = {s["name"]: s for s in doc["services"]}
     assert {"cassandra", "kafka", "redis", "gcs", "flink-jobmanager", "api"} <= set(services)
     for service in services.values():
         assert set(service) == SERVICE_KEYS
         assert service["state"] in ("healthy", "UNHEALTHY", "stopped")
         assert service["healthy"] == (service["state"] == "healthy")
+        assert isinstance(service["restarts"], int) and service["restarts"] >= 0
     assert all(s["healthy"] for s in services.values() if s["essential"])  # the fixture's stack
     assert services["kafka"]["endpoint"] == stack.kafka.bootstrap_servers
     assert doc["healthy"] == all(s["healthy"] for s in services.values())

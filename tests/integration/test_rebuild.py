@@ -37,7 +37,7 @@ from tests.support.archive import write_archive
 from tests.support.compare import mismatches
 from tests.support.dump import differences, dump_cql, dump_redis, wipe
 from tests.support.fixtures import unique
-from tests.support.reference import reference
+from tests.support.reference import reference_for
 from tests.support.stores import read_state
 
 FEED = FeedSettings(celebrity_threshold=25, follow_merge_limit=4, timeline_cap=12)
@@ -132,9 +132,7 @@ def cli_env(env: Env, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_rebuild_equals_the_reference_model(env: Env, rebuilt: tuple[dict, dict]) -> None:
-    expected = reference(env.events, celebrity_threshold=FEED.celebrity_threshold,
-                         follow_merge_limit=FEED.follow_merge_limit,
-                         timeline_cap=FEED.timeline_cap)
+    expected = reference_for(env.events, FEED)
     assert expected.celebrities and expected.deleted_posts and expected.post_counters
     assert any(len(t) > FEED.timeline_cap for t in expected.timelines.values())
     stored = read_state(env.session, env.redis, env.keys)

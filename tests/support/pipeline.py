@@ -14,12 +14,16 @@ from tests.support.stores import read_state
 from tests.support.waiting import HANG_GUARD_S
 
 
-def wait_converged(sb: Sandbox, expected: Expected, timeout_s: float = HANG_GUARD_S) -> list[str]:
-    """Poll the stores until they equal the reference; returns what still differs."""
+def wait_converged(sb: Sandbox, expected: Expected, timeout_s: float = HANG_GUARD_S, *,
+                   store: str | None = None) -> list[str]:
+    """Poll the stores (or only ``store``: "cql" or "redis") until they equal the reference;
+    returns what still differs."""
     deadline = time.monotonic() + timeout_s
     cap = sb.streaming.feed.timeline_cap
     while True:
-        diff = mismatches(read_state(sb.session, sb.redis, sb.keys), expected, cap)
+        diff = [line for line in mismatches(read_state(sb.session, sb.redis, sb.keys),
+                                            expected, cap)
+                if store is None or line.startswith(f"{store} ")]
         if not diff or time.monotonic() > deadline:
             return diff
         sb.assert_jobs_alive()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass
@@ -28,6 +28,20 @@ class Expected:
     deleted_posts: set[str] = field(default_factory=set)
     post_counters: dict[str, tuple[int, int]] = field(default_factory=dict)
     user_counters: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+class FeedKnobs(Protocol):
+    """The three knobs of the feed rules (``FeedSettings`` has them)."""
+
+    celebrity_threshold: int
+    follow_merge_limit: int
+    timeline_cap: int
+
+
+def reference_for(events: Iterable[Any], feed: FeedKnobs) -> Expected:
+    """`reference` with the knobs of a feed configuration."""
+    return reference(events, celebrity_threshold=feed.celebrity_threshold,
+                     follow_merge_limit=feed.follow_merge_limit, timeline_cap=feed.timeline_cap)
 
 
 def _v(e: Any) -> tuple[int, str]:

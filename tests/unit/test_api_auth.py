@@ -55,7 +55,10 @@ def test_token_without_expiry_is_refused() -> None:
     with pytest.raises(InvalidToken, match="no 'exp' claim"):
         verify_token(SECRET, token)
     lasting = jwt.encode({"sub": "u7", "exp": 4_000_000_000}, SECRET, algorithm="HS256")
-    assert verify_token(SECRET, lasting) == ("u7", 4_000_000_000.0)
+    with pytest.raises(InvalidToken, match="lifetime exceeds"):
+        verify_token(SECRET, lasting)
+    long_lived = auth.TokenPolicy(max_lifetime_s=4_000_000_000)
+    assert verify_token(SECRET, lasting, long_lived) == ("u7", 4_000_000_000.0)
 
 
 def test_issue_refuses_invalid_user_ids() -> None:
@@ -81,7 +84,7 @@ def test_verifier_caches_until_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
     now = time.time()
     checked: list[str] = []
 
-    def verify(secret: str, token: str) -> tuple[str, float]:
+    def verify(secret: str, token: str, *_policy_and_now: object) -> tuple[str, float]:
         checked.append(token)
         return "u1", now + 100
 

@@ -25,8 +25,13 @@ def test_api_service_hands_the_stack_settings_to_the_api(monkeypatch: pytest.Mon
     served = ServingSettings()
     assert served.kafka.bootstrap_servers == "k:1"
     assert served.api.port == 8123 and served.api.rate_limit_per_minute == 77
-    assert served.cql == stack.cql and served.redis == stack.redis
+    assert served.cql == stack.cql
+    # The guards (rate limits, idempotency) go to the stack's non-evicting Redis.
+    assert served.redis == stack.redis.model_copy(
+        update={"guards_url": f"redis://127.0.0.1:{stack.local.redis_guards_port}/0"})
     assert env["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "api" / "metrics")
+    assert env["FEEDLINE_ENVIRONMENT"] == "dev"  # chosen explicitly: the API's default is prod
+    assert env["UVICORN_HTTP"] == "serving.http_protocol:GuardedHttpToolsProtocol"
     (tmp_path / "api" / "metrics").mkdir(parents=True)
     (tmp_path / "api" / "metrics" / "counter_1.db").write_text("stale")
     service.prepare()
@@ -59,3 +64,12 @@ def test_token_refuses_bad_ids_and_the_placeholder_in_prod(
     code, lines, err = run_token(capsys, "u1")
     assert code == 2 and not lines  # a configuration error
     assert "development placeholder" in err
+
+
+def test_token_refuses_a_lifetime_the_api_would_refuse(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEEDLINE_API__JWT_MAX_LIFETIME_S", str(2 * 24 * 3600))
+    code, lines, err = run_token(capsys, "u1", "--ttl-days", "3")
+    assert code == 2 and not lines
+    assert "FEEDLINE_API__JWT_MAX_LIFETIME_S" in err
+    assert run_token(capsys, "u1", "--ttl-days", "2")[0] == 0

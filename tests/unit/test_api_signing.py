@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from feedline.settings import StorageSettings
-from feedline.stores.media_store import LENGTH_HEADER, MediaUploads
+from feedline.stores.media_store import CREATE_ONLY_HEADER, LENGTH_HEADER, MediaUploads
 
 EMULATOR = "http://127.0.0.1:9023"
 
@@ -60,7 +60,8 @@ def test_signed_put_verifies_with_the_advertised_headers(key_file) -> None:
     upload = uploads.signed_upload("m123", "image/png", 1234, timedelta(minutes=15), now)
     assert upload.method == "PUT"
     assert upload.url.startswith(f"{EMULATOR}/feedline-media/media/m123?")
-    assert upload.headers == {"Content-Type": "image/png", LENGTH_HEADER: "1234,1234"}
+    assert upload.headers == {"Content-Type": "image/png", LENGTH_HEADER: "1234,1234",
+                              CREATE_ONLY_HEADER: "0"}
     assert upload.expires_at == now + timedelta(minutes=15)
     query = dict(parse_qsl(urlsplit(upload.url).query))
     assert query["X-Goog-Expires"] == "900"
@@ -72,6 +73,11 @@ def test_signed_put_verifies_with_the_advertised_headers(key_file) -> None:
         verify_v4(upload.url, "PUT", {**upload.headers, LENGTH_HEADER: "0,99999999"}, public_key)
     with pytest.raises(InvalidSignature):
         verify_v4(upload.url, "GET", upload.headers, public_key)
+    with pytest.raises(InvalidSignature):  # create-only is bound: no PUT over an object
+        verify_v4(upload.url, "PUT", {**upload.headers, CREATE_ONLY_HEADER: "1764"}, public_key)
+    without = {k: v for k, v in upload.headers.items() if k != CREATE_ONLY_HEADER}
+    with pytest.raises(AssertionError):  # nor without the precondition
+        verify_v4(upload.url, "PUT", without, public_key)
 
 
 def test_real_gcs_urls_without_an_emulator(key_file) -> None:

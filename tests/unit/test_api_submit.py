@@ -217,3 +217,11 @@ def test_an_open_kafka_breaker_answers_before_anything_is_read(
     assert "failing fast" in failing_fast.value.detail
     assert write.prepared == 0 and records.stored == {}
 
+
+
+def test_a_record_drops_its_event_once_acknowledged() -> None:
+    pending = IdempotentRecord("fp", '{"event_id": "e1"}', {"event_id": "e1"})
+    assert IdempotentRecord.loads(pending.dumps()) == pending
+    done = replace(pending, acknowledged=True)
+    assert "event" not in json.loads(done.dumps())
+    assert IdempotentRecord.loads(done.dumps()) == replace(done, event="")

@@ -24,6 +24,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from feedline.settings import REPO_ROOT, ApiSettings
+from jobs.localstack.api import HTTP_PROTOCOL
 
 FLINK_DOCKERFILE = REPO_ROOT / "infra" / "docker" / "flink" / "Dockerfile"
 API_DOCKERFILE = REPO_ROOT / "infra" / "docker" / "api" / "Dockerfile"
@@ -35,8 +36,8 @@ HEAVY = {"apache-flink", "apache-beam", "great-expectations", "pytest", "gcp-sto
 #: Installed in the python base image itself.
 BASE_IMAGE = {"pip", "setuptools", "wheel"}
 #: What the image's three commands import first.
-API_IMAGE_MODULES = ["serving.main", "jobs.feedctl.main", "jobs.feedctl.db",
-                     "feedline.archive.archiver", "feedline.archive.lag"]
+API_IMAGE_MODULES = ["serving.main", "serving.http_protocol", "jobs.feedctl.main",
+                     "jobs.feedctl.db", "feedline.archive.archiver", "feedline.archive.lag"]
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -158,6 +159,21 @@ def test_the_api_image_installs_the_core_and_serves_on_the_published_port() -> N
     port = int(argv[argv.index("--port") + 1])
     assert port == ApiSettings().port
     assert any(entry.endswith(f":{port}") for entry in COMPOSE["services"]["api"]["ports"])
+
+
+def test_the_api_image_fails_closed_without_its_configuration(tmp_path: Path) -> None:
+    # The image sets no environment and no secret: `serving.main:app` started with only the
+    # image's ENV (and no .env in its empty WORKDIR) must refuse the development placeholder.
+    image_env = " ".join(rest for kw, rest in instructions(API_DOCKERFILE) if kw == "ENV")
+    assert "FEEDLINE_" not in image_env
+    # ...and it serves through the protocol that bounds request heads (slowloris).
+    assert f"UVICORN_HTTP={HTTP_PROTOCOL}" in image_env.split()
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run([sys.executable, "-c", "import serving.main as m; m.app"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "FEEDLINE_API__JWT_SECRET is the development placeholder" in done.stderr
+    assert "'prod'" in done.stderr
 
 
 def test_the_flink_image_holds_the_jars_and_interpreter_compose_names() -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -7,7 +8,9 @@ import yaml
 
 from feedline.settings import LocalStackSettings, StackSettings
 from feedline.stores.cql import load_migrations
+from jobs.localstack.api import ApiService
 from jobs.localstack.flink import _set, write_flink_conf
+from jobs.localstack.redis_server import RedisGuardsService, RedisService
 from pipelines.streaming.topic_counts import INVALID_KEY, key_of
 
 
@@ -51,3 +54,25 @@ def test_kafka_cluster_ids_never_look_like_an_option() -> None:
     ids = [new_cluster_id() for _ in range(5000)]  # about 78 would start with '-' unguarded
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
     assert len(set(ids)) == len(ids)
+
+
+def test_guards_redis_never_evicts_and_the_api_is_given_it(tmp_path: Path) -> None:
+    settings = StackSettings(local=LocalStackSettings(state_dir=tmp_path, redis_guards_port=6391))
+    cache, guards = RedisService(settings), RedisGuardsService(settings)
+    for svc in (cache, guards):
+        svc.home.mkdir(parents=True)
+        svc.prepare()
+    cache_conf = (cache.home / "redis.conf").read_text().splitlines()
+    guards_conf = (guards.home / "redis.conf").read_text().splitlines()
+    assert "maxmemory-policy allkeys-lru" in cache_conf
+    assert "maxmemory-policy noeviction" in guards_conf
+    assert "port 6391" in guards_conf and "maxmemory 128mb" in guards_conf
+    assert guards.home != cache.home and guards.marker() != cache.marker()
+
+    _, env = ApiService(settings).command()
+    assert json.loads(env["FEEDLINE_REDIS"])["guards_url"] == "redis://127.0.0.1:6391/0"
+    assert json.loads(env["FEEDLINE_REDIS"])["url"] == settings.redis.url
+    configured = settings.model_copy(update={"redis": settings.redis.model_copy(
+        update={"guards_url": "redis://elsewhere:7000/2"})})
+    _, env = ApiService(configured).command()
+    assert json.loads(env["FEEDLINE_REDIS"])["guards_url"] == "redis://elsewhere:7000/2"

@@ -12,7 +12,7 @@ from feedline.rules.engine import derive
 from feedline.rules.fanout import RulesConfig
 from feedline.rules.memory import FeedState
 from schemas.event_contracts import new_event
-from tests.support.reference import Expected, reference
+from tests.support.reference import Expected, reference_for
 
 USERS = [f"u{i}" for i in range(6)]
 BASE = datetime(2026, 11, 21, tzinfo=UTC)
@@ -73,15 +73,6 @@ def assert_matches(state: FeedState, expected: Expected, config: RulesConfig) ->
     assert got.user_counters == expected.user_counters
 
 
-def _expected(events: list, config: RulesConfig) -> Expected:
-    return reference(
-        events,
-        celebrity_threshold=config.celebrity_threshold,
-        follow_merge_limit=config.follow_merge_limit,
-        timeline_cap=config.timeline_cap,
-    )
-
-
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events=event_lists(), config=CONFIGS, data=st.data())
 def test_any_order_and_duplicates_give_the_reference_state(events, config, data) -> None:
@@ -92,7 +83,7 @@ def test_any_order_and_duplicates_give_the_reference_state(events, config, data)
     replayed = list(order)
     for event, at in zip(dupes, positions, strict=True):
         replayed.insert(at, event)
-    assert_matches(derive(replayed, config), _expected(events, config), config)
+    assert_matches(derive(replayed, config), reference_for(events, config), config)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -100,4 +91,4 @@ def test_any_order_and_duplicates_give_the_reference_state(events, config, data)
 def test_replaying_a_suffix_after_a_restart_changes_nothing(events, config, cut) -> None:
     # A restart from a checkpoint re-reads everything after it: a suffix arrives twice.
     cut = min(cut, len(events))
-    assert_matches(derive(events + events[cut:], config), _expected(events, config), config)
+    assert_matches(derive(events + events[cut:], config), reference_for(events, config), config)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +101,19 @@ def test_batch_entry_point_answers_a_typo_in_one_line(tmp_path: Path) -> None:
         " did you mean FEEDLINE_REDIS__URL?"]
 
 
+def test_placeholder_secret_refused_unless_dev_or_test_is_chosen(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env
+    monkeypatch.delenv("FEEDLINE_ENVIRONMENT", raising=False)
+    monkeypatch.delenv("FEEDLINE_API__JWT_SECRET", raising=False)
+    with pytest.raises(SettingsError, match="secret for environment 'prod'"):
+        ServingSettings()
+    assert StackSettings().environment == "dev"  # the local stack is a development stack
+    for chosen in ("dev", "test"):
+        monkeypatch.setenv("FEEDLINE_ENVIRONMENT", chosen)
+        assert ServingSettings().api.jwt_secret == DEV_JWT_SECRET
+
+
 def test_placeholder_secret_refused_outside_dev(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEEDLINE_ENVIRONMENT", "prod")
     with pytest.raises(SettingsError, match="JWT_SECRET is the development placeholder"):
@@ -132,3 +146,14 @@ def test_getter_is_cached_not_built_at_import() -> None:
 def test_empty_emulator_host_means_real_gcs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEEDLINE_STORAGE__EMULATOR_HOST", "")
     assert StreamingSettings().storage.emulator_host is None
+
+
+def test_env_example_is_a_valid_development_env(monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / ".env.example"
+    (tmp_path / ".env").write_text(example.read_text())
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("FEEDLINE_")]:
+        monkeypatch.delenv(name)
+    served = ServingSettings()  # the placeholder secret is accepted: dev is chosen explicitly
+    assert (served.environment, served.api.jwt_secret) == ("dev", DEV_JWT_SECRET)

@@ -1,0 +1,148 @@
+"""Keep deployed streaming jobs running across a JobManager restart (last-state recovery).
+
+The local Flink cluster has no high-availability services: a JobManager that dies forgets
+every job, although their retained checkpoints are still on disk. So a deployment made
+through `feedctl jobs deploy` is recorded here (job name, Flink job id, the savepoint it
+started from, its settings), a cancel through feedctl forgets it, and `resume_lost` starts
+every recorded job that the cluster no longer runs from its newest complete checkpoint
+(else from the savepoint it had started from, else from nothing, when it never got that
+far). The JobManager's set-up step runs it after each (re)start, which the supervisor
+triggers; `feedctl jobs resume` runs it by hand. In production the same role is played by
+Flink's Kubernetes HA services or the Flink Kubernetes Operator's last-state upgrade mode.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from feedline.settings import StackSettings, StreamingSettings
+from jobs import flink_rest
+from jobs.specs import JOBS
+
+Say = Callable[[str], object]
+
+_CHECKPOINT = re.compile(r"chk-(\d+)")
+
+
+@dataclass(frozen=True)
+class KeptJob:
+    """What is needed to start a deployed job again."""
+
+    name: str
+    """The spec's name (``fanout``, ``counters``)."""
+    suffix: str
+    """The job-name suffix of an isolated copy ("" for the stack's own jobs)."""
+    job_id: str
+    """The Flink job id of the latest deployment."""
+    restored_from: str | None
+    """The savepoint or checkpoint that deployment started from, if any."""
+    streaming: str
+    """The job's ``StreamingSettings`` as JSON, exactly as it was deployed."""
+
+    @property
+    def job_name(self) -> str:
+        """The Flink job name."""
+        return JOBS[self.name].job_name(self.suffix)
+
+
+def records_file(stack: StackSettings) -> Path:
+    """Where the deployments are recorded (next to the cluster's checkpoints)."""
+    return stack.local.state_dir / "flink" / "kept-jobs.json"
+
+
+def checkpoint_root(stack: StackSettings) -> Path:
+    """The cluster's checkpoint folder (``execution.checkpointing.dir`` of the stack)."""
+    return stack.local.state_dir / "flink" / "checkpoints"
+
+
+def kept(stack: StackSettings) -> dict[str, KeptJob]:
+    """The recorded deployments by Flink job name."""
+    try:
+        raw = json.loads(records_file(stack).read_text())
+    except FileNotFoundError:
+        return {}
+    return {name: KeptJob(**fields) for name, fields in raw.items()}
+
+
+def _save(stack: StackSettings, jobs: dict[str, KeptJob]) -> None:
+    path = records_file(stack)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps({n: asdict(j) for n, j in sorted(jobs.items())}, indent=1))
+    os.replace(partial, path)  # a reader never sees half a file
+
+
+def remember(stack: StackSettings, job: KeptJob) -> None:
+    """Record a deployment (replacing the job name's previous one)."""
+    jobs = kept(stack)
+    jobs[job.job_name] = job
+    _save(stack, jobs)
+
+
+def forget(stack: StackSettings, job_name: str) -> bool:
+    """Drop a job from the record (it was cancelled on purpose); True if it was there."""
+    jobs = kept(stack)
+    if jobs.pop(job_name, None) is None:
+        return False
+    _save(stack, jobs)
+    return True
+
+
+def latest_checkpoint(stack: StackSettings, job_id: str) -> Path | None:
+    """The newest complete checkpoint of a job (its ``_metadata`` written), if any."""
+    folder = checkpoint_root(stack) / job_id
+    found = [(int(m.group(1)), p) for p in folder.glob("chk-*")
+             if (m := _CHECKPOINT.fullmatch(p.name)) and (p / "_metadata").is_file()]
+    return max(found)[1] if found else None
+
+
+def restore_point(stack: StackSettings, job: KeptJob) -> str | None:
+    """Where a lost job starts again: its newest checkpoint, else where it had started."""
+    checkpoint = latest_checkpoint(stack, job.job_id)
+    return checkpoint.resolve().as_uri() if checkpoint else job.restored_from
+
+
+def lost(stack: StackSettings) -> list[KeptJob]:
+    """Recorded jobs the cluster does not run (any state but a terminal one counts)."""
+    return [job for job in kept(stack).values()
+            if not flink_rest.running(stack.flink.rest_url, job.job_name)]
+
+
+def resume_lost(stack: StackSettings, say: Say = print, *, dry_run: bool = False) -> list[str]:
+    """Start every lost job again from its restore point; returns their job names.
+
+    A job that fails to start is reported and left recorded, so the next run tries again.
+    """
+    from jobs.deploy import DeployError, deploy  # deploy imports this module
+
+    resumed = []
+    for job in lost(stack):
+        if kept(stack).get(job.job_name) != job:
+            continue  # forgotten (cancelled on purpose) or redeployed while we resumed others
+        point = restore_point(stack, job)
+        origin = f"from {point}" if point else "from nothing (it never checkpointed)"
+        if dry_run:
+            say(f"would resume {job.job_name} {origin}")
+            resumed.append(job.job_name)
+            continue
+        say(f"resuming {job.job_name} {origin} ...")
+        try:
+            job_id = deploy(stack, StreamingSettings.model_validate_json(job.streaming), job.name,
+                            suffix=job.suffix, from_savepoint=point)
+        except (DeployError, flink_rest.FlinkRestError) as error:
+            say(f"could not resume {job.job_name}: {str(error).splitlines()[0]}")
+            continue
+        if job.job_name not in kept(stack):
+            # Cancelled through feedctl (forgotten) while it started: it stays cancelled.
+            flink_rest.cancel(stack.flink.rest_url, job_id)
+            say(f"{job.job_name} was cancelled while it resumed; stopped it again")
+            continue
+        remember(stack, KeptJob(job.name, job.suffix, job_id, point, job.streaming))
+        say(f"{job.job_name} running again as {job_id}")
+        resumed.append(job.job_name)
+    return resumed

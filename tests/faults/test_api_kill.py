@@ -1,0 +1,78 @@
+"""The stack's API server killed (SIGKILL, all its worker processes) while clients write.
+
+Clients write follows through the stack's own API (``feedctl local up`` runs it under the
+supervisor): one without an Idempotency-Key, two with one, retrying the same key after a
+5xx or a failed connection as a client library would. The API is killed once; the
+supervisor must start it again with no manual step, within ``RECOVERY_BOUND_S``. Then:
+writes are accepted again; every write answered 202 is in Kafka; and each key's follow
+is in Kafka as one event (perhaps sent twice, with one event id, which the consumers
+deduplicate): a write whose answer was lost with the server is applied at most once when
+retried with its key.
+
+It kills the shared stack's API: every other client of it sees connections refused for a
+few seconds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+
+import pytest
+
+from feedline.settings import ServingSettings, StackSettings
+from jobs.localstack.api import ApiService
+from tests.support.faults import Traffic
+from tests.support.kills import kill, supervised_service, topic_events
+from tests.support.waiting import eventually
+
+pytestmark = [pytest.mark.faults, pytest.mark.integration]
+
+#: From SIGKILL to writes accepted again.
+RECOVERY_BOUND_S = 120.0
+
+
+@dataclass(frozen=True)
+class StackApi:
+    """The stack's API server, where the traffic threads send their requests."""
+
+    url: str
+
+
+def test_writes_recover_after_the_api_is_killed(stack: StackSettings) -> None:
+    supervised_service(stack, "api")  # skips when nothing would restart it
+    settings = ServingSettings(environment=stack.environment, kafka=stack.kafka,
+                               redis=stack.redis, api=stack.api)
+    tag = f"-{uuid.uuid4().hex[:8]}-"  # this run's names on the stack's shared topics
+    api = StackApi(ApiService(stack).endpoint())
+    with Traffic(api, settings, writers=1, keyed_writers=2, tag=tag) as traffic:
+        eventually(lambda: traffic.accepted_after(0.0), "writes accepted before the kill",
+                   timeout_s=RECOVERY_BOUND_S, detail=traffic.summary)
+        fault = kill(stack, "api", timeout_s=RECOVERY_BOUND_S, detail=traffic.summary)
+        accepted = eventually(lambda: traffic.accepted_after(fault.back_at),
+                              "a write accepted after the restart",
+                              timeout_s=RECOVERY_BOUND_S, detail=traffic.summary)
+        eventually(lambda: sum(a.status == 202 and a.started > accepted.ended
+                               for a in [*traffic.writes, *traffic.keyed]) >= 10,
+                   "writes accepted steadily after the restart",
+                   timeout_s=RECOVERY_BOUND_S, detail=traffic.summary)
+    print(f"api healthy {fault.back_at - fault.killed_at:.1f} s after SIGKILL; first write "
+          f"accepted {accepted.ended - fault.killed_at:.1f} s after it; {traffic.summary()}")
+
+    lost = [a for a in [*traffic.writes, *traffic.keyed] if a.status == 0]
+    assert lost, f"no request found the API down ({traffic.summary()})"
+    assert all(a.status in (0, 202, 429) for a in [*traffic.writes, *traffic.keyed]), \
+        traffic.summary()
+
+    ours = [e for e in topic_events(settings, [settings.kafka.follows_topic])
+            if tag in e.followee_id]
+    in_kafka = {e.event_id for e in ours}
+    answered = [a for a in [*traffic.writes, *traffic.keyed] if a.status == 202]
+    assert all(a.body["event_id"] in in_kafka for a in answered), "a 202 is not in Kafka"
+    events_per_followee: dict[str, set[str]] = defaultdict(set)
+    for event in ours:
+        events_per_followee[event.followee_id].add(event.event_id)
+    keyed = {f for f in events_per_followee if f.startswith(f"kfollowee{tag}")}
+    assert keyed and all(len(events_per_followee[f]) == 1 for f in keyed), \
+        "a write retried with its Idempotency-Key was applied twice"

@@ -1,0 +1,58 @@
+"""The record of deployed jobs and where a lost one starts again (no cluster needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from feedline.settings import LocalStackSettings, StackSettings, StreamingSettings
+from jobs import keeper
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> StackSettings:
+    return StackSettings(local=LocalStackSettings(state_dir=tmp_path))
+
+
+def _job(job_id: str, suffix: str = "", restored_from: str | None = None) -> keeper.KeptJob:
+    return keeper.KeptJob("fanout", suffix, job_id, restored_from,
+                          StreamingSettings().model_dump_json())
+
+
+def _checkpoint(stack: StackSettings, job_id: str, number: int, complete: bool = True) -> Path:
+    folder = keeper.checkpoint_root(stack) / job_id / f"chk-{number}"
+    folder.mkdir(parents=True)
+    if complete:
+        (folder / "_metadata").write_bytes(b"x")
+    return folder
+
+
+def test_remember_replaces_by_job_name_and_forget_drops(stack: StackSettings) -> None:
+    keeper.remember(stack, _job("a" * 32))
+    keeper.remember(stack, _job("b" * 32))  # redeployed: the newer deployment wins
+    keeper.remember(stack, _job("c" * 32, suffix="-x1"))
+    assert {name: job.job_id for name, job in keeper.kept(stack).items()} == {
+        "feedline-fanout": "b" * 32, "feedline-fanout-x1": "c" * 32}
+    assert keeper.kept(stack)["feedline-fanout"].streaming == StreamingSettings().model_dump_json()
+    assert keeper.forget(stack, "feedline-fanout") is True
+    assert keeper.forget(stack, "feedline-fanout") is False
+    assert list(keeper.kept(stack)) == ["feedline-fanout-x1"]
+
+
+def test_restore_point_is_the_newest_complete_checkpoint(stack: StackSettings) -> None:
+    job_id = "d" * 32
+    _checkpoint(stack, job_id, 2)
+    newest = _checkpoint(stack, job_id, 10)  # numerically newest, not by name (chk-10 < chk-2)
+    _checkpoint(stack, job_id, 11, complete=False)  # being written when the JobManager died
+    _checkpoint(stack, "e" * 32, 12)  # another job's
+    assert keeper.latest_checkpoint(stack, job_id) == newest
+    assert keeper.restore_point(stack, _job(job_id, restored_from="file:///sp/1")) \
+        == newest.resolve().as_uri()
+
+
+def test_without_a_checkpoint_a_job_starts_where_it_had_started(stack: StackSettings) -> None:
+    assert keeper.restore_point(stack, _job("f" * 32, restored_from="file:///sp/1")) == \
+        "file:///sp/1"
+    assert keeper.restore_point(stack, _job("f" * 32)) is None
+    assert keeper.kept(stack) == {}  # no file yet: nothing recorded
