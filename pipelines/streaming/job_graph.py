@@ -179,17 +179,37 @@ def parsed_events(
     return events
 
 
+def split_for_writers(stamped_effects: tuple[int, list[Any]]) -> Iterator[tuple[str, list[Any]]]:
+    """(writer bucket, its (write time, effect) pairs) for one event's effects."""
+    from feedline.rules.write_order import split_by_bucket, stamped
+
+    first, effects = stamped_effects
+    yield from split_by_bucket(stamped(first, effects))
+
+
 def write_and_end(effects: Any, settings: StreamingSettings, step: str) -> None:
-    """Send effect lists through the buffered writer (one instance) and end the graph."""
+    """Send each event's effects to the writers of their rows' owners and end the graph.
+
+    ``effects`` carries ``(first write time, effects)`` per event (the rule operators).
+    They are split by the owner of the rows each effect writes, hashed into writer buckets
+    (``feedline.rules.write_order``), so parallelism N gives N writers and every row keeps
+    one writer. uids: ``split-<step>`` and ``write-rows-<step>`` (the operator keeps its
+    name, ``write-<step>``); the former single writer's uid ``write-<step>`` (keyed by a
+    constant) is gone, so a savepoint taken before this graph does not restore into it (its
+    unwritten batch would be lost): deploy afresh and rebuild.
+    """
     from pyflink.common import Types
 
     from pipelines.streaming.operators import BufferedWriteEffects
 
     (
-        effects.key_by(lambda _effects: "writer", key_type=Types.STRING())
+        effects.flat_map(split_for_writers, output_type=Types.PICKLED_BYTE_ARRAY())
+        .name(f"split-{step}")
+        .uid(f"split-{step}")
+        .key_by(lambda bucket_effects: bucket_effects[0], key_type=Types.STRING())
         .process(BufferedWriteEffects(settings.model_dump_json()), output_type=Types.LONG())
-        .name(f"write-{step}")
-        .uid(f"write-{step}")
+        .name(f"write-{step}")  # the name the benchmarks read the writers' metrics by
+        .uid(f"write-rows-{step}")
         .sink_to(discarding_sink())
         .name(f"end-{step}")
         .uid(f"end-{step}")
