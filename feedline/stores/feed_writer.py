@@ -237,7 +237,7 @@ class FeedWriter:
                 case _:
                     raise TypeError(f"unknown effect {e!r}")
         # Realtime push (feedline.stores.push): the feed and delete events, same pipeline.
-        tags.extend([("plain",)] * queue_feed_events(pipe, k, effects))
+        tags.extend([("plain",)] * queue_feed_events(pipe, k, [e for _at, e in items]))
         if not tags:
             return
         reload: dict[str, tuple[str, str]] = {}
