@@ -75,7 +75,7 @@ class _RuleOperator(KeyedProcessFunction):
         if rules is None:
             rules = new_state(RuleKey.parse(ctx.get_current_key(), self.job))
         effects = apply_event(rules, event, self.config)
-        first = clock.stamp(event.event_time_ms, len(effects))
+        first = clock.stamp(time.time_ns() // 1000, len(effects))
         self.state.update((rules, recent, clock))
         if effects:
             yield first, effects
