@@ -237,3 +237,25 @@ def test_after_a_restore_every_effect_before_the_checkpoint_is_written(
     # again (harmless). Bucket 2's restored element is written, the new one once.
     assert sorted(e for _, e in after.written) == list("abcdefg")
     assert checkpoint.lists == {} and checkpoint.timers == set()
+
+
+def test_a_tick_writes_a_restored_bucket_whose_timer_never_fires(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyFlink was seen not to fire a restored processing-time timer: a bucket that gets no
+    new effect after a restore is written when a tick (an element without effects)
+    reaches it; a tick to a clean bucket does nothing."""
+    backend = Backend(now=1_000)
+    op, _before = _writer(backend, monkeypatch)
+    _send(op, backend, "9", [(1, "a"), (2, "b")])  # buffered, then the job stops
+    savepoint = Backend({k: list(v) for k, v in backend.lists.items()}, set(), now=9_000)
+    restored, after = _writer(savepoint, monkeypatch)  # its restored timers are lost
+    _fire(restored, savepoint, 9_500)
+    assert after.written == []
+    _send(restored, savepoint, "9", [])  # a tick
+    _send(restored, savepoint, "4", [])  # a tick to a bucket with nothing held
+    _fire(restored, savepoint, 9_600)
+    assert after.written == [(1, "a"), (2, "b")] and savepoint.lists == {}
+    _send(restored, savepoint, "9", [])  # clean now: no timer, nothing written
+    assert savepoint.timers == set()
+    _fire(restored, savepoint, 9_700)
+    assert after.written == [(1, "a"), (2, "b")]
