@@ -4,8 +4,11 @@ Writers prepare the statements they use by name (``prepare``); the API's ``CqlCl
 prepares each text on first use. No statement text lives anywhere else.
 
 Every write carries an explicit write time (``USING TIMESTAMP ?``, microseconds): the
-streaming writer's grows in effect order, the rebuild's replaces a partition at ``T`` and
-writes its rows at ``T + 1``. UPDATE and DELETE take the write time as their first bind
+streaming writer's comes from the events (``feedline.rules.write_order``: it grows per row
+in event order), the rebuild's replaces a partition at ``T`` and writes its rows at
+``T + 1``. ``posts.media`` is a non-frozen list: writing it twice at the same write time
+would keep both copies, so the streaming writer first reads ``post_written`` and leaves
+out a post payload written already. UPDATE and DELETE take the write time as their first bind
 value, INSERT as its last (``bind_write`` puts it in place).
 """
 
@@ -82,6 +85,7 @@ READS: dict[str, str] = {
     "AND (created_at, post_id) < (?, ?) LIMIT ?",
     "post": "SELECT post_id, author_id, caption, media, created_at, deleted FROM posts "
     "WHERE post_id = ?",
+    "post_written": "SELECT writetime(created_at) AS written FROM posts WHERE post_id = ?",
     "post_counters": "SELECT likes, comments FROM post_counters WHERE post_id = ?",
     "user_counters": "SELECT followers, following, posts FROM user_counters WHERE user_id = ?",
     "followees": "SELECT followee_id FROM following WHERE follower_id = ?",

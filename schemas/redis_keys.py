@@ -11,6 +11,7 @@
 | ``{p}:celebs`` | SET | authors currently above the celebrity threshold |
 | ``{p}:rl:{user_id}:{window}`` | STRING | rate-limit counter of one window |
 | ``{p}:idem:{user_id}:{key}`` | STRING | event id produced for an Idempotency-Key |
+| ``{p}:v:{key}`` | HASH | write versions of the rows of ``{p}:{key}`` (write guard, not data) |
 
 The hashes' fields, with their encode and decode, are in ``schemas.redis_hashes``.
 
@@ -87,6 +88,19 @@ class RedisKeys:
     def idempotency(self, user_id: str, key: str) -> str:
         """Event id recorded for a client's Idempotency-Key."""
         return f"{self.prefix}:idem:{user_id}:{key}"
+
+    def versions(self, key: str) -> str:
+        """HASH of the write versions of ``key``'s rows: member or field -> write time (µs).
+
+        Kept by the streaming writer's guard (``lua/write_guarded.lua``): a write applies
+        only when newer than the version of its row (the field ``""``: the whole key). Not
+        data: readers never read it, and comparisons of the stores leave it out.
+        """
+        return f"{self.prefix}:v:{key[len(self.prefix) + 1:]}"
+
+    def is_versions(self, key: str) -> bool:
+        """Whether ``key`` is a versions hash (``versions``)."""
+        return key.startswith(f"{self.prefix}:v:")
 
     def pattern(self) -> str:
         """SCAN pattern matching every key of this prefix."""

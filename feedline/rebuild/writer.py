@@ -5,8 +5,10 @@ write time ``T`` and its rows inserted at ``T + 1`` in the same single-partition
 batch, so the result is exactly the image whatever the store held before and however
 often the rebuild runs. A Redis timeline is built under a scratch key and renamed over the
 live one, so a reader never sees a half-built timeline and no long transaction blocks
-reads; outboxes, post hashes and counters are replaced in MULTI/EXEC pipelines. CQL
-statements are prepared and run concurrently.
+reads; outboxes, post hashes and counters are replaced in MULTI/EXEC pipelines. Every
+Redis key it replaces gets ``T + 1`` as its version (``RedisKeys.versions``), so the
+streaming writer's guard drops a streaming write older than the rebuild, applied after
+it, in Redis as the CQL store does. CQL statements are prepared and run concurrently.
 """
 
 from __future__ import annotations
@@ -115,6 +117,10 @@ class ImageWriter:
         self.rows_written += len(rows)
         return batches
 
+    def _version(self, pipe: Any, key: str, row: str = "") -> None:
+        """Record the rebuild's write time as the version of ``key`` (or of one member)."""
+        pipe.hset(self.keys.versions(key), row, self.write_at)
+
     def _run(self, statements: list[Any]) -> None:
         if statements:
             execute_concurrent(self.session, [(s, None) for s in statements],
@@ -146,7 +152,9 @@ class ImageWriter:
                 pipe.delete(f"{key}{SCRATCH}")
                 pipe.zadd(f"{key}{SCRATCH}", cached)
             _swap(pipe, key, bool(cached))
+            self._version(pipe, key)
             key = FOLLOWED_CELEBRITIES.key(self.keys, user)
+            self._version(pipe, key)
             if followed.get(user):
                 pipe.delete(f"{key}{SCRATCH}")
                 pipe.sadd(f"{key}{SCRATCH}", *sorted(followed[user]))
@@ -181,6 +189,8 @@ class ImageWriter:
             else:
                 statements.append(self._one("celebrity_remove", (author,), self.clear_at))
                 pipe.srem(self.keys.celebrities(), author)
+            self._version(pipe, self.keys.celebrities(), author)
+            self._version(pipe, OUTBOX.key(self.keys, author))
             # Outboxes are cached for celebrities only (``OUTBOX.celebrities_only``): the
             # image's is empty for anyone else.
             pipe.delete(OUTBOX.key(self.keys, author))
@@ -189,6 +199,7 @@ class ImageWriter:
                 pipe.zadd(OUTBOX.key(self.keys, author), outbox)
         for post_id in sorted(image.post_rows):
             pipe.delete(self.keys.post(post_id))
+            self._version(pipe, self.keys.post(post_id))
             upsert = feed.posts.get(post_id)
             if upsert is not None:
                 pipe.hset(self.keys.post(post_id), mapping=encode_post(upsert))
@@ -246,6 +257,7 @@ class ImageWriter:
                 batch.add(self.stmts["post_counters_clear"],
                           bind_write("post_counters_clear", (post_id,), self.clear_at))
                 pipe.delete(self.keys.post_counters(post_id))
+                self._version(pipe, self.keys.post_counters(post_id))
                 counts = feed.post_counters.get(post_id)
                 if counts is not None:
                     batch.add(self.stmts["post_counters_set"], bind_write(
@@ -260,6 +272,7 @@ class ImageWriter:
             batch.add(self.stmts["user_counters_clear"],
                       bind_write("user_counters_clear", (user,), self.clear_at))
             pipe.delete(self.keys.user_counters(user))
+            self._version(pipe, self.keys.user_counters(user))
             values = feed.user_counters.get(user, {})
             for name, statement in USER_COUNTER_WRITES.items():
                 if name in values:

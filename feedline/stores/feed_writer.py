@@ -1,24 +1,30 @@
 """Apply rule effects to the CQL store and Redis, batched and idempotent.
 
-One ``write`` call takes the effects of one event (or of many) and:
+One ``write`` call takes effects, each with its write time (``write_stamped``: the times
+the rules keys gave them, ``feedline.rules.write_order``; ``write``: times from this
+writer's clock, growing in effect order), and:
 
-1. runs the CQL statements — all prepared, each with an explicit write time that grows
-   in effect order — grouped into unlogged batches executed concurrently; the write
-   times make last-writer-wins keep the effects' order whatever the grouping;
-2. then updates Redis in one pipeline. Sorted sets (timelines, outboxes) are only
-   added to when the key exists (a Lua script); a missing key means "not cached" (never
-   built or evicted), and is rebuilt from the CQL store instead, so a partial timeline
-   is never mistaken for a whole one. A full timeline that loses an entry is refilled
-   from the CQL store, so Redis always holds exactly the newest ``timeline_cap``.
+1. runs the CQL statements — all prepared, each ``USING TIMESTAMP`` its effect's write
+   time — grouped into unlogged batches executed concurrently; last-writer-wins on the
+   write times keeps each row's order whatever the grouping, and a replayed or late write
+   never overwrites a newer one;
+2. then updates Redis in one pipeline, every write through ``lua/write_guarded.lua``: it
+   applies only when newer than the version its row keeps (``RedisKeys.versions``). Sorted
+   sets (timelines, outboxes) are only added to when the key exists; a missing key means
+   "not cached" (never built or evicted), and is rebuilt from the CQL store instead, so a
+   partial timeline is never mistaken for a whole one. A full timeline that loses an entry
+   is refilled from the CQL store, so Redis always holds exactly the newest
+   ``timeline_cap``. A rebuilt set comes from CQL rows this writer wrote itself: every
+   effect on one owner's rows goes through one writer (``write_order.write_owner``).
 
-Counters are absolute values; every write is an upsert or a delete keyed by ids, so
-applying the same effects twice changes nothing.
+Counters are absolute values; every write is an upsert or a delete keyed by ids at its
+write time, so applying the same effects twice changes nothing.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +50,7 @@ from feedline.rules.effects import (
     TimelineRemove,
     UserCounterSet,
 )
+from feedline.rules.write_order import StampedEffect
 from feedline.stores.lua import source
 from feedline.stores.push import queue_feed_events
 from schemas.cql_statements import (
@@ -65,7 +72,7 @@ _WRITES = (
     "timeline_remove", "follower_add", "following_add", "follower_remove", "following_remove",
     "celebrity_add", "celebrity_remove", "post_counters_set", *USER_COUNTER_WRITES.values(),
 )
-_READS = tuple(str(r.listing) for r in SET_RULES.values() if r.listing)
+_READS = (*(str(r.listing) for r in SET_RULES.values() if r.listing), "post_written")
 
 
 class FeedWriter:
@@ -88,117 +95,149 @@ class FeedWriter:
         self.cap = timeline_cap
         self.concurrency = concurrency
         self.retries = retries
-        # Every write carries an explicit write time (microseconds, strictly increasing per
-        # writer, in effect order), so grouping statements into batches or running them
-        # concurrently can never reorder two effects on the same row.
+        # Every write carries an explicit write time (microseconds, growing per row in effect
+        # order), so grouping statements into batches or running them concurrently can
+        # never reorder two effects on the same row.
         self.stmts = prepare(session, (*_WRITES, *_READS))
         self.batch_size = batch_size
         self._last_micros = 0
-        self._zadd_if_cached = client.register_script(source("zadd_if_cached.lua"))
+        self._guarded = client.register_script(source("write_guarded.lua"))
 
     # --- CQL ----------------------------------------------------------------------------
 
-    def _cql(self, effects: Sequence[Effect]) -> list[tuple[str, tuple[Any, ...]]]:
-        """(statement name, bind values without the write time), in effect order."""
-        out: list[tuple[str, tuple[Any, ...]]] = []
-        for e in effects:
+    def _written_posts(self, items: Sequence[StampedEffect]) -> set[tuple[str, int]]:
+        """(post_id, write time) of the post upserts whose payload the store holds already.
+
+        ``posts.media`` is a non-frozen list: a second INSERT at the same write time would
+        append its elements again instead of replacing them. So a replayed upsert (after a
+        restore) is left out when the row's payload was written at or after its time.
+        """
+        upserts = [(at, e.post_id) for at, e in items if isinstance(e, PostUpsert)]
+        if not upserts:
+            return set()
+        rows = execute_concurrent(
+            self.session, [(self.stmts["post_written"], (post_id,)) for _at, post_id in upserts],
+            concurrency=self.concurrency, raise_on_first_error=True)
+        done = set()
+        for (at, post_id), (_ok, result) in zip(upserts, rows, strict=True):
+            row = result.one()
+            if row is not None and row.written is not None and row.written >= at:
+                done.add((post_id, at))
+        return done
+
+    def _cql(self, items: Sequence[StampedEffect], written_posts: Set[tuple[str, int]]
+             ) -> list[tuple[str, tuple[Any, ...], int]]:
+        """(statement name, bind values without the write time, write time), in order."""
+        out: list[tuple[str, tuple[Any, ...], int]] = []
+        for at, e in items:
+            ops: list[tuple[str, tuple[Any, ...]]] = []
             match e:
                 case TimelineAdd():
-                    out.append(("timeline_add",
+                    ops.append(("timeline_add",
                                 (e.user_id, ms_to_dt(e.created_ms), e.post_id, e.author_id)))
                 case TimelineRemove():
-                    out.append(("timeline_remove",
+                    ops.append(("timeline_remove",
                                 (e.user_id, ms_to_dt(e.created_ms), e.post_id)))
                 case PostUpsert():
                     created = ms_to_dt(e.created_ms)
                     media = [(m.media_id, m.content_type, m.uri) for m in e.media]
-                    out.append(("post_upsert",
-                                (e.post_id, e.author_id, e.caption, media, created, e.event_id)))
-                    out.append(("user_post_add", (e.author_id, created, e.post_id)))
+                    if (e.post_id, at) not in written_posts:
+                        ops.append(("post_upsert", (e.post_id, e.author_id, e.caption, media,
+                                                    created, e.event_id)))
+                    ops.append(("user_post_add", (e.author_id, created, e.post_id)))
                 case PostRetract():
-                    out.append(("post_retract",
-                                (e.author_id, datetime.now(UTC), e.post_id)))
+                    deleted_at = datetime.fromtimestamp(at / 1_000_000, tz=UTC)
+                    ops.append(("post_retract", (e.author_id, deleted_at, e.post_id)))
                     if e.created_ms is not None:
-                        out.append(("user_post_remove",
+                        ops.append(("user_post_remove",
                                     (e.author_id, ms_to_dt(e.created_ms), e.post_id)))
                 case EdgeUpsert():
                     since = ms_to_dt(e.followed_ms)
-                    out.append(("follower_add", (e.followee_id, e.follower_id, since)))
-                    out.append(("following_add", (e.follower_id, e.followee_id, since)))
+                    ops.append(("follower_add", (e.followee_id, e.follower_id, since)))
+                    ops.append(("following_add", (e.follower_id, e.followee_id, since)))
                 case EdgeDelete():
-                    out.append(("follower_remove", (e.followee_id, e.follower_id)))
-                    out.append(("following_remove", (e.follower_id, e.followee_id)))
+                    ops.append(("follower_remove", (e.followee_id, e.follower_id)))
+                    ops.append(("following_remove", (e.follower_id, e.followee_id)))
                 case CelebritySet():
                     name = "celebrity_add" if e.celebrity else "celebrity_remove"
-                    out.append((name, (e.author_id,)))
+                    ops.append((name, (e.author_id,)))
                 case PostCountersSet():
-                    out.append(("post_counters_set", (e.post_id, e.likes, e.comments)))
+                    ops.append(("post_counters_set", (e.post_id, e.likes, e.comments)))
                 case UserCounterSet():
-                    out.append((USER_COUNTER_WRITES[e.field], (e.value, e.user_id)))
+                    ops.append((USER_COUNTER_WRITES[e.field], (e.value, e.user_id)))
                 case OutboxAdd() | OutboxRemove() | OutboxClear():
                     pass  # the CQL outbox is user_posts, written with the post itself
                 case FollowedCelebrityAdd() | FollowedCelebrityRemove():
                     pass  # derivable in CQL from following + celebrities
                 case _:
                     raise TypeError(f"unknown effect {e!r}")
+            out.extend((name, values, at) for name, values in ops)
         return out
 
     # --- Redis --------------------------------------------------------------------------
 
-    def _redis(self, effects: Sequence[Effect]) -> None:
+    def _redis(self, items: Sequence[StampedEffect]) -> None:
         k = self.keys
         pipe = self.redis.pipeline(transaction=False)
-        # One tag per queued command, to read its reply: ("cached", kind, owner) for a
-        # guarded ZADD, ("card", owner) for the size of a capped timeline before a removal
-        # (the completeness rules: ``schemas.redis_sets``).
+        # One tag per queued write, to read its reply (-1: older than its row's version,
+        # nothing changed): ("cached", kind, owner) for an add to a sorted set kept only
+        # where cached, ("card", owner) for a removal from a capped timeline (the reply is
+        # its size before), ("plain",) otherwise (the completeness rules:
+        # ``schemas.redis_sets``).
         tags: list[tuple[str, ...]] = []
 
-        def guarded_zadd(rule: SetRule, owner: str, score: int, member: str) -> None:
-            self._zadd_if_cached(keys=[rule.key(k, owner)], args=[self.cap, score, member],
-                                 client=pipe)
-            tags.append(("cached", rule.kind, owner))
+        def guarded(tag: tuple[str, ...], key: str, op: str, row: str, at: int,
+                    *args: Any) -> None:
+            self._guarded(keys=[key, k.versions(key)], args=[op, row, at, *args], client=pipe)
+            tags.append(tag)
 
-        def plain(command: Any, *args: Any, **kwargs: Any) -> None:
-            command(*args, **kwargs)
-            tags.append(("plain",))
+        def cached_add(rule: SetRule, owner: str, at: int, score: int, member: str) -> None:
+            guarded(("cached", rule.kind, owner), rule.key(k, owner), "zadd_cached", member, at,
+                    self.cap, score, member)
 
-        for e in effects:
+        def fields(mapping: dict[str, Any]) -> list[Any]:
+            return [x for pair in mapping.items() for x in pair]
+
+        plain: tuple[str, ...] = ("plain",)
+        for at, e in items:
             match e:
                 case TimelineAdd():
-                    guarded_zadd(TIMELINE, e.user_id, e.created_ms, e.post_id)
+                    cached_add(TIMELINE, e.user_id, at, e.created_ms, e.post_id)
                 case TimelineRemove():
-                    if TIMELINE.completeness is Completeness.CAPPED:
-                        pipe.zcard(TIMELINE.key(k, e.user_id))
-                        tags.append(("card", e.user_id))
-                    plain(pipe.zrem, TIMELINE.key(k, e.user_id), e.post_id)
+                    capped = TIMELINE.completeness is Completeness.CAPPED
+                    tag = ("card", e.user_id) if capped else plain
+                    guarded(tag, TIMELINE.key(k, e.user_id), "zrem", e.post_id, at, e.post_id)
                 case PostUpsert():
-                    plain(pipe.hset, k.post(e.post_id), mapping=encode_post(e))
+                    guarded(plain, k.post(e.post_id), "hset", "", at, *fields(encode_post(e)))
                 case PostRetract():
-                    plain(pipe.delete, k.post(e.post_id))
+                    guarded(plain, k.post(e.post_id), "del", "", at)
                 case OutboxAdd():
-                    guarded_zadd(OUTBOX, e.author_id, e.created_ms, e.post_id)
+                    cached_add(OUTBOX, e.author_id, at, e.created_ms, e.post_id)
                 case OutboxRemove():
-                    plain(pipe.zrem, k.outbox(e.author_id), e.post_id)
+                    guarded(plain, k.outbox(e.author_id), "zrem", e.post_id, at, e.post_id)
                 case OutboxClear():
-                    plain(pipe.delete, k.outbox(e.author_id))
+                    guarded(plain, k.outbox(e.author_id), "del", "", at)
                 case CelebritySet():
-                    plain(pipe.sadd if e.celebrity else pipe.srem, k.celebrities(), e.author_id)
+                    guarded(plain, k.celebrities(), "sadd" if e.celebrity else "srem",
+                            e.author_id, at, e.author_id)
                 case FollowedCelebrityAdd():
-                    plain(pipe.sadd, k.followed_celebrities(e.user_id), e.author_id)
+                    guarded(plain, k.followed_celebrities(e.user_id), "sadd", e.author_id, at,
+                            e.author_id)
                 case FollowedCelebrityRemove():
-                    plain(pipe.srem, k.followed_celebrities(e.user_id), e.author_id)
+                    guarded(plain, k.followed_celebrities(e.user_id), "srem", e.author_id, at,
+                            e.author_id)
                 case PostCountersSet():
-                    plain(pipe.hset, k.post_counters(e.post_id),
-                          mapping=encode_post_counters(e.likes, e.comments))
+                    guarded(plain, k.post_counters(e.post_id), "hset", "", at,
+                            *fields(encode_post_counters(e.likes, e.comments)))
                 case UserCounterSet():
-                    plain(pipe.hset, k.user_counters(e.user_id),
-                          mapping=encode_user_counters({e.field: e.value}))
+                    guarded(plain, k.user_counters(e.user_id), "hset", e.field, at,
+                            *fields(encode_user_counters({e.field: e.value})))
                 case EdgeUpsert() | EdgeDelete():
                     pass  # the follow graph lives in the CQL store only
                 case _:
                     raise TypeError(f"unknown effect {e!r}")
         # Realtime push (feedline.stores.push): the feed and delete events, same pipeline.
-        tags.extend([("plain",)] * queue_feed_events(pipe, k, effects))
+        tags.extend([("plain",)] * queue_feed_events(pipe, k, [e for _at, e in items]))
         if not tags:
             return
         reload: dict[str, tuple[str, str]] = {}
@@ -234,40 +273,49 @@ class FeedWriter:
         pipe.execute()
 
     def _write_time(self) -> int:
-        """A microsecond write time, strictly greater than the previous one."""
+        """A microsecond write time from this writer's clock, after the previous one."""
         self._last_micros = max(self._last_micros + 1, time.time_ns() // 1000)
         return self._last_micros
 
-    def _batches(self, ops: list[tuple[str, tuple[Any, ...]]]) -> list[tuple[Any, None]]:
-        """Stamp each write with its time and group them into unlogged batches.
+    def _batches(self, ops: list[tuple[str, tuple[Any, ...], int]]) -> list[tuple[Any, None]]:
+        """Group the stamped writes into unlogged batches.
 
         The batches spare the client one request and one response per statement (the
         driver's response handling dominated the writer's CPU); atomicity is not needed
-        and not asked for, and the write times keep the effects' order.
+        and not asked for, and the write times keep each row's order.
         """
         out: list[tuple[Any, None]] = []
         for start in range(0, len(ops), self.batch_size):
             batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-            for name, values in ops[start:start + self.batch_size]:
-                batch.add(self.stmts[name], bind_write(name, values, self._write_time()))
+            for name, values, at in ops[start:start + self.batch_size]:
+                batch.add(self.stmts[name], bind_write(name, values, at))
             out.append((batch, None))
         return out
 
     # --- both ---------------------------------------------------------------------------
 
     def write(self, effects: Iterable[Effect]) -> int:
-        """Apply effects: the CQL store first, then Redis. Returns how many were applied.
+        """Apply effects in order, at write times from this writer's clock (``write_stamped``).
 
-        A CQL timeout or unavailable error is retried with backoff (every write is
-        idempotent, so re-sending the whole batch is safe); after ``retries`` the error
-        propagates and the job restarts from its last checkpoint.
+        For callers that apply every effect through one writer (tests, the in-process
+        engine); the streaming jobs use the rules keys' write times.
         """
-        batch = list(effects)
+        return self.write_stamped([(self._write_time(), e) for e in effects])
+
+    def write_stamped(self, items: Iterable[StampedEffect]) -> int:
+        """Apply (write time, effect) pairs: the CQL store first, then Redis.
+
+        Returns how many were applied (older writes included: they change nothing). A CQL
+        timeout or unavailable error is retried with backoff (every write is idempotent,
+        so re-sending the whole batch is safe); after ``retries`` the error propagates and
+        the job restarts from its last checkpoint.
+        """
+        batch = list(items)
         if not batch:
             return 0
-        statements = self._batches(self._cql(batch))
         for attempt in range(self.retries + 1):
             try:
+                statements = self._batches(self._cql(batch, self._written_posts(batch)))
                 if statements:
                     execute_concurrent(self.session, statements, concurrency=self.concurrency,
                                        raise_on_first_error=True)

@@ -1,13 +1,17 @@
-"""The Flink operators of the streaming jobs: the keyed rule operators and the store writer.
+"""The Flink operators of the streaming jobs: the keyed rule operators and the store writers.
 
 Each keyed rule operator holds one rules state object per key (pickled in a ValueState)
 together with the key's recently seen event ids (bounded by event time and count), so
 a duplicate inside that window is skipped outright (the rules are idempotent anyway;
-the window saves the work). The writer
-batches effects across events and keeps the unwritten batch in checkpointed state, so a
-completed checkpoint covers every effect before its barrier (written, or written after a
-restore) — with the restored Kafka offsets, an exactly-once *effect* from at-least-once
-delivery plus idempotent writes.
+the window saves the work), and the key's write clock (``feedline.rules.write_order``):
+each effect leaves with the write time its rows keep order by.
+
+The writers are keyed by the owner of the rows they write, hashed into buckets
+(``write_order.owner_bucket``); each batches effects across events and owners and keeps
+a bucket's unwritten effects in that bucket's keyed state, so a completed checkpoint
+covers every effect before its barrier (written, or written after a restore) — with the
+restored Kafka offsets, an exactly-once *effect* from at-least-once delivery plus writes
+that are idempotent and ordered by their write times.
 
 Savepoints restore by operator uid (``job_graph`` and the job modules) and state name
 (``state_name``, ``pending-effects``): those strings never change. The state holds only
@@ -16,6 +20,7 @@ Savepoints restore by operator uid (``job_graph`` and the job modules) and state
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,14 +31,17 @@ from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 from feedline.rules.dedup import RecentEvents
 from feedline.rules.fanout import RulesConfig
 from feedline.rules.keys import Job, RuleKey, apply_event, new_state
+from feedline.rules.write_order import EventClock
 
 
 class _RuleOperator(KeyedProcessFunction):
     """Applies the rules of one job's keys to their keyed state, skipping recent duplicates.
 
-    One ValueState per key holds ``(rules state, RecentEvents)``. PyFlink caches it in
-    the Python worker (``python.state.cache-size``), so the duplicate check needs no
-    round trip to the JVM's state backend. The stream is keyed by ``RuleKey.text``.
+    One ValueState per key holds ``(rules state, RecentEvents, EventClock)``. PyFlink
+    caches it in the Python worker (``python.state.cache-size``), so the duplicate check
+    needs no round trip to the JVM's state backend. The stream is keyed by
+    ``RuleKey.text``; it emits ``(first write time, effects)`` per event, the effects'
+    write times following one another from the first.
     """
 
     state_name = "rules-state"
@@ -49,26 +57,40 @@ class _RuleOperator(KeyedProcessFunction):
         self.state = runtime_context.get_state(
             ValueStateDescriptor(self.state_name, Types.PICKLED_BYTE_ARRAY())
         )
+        self.attempt = runtime_context.get_attempt_number()  # restarts (EventClock.resume)
         metrics = runtime_context.get_metrics_group()
         self.duplicates = metrics.counter("duplicate_events")
         self.events = metrics.counter("events")
 
-    def process_element(self, value: Any, ctx: Any) -> Iterator[list[Any]]:
-        """Skip a recent duplicate; otherwise apply the event and emit its effects."""
+    def process_element(self, value: Any, ctx: Any) -> Iterator[tuple[int, list[Any]]]:
+        """Skip a recent duplicate; otherwise apply the event and emit its stamped effects."""
         event = value[1] if isinstance(value, tuple) else value
-        stored = self.state.value()
-        rules, recent = stored if stored is not None else (None, RecentEvents(self.dedup_window_ms))
+        rules, recent, clock = self._stored()
+        clock.resume(self.attempt)
         if recent.check_and_add(event.event_id, event.event_time_ms):
             self.duplicates.inc()
-            self.state.update((rules, recent))
+            self.state.update((rules, recent, clock))
             return
         self.events.inc()
         if rules is None:
             rules = new_state(RuleKey.parse(ctx.get_current_key(), self.job))
         effects = apply_event(rules, event, self.config)
-        self.state.update((rules, recent))
+        first = clock.stamp(time.time_ns() // 1000, len(effects))
+        self.state.update((rules, recent, clock))
         if effects:
-            yield effects
+            yield first, effects
+
+    def _stored(self) -> tuple[Any, RecentEvents, EventClock]:
+        stored = self.state.value()
+        if stored is None:
+            return None, RecentEvents(self.dedup_window_ms), EventClock()
+        if len(stored) == 2:
+            # Saved before write clocks existed (the stores then held write times from the
+            # writer's wall clock): start after now, so no later write falls behind them.
+            rules, recent = stored
+            return rules, recent, EventClock(time.time_ns() // 1000)
+        rules, recent, clock = stored
+        return rules, recent, clock
 
 
 class FanoutOperator(_RuleOperator):
@@ -108,16 +130,21 @@ def open_writer(settings_json: str) -> tuple[Any, Any]:
 
 
 class BufferedWriteEffects(KeyedProcessFunction):
-    """Writes effects in batches across events, with the unwritten batch in keyed state.
+    """Writes stamped effects in batches across events and owners; unwritten ones in state.
 
-    Effects are appended to a ListState (checkpointed with everything else) and to an
-    in-memory buffer; the buffer is written when it holds ``flush_effects`` effects or
-    ``flush_ms`` after its first entry (a processing-time timer). A checkpoint therefore
-    covers every effect of the events before its barrier: written already, or pending
-    in state and written after a restore. Batching lets one round of concurrent CQL
-    statements and one Redis pipeline serve many events.
-
-    Keyed by one constant key, so one instance writes and the effects' order is kept.
+    Keyed by writer bucket (``write_order.owner_bucket``): every effect on one owner's rows
+    reaches the same instance, in the order the rules emitted it. Each element — one
+    event's effects on one bucket, as ``(write time, effect)`` pairs — is appended to the
+    bucket's ListState (checkpointed with everything else) and to an in-memory buffer
+    shared by all the buckets of this instance (ticks, elements without effects, visit
+    every bucket: ``job_graph.writer_ticks``). The buffer is written when it holds
+    ``flush_effects`` effects, or when a bucket's processing-time timer fires
+    (``flush_ms`` after the bucket's first unwritten element); a bucket's state is cleared
+    only in its own timer, after the buffer holding its effects was written. So a
+    checkpoint covers every effect of the events before its barrier: written already, or
+    in state and written after a restore (by the bucket's first timer after it), perhaps a
+    second time — harmless, as the write times make every write idempotent and never let
+    an older one win.
     """
 
     def __init__(
@@ -133,42 +160,69 @@ class BufferedWriteEffects(KeyedProcessFunction):
         self.pending = runtime_context.get_list_state(
             ListStateDescriptor("pending-effects", Types.PICKLED_BYTE_ARRAY())
         )
-        self.buffer: list[Any] | None = None
-        self.timer_due: int | None = None
+        self.buffer: list[Any] = []
+        self.timers: dict[str, int] = {}
+        """Bucket -> its timer registered by this instance (its state holds elements)."""
+        self.clean: set[str] = set()
+        """Buckets whose state holds only elements this instance buffered."""
+        self.added: dict[str, int] = {}
+        """Elements this instance added to a bucket's state before the bucket was clean."""
         metrics = runtime_context.get_metrics_group()
         self.written = metrics.counter("effects_written")
         self.batches = metrics.counter("write_batches")
 
-    def _restore(self) -> list[Any]:
-        if self.buffer is None:  # first call after (re)start: pick up what state holds
-            self.buffer = [e for batch in (self.pending.get() or []) for e in batch]
-        return self.buffer
-
     def _flush(self) -> int:
-        buffer = self._restore()
-        count = self.writer.write(buffer)
+        count = self.writer.write_stamped(self.buffer)
         self.buffer = []
-        self.pending.clear()
         self.written.inc(count)
         self.batches.inc()
         return count
 
-    def process_element(self, effects: list[Any], ctx: Any) -> Iterator[int]:
-        """Buffer one event's effects; write the batch when it is full."""
-        buffer = self._restore()
-        buffer.extend(effects)
-        self.pending.add(effects)
-        if len(buffer) >= self.flush_effects:
+    def process_element(self, value: tuple[str, list[Any]], ctx: Any) -> Iterator[int]:
+        """Buffer one event's effects on this bucket; write the buffer when it is full.
+
+        A tick (no effects: ``job_graph.writer_ticks``) only makes sure a bucket this
+        instance has not cleaned yet gets a timer, which takes what its state holds.
+        """
+        bucket, stamped = value
+        if not stamped:
+            if bucket not in self.clean and bucket not in self.timers:
+                self._timer(bucket, ctx)
+            return
+        self.buffer.extend(stamped)
+        self.pending.add(stamped)
+        if bucket not in self.clean:
+            self.added[bucket] = self.added.get(bucket, 0) + 1
+        if bucket not in self.timers:
+            self._timer(bucket, ctx)
+        if len(self.buffer) >= self.flush_effects:
             yield self._flush()
-        elif self.timer_due is None:
-            self.timer_due = ctx.timer_service().current_processing_time() + self.flush_ms
-            ctx.timer_service().register_processing_time_timer(self.timer_due)
+
+    def _timer(self, bucket: str, ctx: Any) -> None:
+        now = ctx.timer_service().current_processing_time()
+        due = (now // self.flush_ms + 1) * self.flush_ms  # buckets share firing times
+        ctx.timer_service().register_processing_time_timer(due)
+        self.timers[bucket] = due
 
     def on_timer(self, timestamp: int, ctx: Any) -> Iterator[int]:
-        """Write whatever waited ``flush_ms``."""
-        self.timer_due = None
-        if self._restore():
+        """Write what waited, then forget this bucket's elements (all written by then).
+
+        The first timer of a bucket in this instance also takes what the bucket's state
+        held before (restored from a checkpoint, perhaps never written): the elements
+        ahead of those this instance added. Every bucket gets such a timer: its next
+        element or tick registers one (the timers restored with the state may not fire).
+        """
+        bucket = ctx.get_current_key()
+        if self.timers.get(bucket) == timestamp:
+            del self.timers[bucket]
+        if bucket not in self.clean:
+            held = list(self.pending.get() or [])
+            for stamped in held[:len(held) - self.added.pop(bucket, 0)]:
+                self.buffer.extend(stamped)
+            self.clean.add(bucket)
+        if self.buffer:
             yield self._flush()
+        self.pending.clear()
 
     def close(self) -> None:
         """Release the connections."""

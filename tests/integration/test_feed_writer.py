@@ -58,3 +58,41 @@ def test_writing_the_same_effects_twice_changes_nothing(cql_session, redis_keys)
     assert (row.likes, row.comments) == (3, 1)
     assert client.hgetall(keys.post_counters("p1")) == {"likes": "3", "comments": "1"}
     assert client.hget(keys.post("p1"), "caption") == "hi"
+
+
+def _counters(session, client, keys, post_id: str) -> tuple[tuple[int, int], dict[str, str]]:
+    row = session.execute(
+        session.prepare("SELECT likes, comments FROM post_counters WHERE post_id = ?"),
+        (post_id,)).one()
+    return (row.likes, row.comments), client.hgetall(keys.post_counters(post_id))
+
+
+def test_a_write_older_than_the_rows_last_changes_neither_store(cql_session, redis_keys) -> None:
+    client, keys = redis_keys
+    writer = FeedWriter(cql_session, client, keys, timeline_cap=10)
+    writer.write_stamped([(2_000_000, PostCountersSet("p1", 5, 1))])
+    writer.write_stamped([(1_000_000, PostCountersSet("p1", 2, 0))])  # late, e.g. a replay
+    assert _counters(cql_session, client, keys, "p1") == ((5, 1), {"likes": "5", "comments": "1"})
+    add = TimelineAdd("r", "p9", 1_700_000_000_000, "a")
+    writer.write_stamped([(3_000_000, add), (3_000_002, TimelineRemove("r", "p9", add.created_ms))])
+    writer.write_stamped([(3_000_000, add)])  # the add again, after its removal
+    assert _timeline_rows(cql_session, "r") == []
+    assert client.zrange(keys.timeline("r"), 0, -1) == []
+
+
+def test_streaming_writes_older_than_a_rebuild_lose_in_both_stores(cql_session, redis_keys) -> None:
+    from feedline.rebuild.image import derive_image
+    from feedline.rebuild.writer import ImageWriter
+    from feedline.rules.fanout import RulesConfig
+    from schemas.event_contracts import new_event
+
+    client, keys = redis_keys
+    like = new_event("like", user_id="u1", post_id="p1")
+    rebuilt_at = 5_000_000
+    ImageWriter(cql_session, client, keys, timeline_cap=10, write_time_us=rebuilt_at
+                ).write_counters(derive_image([like], RulesConfig()))
+    writer = FeedWriter(cql_session, client, keys, timeline_cap=10)
+    writer.write_stamped([(rebuilt_at - 10, PostCountersSet("p1", 9, 9))])
+    assert _counters(cql_session, client, keys, "p1") == ((1, 0), {"likes": "1", "comments": "0"})
+    writer.write_stamped([(rebuilt_at + 10, PostCountersSet("p1", 7, 0))])
+    assert _counters(cql_session, client, keys, "p1") == ((7, 0), {"likes": "7", "comments": "0"})

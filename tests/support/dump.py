@@ -1,8 +1,9 @@
 """Full dumps of a keyspace's derived tables and a Redis prefix, for exact comparisons.
 
 Every row with every column, every key with its type and whole value (sorted-set scores
-included). The only column left out is ``posts.deleted_at``: streaming stamps it with
-the wall clock of the retraction, so no two runs can agree on it.
+included). Left out: the column ``posts.deleted_at`` (streaming stamps it with the write
+time of the retraction, the rebuild with its wall clock, so no two runs agree on it) and
+the streaming writer's versions hashes (``RedisKeys.versions``: write guards, not data).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+
+from schemas.redis_keys import RedisKeys
 
 TABLES = {
     "timelines": "user_id, created_at, post_id, author_id",
@@ -42,10 +45,13 @@ def dump_cql(session: Any, tables: tuple[str, ...] = tuple(TABLES)) -> dict[str,
 
 
 def dump_redis(client: redis.Redis, prefix: str) -> dict[str, tuple[str, Any]]:
-    """Every key of the prefix: (type, value); push streams left out (a broker's messages,
-    not derived state: ``schemas.redis_push``)."""
+    """Every key of the prefix: (type, value); left out are the versions hashes (write order
+    bookkeeping) and push streams (a broker's messages, not derived state:
+    ``schemas.redis_push``)."""
     out: dict[str, tuple[str, Any]] = {}
     for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        if RedisKeys(prefix).is_versions(key):
+            continue
         kind = client.type(key)
         if kind == "stream":
             continue

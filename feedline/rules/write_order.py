@@ -1,0 +1,137 @@
+"""The order of writes on one row, taken from the rules: write times and row owners. Pure.
+
+Every row, cell and cached member the effects write belongs to exactly one rules key (a
+timeline row and a post to the author's fan-out key, a follow edge to the followee's, a
+counter to its post or user key; ``feedline.rebuild.image``). Each rules key keeps an
+``EventClock`` in its checkpointed state: a hybrid logical clock in microseconds,
+``max(previous + 1, now + offset)`` for an event's first effect and one more for each
+effect after it, ``now`` being the wall clock of the operator applying the event. So, per
+row, write times grow in the order the rules applied the events and emitted the effects —
+never from a writer's clock — and the stores keep the value with the highest write time
+(CQL ``USING TIMESTAMP``, the Redis version guard in ``feedline.stores.lua``): any number of
+writers, or a replay of written effects, cannot put an older value over a newer one.
+
+A restore: the job restarts from its last checkpoint and replays the events since, maybe
+in another order (two topics interleave differently), while the failed attempt's writes
+after that checkpoint are already in the stores. Every write of the new attempt must land
+after those. The wall clock has moved on since the failure, so it does on one machine; a
+key restored on another TaskManager whose clock is behind moves ahead by
+``RESTORE_MARGIN_US`` per restart attempt (``resume``), which covers the clock skew between
+TaskManagers. Event time is *not* the clock: events after a checkpoint can be minutes apart
+in event time, so no fixed margin covers what a failed attempt gave out, and a consumer
+catching up after a rebuild (which writes at its own wall-clock time) would have its writes
+lose to the rebuild's.
+
+Writers are keyed by the *owner* of what an effect writes (``write_owner``): the reader
+for timeline rows and followed celebrities, the author for posts, outboxes, the celebrity
+flag and follow edges, the post or user for counters. One owner's rows are always written
+by one writer, in the order its effects arrive, so a cached set can be rebuilt from its CQL
+listing by the writer that writes both. Owners are hashed into ``WRITER_BUCKETS`` stable
+buckets (``owner_bucket``), the keys of the writer operator: a writer batches across the
+owners of a bucket, and a bucket's unwritten batch lives in that bucket's keyed state.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from feedline.rules.effects import (
+    CelebritySet,
+    EdgeDelete,
+    EdgeUpsert,
+    Effect,
+    FollowedCelebrityAdd,
+    FollowedCelebrityRemove,
+    OutboxAdd,
+    OutboxClear,
+    OutboxRemove,
+    PostCountersSet,
+    PostRetract,
+    PostUpsert,
+    TimelineAdd,
+    TimelineRemove,
+    UserCounterSet,
+)
+
+#: Buckets the owners of writes are hashed into: the keys of the writer operator. As many as
+#: Flink's default maximum parallelism (128), so every writer subtask gets buckets.
+WRITER_BUCKETS = 128
+
+#: How far a rules key's write clock moves ahead per restart attempt (µs): more than the wall
+#: clocks of two TaskManagers can differ (NTP keeps them within milliseconds).
+RESTORE_MARGIN_US = 1_000_000
+
+#: (write time in microseconds, effect): one effect as the writers receive it.
+StampedEffect = tuple[int, Effect]
+
+
+@dataclass
+class EventClock:
+    """A rules key's write clock (microseconds): a hybrid logical clock (module docstring)."""
+
+    last_us: int = 0
+    offset_us: int = 0
+    """Added to the wall clock: ``RESTORE_MARGIN_US`` per restart of the job (``resume``)."""
+
+    def stamp(self, now_us: int, count: int) -> int:
+        """The write time of the first of an event's ``count`` effects (the rest follow by 1).
+
+        ``max(last + 1, now_us + offset)``: after every write time given before, and
+        never behind the wall clock ``now_us`` of the operator applying the event.
+        """
+        first = max(self.last_us + 1, int(now_us) + self.offset_us)
+        if count > 0:
+            self.last_us = first + count - 1
+        return first
+
+    def resume(self, attempt: int, margin_us: int = RESTORE_MARGIN_US) -> None:
+        """Before an operator in restart ``attempt`` of the job uses this clock.
+
+        After a failure the job restarts from its last checkpoint with ``attempt`` one
+        higher; writes after that checkpoint may be in the stores already, at write times
+        this restored clock (or a clock the checkpoint did not hold yet) gave out from an
+        earlier wall clock. The events replayed since must land after those writes. The
+        wall clock has moved on; in case this key now runs on a TaskManager whose clock is
+        behind, the clock moves ahead to ``attempt * margin_us`` past the wall clock.
+        """
+        behind = attempt * margin_us - self.offset_us
+        if behind > 0:
+            self.offset_us += behind
+            self.last_us += behind
+
+
+def stamped(first_us: int, effects: Sequence[Effect]) -> list[StampedEffect]:
+    """The effects with consecutive write times from ``first_us``."""
+    return [(first_us + i, e) for i, e in enumerate(effects)]
+
+
+def write_owner(effect: Effect) -> str:
+    """Whose rows an effect writes (the same owner for every effect on a given row)."""
+    match effect:
+        case TimelineAdd() | TimelineRemove() | FollowedCelebrityAdd() | FollowedCelebrityRemove():
+            return effect.user_id
+        case PostUpsert() | PostRetract() | OutboxAdd() | OutboxRemove() | OutboxClear() \
+                | CelebritySet():
+            return effect.author_id
+        case EdgeUpsert() | EdgeDelete():
+            return effect.followee_id
+        case PostCountersSet():
+            return f"post:{effect.post_id}"
+        case UserCounterSet():
+            return f"user:{effect.user_id}"
+    raise TypeError(f"unknown effect {effect!r}")
+
+
+def owner_bucket(owner: str) -> str:
+    """The writer key of an owner: one of ``WRITER_BUCKETS``, the same in every process."""
+    return str(zlib.crc32(owner.encode()) % WRITER_BUCKETS)
+
+
+def split_by_bucket(effects: Iterable[StampedEffect]) -> Iterator[tuple[str, list[StampedEffect]]]:
+    """(writer key, its effects in their order) for each bucket the effects write to."""
+    buckets: dict[str, list[StampedEffect]] = {}
+    for item in effects:
+        buckets.setdefault(owner_bucket(write_owner(item[1])), []).append(item)
+    yield from buckets.items()
