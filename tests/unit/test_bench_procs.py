@@ -8,7 +8,7 @@ import sys
 from bench.procs import CpuMeter, cpu_seconds, tree
 
 #: A parent whose child burns 0.3 s of CPU once told to go; then both wait for stdin to close.
-BURN = """
+BURN = r"""
 import subprocess, sys, time
 child = subprocess.Popen([sys.executable, "-c", '''
 import sys, time
