@@ -88,6 +88,17 @@ def running_tasks(base_url: str, job_id: str) -> bool:
     return bool(vertices) and all(v.get("status") == "RUNNING" for v in vertices)
 
 
+def task_placement(base_url: str, job_id: str) -> dict[str, set[str]]:
+    """Each vertex's name and the TaskManagers (resource ids) running its subtasks."""
+    detail = call(base_url, "GET", f"/jobs/{job_id}")
+    out: dict[str, set[str]] = {}
+    for vertex in detail.get("vertices", []):
+        info = call(base_url, "GET", f"/jobs/{job_id}/vertices/{vertex['id']}/taskmanagers")
+        out[vertex["name"]] = {tm["taskmanager-id"] for tm in info.get("taskmanagers", [])
+                               if tm.get("taskmanager-id")}
+    return out
+
+
 def cancel(base_url: str, job_id: str) -> None:
     """Cancel a job without a savepoint."""
     call(base_url, "PATCH", f"/jobs/{job_id}?mode=cancel")

@@ -14,7 +14,7 @@ from jobs.localstack.api import ApiService
 from jobs.localstack.archiver import ArchiverService
 from jobs.localstack.base import Service
 from jobs.localstack.cassandra import CassandraService
-from jobs.localstack.flink import FlinkJobManagerService, FlinkTaskManagerService
+from jobs.localstack.flink import FlinkJobManagerService, taskmanager_services
 from jobs.localstack.gcs import GcsEmulatorService
 from jobs.localstack.kafka import KafkaService
 from jobs.localstack.media_worker import MediaWorkerService
@@ -35,7 +35,7 @@ def services(settings: StackSettings) -> list[Service]:
         RedisGuardsService(settings),
         GcsEmulatorService(settings),
         FlinkJobManagerService(settings),
-        FlinkTaskManagerService(settings),
+        *taskmanager_services(settings),
         ApiService(settings),
         ArchiverService(settings),  # it waits for the topics and bucket
         MediaWorkerService(settings),  # a helper too: after every server is healthy
