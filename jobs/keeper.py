@@ -17,12 +17,13 @@ import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from feedline.settings import StackSettings, StreamingSettings
+from feedline.settings import REPO_ROOT, StackSettings, StreamingSettings
 from jobs import flink_rest
-from jobs.specs import JOBS
+from jobs.spec_model import entry_script
+from jobs.specs import JOBS, JobSpec
 
 Say = Callable[[str], object]
 
@@ -43,11 +44,17 @@ class KeptJob:
     """The savepoint or checkpoint that deployment started from, if any."""
     streaming: str
     """The job's ``StreamingSettings`` as JSON, exactly as it was deployed."""
+    release: str | None = None
+    """The code version's folder it ran (``feedctl jobs apply``); None: the checkout's code."""
+    flags: list[str] | None = None
+    """The extra job flags of its spec as applied."""
+    entry_point: str | None = None
+    """The entry module of its spec as applied (None: the one of ``JOBS``)."""
 
     @property
     def job_name(self) -> str:
-        """The Flink job name."""
-        return JOBS[self.name].job_name(self.suffix)
+        """The Flink job name (``JobSpec.job_name``)."""
+        return f"feedline-{self.name}{self.suffix}"
 
 
 def records_file(stack: StackSettings) -> Path:
@@ -107,6 +114,14 @@ def restore_point(stack: StackSettings, job: KeptJob) -> str | None:
     return checkpoint.resolve().as_uri() if checkpoint else job.restored_from
 
 
+def _spec_of(job: KeptJob) -> JobSpec:
+    """The spec a kept job is started again with: its own flags, as applied."""
+    spec = JOBS.get(job.name) or JobSpec(job.name, Path(), "", ())
+    entry = job.entry_point or spec.entry_point
+    return replace(spec, entry_point=entry, script=entry_script(entry, REPO_ROOT),
+                   flags=tuple(spec.flags if job.flags is None else job.flags))
+
+
 def lost(stack: StackSettings) -> list[KeptJob]:
     """Recorded jobs the cluster does not run (any state but a terminal one counts)."""
     return [job for job in kept(stack).values()
@@ -132,8 +147,10 @@ def resume_lost(stack: StackSettings, say: Say = print, *, dry_run: bool = False
             continue
         say(f"resuming {job.job_name} {origin} ...")
         try:
-            job_id = deploy(stack, StreamingSettings.model_validate_json(job.streaming), job.name,
-                            suffix=job.suffix, from_savepoint=point)
+            streaming = StreamingSettings.model_validate_json(job.streaming)
+            job_id = deploy(stack, streaming, job.name, suffix=job.suffix, from_savepoint=point,
+                            spec=replace(_spec_of(job), parallelism=streaming.flink.parallelism),
+                            release=Path(job.release) if job.release else None)
         except (DeployError, flink_rest.FlinkRestError) as error:
             say(f"could not resume {job.job_name}: {str(error).splitlines()[0]}")
             continue
@@ -142,7 +159,7 @@ def resume_lost(stack: StackSettings, say: Say = print, *, dry_run: bool = False
             flink_rest.cancel(stack.flink.rest_url, job_id)
             say(f"{job.job_name} was cancelled while it resumed; stopped it again")
             continue
-        remember(stack, KeptJob(job.name, job.suffix, job_id, point, job.streaming))
+        remember(stack, replace(job, job_id=job_id, restored_from=point))
         say(f"{job.job_name} running again as {job_id}")
         resumed.append(job.job_name)
     return resumed

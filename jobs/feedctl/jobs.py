@@ -1,6 +1,7 @@
-"""feedctl jobs — the streaming jobs on Flink: deploy, list, cancel, savepoint.
+"""feedctl jobs — the streaming jobs on Flink: deploy, list, cancel, savepoint, and more.
 
-Jobs: fanout (uploads + follows -> timelines), counters (engagements -> counters),
+From their spec files (jobs/specs/*.yaml): plan, apply, upgrade, rollback, history; `new`
+scaffolds a job. Jobs: fanout (uploads + follows -> timelines), counters (engagements -> counters),
 notifications (likes, comments, follows, mentions -> each recipient's groups).
 Settings (endpoints, topics, knobs) come from FEEDLINE_* at deploy time.
 """
@@ -15,7 +16,7 @@ from typing import Any
 from feedline.settings import get_stack_settings, get_streaming_settings
 from jobs import flink_rest, keeper
 from jobs.deploy import DeployError, deploy
-from jobs.feedctl import deps
+from jobs.feedctl import deps, job_specs
 from jobs.feedctl.output import add_json_flag, print_json
 from jobs.flink_submit import savepoint_target
 from jobs.lag import group_lag
@@ -57,6 +58,7 @@ def register(nouns: Any) -> None:
     res.add_argument("--dry-run", action="store_true", help="show what would be resumed")
     add_json_flag(res)
     res.set_defaults(run=_resume)
+    job_specs.register(verbs)
 
 
 def _deploy(args: argparse.Namespace) -> int:
