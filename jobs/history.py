@@ -30,7 +30,8 @@ class Deployment:
     revision: int
     """1, 2, 3 ... per job."""
     action: str
-    """``apply`` (started), ``upgrade`` (replaced a running job), ``rollback``."""
+    """``apply`` (started), ``upgrade`` (replaced a running job), ``rollback``, ``revert``
+    (an upgrade's new version did not start: the replaced one started again)."""
     job_name: str
     job_id: str
     version: str

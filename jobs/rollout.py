@@ -119,7 +119,13 @@ def apply(stack: StackSettings, streaming: StreamingSettings, spec: JobSpec, *,
     if plan.running_job_id is not None:
         start_from = _stop(stack, plan.running_job_id, plan.job_name, spec.upgrade_mode, say)
         stopped_with = start_from if spec.upgrade_mode == "savepoint" else None
-    job_id = _deploy(stack, streaming, spec, suffix, release, start_from, say)
+    try:
+        job_id = _deploy(stack, streaming, spec, suffix, release, start_from, say)
+    except RolloutError as err:
+        if plan.running_job_id is None:
+            raise
+        raise RolloutError(f"{err}; {_revert(stack, streaming, plan, suffix, start_from, say)}"
+                           ) from err
     record = history.Deployment(
         history.next_revision(stack, plan.job_name),
         "upgrade" if plan.running_job_id else "apply", plan.job_name, job_id, version,
@@ -128,6 +134,32 @@ def apply(stack: StackSettings, streaming: StreamingSettings, spec: JobSpec, *,
     history.append(stack, record)
     say(f"{plan.job_name} running as {job_id} (revision {record.revision}, version {version})")
     return Outcome(plan, record, stopped_with)
+
+
+def _revert(stack: StackSettings, streaming: StreamingSettings, plan: Plan, suffix: str,
+            start_from: str | None, say: Say) -> str:
+    """Start the replaced deployment again after its successor failed; says what happened."""
+    url = stack.flink.rest_url
+    for job in flink_rest.running(url, plan.job_name):  # the failed one, restarting
+        flink_rest.cancel(url, job.job_id)
+    keeper.forget(stack, plan.job_name)
+    where = start_from or "empty state"
+    record = history.current(stack, plan.job_name, plan.running_job_id)
+    if record is None or not (release_path(stack, record.version) / ".complete").is_file():
+        return (f"the previous deployment was not made by `jobs apply`, so its code is not "
+                f"kept: the job is stopped, its state at {where} (`feedctl jobs deploy "
+                f"{plan.job_name.removeprefix('feedline-')} --from-savepoint PATH`)")
+    release = release_path(stack, record.version)
+    previous = spec_from_record(record.spec, release)
+    try:
+        job_id = _deploy(stack, streaming, previous, suffix, release, start_from, say)
+    except RolloutError as err:
+        return f"the previous version did not start again either ({err}); state at {where}"
+    history.append(stack, history.Deployment(
+        history.next_revision(stack, plan.job_name), "revert", plan.job_name, job_id,
+        record.version, record.commit, previous.parallelism, previous.upgrade_mode,
+        start_from, start_from, record.spec))
+    return f"the previous version {record.version} runs again as {job_id}"
 
 
 @dataclass(frozen=True)
@@ -169,10 +201,13 @@ def plan_rollback(stack: StackSettings, job_name: str) -> RollbackPlan:
         raise RolloutError(f"{job_name}: revision {current.revision} has no earlier "
                            "different deployment to roll back to")
     start_from = current.previous_stopped_with
+    # Without the savepoint the target left, the current job's own state is carried over.
+    state = start_from or (flink_rest.latest_state(stack.flink.rest_url, running_id)
+                           if running_id else None)
     missing: list[str] = []
-    if start_from:
+    if state:
         uids = set(target.spec["operator_uids"])
-        missing = [u for u in read_operators(start_from).uids if u not in uids]
+        missing = [u for u in read_operators(state).uids if u not in uids]
     return RollbackPlan(job_name, running_id, current, target, start_from, missing)
 
 

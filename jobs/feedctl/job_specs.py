@@ -93,7 +93,7 @@ def _show_plan(plan: Plan, version: str) -> None:
     running = f"running as {plan.running_job_id}" if plan.running_job_id else "not running"
     print(f"{plan.job_name}: {running}; would {plan.action} (version {version})")
     for change in plan.changes:
-        print(f"  {change.field:<12} {change.current} -> {change.desired}")
+        print(f"  {change.field:<12} {_shown(change.current)} -> {_shown(change.desired)}")
     if plan.state_from:
         print(f"  state from   {plan.state_from}")
     if plan.saved_uids is not None:
@@ -103,6 +103,14 @@ def _show_plan(plan: Plan, version: str) -> None:
         print(f"  note: {note}")
     for problem in plan.problems:
         print(f"  PROBLEM: {problem}")
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "unknown"
+    if isinstance(value, list | tuple):
+        return " ".join(map(str, value)) or "(none)"
+    return str(value)
 
 
 def _plan(args: argparse.Namespace) -> int:
