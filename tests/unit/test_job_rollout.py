@@ -115,3 +115,18 @@ def test_the_keeper_starts_an_applied_job_with_its_own_spec() -> None:
     assert unknown.entry_point == "pipelines.streaming.notifications_job"
     legacy = keeper.KeptJob("fanout", "", "id", None, "{}")  # recorded before specs
     assert keeper._spec_of(legacy).flags == JOBS["fanout"].flags
+
+
+def test_last_state_and_stateless_upgrades_cancel(
+        stack: StackSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cancelled: list[str] = []
+    monkeypatch.setattr(rollout.flink_rest, "cancel", lambda url, job_id: cancelled.append(job_id))
+    monkeypatch.setattr(rollout.flink_rest, "wait_for_state", lambda *a, **k: "CANCELED")
+    for n in (2, 7):
+        (keeper.checkpoint_root(stack) / "old" / f"chk-{n}").mkdir(parents=True)
+        (keeper.checkpoint_root(stack) / "old" / f"chk-{n}" / "_metadata").write_bytes(b"")
+    (keeper.checkpoint_root(stack) / "old" / "chk-9").mkdir()  # not complete: no _metadata
+    newest = (keeper.checkpoint_root(stack) / "old" / "chk-7").resolve().as_uri()
+    assert rollout._stop(stack, "old", "feedline-n", "last-state", lambda _: None) == newest
+    assert rollout._stop(stack, "old", "feedline-n", "stateless", lambda _: None) is None
+    assert cancelled == ["old", "old"]
