@@ -91,7 +91,8 @@ def _spec(target: str) -> JobSpec:
 
 def _show_plan(plan: Plan, version: str) -> None:
     running = f"running as {plan.running_job_id}" if plan.running_job_id else "not running"
-    print(f"{plan.job_name}: {running}; would {plan.action} (version {version})")
+    action = "in sync with its spec" if plan.action == "none" else f"would {plan.action}"
+    print(f"{plan.job_name}: {running}; {action} (version {version})")
     for change in plan.changes:
         print(f"  {change.field:<12} {_shown(change.current)} -> {_shown(change.desired)}")
     if plan.state_from:
