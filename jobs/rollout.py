@@ -94,8 +94,15 @@ def _deploy(stack: StackSettings, streaming: StreamingSettings, spec: JobSpec, s
     except (DeployError, flink_rest.FlinkRestError) as err:
         if isinstance(err, flink_rest.FlinkUnreachable):
             raise
-        raise RolloutError(f"{spec.job_name(suffix)} did not start: "
-                           f"{str(err).splitlines()[-1][:300]}") from err
+        raise RolloutError(f"{spec.job_name(suffix)} did not start: {_cause(str(err))}"
+                           ) from err
+
+
+def _cause(output: str) -> str:
+    """The telling line of a failed submission: its last ``Caused by``, else its last line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()] or ["(no output)"]
+    causes = [line for line in lines if line.startswith("Caused by:")]
+    return (causes or lines)[-1][:300]
 
 
 def apply(stack: StackSettings, streaming: StreamingSettings, spec: JobSpec, *,

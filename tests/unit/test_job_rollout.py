@@ -130,3 +130,12 @@ def test_last_state_and_stateless_upgrades_cancel(
     assert rollout._stop(stack, "old", "feedline-n", "last-state", lambda _: None) == newest
     assert rollout._stop(stack, "old", "feedline-n", "stateless", lambda _: None) is None
     assert cancelled == ["old", "old"]
+
+
+def test_a_failed_submission_is_told_by_its_last_cause() -> None:
+    output = ("flink run failed for x:\norg.apache.flink.client.program.ProgramInvocationException"
+              "\nCaused by: java.lang.RuntimeException: wrapper\n\tat a.b(C.java:1)\n"
+              "Caused by: java.lang.IllegalStateException: Cannot map checkpoint/savepoint "
+              "state for operator 42 to the new program\n\tat d.e(F.java:2)\n")
+    assert rollout._cause(output).endswith("state for operator 42 to the new program")
+    assert rollout._cause("only\nlast line\n") == "last line"
