@@ -158,11 +158,6 @@ def load_spec(path: Path, root: Path) -> JobSpecFile:
     return parse_spec(text, path, root)
 
 
-def load_folder(folder: Path, root: Path) -> dict[str, JobSpecFile]:
-    """Every ``*.yaml`` spec of a folder by name."""
-    return {path.stem: load_spec(path, root) for path in sorted(folder.glob("*.yaml"))}
-
-
 def is_spec_path(text: str) -> bool:
     """True when a command-line argument names a spec file rather than a job."""
     return text.endswith((".yaml", ".yml")) or "/" in text

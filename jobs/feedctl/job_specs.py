@@ -22,7 +22,7 @@ from jobs.plan import Plan, make_plan
 from jobs.releases import code_version
 from jobs.scaffold import ScaffoldError, scaffold
 from jobs.spec_model import SpecError, is_spec_path
-from jobs.specs import ALL_SPECS, JOBS, SPEC_DIR, JobSpec, read_spec
+from jobs.specs import ALL_SPECS, JOBS, SPEC_DIR, SPEC_ERRORS, JobSpec, read_spec
 
 
 def register(verbs: Any) -> None:
@@ -77,7 +77,15 @@ def _isolated(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suffix", default="", help=argparse.SUPPRESS)
 
 
+def _specs_valid() -> None:
+    """Refuse to work while a spec of ``jobs/specs/`` is invalid (its job would be missed)."""
+    if SPEC_ERRORS:
+        more = f" (and {len(SPEC_ERRORS) - 1} more)" if len(SPEC_ERRORS) > 1 else ""
+        raise UsageError(SPEC_ERRORS[0] + more)
+
+
 def _spec(target: str) -> JobSpec:
+    _specs_valid()
     try:
         if is_spec_path(target):
             return read_spec(Path(target))
@@ -115,6 +123,7 @@ def _shown(value: object) -> str:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    _specs_valid()
     specs = [_spec(target) for target in args.jobs] or list(JOBS.values())
     batch = [spec.name for spec in specs if spec.kind != "streaming"]
     if batch:
@@ -156,6 +165,7 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
+    _specs_valid()
     stack, streaming = get_stack_settings(), get_streaming_settings()
     deps.require(deps.flink(stack.flink))
     say = (lambda _line: None) if args.json else print

@@ -17,10 +17,11 @@ from feedline.settings import get_stack_settings, get_streaming_settings
 from jobs import flink_rest, keeper
 from jobs.deploy import DeployError, deploy
 from jobs.feedctl import deps, job_specs
+from jobs.feedctl.errors import UsageError
 from jobs.feedctl.output import add_json_flag, print_json
 from jobs.flink_submit import savepoint_target
 from jobs.lag import group_lag
-from jobs.specs import JOBS
+from jobs.specs import JOBS, SPEC_ERRORS
 
 
 def register(nouns: Any) -> None:
@@ -62,6 +63,8 @@ def register(nouns: Any) -> None:
 
 
 def _deploy(args: argparse.Namespace) -> int:
+    if SPEC_ERRORS:  # a job whose spec is invalid would be left out of `all`
+        raise UsageError(SPEC_ERRORS[0])
     stack, streaming = get_stack_settings(), get_streaming_settings()
     names = sorted(JOBS) if args.name == "all" else [args.name]
     if not args.dry_run:

@@ -9,7 +9,7 @@ import yaml
 
 from feedline.settings import REPO_ROOT
 from jobs.spec_model import JobSpecFile, SpecError, load_spec, parse_spec
-from jobs.specs import ALL_SPECS, BATCH_JOBS, JOBS, SPEC_DIR
+from jobs.specs import ALL_SPECS, BATCH_JOBS, JOBS, SPEC_DIR, SPEC_ERRORS
 
 GOOD = {
     "name": "demo",
@@ -29,6 +29,7 @@ def _parse(document: object, name: str = "demo") -> JobSpecFile:
 
 
 def test_the_platforms_specs_load_with_their_current_api() -> None:
+    assert SPEC_ERRORS == []
     assert set(JOBS) == {"fanout", "counters", "notifications"}
     assert set(BATCH_JOBS) == {"rebuild_timelines", "rebuild_counters", "rebuild_notifications"}
     assert set(ALL_SPECS) == {p.stem for p in SPEC_DIR.glob("*.yaml")}
@@ -105,3 +106,14 @@ def test_not_a_mapping_and_not_yaml() -> None:
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="cannot read it"):
         load_spec(tmp_path / "gone.yaml", REPO_ROOT)
+
+
+def test_an_invalid_spec_stops_feedctl_jobs_with_its_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from jobs.feedctl import job_specs
+    from jobs.feedctl.main import main as feedctl
+
+    line = "jobs/specs/fanout.yaml: parallelism: input should be greater than or equal to 1"
+    monkeypatch.setattr(job_specs, "SPEC_ERRORS", [line, "another"])
+    assert feedctl(["jobs", "plan"]) == 2
+    assert capsys.readouterr().err == f"feedctl jobs plan: {line} (and 1 more)\n"
