@@ -5,7 +5,8 @@ upgrade mode, resources) plus what feedline needs to reason about a job: the top
 reads and writes and the operator uids its graph sets (``feedctl jobs plan`` checks them
 against the last savepoint). ``jobs/specs/*.yaml`` holds the platform's jobs; every error
 is one line naming the file and the field, e.g.
-``jobs/specs/fanout.yaml: parallelism: must be >= 1 (got 0)``.
+``jobs/specs/fanout.yaml: parallelism: input should be greater than or equal to 1
+(got 0)``.
 """
 
 from __future__ import annotations
