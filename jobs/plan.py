@@ -10,6 +10,7 @@ it. New uids are fine (their operators start empty).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -73,6 +74,8 @@ class Plan:
     problems: list[str] = field(default_factory=list)
     """Why apply would fail (an empty list: it can go ahead)."""
     notes: list[str] = field(default_factory=list)
+    stateless_uids: list[str] = field(default_factory=list)
+    """Saved uids whose operators hold no state (the new version may drop them)."""
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` document."""
@@ -87,12 +90,15 @@ def desired_of(spec: JobSpec, version: str) -> Desired:
 
 def compare(job_name: str, desired: Desired, current: Current | None,
             saved_uids: list[str] | None, free_slots: int | None,
-            from_savepoint: str | None = None) -> Plan:
+            from_savepoint: str | None = None, *, stateless_uids: Sequence[str] = (),
+            max_parallelism: int | None = None) -> Plan:
     """The plan for ``desired`` against ``current``, with the state's uids already read.
 
     ``saved_uids`` are those of the state the new deployment would start from: the running
     job's newest savepoint or checkpoint (a savepoint taken at the stop has the same
-    operators), or ``from_savepoint`` when the job does not run.
+    operators), or ``from_savepoint`` when the job does not run; ``stateless_uids`` those
+    of them whose operators hold no state, ``max_parallelism`` the smallest the state was
+    taken with.
     """
     changes: list[Change] = []
     notes: list[str] = []
@@ -113,12 +119,19 @@ def compare(job_name: str, desired: Desired, current: Current | None,
             notes.append("the running job has no savepoint or checkpoint yet")
     missing: list[str] = []
     if action != "none" and saved_uids is not None:
-        missing = [uid for uid in saved_uids if uid not in desired.operator_uids]
+        dropped = [uid for uid in saved_uids if uid not in desired.operator_uids]
+        missing = [uid for uid in dropped if uid not in stateless_uids]
         if missing:
             problems.append(
                 f"the state holds operator uids the new version lacks: {', '.join(missing)} "
-                "(Flink would refuse to restore it; keep those uids, or set upgrade_mode: "
-                "stateless to start empty)")
+                "(Flink would refuse to restore it; keep those uids, or start without "
+                "that state: upgrade_mode: stateless)")
+        if len(missing) < len(dropped):
+            notes.append("dropped operators without state (Flink skips them): "
+                         + ", ".join(uid for uid in dropped if uid not in missing))
+        if max_parallelism is not None and desired.parallelism > max_parallelism:
+            problems.append(f"parallelism {desired.parallelism} is over the state's max "
+                            f"parallelism {max_parallelism}")
         added = [uid for uid in desired.operator_uids if uid not in saved_uids]
         if added:
             notes.append(f"new operators start empty: {', '.join(added)}")
@@ -131,7 +144,7 @@ def compare(job_name: str, desired: Desired, current: Current | None,
             problems.append(f"parallelism {desired.parallelism} needs {desired.parallelism} "
                             f"task slots; {free_slots + freed} would be free")
     return Plan(job_name, action, current.job_id if current else None, changes, state_from,
-                saved_uids, missing, not missing, problems, notes)
+                saved_uids, missing, not missing, problems, notes, list(stateless_uids))
 
 
 def _differs(now: Any, want: Any) -> bool:
@@ -163,15 +176,18 @@ def make_plan(stack: StackSettings, spec: JobSpec, version: str, suffix: str = "
     current = read_current(stack, job_name)
     desired = desired_of(spec, version)
     state = from_savepoint if current is None else current.state
-    saved: list[str] | None = None
+    operators = None
     unreadable = None
     if state and (current is None or spec.upgrade_mode != "stateless"):
         try:
-            saved = list(read_operators(state).uids)
+            operators = read_operators(state)
         except (OSError, ValueError) as err:
             unreadable = f"cannot read the state's operators at {state}: {err}"
-    plan = compare(job_name, desired, current, saved,
-                   flink_rest.free_slots(stack.flink.rest_url), from_savepoint)
+    plan = compare(job_name, desired, current,
+                   list(operators.uids) if operators else None,
+                   flink_rest.free_slots(stack.flink.rest_url), from_savepoint,
+                   stateless_uids=operators.stateless if operators else (),
+                   max_parallelism=operators.max_parallelism if operators else None)
     if unreadable:
         plan.problems.append(unreadable)
         plan.compatible = False

@@ -213,8 +213,8 @@ def plan_rollback(stack: StackSettings, job_name: str) -> RollbackPlan:
                            if running_id else None)
     missing: list[str] = []
     if state:
-        uids = set(target.spec["operator_uids"])
-        missing = [u for u in read_operators(state).uids if u not in uids]
+        uids, saved = set(target.spec["operator_uids"]), read_operators(state)
+        missing = [u for u in saved.uids if u not in uids and u not in saved.stateless]
     return RollbackPlan(job_name, running_id, current, target, start_from, missing)
 
 

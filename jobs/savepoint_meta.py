@@ -5,8 +5,15 @@ Flink names an operator's state by its operator id: for an operator given a uid 
 16 bytes in the ``_metadata`` file; since metadata version 5 the uid itself is written just
 before (a Java ``writeUTF``: two length bytes, then the text). So a uid is in a savepoint
 exactly when its text is followed by its own hash; operators without a uid (the Table API's
-Kafka sources, PyFlink's key_by maps) have ids that follow the graph's shape instead and
-are counted apart. The rest of the file (the state handles) is not interpreted.
+Kafka sources, PyFlink's key_by maps) have ids that follow the graph's shape instead.
+
+After the id come the parallelism, the max parallelism, the coordinator state (one zero
+byte when there is none), the number of subtasks, and per subtask its index and its state:
+for a subtask without any, exactly 18 zero bytes (no managed or raw operator state: two
+zero ints; no managed or raw keyed state: two zero bytes; no channel state: two empty
+collections). An operator whose every subtask reads so holds no state, and Flink skips it
+when the new program lacks it; anything else (a state, a finished subtask, a layout not
+recognised) counts as state, so the check errs on the side of "incompatible".
 """
 
 from __future__ import annotations
@@ -69,6 +76,9 @@ def operator_id(uid: str) -> str:
     return murmur3_128(uid.encode()).hex()
 
 
+_EMPTY_SUBTASK = bytes(18)
+
+
 @dataclass(frozen=True)
 class SavepointOperators:
     """The operators a savepoint's metadata names."""
@@ -76,6 +86,10 @@ class SavepointOperators:
     location: str
     uids: tuple[str, ...]
     """Operators with a uid, in the order they appear."""
+    stateless: tuple[str, ...] = ()
+    """Those of ``uids`` that hold no state (Flink restores without them)."""
+    max_parallelism: int | None = None
+    """The smallest max parallelism among them (a new parallelism may not exceed it)."""
 
 
 def metadata_path(location: str) -> Path:
@@ -87,11 +101,33 @@ def metadata_path(location: str) -> Path:
     return folder if folder.name == "_metadata" else folder / "_metadata"
 
 
-def uids_in_metadata(raw: bytes) -> list[str]:
-    """The uids whose text is followed by their own operator id in ``raw``."""
+def _int(raw: bytes, at: int) -> int:
+    return int.from_bytes(raw[at:at + 4], "big", signed=True)
+
+
+def _holds_state(raw: bytes, after_id: int) -> bool:
+    """Whether the operator whose id ends at ``after_id`` has any state (see the module)."""
+    at = after_id + 8  # parallelism, max parallelism
+    if at + 5 > len(raw) or raw[at] != 0:
+        return True  # a coordinator state (or a file cut short)
+    subtasks = _int(raw, at + 1)
+    at += 5
+    if subtasks < 0:
+        return True  # fully finished: not interpreted
+    for _ in range(subtasks):
+        if _int(raw, at) < 0 or raw[at + 4:at + 22] != _EMPTY_SUBTASK:
+            return True
+        at += 22
+    return False
+
+
+def scan_metadata(raw: bytes) -> tuple[list[str], list[str], int | None]:
+    """(uids, the stateless ones, the smallest max parallelism) of a ``_metadata`` file."""
     if not raw.startswith(MAGIC):
         raise ValueError("not a Flink checkpoint metadata file")
     found: list[str] = []
+    stateless: list[str] = []
+    max_parallelism: int | None = None
     end = len(raw)
     for start in range(8, end - 19):
         length = int.from_bytes(raw[start:start + 2], "big")
@@ -101,12 +137,25 @@ def uids_in_metadata(raw: bytes) -> list[str]:
         text = raw[start + 2:text_end]
         if not all(0x21 <= byte <= 0x7E for byte in text):
             continue
-        if raw[text_end:text_end + 16] == murmur3_128(text) and text.decode() not in found:
-            found.append(text.decode())
-    return found
+        uid = text.decode()
+        if raw[text_end:text_end + 16] != murmur3_128(text) or uid in found:
+            continue
+        found.append(uid)
+        after_id = text_end + 16
+        if not _holds_state(raw, after_id):
+            stateless.append(uid)
+        declared = _int(raw, after_id + 4)
+        if declared > 0:
+            max_parallelism = min(declared, max_parallelism or declared)
+    return found, stateless, max_parallelism
+
+
+def uids_in_metadata(raw: bytes) -> list[str]:
+    """The uids whose text is followed by their own operator id in ``raw``."""
+    return scan_metadata(raw)[0]
 
 
 def read_operators(location: str) -> SavepointOperators:
     """The uids of a savepoint or checkpoint (``OSError``/``ValueError`` when unreadable)."""
-    return SavepointOperators(location, tuple(uids_in_metadata(metadata_path(location)
-                                                               .read_bytes())))
+    uids, stateless, max_parallelism = scan_metadata(metadata_path(location).read_bytes())
+    return SavepointOperators(location, tuple(uids), tuple(stateless), max_parallelism)

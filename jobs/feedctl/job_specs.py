@@ -107,7 +107,8 @@ def _show_plan(plan: Plan, version: str) -> None:
         print(f"  state from   {plan.state_from}")
     if plan.saved_uids is not None:
         verdict = "compatible" if plan.compatible else "INCOMPATIBLE"
-        print(f"  state uids   {', '.join(plan.saved_uids) or '(none)'} -> {verdict}")
+        held = [uid for uid in plan.saved_uids if uid not in plan.stateless_uids]
+        print(f"  state uids   {', '.join(held) or '(none)'} -> {verdict}")
     for note in plan.notes:
         print(f"  note: {note}")
     for problem in plan.problems:

@@ -116,6 +116,8 @@ def test_plan_apply_upgrade_rollback_history(stack: StackSettings, sandbox: Sand
     assert plan["changes"] == [{"field": "flags", "current": [],
                                 "desired": ["--dedup-window-s", "1800"]}]
     assert {"npost-state", "recipient-state", "write-notifications"} <= set(plan["saved_uids"])
+    assert "parse-uploads" in plan["stateless_uids"]  # a map: Flink may drop it
+    assert "npost-state" not in plan["stateless_uids"]
     uids = [u for u in JOBS["notifications"].operator_uids if u != "npost-state"]
     renamed = _spec_file(tmp_path, "renamed", flags=["--dedup-window-s", "1800"],
                          operator_uids=[*uids, "post-state"])

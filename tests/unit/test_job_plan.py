@@ -57,6 +57,19 @@ def test_a_uid_missing_from_the_new_version_is_incompatible() -> None:
     assert any("post-state" in note for note in plan.notes)  # new operators start empty
 
 
+def test_dropping_an_operator_without_state_is_compatible() -> None:
+    plan = compare("feedline-n", _desired(operator_uids=UIDS[1:]), _current(version="v1"),
+                   list(UIDS), free_slots=4, stateless_uids=["parse-uploads"])
+    assert plan.compatible and plan.problems == [] and plan.missing_uids == []
+    assert any("without state" in note and "parse-uploads" in note for note in plan.notes)
+
+
+def test_parallelism_over_the_states_max_parallelism_is_a_problem() -> None:
+    plan = compare("feedline-n", _desired(parallelism=5), _current(version="v1"),
+                   list(UIDS), free_slots=8, max_parallelism=4)
+    assert plan.problems == ["parallelism 5 is over the state's max parallelism 4"]
+
+
 def test_stateless_upgrades_ignore_the_state() -> None:
     plan = compare("feedline-n", _desired(upgrade_mode="stateless", operator_uids=("x",)),
                    _current(version="v1"), None, free_slots=4)
@@ -94,25 +107,36 @@ def test_murmur3_matches_known_answers() -> None:
         "6c1b07bc7bbc4be347939ac4a93c437a")
 
 
-def _operator(name: str, uid: str, op_id: bytes) -> bytes:
+def _operator(name: str, uid: str, op_id: bytes, *, state: bool = False,
+              subtasks: int = 1, max_parallelism: int = 128) -> bytes:
+    """One operator as metadata version 5+ writes it (state: one managed operator state)."""
     def utf(text: str) -> bytes:
         return struct.pack(">H", len(text)) + text.encode()
-    return utf(name) + utf(uid) + op_id + struct.pack(">ii", 1, 128) + b"\0" * 9
+    empty = struct.pack(">ii", 0, 0) + b"\0\0" + struct.pack(">ii", 0, 0)
+    held = struct.pack(">i", 1) + b"\x01" + struct.pack(">i", 0) + b"\0" + empty[4:]
+    body = b"".join(struct.pack(">i", index) + (held if state and index == subtasks - 1
+                                                   else empty) for index in range(subtasks))
+    return (utf(name) + utf(uid) + op_id + struct.pack(">ii", subtasks, max_parallelism)
+            + b"\0" + struct.pack(">i", subtasks) + body)
 
 
 def test_uids_are_read_where_their_own_id_follows(tmp_path: Path) -> None:
     raw = (MAGIC + struct.pack(">iq", 6, 17)
-           + _operator("npost-state: Writer", "npost-state", murmur3_128(b"npost-state"))
-           + _operator("Source: src", "", bytes(range(16)))  # a generated id
+           + _operator("npost-state", "npost-state", murmur3_128(b"npost-state"), state=True,
+                       subtasks=2, max_parallelism=256)
+           + _operator("Source: src", "", bytes(range(16)), state=True)  # a generated id
            + _operator("fake", "lookalike", murmur3_128(b"other"))  # id of another uid
            + _operator("parse-uploads", "parse-uploads", bytes.fromhex(
-               operator_id("parse-uploads"))))
-    assert uids_in_metadata(raw) == ["npost-state", "parse-uploads"]
+               operator_id("parse-uploads")), subtasks=2)
+           + _operator("end: Writer", "end", murmur3_128(b"end")))
+    assert uids_in_metadata(raw) == ["npost-state", "parse-uploads", "end"]
     folder = tmp_path / "savepoint-1"
     folder.mkdir()
     (folder / "_metadata").write_bytes(raw)
-    assert read_operators(folder.as_uri()).uids == ("npost-state", "parse-uploads")
-    assert read_operators(str(folder)).uids == ("npost-state", "parse-uploads")
+    for location in (folder.as_uri(), str(folder)):
+        read = read_operators(location)
+        assert read.uids == ("npost-state", "parse-uploads", "end")
+        assert read.stateless == ("parse-uploads", "end") and read.max_parallelism == 128
     with pytest.raises(ValueError, match="not a Flink checkpoint"):
         uids_in_metadata(b"PK\x03\x04")
     with pytest.raises(ValueError, match="only file://"):
