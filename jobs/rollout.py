@@ -13,6 +13,7 @@ stops the command before anything is stopped.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from jobs.deploy import DeployError, deploy
 from jobs.flink_submit import savepoint_target
 from jobs.plan import Plan, make_plan
 from jobs.releases import code_version, git_commit, make_release, release_path
-from jobs.savepoint_meta import read_operators
+from jobs.savepoint_meta import operator_id, read_operators
 from jobs.spec_model import entry_script
 from jobs.specs import JobSpec
 
@@ -94,15 +95,33 @@ def _deploy(stack: StackSettings, streaming: StreamingSettings, spec: JobSpec, s
     except (DeployError, flink_rest.FlinkRestError) as err:
         if isinstance(err, flink_rest.FlinkUnreachable):
             raise
-        raise RolloutError(f"{spec.job_name(suffix)} did not start: {_cause(str(err))}"
-                           ) from err
+        raise RolloutError(f"{spec.job_name(suffix)} did not start: "
+                           f"{_cause(str(err), start_from)}") from err
 
 
-def _cause(output: str) -> str:
-    """The telling line of a failed submission: its last ``Caused by``, else its last line."""
+_GENERIC = "Python process exits with code"
+_OPERATOR = re.compile(r"for operator ([0-9a-f]{32})")
+
+
+def _cause(output: str, start_from: str | None = None) -> str:
+    """The telling line of a failed submission.
+
+    Its last ``Caused by`` that is not the client's own exit, else its last line; an
+    operator id it names is given its uid when the savepoint it started from has one.
+    """
     lines = [line.strip() for line in output.splitlines() if line.strip()] or ["(no output)"]
-    causes = [line for line in lines if line.startswith("Caused by:")]
-    return (causes or lines)[-1][:300]
+    causes = [line for line in lines if line.startswith("Caused by:") and _GENERIC not in line]
+    cause = (causes or lines)[-1]
+    found = _OPERATOR.search(cause)
+    if found and start_from:
+        try:
+            uids = read_operators(start_from).uids
+        except (OSError, ValueError):
+            uids = ()
+        named = [uid for uid in uids if operator_id(uid) == found.group(1)]
+        if named:
+            cause = cause.replace(found.group(0), f"{found.group(0)} (uid {named[0]})")
+    return cause[:400]
 
 
 def apply(stack: StackSettings, streaming: StreamingSettings, spec: JobSpec, *,

@@ -139,3 +139,17 @@ def test_a_failed_submission_is_told_by_its_last_cause() -> None:
               "state for operator 42 to the new program\n\tat d.e(F.java:2)\n")
     assert rollout._cause(output).endswith("state for operator 42 to the new program")
     assert rollout._cause("only\nlast line\n") == "last line"
+
+
+def test_a_refused_savepoint_names_the_operators_uid(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobs.savepoint_meta import SavepointOperators, operator_id
+
+    monkeypatch.setattr(rollout, "read_operators", lambda location: SavepointOperators(
+        location, ("parse-uploads", "npost-state")))
+    wanted = operator_id("npost-state")
+    output = (f"Caused by: java.lang.IllegalStateException: Failed to rollback to "
+              f"checkpoint/savepoint file:/sp. Cannot map checkpoint/savepoint state for "
+              f"operator {wanted} to the new program\n\tat x.y(Z.java:3)\n"
+              "Caused by: java.lang.RuntimeException: Python process exits with code: 1\n")
+    assert f"for operator {wanted} (uid npost-state) to the new" in rollout._cause(
+        output, "file:/sp")
