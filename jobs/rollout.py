@@ -226,7 +226,9 @@ def plan_rollback(stack: StackSettings, job_name: str) -> RollbackPlan:
     if target is None:
         raise RolloutError(f"{job_name}: revision {current.revision} has no earlier "
                            "different deployment to roll back to")
-    start_from = current.previous_stopped_with
+    # The savepoint the target was stopped with, recorded by the deployment that replaced it.
+    successor = next((r for r in records if r.revision > target.revision), None)
+    start_from = successor.previous_stopped_with if successor else None
     # Without the savepoint the target left, the current job's own state is carried over.
     state = start_from or (flink_rest.latest_state(stack.flink.rest_url, running_id)
                            if running_id else None)

@@ -3,9 +3,10 @@
 The notifications job of ``jobs/specs/notifications.yaml`` is applied under a sandbox's
 topics, keyspace, key prefix and job-name suffix (so the stack's own jobs are never
 touched), planned against its running state, upgraded to a changed spec through a
-savepoint, rolled back to its first revision from the savepoint that revision was stopped
-with, and its history read back; events arrive in every phase and the stores must end
-equal to the reference model of all of them: nothing lost or doubled across the moves.
+savepoint, upgraded to a version that does not start (reverted), rolled back to its first
+revision from the savepoint that revision was stopped with, and its history read back;
+events arrive in every phase and the stores must end equal to the reference model of all
+of them: nothing lost or doubled across the moves.
 """
 
 from __future__ import annotations
@@ -138,8 +139,17 @@ def test_plan_apply_upgrade_rollback_history(stack: StackSettings, sandbox: Sand
     assert flink_rest.job_state(stack.flink.rest_url, first["job_id"]) == "FINISHED"
     produce(kafka, phases[1])
 
+    # A version that does not start (its entry point refuses a flag): the replaced one
+    # starts again from the savepoint it was just stopped with, recorded as a revert.
+    broken = _spec_file(tmp_path, "broken", flags=["--dedup-window-s", "1800", "--no-such"])
+    code, _ = run("upgrade", str(broken))
+    assert code == 1
+    reverted = history.read(stack, second["job_name"])[-1]
+    assert (reverted.revision, reverted.action, reverted.spec) == (3, "revert", second["spec"])
+    assert flink_rest.job_state(stack.flink.rest_url, reverted.job_id) == "RUNNING"
+
     code, dry = run("rollback", "notifications", "--dry-run")
-    assert code == 0 and (dry["from_revision"], dry["to_revision"]) == (2, 1)
+    assert code == 0 and (dry["from_revision"], dry["to_revision"]) == (3, 1)
     assert dry["start_from"] == second["previous_stopped_with"] and dry["compatible"]
     code, _ = run("rollback", "notifications")
     assert code == 0
@@ -148,8 +158,8 @@ def test_plan_apply_upgrade_rollback_history(stack: StackSettings, sandbox: Sand
     code, listed = run("history", "notifications")
     records = listed["deployments"]
     assert code == 0 and [(r["revision"], r["action"]) for r in records] == [
-        (1, "apply"), (2, "upgrade"), (3, "rollback")]
-    third = records[2]
+        (1, "apply"), (2, "upgrade"), (3, "revert"), (4, "rollback")]
+    third = records[3]
     assert third["version"] == first["version"] and third["spec"] == first["spec"]
     assert third["started_from"] == second["previous_stopped_with"]
     assert flink_rest.job_state(stack.flink.rest_url, third["job_id"]) == "RUNNING"

@@ -153,3 +153,29 @@ def test_a_refused_savepoint_names_the_operators_uid(monkeypatch: pytest.MonkeyP
               "Caused by: java.lang.RuntimeException: Python process exits with code: 1\n")
     assert f"for operator {wanted} (uid npost-state) to the new" in rollout._cause(
         output, "file:/sp")
+
+
+def test_rollback_returns_to_the_last_different_deployment_from_its_own_savepoint(
+        stack: StackSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobs.flink_rest import JobInfo
+    from jobs.savepoint_meta import SavepointOperators
+
+    spec = JOBS["notifications"]
+    first = rollout.spec_record(spec)
+    flagged = rollout.spec_record(replace(spec, flags=("--dedup-window-s", "60")))
+    for revision, action, job_id, stopped, record in (
+            (1, "apply", "a", None, first), (2, "upgrade", "b", "file:///sp-a", flagged),
+            (3, "revert", "c", "file:///sp-b", flagged)):
+        history.append(stack, history.Deployment(
+            revision, action, spec.job_name(), job_id, "v1", None, 1, "savepoint", stopped,
+            stopped, record))
+    monkeypatch.setattr(rollout.flink_rest, "running",
+                        lambda url, name: [JobInfo("c", name, "RUNNING", 0)])
+    monkeypatch.setattr(rollout, "read_operators", lambda location: SavepointOperators(
+        location, ("npost-state", "gone-state", "gone-map"), ("gone-map",)))
+    plan = rollout.plan_rollback(stack, spec.job_name())
+    assert (plan.current.revision, plan.target.revision) == (3, 1)
+    assert plan.start_from == "file:///sp-a"  # what revision 1 was stopped with
+    assert plan.missing_uids == ["gone-state"]  # stateful and not in revision 1's uids
+    with pytest.raises(rollout.RolloutError, match="gone-state"):
+        rollout.rollback(stack, StreamingSettings(), "notifications", dry_run=True)
