@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from feedline.settings import REPO_ROOT, StackSettings, StreamingSettings
 from jobs import flink_rest
@@ -67,21 +68,45 @@ def checkpoint_root(stack: StackSettings) -> Path:
     return stack.local.state_dir / "flink" / "checkpoints"
 
 
-def kept(stack: StackSettings) -> dict[str, KeptJob]:
-    """The recorded deployments by Flink job name."""
+_BASE = ("name", "suffix", "job_id", "restored_from", "streaming")
+"""The fields of ``kept-jobs.json``; what ``jobs apply`` adds (release, flags, entry point)
+goes to ``kept-jobs.specs.json`` beside it, so a keeper of an older checkout (a supervisor
+started before, reading the same file) still reads every record."""
+
+
+def _specs_file(stack: StackSettings) -> Path:
+    return records_file(stack).with_name("kept-jobs.specs.json")
+
+
+def _read(path: Path) -> dict[str, dict[str, Any]]:
     try:
-        raw = json.loads(records_file(stack).read_text())
+        return dict(json.loads(path.read_text()))
     except FileNotFoundError:
         return {}
-    return {name: KeptJob(**fields) for name, fields in raw.items()}
+
+
+def kept(stack: StackSettings) -> dict[str, KeptJob]:
+    """The recorded deployments by Flink job name."""
+    extras = _read(_specs_file(stack))
+    return {name: KeptJob(**{k: fields[k] for k in _BASE if k in fields},
+                          **extras.get(name, {}))
+            for name, fields in _read(records_file(stack)).items()}
+
+
+def _write(path: Path, document: object) -> None:
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(document, indent=1, sort_keys=True))
+    os.replace(partial, path)  # a reader never sees half a file
 
 
 def _save(stack: StackSettings, jobs: dict[str, KeptJob]) -> None:
     path = records_file(stack)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".tmp")
-    partial.write_text(json.dumps({n: asdict(j) for n, j in sorted(jobs.items())}, indent=1))
-    os.replace(partial, path)  # a reader never sees half a file
+    records = {n: asdict(j) for n, j in sorted(jobs.items())}
+    _write(_specs_file(stack), {n: {k: v for k, v in r.items() if k not in _BASE}
+                                for n, r in records.items() if r["release"] or r["flags"]
+                                or r["entry_point"]})
+    _write(path, {n: {k: r[k] for k in _BASE} for n, r in records.items()})
 
 
 def remember(stack: StackSettings, job: KeptJob) -> None:

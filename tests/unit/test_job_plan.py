@@ -221,3 +221,8 @@ def test_a_release_is_deployed_from_its_own_folder(tmp_path: Path,
     from jobs import keeper
     kept = keeper.kept(stack)["feedline-notifications-t"]
     assert (kept.release, kept.flags) == (str(release), ["--dedup-window-s", "60"])
+    # The main record keeps its old fields only: an older keeper still reads it.
+    import json
+    record = json.loads(keeper.records_file(stack).read_text())["feedline-notifications-t"]
+    assert set(record) == {"name", "suffix", "job_id", "restored_from", "streaming"}
+    assert keeper.forget(stack, "feedline-notifications-t") and keeper.kept(stack) == {}
