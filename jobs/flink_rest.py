@@ -149,3 +149,25 @@ def operator_metric(base_url: str, job_id: str, operator: str, metric: str) -> f
             for value in call(base_url, "GET", f"{path}?get={','.join(ids)}"):
                 total += float(value["value"])
     return total
+
+
+def job_parallelism(base_url: str, job_id: str) -> int:
+    """The largest parallelism of the job's vertices (what it was started with)."""
+    vertices = call(base_url, "GET", f"/jobs/{job_id}").get("vertices", [])
+    return max((int(v.get("parallelism", 1)) for v in vertices), default=1)
+
+
+def free_slots(base_url: str) -> int:
+    """Task slots no job holds, over the whole cluster."""
+    return int(call(base_url, "GET", "/overview").get("slots-available", 0))
+
+
+def latest_state(base_url: str, job_id: str) -> str | None:
+    """The newest savepoint or completed checkpoint of a job, else what it restored from."""
+    latest = call(base_url, "GET", f"/jobs/{job_id}/checkpoints").get("latest") or {}
+    taken = [entry for entry in (latest.get("completed"), latest.get("savepoint"))
+             if entry and entry.get("external_path")]
+    if taken:
+        return str(max(taken, key=lambda entry: int(entry.get("id", 0)))["external_path"])
+    restored = latest.get("restored") or {}
+    return str(restored["external_path"]) if restored.get("external_path") else None
