@@ -122,13 +122,13 @@ def _status(args: argparse.Namespace) -> int:
         for row in rows:
             print(row.line())
         if supervisor.healthy:
-            print(f"{'supervisor':<18} {'running':<10} pid {supervisor.pid:<8} "
+            print(f"{'supervisor':<20} {'running':<10} pid {supervisor.pid:<8} "
                   "restarts crashed services")
         elif supervisor.pid:
-            print(f"{'supervisor':<18} {'starting':<10} pid {supervisor.pid:<8} "
+            print(f"{'supervisor':<20} {'starting':<10} pid {supervisor.pid:<8} "
                   "no look at the services yet")
         else:
-            print(f"{'supervisor':<18} {'stopped':<10} pid {'-':<8} crashed services are NOT "
+            print(f"{'supervisor':<20} {'stopped':<10} pid {'-':<8} crashed services are NOT "
                   "restarted (`feedctl local up` starts it)")
     return 0 if healthy else 1
 

@@ -231,7 +231,7 @@ class FlinkJobManagerService(_FlinkProcess):
         """Start again the deployed jobs a restart lost (none when it did not restart)."""
         from jobs.keeper import resume_lost  # the keeper deploys through this package
 
-        resume_lost(self.settings, say=lambda line: print(f"{self.name:<18} {line}", flush=True))
+        resume_lost(self.settings, say=lambda line: print(f"{self.name:<20} {line}", flush=True))
 
     def healthy(self) -> bool:
         """REST answers /overview."""
