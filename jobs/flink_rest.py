@@ -6,6 +6,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +105,17 @@ def cancel(base_url: str, job_id: str) -> None:
     call(base_url, "PATCH", f"/jobs/{job_id}?mode=cancel")
 
 
+class SavepointDeclined(FlinkRestError):
+    """A task declined the savepoint: it was not running yet (deploying or restoring).
+
+    The job is unchanged, and the same request succeeds a little later.
+    """
+
+
+#: The failure Flink reports for a savepoint of a job whose tasks are not all running.
+_NOT_READY = "CHECKPOINT_DECLINED_TASK_NOT_READY"
+
+
 def _wait_savepoint(base_url: str, path: str, timeout_s: float) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -111,26 +123,51 @@ def _wait_savepoint(base_url: str, path: str, timeout_s: float) -> str:
         if status["status"]["id"] == "COMPLETED":
             operation = status.get("operation", {})
             if "failure-cause" in operation:
-                raise FlinkRestError(f"savepoint failed: {operation['failure-cause']}")
+                cause = operation["failure-cause"]
+                kind = SavepointDeclined if _NOT_READY in str(cause) else FlinkRestError
+                text = cause.get("stack-trace", str(cause)) if isinstance(cause, dict) else cause
+                raise kind(f"savepoint failed: {str(text).splitlines()[0]}")
             return str(operation["location"])
         time.sleep(0.5)
     raise FlinkRestError("savepoint did not complete in time")
 
 
+def _retried(take: Callable[[], str], timeout_s: float) -> str:
+    """``take`` again while tasks decline for not running yet, up to ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return take()
+        except SavepointDeclined:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
 def savepoint(base_url: str, job_id: str, target_dir: str, timeout_s: float = 120) -> str:
     """Trigger a savepoint and wait for it; returns its location."""
-    trigger = call(base_url, "POST", f"/jobs/{job_id}/savepoints",
-                   {"target-directory": target_dir, "cancel-job": False})
-    return _wait_savepoint(base_url, f"/jobs/{job_id}/savepoints/{trigger['request-id']}",
-                           timeout_s)
+
+    def take() -> str:
+        trigger = call(base_url, "POST", f"/jobs/{job_id}/savepoints",
+                       {"target-directory": target_dir, "cancel-job": False})
+        return _wait_savepoint(base_url, f"/jobs/{job_id}/savepoints/{trigger['request-id']}",
+                               timeout_s)
+    return _retried(take, timeout_s)
 
 
 def stop_with_savepoint(base_url: str, job_id: str, target_dir: str, timeout_s: float = 120) -> str:
-    """Stop a job gracefully, taking a savepoint; returns its location."""
-    trigger = call(base_url, "POST", f"/jobs/{job_id}/stop",
-                   {"targetDirectory": target_dir, "drain": False})
-    return _wait_savepoint(base_url, f"/jobs/{job_id}/savepoints/{trigger['request-id']}",
-                           timeout_s)
+    """Stop a job gracefully, taking a savepoint; returns its location.
+
+    A job whose tasks are still starting declines it (and keeps running): asked again
+    until ``timeout_s``.
+    """
+
+    def take() -> str:
+        trigger = call(base_url, "POST", f"/jobs/{job_id}/stop",
+                       {"targetDirectory": target_dir, "drain": False})
+        return _wait_savepoint(base_url, f"/jobs/{job_id}/savepoints/{trigger['request-id']}",
+                               timeout_s)
+    return _retried(take, timeout_s)
 
 
 def operator_metric(base_url: str, job_id: str, operator: str, metric: str) -> float:

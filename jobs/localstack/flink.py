@@ -208,6 +208,11 @@ class _FlinkProcess(Service):
         env = flink_env(self.settings, self.home / "logs")
         env["FLINK_ENV_JAVA_OPTS"] = f"{java_opts(self.settings)} -Dfeedline.home={self.home}"
         env["FLINK_PLUGINS_DIR"] = str(flink_plugins_dir(self.settings))
+        # Every job's Python workers inherit the process's environment: the PYTHONPATH of
+        # whoever (re)started it — a shell in another checkout — would put that checkout's
+        # code in front of every job's. Workers import the installed package, or what a job
+        # ships (`flink run -pyfs`).
+        env["PYTHONPATH"] = ""
         return ["bash", str(script), "start-foreground",
                 *reporter_properties(self.settings, self.role, self.name),
                 *self.dynamic_properties()], env
