@@ -24,6 +24,26 @@ EPOCH = datetime(2026, 11, 1, tzinfo=UTC)
 CONTENT_TYPES = ("image/jpeg", "image/png", "video/mp4")
 
 
+def described(n: int, content_type: str, uri: str) -> dict[str, Any]:
+    """What the media worker found, as the API puts it in the event, for every other post.
+
+    Derived from the post's number (the random draws stay as they were): the odd posts'
+    entries carry no metadata, like those of a ``post_created`` version 1 event.
+    """
+    if n % 2:
+        return {}
+    width, height = 1200 + 40 * (n % 10), 900 + 30 * (n % 7)
+    found: dict[str, Any] = {"width": width, "height": height,
+                             "placeholder": f"#{(n * 2654435761) & 0xFFFFFF:06x}"}
+    if content_type.startswith("video/"):
+        found["duration_ms"] = 1000 * (5 + n % 55)
+    else:
+        found["renditions"] = [
+            {"uri": f"{uri}/w{side}.jpg", "width": side, "height": round(height * side / width),
+             "content_type": "image/jpeg"} for side in (1080, 320)]
+    return found
+
+
 @dataclass(frozen=True)
 class WorkloadSpec:
     """Size and shape of a workload."""
@@ -116,6 +136,7 @@ class Workload:
                 "content_type": rng.choice(CONTENT_TYPES),
                 "uri": f"gs://feedline-media/media/{author}/m{n:07d}",
             }]
+            media[0].update(described(n, media[0]["content_type"], media[0]["uri"]))
             yield self._event("post_created", "uploads", author, author_id=author,
                               post_id=post_id, caption=f"post {n} by {author}", media=media)
             audience = self.followers.get(author) or users[:1]

@@ -139,6 +139,18 @@ def bind_write(name: str, values: tuple[Any, ...], write_time_us: int) -> tuple[
     return (*values, write_time_us)
 
 
+def media_values(media: Iterable[Any]) -> list[tuple[Any, ...]]:
+    """``posts.media`` bind values: one ``media_ref`` per ``MediaRef``, in the UDT's field order.
+
+    ``media_ref`` is ``(media_id, content_type, uri)`` plus, since ``0005_post_media.cql``,
+    ``(width, height, duration_ms, renditions, placeholder)``, renditions being
+    ``media_rendition`` values ``(uri, width, height, content_type)``; unknown metadata is null.
+    """
+    return [(m.media_id, m.content_type, m.uri, m.width, m.height, m.duration_ms,
+             [(r.uri, r.width, r.height, r.content_type) for r in m.renditions] or None,
+             m.placeholder) for m in media]
+
+
 def ms_to_dt(ms: int) -> datetime:
     """Epoch milliseconds as an aware UTC datetime (the CQL timestamp type)."""
     return datetime.fromtimestamp(ms / 1000, tz=UTC)

@@ -6,8 +6,10 @@
 | post counters ``{p}:pc:{post_id}`` | ``likes comments`` |
 | user counters ``{p}:uc:{user_id}`` | ``followers following posts`` (each once written) |
 
-Values are text: ``media`` is a JSON list of ``{media_id, content_type, uri}``,
-``created_ms`` epoch milliseconds, counters absolute counts.
+Values are text: ``media`` is a JSON list of ``{media_id, content_type, uri}`` objects, each
+with the metadata its event carried when known (``width``, ``height``, ``duration_ms``,
+``renditions`` as ``[{uri, width, height, content_type}]``, ``placeholder``; see
+``MediaRef.to_json``), ``created_ms`` epoch milliseconds, counters absolute counts.
 
 Written by the streaming writer (``feedline.stores.feed_writer``) and the rebuild
 (``feedline.rebuild.writer``); read by the API and ``feedctl feed``
@@ -34,19 +36,18 @@ USER_COUNTER_FIELDS = ("followers", "following", "posts")
 
 @dataclass(frozen=True, slots=True)
 class PostHash:
-    """A decoded post hash; ``media`` as ``{media_id, content_type, uri}`` objects."""
+    """A decoded post hash; ``media`` as ``MediaRef.to_json`` objects."""
 
     post_id: str
     author_id: str
     caption: str
-    media: list[dict[str, str]]
+    media: list[dict[str, Any]]
     created_ms: int
 
 
 def encode_post(post: PostUpsert) -> dict[str, str]:
     """The fields of a post hash (what feed hydration reads)."""
-    media = [{"media_id": m.media_id, "content_type": m.content_type, "uri": m.uri}
-             for m in post.media]
+    media = [m.to_json() for m in post.media]
     return {
         "post_id": post.post_id,
         "author_id": post.author_id,
@@ -56,9 +57,9 @@ def encode_post(post: PostUpsert) -> dict[str, str]:
     }
 
 
-def decode_media(text: str) -> list[dict[str, str]]:
-    """The ``media`` field of a post hash."""
-    items: list[dict[str, str]] = orjson.loads(text)
+def decode_media(text: str) -> list[dict[str, Any]]:
+    """The ``media`` field of a post hash (``MediaRef.from_json`` reads each item)."""
+    items: list[dict[str, Any]] = orjson.loads(text)
     return items
 
 

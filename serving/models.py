@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from feedline.rules.effects import MediaRef
 from feedline.stores.feed_items import PostView
 from serving.auth import ID_PATTERN
 
@@ -97,11 +98,20 @@ class CommentAccepted(Accepted):
 
 
 class MediaOut(BaseModel):
-    """One photo or video of a post."""
+    """One photo or video of a post, with what the media worker found in it."""
 
     media_id: str
-    content_type: str
-    url: str
+    content_type: str = Field(description="The type of the file at `url`.")
+    url: str = Field(description="The largest rendition (metadata stripped).")
+    width: int | None = Field(description="Width of the original in pixels; null when not "
+                                          "known (posts published before media metadata).")
+    height: int | None = Field(description="Height of the original in pixels; null when not "
+                                           "known.")
+    duration_ms: int | None = Field(description="Length of a video; null for a photo.")
+    renditions: list[RenditionOut] = Field(description="Every processed copy, largest first; "
+                                                       "empty when not known.")
+    placeholder: str | None = Field(description="Dominant colour, `#rrggbb`, to show while "
+                                                "the media loads; null when not known.")
 
 
 class PostOut(BaseModel):
@@ -139,14 +149,28 @@ def rfc3339_ms(ms: int) -> str:
         t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, ms % 1000)
 
 
+def media_json(media: MediaRef, media_url: Any) -> dict[str, Any]:
+    """A ``MediaOut`` as plain JSON data: storage URIs as the URLs clients fetch."""
+    return {
+        "media_id": media.media_id,
+        "content_type": media.content_type,
+        "url": media_url(media.uri),
+        "width": media.width,
+        "height": media.height,
+        "duration_ms": media.duration_ms,
+        "renditions": [{"url": media_url(r.uri), "width": r.width, "height": r.height,
+                        "content_type": r.content_type} for r in media.renditions],
+        "placeholder": media.placeholder,
+    }
+
+
 def post_json(view: PostView, media_url: Any) -> dict[str, Any]:
     """A ``PostOut`` as plain JSON data (built directly: this is the hot path)."""
     return {
         "post_id": view.post_id,
         "author_id": view.author_id,
         "caption": view.caption,
-        "media": [{"media_id": m.media_id, "content_type": m.content_type,
-                   "url": media_url(m.uri)} for m in view.media],
+        "media": [media_json(m, media_url) for m in view.media],
         "created_at": rfc3339_ms(view.created_ms),
         "likes": view.likes,
         "comments": view.comments,

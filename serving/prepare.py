@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+from feedline.rules.effects import MediaRef, Rendition
 from feedline.stores.feed_reader import FeedReader, PostLookup
 from feedline.stores.media_store import MediaRecord, MediaStore, MediaUploads
 from schemas.event_contracts import new_event
@@ -96,18 +97,21 @@ def _check_processed(records: list[MediaRecord]) -> None:
                          title="Media not ready", errors=errors)
 
 
-def shown_media(record: MediaRecord) -> dict[str, str]:
-    """A post's media item: its largest rendition, named by the generation processed.
+def shown_media(record: MediaRecord) -> dict[str, Any]:
+    """A post's media item: its largest rendition and what the media worker found.
 
-    Renditions are written by the media worker only, under the generation it processed, so
-    the post pins that generation: nothing uploaded later changes what it shows.
+    The item names the largest rendition (its ``uri``) and carries the upload's dimensions,
+    every rendition and the placeholder. Renditions are written by the media worker only,
+    under the generation it processed, so the post pins that generation: nothing uploaded
+    later changes what it shows. The metadata travels in the event (``post_created``
+    version 2), so feeds and a rebuild from the archive show it without reading the media
+    records again; unknown values are left out.
     """
-    if record.renditions:
-        largest = record.renditions[0]
-        return {"media_id": record.media_id, "content_type": largest.content_type,
-                "uri": largest.uri}
-    return {"media_id": record.media_id, "content_type": record.content_type,
-            "uri": record.uri}
+    shown = record.renditions[0] if record.renditions else record
+    renditions = tuple(Rendition(r.uri, r.width, r.height, r.content_type)
+                       for r in record.renditions)
+    return MediaRef(record.media_id, shown.content_type, shown.uri, record.width,
+                    record.height, record.duration_ms, renditions, record.placeholder).to_json()
 
 
 async def live_post(reader: FeedReader, post_id: str) -> PostLookup:

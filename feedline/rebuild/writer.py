@@ -26,7 +26,13 @@ from feedline.rebuild.image import StoreImage
 from feedline.rules.memory import newest
 from feedline.rules.notification_book import newest_groups
 from feedline.rules.notifications import Group
-from schemas.cql_statements import USER_COUNTER_WRITES, bind_write, ms_to_dt, prepare
+from schemas.cql_statements import (
+    USER_COUNTER_WRITES,
+    bind_write,
+    media_values,
+    ms_to_dt,
+    prepare,
+)
 from schemas.redis_hashes import encode_post, encode_post_counters, encode_user_counters
 from schemas.redis_keys import RedisKeys
 from schemas.redis_notifications import NOTIFICATION_CAP, encode_group
@@ -233,7 +239,7 @@ class ImageWriter:
             batch = BatchStatement(batch_type=BatchType.UNLOGGED)
             batch.add(self.stmts["post_clear"], bind_write("post_clear", (post_id,), self.clear_at))
             if row.created_ms is not None:
-                media = [(m.media_id, m.content_type, m.uri) for m in row.media or ()]
+                media = media_values(row.media or ())
                 batch.add(self.stmts["post_row"], bind_write("post_row", (
                     post_id, row.author_id, row.caption, media, ms_to_dt(row.created_ms),
                     row.deleted, now if row.deleted else None, row.event_id), self.write_at))

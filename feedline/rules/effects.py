@@ -7,16 +7,71 @@ Effects about one key come out of the rules in the order they must be applied.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Rendition:
+    """A processed copy of a post's photo (metadata stripped) in object storage."""
+
+    uri: str
+    width: int
+    height: int
+    content_type: str
 
 
 @dataclass(frozen=True, slots=True)
 class MediaRef:
-    """A media object a post shows."""
+    """A media object a post shows, with what the media worker found in it.
+
+    The metadata came with the ``post_created`` event (schema version 2); an entry of a
+    version 1 event has none (``None`` and no renditions).
+    """
 
     media_id: str
     content_type: str
     uri: str
+    width: int | None = None
+    height: int | None = None
+    duration_ms: int | None = None
+    """Length of a video; None for a photo."""
+    renditions: tuple[Rendition, ...] = ()
+    """Largest first."""
+    placeholder: str | None = None
+    """What to show while the media loads (the dominant colour, ``#rrggbb``)."""
+
+    def __setstate__(self, state: list[Any]) -> None:
+        """Unpickle, also from keyed state written before the metadata fields existed."""
+        for index, field in enumerate(fields(self)):
+            value = state[index] if index < len(state) else field.default
+            object.__setattr__(self, field.name, value)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON data: the three base fields, then each metadata field that is known."""
+        plain: dict[str, Any] = {"media_id": self.media_id, "content_type": self.content_type,
+                                 "uri": self.uri}
+        for name in ("width", "height", "duration_ms"):
+            value = getattr(self, name)
+            if value is not None:
+                plain[name] = value
+        if self.renditions:
+            plain["renditions"] = [
+                {"uri": r.uri, "width": r.width, "height": r.height,
+                 "content_type": r.content_type} for r in self.renditions]
+        if self.placeholder is not None:
+            plain["placeholder"] = self.placeholder
+        return plain
+
+    @classmethod
+    def from_json(cls, plain: Mapping[str, Any]) -> MediaRef:
+        """The inverse of ``to_json``; also reads an event's media item (``to_dict()``)."""
+        renditions = tuple(Rendition(r["uri"], r["width"], r["height"], r["content_type"])
+                           for r in plain.get("renditions") or ())
+        return cls(plain["media_id"], plain["content_type"], plain["uri"], plain.get("width"),
+                   plain.get("height"), plain.get("duration_ms"), renditions,
+                   plain.get("placeholder"))
 
 
 @dataclass(frozen=True, slots=True)

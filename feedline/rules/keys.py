@@ -238,7 +238,7 @@ def version_of(event: Any) -> Version:
 def _apply_fanout(state: AuthorState, event: Any, config: RulesConfig) -> list[Effect]:
     kind = event.event_type
     if kind == "post_created":
-        media = tuple(MediaRef(m.media_id, m.content_type, m.uri) for m in event.media)
+        media = tuple(MediaRef.from_json(m.to_dict()) for m in event.media)
         return apply_post_created(
             state,
             post_id=event.post_id,

@@ -4,7 +4,10 @@ Migrations are the files ``schemas/cql/NNNN_name.cql``, applied in order inside 
 configured keyspace and recorded with a checksum in ``schema_migrations``. Applying is
 idempotent: applied versions are skipped, and an applied file whose text changed is an
 error (write a new migration instead). DDL runs as simple statements; every data
-statement, including the migration bookkeeping, is prepared.
+statement, including the migration bookkeeping, is prepared. A migration is re-run whole
+when it was interrupted, so each statement must be idempotent: ``CREATE … IF NOT EXISTS``,
+and ``ALTER TYPE t ADD f …`` is skipped when ``t`` has the field already (ScyllaDB has no
+``ADD IF NOT EXISTS``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from schemas.cql_statements import MIGRATION_RECORD, applied_migrations_query
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.cql$")
 _IDENT = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+_ADD_FIELD = re.compile(r"^ALTER\s+TYPE\s+(\w+)\s+ADD\s+(\w+)\s", re.IGNORECASE)
 
 
 def connect(
@@ -165,7 +169,8 @@ def migrate(
         for migration in pending:
             say(f"applying {migration.version:04d}_{migration.name}")
             for statement in migration.statements():
-                session.execute(statement, timeout=60)
+                if not _field_exists(cluster, keyspace, statement):
+                    session.execute(statement, timeout=60)
             session.execute(
                 record,
                 (migration.version, migration.name, migration.checksum, datetime.now(UTC)),
@@ -173,6 +178,22 @@ def migrate(
         return pending
     finally:
         cluster.shutdown()
+
+
+def added_field(statement: str) -> tuple[str, str] | None:
+    """``(type, field)`` of an ``ALTER TYPE type ADD field …`` statement, else None."""
+    match = _ADD_FIELD.match(statement)
+    return None if match is None else (match[1].lower(), match[2].lower())
+
+
+def _field_exists(cluster: Cluster, keyspace: str, statement: str) -> bool:
+    """True for an ``ALTER TYPE t ADD f …`` whose type has ``f`` (an interrupted run added it)."""
+    added = added_field(statement)
+    if added is None:
+        return False
+    cluster.refresh_user_type_metadata(keyspace, added[0])
+    found = cluster.metadata.keyspaces[keyspace].user_types.get(added[0])
+    return found is not None and added[1] in found.field_names
 
 
 def drop_keyspace(settings: CqlSettings, keyspace: str) -> None:

@@ -176,8 +176,8 @@ class FeedCache:
         return bool(await self.redis.ping())
 
 
-def _refs(media: list[dict[str, str]]) -> tuple[MediaRef, ...]:
-    return tuple([MediaRef(m["media_id"], m["content_type"], m["uri"]) for m in media])
+def _refs(media: list[dict[str, Any]]) -> tuple[MediaRef, ...]:
+    return tuple([MediaRef.from_json(m) for m in media])
 
 
 def _media(text: str) -> tuple[MediaRef, ...]:

@@ -57,6 +57,7 @@ from schemas.cql_statements import (
     USER_COUNTER_WRITES,
     bind_write,
     dt_to_ms,
+    media_values,
     ms_to_dt,
     prepare,
 )
@@ -140,7 +141,7 @@ class FeedWriter:
                                 (e.user_id, ms_to_dt(e.created_ms), e.post_id)))
                 case PostUpsert():
                     created = ms_to_dt(e.created_ms)
-                    media = [(m.media_id, m.content_type, m.uri) for m in e.media]
+                    media = media_values(e.media)
                     if (e.post_id, at) not in written_posts:
                         ops.append(("post_upsert", (e.post_id, e.author_id, e.caption, media,
                                                     created, e.event_id)))

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from feedline.rules.effects import MediaRef
+from feedline.rules.effects import MediaRef, Rendition
 from feedline.stores.cql_client import CqlClient
 from feedline.stores.feed_items import Position, PostView
 from schemas.cql_statements import READS, dt_to_ms, ms_to_dt
@@ -129,8 +129,18 @@ class PostStore:
         return sorted(set(followees) & celebrities)
 
 
+def media_of(value: Any) -> MediaRef:
+    """A ``media_ref`` value read back (``schemas.cql_statements.media_values`` wrote it)."""
+    renditions = tuple(Rendition(r.uri, r.width, r.height, r.content_type)
+                       for r in getattr(value, "renditions", None) or ())
+    return MediaRef(value.media_id, value.content_type, value.uri,
+                    getattr(value, "width", None), getattr(value, "height", None),
+                    getattr(value, "duration_ms", None), renditions,
+                    getattr(value, "placeholder", None))
+
+
 def _stored(row: Any) -> StoredPost:
-    media = tuple(MediaRef(m.media_id, m.content_type, m.uri) for m in (row.media or ()))
+    media = tuple(media_of(m) for m in (row.media or ()))
     created_ms = dt_to_ms(row.created_at) if row.created_at is not None else 0
     return StoredPost(row.post_id, row.author_id, row.caption or "", media, created_ms,
                       bool(row.deleted))

@@ -145,9 +145,10 @@ def build_frames(role: str, rows: Iterable[tuple[Partition, str, bytes]]) -> Rec
     props = {"event_type", "schema_version", "event_id", "event_time"}
     for names in allowed.values():
         props |= names
-    arrays: dict[str, dict[str, Any]] = {}
-    for schema in schemas.values():
-        arrays.update(object_arrays(schema))
+    arrays: dict[str, dict[str, dict[str, Any]]] = {}  # array field -> schema key -> item schema
+    for key, schema in schemas.items():
+        for name, items in object_arrays(schema).items():
+            arrays.setdefault(name, {})[key] = items
 
     seen: dict[Partition, set[bytes]] = {}
     duplicates: dict[Partition, int] = {}
@@ -204,23 +205,35 @@ def _all_differ(frame: pd.DataFrame, names: list[str]) -> pd.Series:
     return differ
 
 
-def _child_frame(frame: pd.DataFrame, name: str, items: dict[str, Any]) -> pd.DataFrame:
-    """One row per item of array field ``name``."""
-    props = set(items.get("properties", {}))
+def _child_frame(frame: pd.DataFrame, name: str,
+                 items: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """One row per item of array field ``name``; ``items``: its item schema per schema key.
+
+    An item's unknown fields are those its own record's schema version does not allow (a
+    version 1 media item carrying a version 2 field is flagged); its array fields get their
+    ``__len`` column.
+    """
+    props = {key: set(schema.get("properties", {})) for key, schema in items.items()}
+    every = set().union(*props.values())
+    arrays = {field for schema in items.values()
+              for field, spec in schema.get("properties", {}).items()
+              if isinstance(spec, dict) and spec.get("type") == "array"}
     parents: list[int] = []
     records: list[dict[str, Any]] = []
+    allowed: list[set[str]] = []
     kinds: list[str] = []
-    for row, value in zip(frame[ROW], frame[name], strict=True):
+    for row, value, key in zip(frame[ROW], frame[name], frame[SCHEMA], strict=True):
         if not isinstance(value, list):
             continue
         for item in value:
             parents.append(row)
             is_object = isinstance(item, dict)
             records.append(item if is_object else {})
+            allowed.append(props.get(key, every))
             kinds.append("object" if is_object else json_type(item))
-    builder = _Columns(props, set())
-    for record in records:
-        builder.add(record, props)
+    builder = _Columns(every, arrays)
+    for record, fields in zip(records, allowed, strict=True):
+        builder.add(record, fields)
     columns = builder.as_dict()
     columns[PARENT] = parents
     columns[ROW] = list(range(len(records)))

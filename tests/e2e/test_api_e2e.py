@@ -3,13 +3,15 @@ jobs (an isolated sandbox on the local Flink cluster) derive the stores, the API
 
 alice follows bob; bob uploads a photo through a signed URL (a real PUT into the GCS
 emulator), completes it, waits until the media worker (its own topic, in a thread) made it
-ready, and posts it; the post reaches alice's home feed once fanned out, showing a rendition
-without the photo's EXIF location; her like and comment reach its counters; bob deletes it
-and it leaves the feed (and GET gives 404).
+ready, and posts it; the post reaches alice's home feed once fanned out, with the photo's
+dimensions, renditions and placeholder, each rendition without the photo's EXIF location (the
+same media in bob's profile and the post itself); her like and comment reach its counters;
+bob deletes it and it leaves the feed (and GET gives 404).
 """
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Iterator
 from typing import Any, TypeVar
@@ -17,6 +19,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from kafka import KafkaAdminClient
+from PIL import Image
 from starlette.testclient import TestClient
 
 from feedline.media.worker import MediaWorker
@@ -109,12 +112,25 @@ def test_follow_post_read_engage_delete(platform: tuple[Sandbox, ServingSettings
             assert item["author_id"] == "bob" and item["caption"] == "first light"
             [shown] = item["media"]
             assert shown["media_id"] == media["media_id"]
-            # The feed shows the largest rendition, re-encoded without EXIF (no location).
+            # The feed item says what the media worker found: a client lays the post out
+            # (dimensions, placeholder) and picks a rendition before any image loads.
+            assert (shown["width"], shown["height"], shown["duration_ms"]) == (1600, 1200, None)
+            assert shown["placeholder"] == ready["placeholder"]
+            assert shown["placeholder"] is not None
+            assert shown["renditions"] == ready["renditions"]
+            assert [r["width"] for r in shown["renditions"]] == [1080, 320]
+            # The feed shows the largest rendition; every rendition is re-encoded without
+            # EXIF (no location) and has the dimensions the item announces.
             assert shown["url"] == ready["renditions"][0]["url"]
-            served = httpx.get(shown["url"]).content
-            assert carries_metadata(served) == [] and b"FeedlineCam" not in served
-            assert api.get("/v1/users/bob/posts", headers=alice).json()["items"][0][
-                "post_id"] == post_id
+            for rendition in shown["renditions"]:
+                served = httpx.get(rendition["url"]).content
+                assert carries_metadata(served) == [] and b"FeedlineCam" not in served
+                with Image.open(io.BytesIO(served)) as image:
+                    assert image.size == (rendition["width"], rendition["height"])
+            [profile_item] = [p for p in api.get("/v1/users/bob/posts", headers=alice).json()[
+                "items"] if p["post_id"] == post_id]
+            assert profile_item["media"] == item["media"]
+            assert api.get(f"/v1/posts/{post_id}", headers=alice).json()["media"] == item["media"]
 
             assert api.put(f"/v1/posts/{post_id}/like", headers=alice).status_code == 202
             assert api.post(f"/v1/posts/{post_id}/comments", json={"text": "wow"},

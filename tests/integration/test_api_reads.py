@@ -16,7 +16,7 @@ from feedline.stores.feed_cache import FeedCache
 from schemas.redis_keys import COMPLETE_MEMBER
 from serving.main import create_app
 from tests.integration import test_api_stack
-from tests.integration.test_api_stack import FEED, T0, Seeder, auth
+from tests.integration.test_api_stack import FEED, T0, Seeder, auth, described_media
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
@@ -32,14 +32,14 @@ FOLLOWED = {"friend1", "friend2", "celeb"}
 def world(seeder: Seeder) -> Seeder:
     """me follows friend1, friend2 and celeb (4 followers > threshold 3: a celebrity);
     stranger is followed by nobody; posts with tied timestamps; two posts deleted;
-    likes and comments on one post."""
+    likes and comments on one post; one post's media with dimensions and renditions."""
     for fan in ("me", "fan1", "fan2", "fan3"):
         seeder.follow(fan, "celeb")
     seeder.follow("me", "friend1")
     seeder.follow("me", "friend2")
     for n in range(9):
         seeder.post("friend1", f"f1p{n}")
-        seeder.post("friend2", f"f2p{n}")
+        seeder.post("friend2", f"f2p{n}", described=n == 4)
         seeder.post("celeb", f"cp{n}")
         seeder.post("stranger", f"sp{n}")
     for post_id in ("tieA", "tieB", "tieC"):  # the same millisecond: ordered by id
@@ -74,6 +74,21 @@ def read_all(client: TestClient, settings: ServingSettings, path: str, limit: in
     raise AssertionError("paging did not end")
 
 
+def described_out(settings: ServingSettings, post_id: str) -> list[dict[str, Any]]:
+    """The media of a post seeded ``described``, as the API serves it (URLs, not URIs)."""
+    entry = described_media(post_id)
+    host = f"{settings.storage.emulator_host}/"
+
+    def url(uri: str) -> str:
+        return host + uri.removeprefix("gs://")
+
+    return [{"media_id": entry["media_id"], "content_type": "image/jpeg",
+             "url": url(entry["uri"]), "width": 1600, "height": 1200, "duration_ms": None,
+             "renditions": [{"url": url(r["uri"]), "width": r["width"], "height": r["height"],
+                             "content_type": r["content_type"]} for r in entry["renditions"]],
+             "placeholder": "#336699"}]
+
+
 def ids(items: list[dict[str, Any]]) -> list[str]:
     return [item["post_id"] for item in items]
 
@@ -99,9 +114,13 @@ def test_items_are_hydrated_with_counters_and_media(client: TestClient,
     liked = next(item for item in items if item["post_id"] == "f2p3")
     assert liked["likes"] == 3 and liked["comments"] == 1
     assert liked["author_id"] == "friend2" and liked["caption"] == "f2p3"
-    assert liked["media"] == [{
+    assert liked["media"] == [{  # no metadata in its event (as a post_created v1 has none)
         "media_id": "m-f2p3", "content_type": "image/jpeg",
-        "url": f"{api_settings.storage.emulator_host}/feedline-media/media/m-f2p3"}]
+        "url": f"{api_settings.storage.emulator_host}/feedline-media/media/m-f2p3",
+        "width": None, "height": None, "duration_ms": None, "renditions": [],
+        "placeholder": None}]
+    described = next(item for item in items if item["post_id"] == "f2p4")
+    assert described["media"] == described_out(api_settings, "f2p4")
     assert liked["created_at"].endswith("Z") and "T12:" in liked["created_at"]
     assert {"f1p7", "cp8"}.isdisjoint(ids(items))  # deleted posts never shown
 
@@ -182,6 +201,8 @@ def test_redis_down_serves_the_same_feed_from_cql_marked_degraded(
         assert set(flags) == {"redis"}
         liked = next(item for item in items if item["post_id"] == "f2p3")
         assert liked["likes"] == 3  # counters from the CQL store
+        described = next(item for item in items if item["post_id"] == "f2p4")
+        assert described["media"] == described_out(down, "f2p4")  # media_ref read back
         post = degraded_client.get("/v1/posts/f2p3", headers=auth(down, "me"))
         assert post.status_code == 200 and post.headers["x-feed-degraded"] == "redis"
 

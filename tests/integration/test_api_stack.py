@@ -70,6 +70,15 @@ def auth(settings: ServingSettings, user_id: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token(settings.api.jwt_secret, user_id, ttl_s=600)}"}
 
 
+def described_media(post_id: str) -> dict[str, Any]:
+    """A post_created media entry with what the media worker found (dimensions, renditions)."""
+    base = f"gs://feedline-media/renditions/m-{post_id}/1"
+    return {"media_id": f"m-{post_id}", "content_type": "image/jpeg", "uri": f"{base}/w1080.jpg",
+            "width": 1600, "height": 1200, "placeholder": "#336699",
+            "renditions": [{"uri": f"{base}/w{w}.jpg", "width": w, "height": w * 3 // 4,
+                            "content_type": "image/jpeg"} for w in (1080, 320)]}
+
+
 @dataclass
 class Seeder:
     """Applies events to the stores exactly as the streaming jobs would."""
@@ -99,13 +108,15 @@ class Seeder:
                              event_time=self.at()))
 
     def post(self, author: str, post_id: str, *, seconds: float | None = None,
-             caption: str = "") -> int:
+             caption: str = "", described: bool = False) -> int:
+        """A post of one photo; ``described``: with the metadata the API puts in the event."""
         when = self.at(seconds)
+        media = described_media(post_id) if described else {
+            "media_id": f"m-{post_id}", "content_type": "image/jpeg",
+            "uri": f"gs://feedline-media/media/m-{post_id}"}
         event = self.apply(new_event(
             "post_created", author_id=author, post_id=post_id, caption=caption or post_id,
-            event_time=when,
-            media=[{"media_id": f"m-{post_id}", "content_type": "image/jpeg",
-                    "uri": f"gs://feedline-media/media/m-{post_id}"}]))
+            event_time=when, media=[media]))
         self.live[post_id] = (event.event_time_ms, author)
         return event.event_time_ms
 

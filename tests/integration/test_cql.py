@@ -30,6 +30,24 @@ def test_migrate_is_idempotent_and_records_every_version(
     assert "comments" not in tables  # never written; dropped by 0002_drop_comments
 
 
+def test_an_interrupted_migration_that_added_udt_fields_runs_again(
+    stack: StackSettings, keyspace: str, cql_session
+) -> None:
+    # 0005 added media_ref's fields but was not recorded (the process died before): ScyllaDB
+    # has no ADD IF NOT EXISTS, so the runner must skip the fields the type has.
+    fields = ["media_id", "content_type", "uri", "width", "height", "duration_ms",
+              "renditions", "placeholder"]
+    cluster = cql_session.cluster
+    cluster.refresh_user_type_metadata(keyspace, "media_ref")
+    assert cluster.metadata.keyspaces[keyspace].user_types["media_ref"].field_names == fields
+    forget = cql_session.prepare("DELETE FROM schema_migrations WHERE version = ?")
+    cql_session.execute(forget, (5,))
+    assert [m.name for m in migrate(stack.cql, keyspace=keyspace)] == ["post_media"]
+    assert 5 in applied_migrations(cql_session, keyspace)
+    cluster.refresh_user_type_metadata(keyspace, "media_ref")
+    assert cluster.metadata.keyspaces[keyspace].user_types["media_ref"].field_names == fields
+
+
 def test_edited_applied_migration_is_refused(stack: StackSettings, keyspace: str, cql_session):
     stmt = cql_session.prepare("UPDATE schema_migrations SET checksum = ? WHERE version = ?")
     cql_session.execute(stmt, ("0" * 64, 1))
@@ -80,5 +98,6 @@ def test_post_with_media_udt_round_trips(cql_session) -> None:
 
 
 class _MediaRef:
-    def __init__(self, media_id: str, content_type: str, uri: str) -> None:
+    def __init__(self, media_id: str, content_type: str, uri: str, **metadata: object) -> None:
         self.media_id, self.content_type, self.uri = media_id, content_type, uri
+        self.metadata = metadata  # width ... placeholder (0005_post_media.cql)

@@ -3,6 +3,8 @@ batching and concurrency; a missing timeline is rebuilt whole; writes are idempo
 
 from __future__ import annotations
 
+import time
+
 from feedline.rules.effects import (
     MediaRef,
     PostCountersSet,
@@ -96,3 +98,42 @@ def test_streaming_writes_older_than_a_rebuild_lose_in_both_stores(cql_session, 
     assert _counters(cql_session, client, keys, "p1") == ((1, 0), {"likes": "1", "comments": "0"})
     writer.write_stamped([(rebuilt_at + 10, PostCountersSet("p1", 7, 0))])
     assert _counters(cql_session, client, keys, "p1") == ((7, 0), {"likes": "7", "comments": "0"})
+
+
+def test_media_metadata_is_stored_alike_by_streaming_and_the_rebuild(cql_session,
+                                                                      redis_keys) -> None:
+    from feedline.rebuild.image import derive_image
+    from feedline.rebuild.writer import ImageWriter
+    from feedline.rules.effects import Rendition
+    from feedline.rules.fanout import RulesConfig
+    from feedline.rules.keys import Job, apply_event, new_state, rule_keys
+    from feedline.stores.post_store import media_of
+    from schemas.event_contracts import new_event
+
+    client, keys = redis_keys
+    described = MediaRef("m2", "image/jpeg", "gs://b/renditions/m2/7/w1080.jpg", 1600, 1200,
+                         None, (Rendition("gs://b/renditions/m2/7/w1080.jpg", 1080, 810,
+                                          "image/jpeg"),
+                                Rendition("gs://b/renditions/m2/7/w320.jpg", 320, 240,
+                                          "image/jpeg")), "#405060")
+    plain = MediaRef("m1", "image/png", "gs://b/media/m1")  # as a version 1 event has it
+    event = new_event("post_created", author_id="a", post_id="p1", caption="hi",
+                      media=[described.to_json(), plain.to_json()])
+    [key] = rule_keys(event, Job.FANOUT)
+    effects = apply_event(new_state(key), event, RulesConfig())
+    FeedWriter(cql_session, client, keys, timeline_cap=10).write(effects)
+
+    select = cql_session.prepare("SELECT media FROM posts WHERE post_id = ?")
+
+    def stored() -> tuple[tuple[MediaRef, ...], str]:
+        row = cql_session.execute(select, ("p1",)).one()
+        return tuple(media_of(m) for m in row.media), client.hget(keys.post("p1"), "media")
+
+    streamed = stored()
+    assert streamed[0] == (described, plain)
+    cql_session.execute("DELETE FROM posts WHERE post_id = 'p1'")
+    client.delete(keys.post("p1"))
+    rebuilt_at = time.time_ns() // 1000 + 60_000_000  # after the DELETE's server-side time
+    ImageWriter(cql_session, client, keys, timeline_cap=10, write_time_us=rebuilt_at
+                ).write_authors(derive_image([event], RulesConfig()), all_tables=True)
+    assert stored() == streamed

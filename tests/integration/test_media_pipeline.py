@@ -163,6 +163,15 @@ def test_a_photo_is_processed_posted_and_served_without_its_location(
         api_settings.storage.media_bucket).get_blob(object_name(media_id)).generation
     assert shown["uri"] == (f"gs://{api_settings.storage.media_bucket}/renditions/"
                             f"{media_id}/{generation}/w1080.jpg")
+    # The event carries what the worker found (post_created v2), so feeds show it as data.
+    assert event["schema_version"] == 2
+    assert (shown["width"], shown["height"], shown["placeholder"]) == (
+        ready["width"], ready["height"], ready["placeholder"])
+    assert "duration_ms" not in shown  # a photo
+    assert [(r["uri"], r["width"], r["height"], r["content_type"]) for r in shown["renditions"]
+            ] == [(f"gs://{api_settings.storage.media_bucket}/renditions/{media_id}/"
+                   f"{generation}/w{w}.jpg", w, h, "image/jpeg") for w, h in ((1080, 810),
+                                                                              (320, 240))]
     # Published: anyone may read its state now.
     assert client.get(f"/v1/media/{media_id}", headers=bob).json() == ready
 

@@ -6,12 +6,19 @@ from typing import get_args
 import pytest
 from pydantic import ValidationError
 
-from feedline.rules.effects import MediaRef
+from feedline.rules.effects import MediaRef, Rendition
 from feedline.settings import StorageSettings
 from feedline.stores.feed_items import PostView
 from feedline.stores.media_store import MediaUrls, public_url
 from schemas.event_contracts import latest_version, load_schema
-from serving.models import ContentType, MediaCreate, PostCreate, post_json, rfc3339_ms
+from serving.models import (
+    ContentType,
+    MediaCreate,
+    PostCreate,
+    PostOut,
+    post_json,
+    rfc3339_ms,
+)
 
 
 def test_content_types_equal_the_event_schema_enum() -> None:
@@ -59,12 +66,31 @@ def test_rfc3339_ms(ms: int) -> None:
 
 
 def test_post_json_shape() -> None:
-    view = PostView("p1", "u1", "hi", (MediaRef("m1", "image/png", "gs://b/media/m1"),),
+    described = MediaRef("m2", "image/jpeg", "gs://b/r/m2/7/w1080.jpg", 1600, 1200, None,
+                         (Rendition("gs://b/r/m2/7/w1080.jpg", 1080, 810, "image/jpeg"),
+                          Rendition("gs://b/r/m2/7/w320.jpg", 320, 240, "image/jpeg")),
+                         "#102030")
+    view = PostView("p1", "u1", "hi", (MediaRef("m1", "image/png", "gs://b/media/m1"), described),
                     1_700_000_000_000, likes=3, comments=1)
-    assert post_json(view, lambda uri: "https://cdn/" + uri[5:]) == {
+    body = post_json(view, lambda uri: "https://cdn/" + uri[5:])
+    assert body == {
         "post_id": "p1", "author_id": "u1", "caption": "hi",
-        "media": [{"media_id": "m1", "content_type": "image/png", "url": "https://cdn/b/media/m1"}],
+        "media": [
+            # posted before media metadata (a post_created v1 event): nothing is known
+            {"media_id": "m1", "content_type": "image/png", "url": "https://cdn/b/media/m1",
+             "width": None, "height": None, "duration_ms": None, "renditions": [],
+             "placeholder": None},
+            {"media_id": "m2", "content_type": "image/jpeg",
+             "url": "https://cdn/b/r/m2/7/w1080.jpg", "width": 1600, "height": 1200,
+             "duration_ms": None,
+             "renditions": [
+                 {"url": "https://cdn/b/r/m2/7/w1080.jpg", "width": 1080, "height": 810,
+                  "content_type": "image/jpeg"},
+                 {"url": "https://cdn/b/r/m2/7/w320.jpg", "width": 320, "height": 240,
+                  "content_type": "image/jpeg"}],
+             "placeholder": "#102030"}],
         "created_at": "2023-11-14T22:13:20.000Z", "likes": 3, "comments": 1}
+    assert PostOut.model_validate(body).model_dump() == body  # the documented model, exactly
 
 
 def test_public_media_urls() -> None:

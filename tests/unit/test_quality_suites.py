@@ -105,3 +105,35 @@ def test_each_kind_of_bad_follow_is_flagged_with_its_reason() -> None:
     for name, record in bad.items():
         reasons = " ".join(flagged[json.dumps(record).encode()])
         assert expected[name] in reasons, (name, reasons)
+
+
+def test_media_metadata_is_checked_per_schema_version() -> None:
+    plain = {"media_id": "m1", "content_type": "image/jpeg", "uri": "gs://b/media/m1"}
+    rendition = {"uri": "gs://b/renditions/m1/7/w320.jpg", "width": 320, "height": 240,
+                 "content_type": "image/jpeg"}
+    described = dict(plain, width=640, height=480, renditions=[rendition], placeholder="#000000")
+    good = json.loads(next(encode_event(i.event) for i in EVENTS
+                           if i.event.event_type == "post_created"))
+    records = {
+        "v2 with metadata": dict(good, event_id="v2described1", schema_version=2,
+                                 media=[described, plain]),
+        "v1 without": dict(good, event_id="v1plainmedia1", schema_version=1, media=[plain]),
+        "v1 with metadata": dict(good, event_id="v1described1", schema_version=1,
+                                 media=[described]),
+        "v2 renditions not a list": dict(good, event_id="v2badrendit1", schema_version=2,
+                                         media=[dict(plain, renditions="w320.jpg")]),
+        "v2 width as text": dict(good, event_id="v2badwidth01", schema_version=2,
+                                 media=[dict(plain, width="640")]),
+    }
+    rows, _ = _rows("uploads", [json.dumps(r).encode() for r in records.values()],
+                    Partition("uploads", date(2026, 11, 1), 0))
+    rows = [row for row in rows if row[1] == "bad"]  # only these records, in one partition
+    frames = build_frames("uploads", rows)
+    outcome = validate_frames(SuiteRunner(), frames, label="uploads")
+    flagged = {json.loads(frames.sources[r].line)["event_id"]: " ".join(reasons)
+               for r, reasons in outcome.bad_rows.items()}
+    assert set(flagged) == {"v1described1", "v2badrendit1", "v2badwidth01"}, flagged
+    assert "post_created.v1.media[]" in flagged["v1described1"]
+    assert "(__unknown)" in flagged["v1described1"]
+    assert "(__type.renditions)" in flagged["v2badrendit1"]
+    assert "(__type.width)" in flagged["v2badwidth01"]
