@@ -3,8 +3,9 @@
     .venv/bin/python -m bench.author_fanout [--followers 100000] [--out PATH]
 
 An author gets ``--followers`` follows (the celebrity threshold raised above that, so the
-author stays fanned out on write), then posts. Measured the way the fan-out job keeps the
-author's state, in two layouts, with the shared rules (``feedline.rules.fanout``):
+author stays fanned out on write) and has ``--posts`` older posts, then posts. Measured
+the way the fan-out job keeps the author's state, in two layouts, with the shared rules
+(``feedline.rules.fanout``):
 
 * ``map_state`` (the job's layout, ``pipelines.streaming.fanout_state``): the summary
   pickled in a value, one pickled entry per follower in a map state. A post unpickles the
@@ -12,9 +13,9 @@ author's state, in two layouts, with the shared rules (``feedline.rules.fanout``
   backend is), applies the rules and pickles the summary back; a follow reads and writes
   its follower's entry.
 * ``one_object`` (the layout before): the whole ``AuthorState`` in one value, pickled
-  back after each event (PyFlink pickles a touched value once per bundle: one event per
-  bundle is the worst case, and the common one for a single author). Measured: the rules
-  on the object held in memory plus that pickle.
+  back after each event (PyFlink pickles a touched value once per bundle, which for one
+  author's events, minutes apart, is once per event). Measured: the rules on the object
+  held in memory plus that pickle.
 
 Per layout: seconds for the post (median of ``--rounds`` posts), the peak of memory
 allocated during one post (tracemalloc, a separate post), the bytes stored per event, and
@@ -38,7 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from feedline.rules.effects import Effect, TimelineAdd
-from feedline.rules.fanout import AuthorState, RulesConfig, apply_follow_change, apply_post_created
+from feedline.rules.fanout import (
+    AuthorState,
+    PostState,
+    RulesConfig,
+    apply_follow_change,
+    apply_post_created,
+)
 from pipelines.streaming.fanout_state import attach_edges, detach_edges
 
 BASE_MS = 1_780_000_000_000
@@ -83,6 +90,16 @@ class PickledMapState:
         """Every entry, unpickled."""
         for key, raw in self.data.items():
             yield key, pickle.loads(raw)  # noqa: S301  # pickled here
+
+
+def add_old_posts(rules: AuthorState, count: int) -> None:
+    """Put ``count`` posts from before the follows in the state (directly: their fan-out
+    is not what is measured)."""
+    for i in range(count):
+        post_id = f"old{i:06d}"
+        version = (BASE_MS - (count - i) * 60_000, f"post-{post_id}")
+        rules.posts[post_id] = PostState(created=version, caption="an older post")
+        rules.order.append((version[0], post_id))
 
 
 class MapLayout:
@@ -136,7 +153,7 @@ def post(post_id: str, second: int, config: RulesConfig) -> Callable[[AuthorStat
     return apply
 
 
-def measure(layout: Any, followers: int, rounds: int, follow_samples: int,
+def measure(layout: Any, followers: int, posts: int, rounds: int, follow_samples: int,
             config: RulesConfig) -> dict[str, Any]:
     """Build the author, then time posts and follows and take one post's memory peak."""
     started = time.monotonic()
@@ -146,6 +163,12 @@ def measure(layout: Any, followers: int, rounds: int, follow_samples: int,
     else:
         for i in range(followers):
             layout.event(follow(f"u{i:07d}", 0, config))
+
+    def old_posts(rules: AuthorState) -> list[Effect]:
+        add_old_posts(rules, posts)
+        return []
+
+    layout.event(old_posts)
     say(f"{type(layout).__name__}: {followers:,} followers in {time.monotonic() - started:.1f}s")
     post_s, deliveries = [], 0
     for r in range(rounds):
@@ -187,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--followers", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3, help="posts timed per layout")
     parser.add_argument("--follow-samples", type=int, default=20)
+    parser.add_argument("--posts", type=int, default=1000,
+                        help="older posts the author has already (kept in the summary)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     config = RulesConfig(celebrity_threshold=args.followers + 1)
@@ -195,10 +220,11 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
         "followers": args.followers,
         "celebrity_threshold": config.celebrity_threshold,
+        "older_posts": args.posts,
     }
     for name, layout in (("map_state", MapLayout()), ("one_object", OneObjectLayout())):
-        results[name] = measure(layout, args.followers, args.rounds, args.follow_samples,
-                                config)
+        results[name] = measure(layout, args.followers, args.posts, args.rounds,
+                                args.follow_samples, config)
     text = json.dumps(results, indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
