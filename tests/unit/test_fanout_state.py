@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 
 from feedline.rules.effects import Effect, TimelineAdd
 from feedline.rules.engine import RulesEngine
-from feedline.rules.fanout import AuthorState, RulesConfig, prune_edges
+from feedline.rules.fanout import AuthorState, RulesConfig
 from feedline.rules.keys import Job, KeyKind, apply_event, new_state, rule_keys
 from feedline.rules.memory import FeedState
+from feedline.rules.retention import prune_edges
 from pipelines.streaming.fanout_state import attach_edges, detach_edges
 from schemas.event_contracts import new_event
 from tests.support.reference import reference_for
