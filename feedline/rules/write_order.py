@@ -1,16 +1,26 @@
-"""The order of writes on one row, taken from the events: write times and row owners. Pure.
+"""The order of writes on one row, taken from the rules: write times and row owners. Pure.
 
 Every row, cell and cached member the effects write belongs to exactly one rules key (a
 timeline row and a post to the author's fan-out key, a follow edge to the followee's, a
 counter to its post or user key; ``feedline.rebuild.image``). Each rules key keeps an
-``EventClock``: a logical clock in microseconds driven by the events the key applies,
-``max(previous + 1, event_time_ms * 1000)`` for its first effect and one more for each
-effect after it. So, per row, write times grow in the order the rules emitted the effects,
-they stay close to event time, and they come from the key's own checkpointed state — never
-from a writer's clock. Any number of writers, a replay of written effects or a restore
-therefore cannot put an older value over a newer one: the stores keep the value with the
-highest write time (CQL ``USING TIMESTAMP``, the Redis version guard in
-``feedline.stores.lua``).
+``EventClock`` in its checkpointed state: a hybrid logical clock in microseconds,
+``max(previous + 1, now + offset)`` for an event's first effect and one more for each
+effect after it, ``now`` being the wall clock of the operator applying the event. So, per
+row, write times grow in the order the rules applied the events and emitted the effects —
+never from a writer's clock — and the stores keep the value with the highest write time
+(CQL ``USING TIMESTAMP``, the Redis version guard in ``feedline.stores.lua``): any number of
+writers, or a replay of written effects, cannot put an older value over a newer one.
+
+A restore: the job restarts from its last checkpoint and replays the events since, maybe
+in another order (two topics interleave differently), while the failed attempt's writes
+after that checkpoint are already in the stores. Every write of the new attempt must land
+after those. The wall clock has moved on since the failure, so it does on one machine; a
+key restored on another TaskManager whose clock is behind moves ahead by
+``RESTORE_MARGIN_US`` per restart attempt (``resume``), which covers the clock skew between
+TaskManagers. Event time is *not* the clock: events after a checkpoint can be minutes apart
+in event time, so no fixed margin covers what a failed attempt gave out, and a consumer
+catching up after a rebuild (which writes at its own wall-clock time) would have its writes
+lose to the rebuild's.
 
 Writers are keyed by the *owner* of what an effect writes (``write_owner``): the reader
 for timeline rows and followed celebrities, the author for posts, outboxes, the celebrity
@@ -49,8 +59,8 @@ from feedline.rules.effects import (
 #: Flink's default maximum parallelism (128), so every writer subtask gets buckets.
 WRITER_BUCKETS = 128
 
-#: How far a rules key's write clock moves ahead when its state is restored (µs): more than
-#: the write times it can have given out after the checkpoint it was restored from.
+#: How far a rules key's write clock moves ahead per restart attempt (µs): more than the wall
+#: clocks of two TaskManagers can differ (NTP keeps them within milliseconds).
 RESTORE_MARGIN_US = 1_000_000
 
 #: (write time in microseconds, effect): one effect as the writers receive it.
@@ -59,19 +69,19 @@ StampedEffect = tuple[int, Effect]
 
 @dataclass
 class EventClock:
-    """A rules key's write clock (microseconds), advanced by the events the key applies."""
+    """A rules key's write clock (microseconds): a hybrid logical clock (module docstring)."""
 
     last_us: int = 0
     offset_us: int = 0
-    """Added to event time: ``RESTORE_MARGIN_US`` per restart of the job (``resume``)."""
+    """Added to the wall clock: ``RESTORE_MARGIN_US`` per restart of the job (``resume``)."""
 
-    def stamp(self, event_time_ms: int, count: int) -> int:
+    def stamp(self, now_us: int, count: int) -> int:
         """The write time of the first of an event's ``count`` effects (the rest follow by 1).
 
-        ``max(last + 1, event_time_ms * 1000 + offset)``: after every write time given
-        before, and never behind the event's own time.
+        ``max(last + 1, now_us + offset)``: after every write time given before, and
+        never behind the wall clock ``now_us`` of the operator applying the event.
         """
-        first = max(self.last_us + 1, int(event_time_ms) * 1000 + self.offset_us)
+        first = max(self.last_us + 1, int(now_us) + self.offset_us)
         if count > 0:
             self.last_us = first + count - 1
         return first
@@ -81,12 +91,10 @@ class EventClock:
 
         After a failure the job restarts from its last checkpoint with ``attempt`` one
         higher; writes after that checkpoint may be in the stores already, at write times
-        this restored clock (or a clock the checkpoint did not hold yet) gave out. The
-        events replayed since may arrive in another order (two topics interleave
-        differently) and give other effects: they must land after those writes, not
-        before. So the clock and every later write time move ahead to ``attempt *
-        margin_us`` past event time — beyond what one attempt could have given out after
-        its checkpoint (fewer than ``margin_us`` write times per key).
+        this restored clock (or a clock the checkpoint did not hold yet) gave out from an
+        earlier wall clock. The events replayed since must land after those writes. The
+        wall clock has moved on; in case this key now runs on a TaskManager whose clock is
+        behind, the clock moves ahead to ``attempt * margin_us`` past the wall clock.
         """
         behind = attempt * margin_us - self.offset_us
         if behind > 0:

@@ -62,7 +62,7 @@ def run(argv: Sequence[str] | None = None) -> None:
         .name("counter-state")
         .uid("counter-state")
     )
-    write_and_end(effects, settings, "counters")
+    write_and_end(effects, t_env, settings, "counters")
     env.execute(args.job_name)
 
 

@@ -50,7 +50,7 @@ def run(argv: Sequence[str] | None = None) -> None:
         .name("fan-out-state")
         .uid("fan-out-state")
     )
-    write_and_end(effects, settings, "fan-out")
+    write_and_end(effects, t_env, settings, "fan-out")
     env.execute(args.job_name)
 
 

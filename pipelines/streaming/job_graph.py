@@ -187,16 +187,55 @@ def split_for_writers(stamped_effects: tuple[int, list[Any]]) -> Iterator[tuple[
     yield from split_by_bucket(stamped(first, effects))
 
 
-def write_and_end(effects: Any, settings: StreamingSettings, step: str) -> None:
+#: Ticks per second into the writers (``writer_ticks``): each bucket is visited about twice a
+#: second, so one is missed for 5 s with probability ~e^-10.
+TICKS_PER_S = 256
+
+
+def writer_ticks(t_env: Any, step: str) -> Any:
+    """``(bucket, [])`` for random writer buckets, ``TICKS_PER_S`` a second.
+
+    A bucket's unwritten effects restored from a checkpoint or savepoint must be written even
+    if no new effect ever reaches that bucket; the processing-time timers restored with them
+    were seen not to fire in PyFlink (a savepoint restore left a bucket's effects unwritten
+    until its next element). A tick is such an element: the writer then takes what the
+    bucket's state holds. Flink's built-in ``datagen`` connector makes them (no jar).
+    """
+    from pyflink.common import Types
+
+    from feedline.rules.write_order import WRITER_BUCKETS
+
+    table = f"ticks_{step.replace('-', '_')}"
+    t_env.execute_sql(
+        f"""
+        CREATE TEMPORARY TABLE IF NOT EXISTS `{table}` (`n` INT) WITH (
+            'connector' = 'datagen',
+            'rows-per-second' = '{TICKS_PER_S}',
+            'fields.n.kind' = 'random',
+            'fields.n.min' = '0',
+            'fields.n.max' = '{WRITER_BUCKETS - 1}'
+        )
+        """
+    )
+    return (
+        t_env.to_data_stream(t_env.from_path(f"`{table}`"))
+        .map(lambda row: (str(row[0]), []), output_type=Types.PICKLED_BYTE_ARRAY())
+        .name(f"ticks-{step}")
+        .uid(f"ticks-{step}")
+    )
+
+
+def write_and_end(effects: Any, t_env: Any, settings: StreamingSettings, step: str) -> None:
     """Send each event's effects to the writers of their rows' owners and end the graph.
 
     ``effects`` carries ``(first write time, effects)`` per event (the rule operators).
     They are split by the owner of the rows each effect writes, hashed into writer buckets
     (``feedline.rules.write_order``), so parallelism N gives N writers and every row keeps
-    one writer. uids: ``split-<step>`` and ``write-rows-<step>`` (the operator keeps its
-    name, ``write-<step>``); the former single writer's uid ``write-<step>`` (keyed by a
-    constant) is gone, so a savepoint taken before this graph does not restore into it (its
-    unwritten batch would be lost): deploy afresh and rebuild.
+    one writer; ticks (``writer_ticks``) visit every bucket. uids: ``split-<step>``,
+    ``ticks-<step>`` and ``write-rows-<step>`` (the operator keeps its name,
+    ``write-<step>``); the former single writer's uid ``write-<step>`` (keyed by a constant)
+    is gone, so a savepoint taken before this graph does not restore into it (its unwritten
+    batch would be lost): deploy afresh and rebuild.
     """
     from pyflink.common import Types
 
@@ -206,6 +245,7 @@ def write_and_end(effects: Any, settings: StreamingSettings, step: str) -> None:
         effects.flat_map(split_for_writers, output_type=Types.PICKLED_BYTE_ARRAY())
         .name(f"split-{step}")
         .uid(f"split-{step}")
+        .union(writer_ticks(t_env, step))
         .key_by(lambda bucket_effects: bucket_effects[0], key_type=Types.STRING())
         .process(BufferedWriteEffects(settings.model_dump_json()), output_type=Types.LONG())
         .name(f"write-{step}")  # the name the benchmarks read the writers' metrics by

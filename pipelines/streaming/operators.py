@@ -87,7 +87,7 @@ class _RuleOperator(KeyedProcessFunction):
         if rules is None:
             rules = new_state(RuleKey.parse(ctx.get_current_key(), self.job))
         effects = self._apply(rules, event)
-        first = clock.stamp(event.event_time_ms, len(effects))
+        first = clock.stamp(time.time_ns() // 1000, len(effects))
         self._save(rules, recent, clock)
         if effects:
             yield first, effects
@@ -181,14 +181,15 @@ class BufferedWriteEffects(KeyedProcessFunction):
     reaches the same instance, in the order the rules emitted it. Each element — one
     event's effects on one bucket, as ``(write time, effect)`` pairs — is appended to the
     bucket's ListState (checkpointed with everything else) and to an in-memory buffer
-    shared by all the buckets of this instance. The buffer is written when it holds
+    shared by all the buckets of this instance (ticks, elements without effects, visit
+    every bucket: ``job_graph.writer_ticks``). The buffer is written when it holds
     ``flush_effects`` effects, or when a bucket's processing-time timer fires
     (``flush_ms`` after the bucket's first unwritten element); a bucket's state is cleared
     only in its own timer, after the buffer holding its effects was written. So a
     checkpoint covers every effect of the events before its barrier: written already, or
-    in state and written after a restore (by the restored timer), perhaps a second time —
-    harmless, as the write times make every write idempotent and never let an older one
-    win.
+    in state and written after a restore (by the bucket's first timer after it), perhaps a
+    second time — harmless, as the write times make every write idempotent and never let
+    an older one win.
     """
 
     def __init__(
@@ -223,27 +224,38 @@ class BufferedWriteEffects(KeyedProcessFunction):
         return count
 
     def process_element(self, value: tuple[str, list[Any]], ctx: Any) -> Iterator[int]:
-        """Buffer one event's effects on this bucket; write the buffer when it is full."""
+        """Buffer one event's effects on this bucket; write the buffer when it is full.
+
+        A tick (no effects: ``job_graph.writer_ticks``) only makes sure a bucket this
+        instance has not cleaned yet gets a timer, which takes what its state holds.
+        """
         bucket, stamped = value
+        if not stamped:
+            if bucket not in self.clean and bucket not in self.timers:
+                self._timer(bucket, ctx)
+            return
         self.buffer.extend(stamped)
         self.pending.add(stamped)
         if bucket not in self.clean:
             self.added[bucket] = self.added.get(bucket, 0) + 1
         if bucket not in self.timers:
-            now = ctx.timer_service().current_processing_time()
-            due = (now // self.flush_ms + 1) * self.flush_ms  # buckets share firing times
-            ctx.timer_service().register_processing_time_timer(due)
-            self.timers[bucket] = due
+            self._timer(bucket, ctx)
         if len(self.buffer) >= self.flush_effects:
             yield self._flush()
+
+    def _timer(self, bucket: str, ctx: Any) -> None:
+        now = ctx.timer_service().current_processing_time()
+        due = (now // self.flush_ms + 1) * self.flush_ms  # buckets share firing times
+        ctx.timer_service().register_processing_time_timer(due)
+        self.timers[bucket] = due
 
     def on_timer(self, timestamp: int, ctx: Any) -> Iterator[int]:
         """Write what waited, then forget this bucket's elements (all written by then).
 
         The first timer of a bucket in this instance also takes what the bucket's state
         held before (restored from a checkpoint, perhaps never written): the elements
-        ahead of those this instance added. The timers are restored with the state, so
-        every such bucket gets one.
+        ahead of those this instance added. Every bucket gets such a timer: its next
+        element or tick registers one (the timers restored with the state may not fire).
         """
         bucket = ctx.get_current_key()
         if self.timers.get(bucket) == timestamp:

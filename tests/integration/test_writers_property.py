@@ -14,6 +14,7 @@ equal ``tests.support.reference`` exactly.
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -67,11 +68,12 @@ def writer_queues(arrivals: list[Any], config: RulesConfig,
     """Each writer's elements (one event's effects on one bucket), in delivery order."""
     states: dict[RuleKey, tuple[RuleState, EventClock]] = {}
     queues: list[list[list[StampedEffect]]] = [[] for _ in range(writers)]
+    wall = itertools.count(1_000_000, 1_000)  # the operators' wall clock, µs
     for event in arrivals:
         for key in rule_keys(event):
             state, clock = states.setdefault(key, (new_state(key), EventClock()))
             effects = apply_event(state, event, config)
-            first = clock.stamp(event.event_time_ms, len(effects))
+            first = clock.stamp(next(wall), len(effects))
             for bucket, items in split_by_bucket(stamped(first, effects)):
                 queues[int(bucket) % writers].append(items)
     return queues
@@ -145,7 +147,10 @@ def test_a_restore_replaying_events_in_another_order_overrides_later_writes(
         cql_session: Any, stack: Any) -> None:
     """The job dies after writing effects of events past its checkpoint; restored, it gets
     those events again in another order (two partitions interleave differently) plus one
-    more. Its writes must win over the ones the dead instance made."""
+    more. Its writes must win over the ones the dead instance made — also the ones it made
+    after applying an event ten minutes ahead in event time (``late``: u0's followers cell
+    of the same counters key), which the restored job reaches only after writing u0's
+    final following count (write times from event time lost here)."""
     import copy
 
     import redis
@@ -157,11 +162,14 @@ def test_a_restore_replaying_events_in_another_order_overrides_later_writes(
     x, y, w = follow(1, "follow", "ux", 5_000), follow(2, "follow", "uy", 1_000), \
         follow(3, "follow", "uw", 900)
     unfollow_w = follow(4, "unfollow", "uw", 950)
+    late = new_event("follow", event_id="evt00005", follower_id="u9", followee_id="u0",
+                     event_time=BASE + timedelta(minutes=10))
     config = RulesConfig(celebrity_threshold=10, follow_merge_limit=2, timeline_cap=5)
     client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
     keys = RedisKeys(prefix=unique("flrestore"))
     writer = FeedWriter(cql_session, client, keys, timeline_cap=5)
     states: dict[RuleKey, tuple[RuleState, EventClock]] = {}
+    wall = itertools.count(1_000_000, 1_000)  # the operators' wall clock, µs
 
     def run(events: list[Any], attempt: int) -> None:
         for event in events:
@@ -169,17 +177,18 @@ def test_a_restore_replaying_events_in_another_order_overrides_later_writes(
                 state, clock = states.setdefault(key, (new_state(key), EventClock()))
                 clock.resume(attempt)
                 effects = apply_event(state, event, config)
-                writer.write_stamped(stamped(clock.stamp(event.event_time_ms, len(effects)),
+                writer.write_stamped(stamped(clock.stamp(next(wall), len(effects)),
                                              effects))
 
     try:
         checkpoint = copy.deepcopy(states)  # taken before any of these events
-        run([x, y, w], attempt=0)  # then the job fails
+        run([late, x, y, w], attempt=0)  # then the job fails
         states = checkpoint
-        run([w, unfollow_w, y, x], attempt=1)  # restored: the same events in another order
-        expected = reference([x, y, w, unfollow_w], celebrity_threshold=10, follow_merge_limit=2,
-                             timeline_cap=5)
-        assert expected.user_counters["u0"] == {"following": 2}
+        # Restored: the same events in another order, the late one last.
+        run([w, unfollow_w, y, x, late], attempt=1)
+        expected = reference([x, y, w, unfollow_w, late], celebrity_threshold=10,
+                             follow_merge_limit=2, timeline_cap=5)
+        assert expected.user_counters["u0"] == {"following": 2, "followers": 1}
         assert mismatches(read_state(cql_session, client, keys), expected, 5) == []
     finally:
         stale = list(client.scan_iter(match=keys.pattern(), count=1000))

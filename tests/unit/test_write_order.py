@@ -31,13 +31,13 @@ from pipelines.streaming import operators
 from pipelines.streaming.job_graph import split_for_writers
 
 
-def test_the_clock_follows_event_time_and_never_goes_back() -> None:
+def test_the_clock_follows_the_wall_clock_and_never_goes_back() -> None:
     clock = EventClock()
-    first = clock.stamp(1_000, 3)
+    first = clock.stamp(1_000_000, 3)
     assert first == 1_000_000 and clock.last_us == 1_000_002
-    assert clock.stamp(999, 2) == 1_000_003  # a late event still writes after the others
-    assert clock.stamp(2_000, 1) == 2_000_000
-    assert clock.stamp(2_000, 0) == 2_000_001 and clock.last_us == 2_000_000  # no effects
+    assert clock.stamp(999_000, 2) == 1_000_003  # a clock behind: still after the others
+    assert clock.stamp(2_000_000, 1) == 2_000_000
+    assert clock.stamp(2_000_000, 0) == 2_000_001 and clock.last_us == 2_000_000  # no effects
 
 
 def test_a_restored_clock_writes_after_whatever_it_gave_out_after_its_checkpoint() -> None:
@@ -46,19 +46,38 @@ def test_a_restored_clock_writes_after_whatever_it_gave_out_after_its_checkpoint
     assert clock.offset_us == 0
     clock.stamp(1_000, 1)
     checkpoint = EventClock(clock.last_us, clock.offset_us)
-    # After the checkpoint the first attempt stamped a late event's effects, then died.
+    # After the checkpoint the first attempt stamped more effects, then died.
     before_crash = clock.stamp(5_000, 3) + 2
     new_key = EventClock()  # first used after the checkpoint too
     new_key_before_crash = new_key.stamp(6_000, 4) + 3
-    # The restart replays the same events, maybe in another order: the late one first or
-    # last, their effects land after the ones written before the crash.
+    # The restart replays the same events, maybe in another order, on a TaskManager whose
+    # clock is up to the margin behind the failed one's: they land after the crash's writes.
+    restarted_now = 6_000 - 900
     checkpoint.resume(attempt=1, margin_us=1_000)
-    assert checkpoint.stamp(5_000, 1) > before_crash
+    assert checkpoint.stamp(restarted_now, 1) > before_crash
     checkpoint.resume(attempt=1, margin_us=1_000)  # the same attempt: no second move
     assert checkpoint.offset_us == 1_000
     restored_new_key = EventClock()
     restored_new_key.resume(attempt=1, margin_us=1_000)
-    assert restored_new_key.stamp(6_000, 1) > new_key_before_crash
+    assert restored_new_key.stamp(restarted_now, 1) > new_key_before_crash
+
+
+def test_a_replayed_cell_is_not_beaten_by_a_failed_attempts_write_far_ahead_in_event_time(
+) -> None:
+    """The failed attempt applied a late-arriving event (minutes ahead in event time) and
+    then a cell's stale value; the replay writes that cell's final value before it reaches
+    the late event. With write times from event time plus a fixed margin the stale value
+    kept the higher time; from the wall clock, every write of the replay is later."""
+    minute_us = 60_000_000
+    checkpoint = EventClock()
+    checkpoint.stamp(1_000, 1)
+    failed = EventClock(checkpoint.last_us, checkpoint.offset_us)
+    failed.stamp(2_000, 1)  # the late event, 10 minutes ahead in event time: cell B
+    stale = failed.stamp(3_000, 1)  # cell A, its value before an event not yet applied
+    replay = EventClock(checkpoint.last_us, checkpoint.offset_us)
+    replay.resume(attempt=1)
+    final = replay.stamp(3_000 + minute_us, 1)  # a minute later on the wall clock: A final
+    assert final > stale
 
 
 def test_every_effect_on_a_row_has_one_owner() -> None:
@@ -218,3 +237,25 @@ def test_after_a_restore_every_effect_before_the_checkpoint_is_written(
     # again (harmless). Bucket 2's restored element is written, the new one once.
     assert sorted(e for _, e in after.written) == list("abcdefg")
     assert checkpoint.lists == {} and checkpoint.timers == set()
+
+
+def test_a_tick_writes_a_restored_bucket_whose_timer_never_fires(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyFlink was seen not to fire a restored processing-time timer: a bucket that gets no
+    new effect after a restore is written when a tick (an element without effects)
+    reaches it; a tick to a clean bucket does nothing."""
+    backend = Backend(now=1_000)
+    op, _before = _writer(backend, monkeypatch)
+    _send(op, backend, "9", [(1, "a"), (2, "b")])  # buffered, then the job stops
+    savepoint = Backend({k: list(v) for k, v in backend.lists.items()}, set(), now=9_000)
+    restored, after = _writer(savepoint, monkeypatch)  # its restored timers are lost
+    _fire(restored, savepoint, 9_500)
+    assert after.written == []
+    _send(restored, savepoint, "9", [])  # a tick
+    _send(restored, savepoint, "4", [])  # a tick to a bucket with nothing held
+    _fire(restored, savepoint, 9_600)
+    assert after.written == [(1, "a"), (2, "b")] and savepoint.lists == {}
+    _send(restored, savepoint, "9", [])  # clean now: no timer, nothing written
+    assert savepoint.timers == set()
+    _fire(restored, savepoint, 9_700)
+    assert after.written == [(1, "a"), (2, "b")]
