@@ -16,6 +16,12 @@ deployed on the local Flink cluster:
 4. Redis: round-trip time of PING in the same run, and memory per timeline entry
    (MEMORY USAGE over sampled timelines / their entries).
 
+During phase 2 it also reads the CPU time of the pipeline's own processes (the TaskManagers
+and their Python workers) and of the stores (Cassandra, Redis) and Kafka:
+``deliveries_per_core_s`` is deliveries per CPU-second of the pipeline, the figure that
+predicts a cluster; ``store_cpu_us_per_delivery`` the stores' CPU per delivery.
+``--parallelism`` sets the job's (the local cluster spreads it over its TaskManagers).
+
 Prints a summary and writes JSON to --out.
 """
 
@@ -34,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.procs import CpuMeter, StackMemory
 from feedline.rules.effects import TimelineAdd
 from feedline.rules.engine import RulesEngine
 from feedline.rules.fanout import RulesConfig
@@ -111,6 +118,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--freshness-rate", type=float, default=5_000.0,
                         help="deliveries per second during the freshness phase")
     parser.add_argument("--freshness-posts", type=int, default=600)
+    parser.add_argument("--parallelism", type=int, default=None,
+                        help="the fan-out job's parallelism (default: flink.parallelism)")
     parser.add_argument("--out", type=Path, default=Path(".local/bench/fanout.json"))
     args = parser.parse_args(argv)
 
@@ -142,13 +151,21 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             probes[item.event.post_id] = effects[0].user_id
     say(f"graph {len(graph):,} follows; {len(posts):,} posts -> {deliveries:,} deliveries")
 
-    sb = open_sandbox(stack, feed, partitions=3)
-    results: dict[str, Any] = {}
+    parallelism = args.parallelism or stack.flink.parallelism
+    flink = stack.flink.model_copy(update={"parallelism": parallelism})
+    sb = open_sandbox(stack, feed, flink, partitions=max(3, parallelism))
+    results: dict[str, Any] = {"parallelism": parallelism}
     services = {row.name: row.pid for row in local_stack.status(stack) if row.pid}
+    cpu = CpuMeter({
+        "pipeline": [pid for name, pid in services.items()
+                     if name.startswith("flink-taskmanager")],
+        "stores": [services[name] for name in ("cassandra", "redis") if name in services],
+        "kafka": [services[name] for name in ("kafka",) if name in services],
+    })
     with StackMemory(list(services.values())) as memory:
         try:
             results.update(measure(sb, args, graph, posts, post_effects, deliveries, fresh,
-                                   probes, fresh_deliveries))
+                                   probes, fresh_deliveries, cpu))
         finally:
             sb.close()
     results["stack_peak_rss_mb"] = memory.peak_mb
@@ -170,7 +187,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 def measure(sb: Sandbox, args: argparse.Namespace, graph: list[ProducedEvent],
             posts: list[ProducedEvent], post_effects: list[Any], deliveries: int,
             fresh: list[ProducedEvent], probes: dict[str, str],
-            fresh_deliveries: int) -> dict[str, Any]:
+            fresh_deliveries: int, cpu: CpuMeter) -> dict[str, Any]:
     """The three phases on a deployed fan-out job."""
     stack = sb.stack
     results: dict[str, Any] = {}
@@ -186,10 +203,16 @@ def measure(sb: Sandbox, args: argparse.Namespace, graph: list[ProducedEvent],
     say(f"  {results['graph_follows_per_s']:,.0f} follows/s")
 
     say("phase 2: throughput")
+    cpu.start()
     started = time.monotonic()
     produce(sb.streaming.kafka, posts)
     done = wait_metric(sb, job, "write-fan-out", "effects_written",
                        written_before + len(post_effects), timeout_s=3600)
+    used = cpu.stop()
+    results["cpu_seconds"] = used
+    results["deliveries_per_core_s"] = deliveries / max(used["pipeline"], 1e-9)
+    results["store_cpu_us_per_delivery"] = 1e6 * used["stores"] / max(deliveries, 1)
+    results["cores_busy"] = {name: s / (done - started) for name, s in used.items()}
     results["posts"] = len(posts)
     results["deliveries"] = deliveries
     results["throughput_seconds"] = done - started
@@ -270,51 +293,6 @@ def redis_figures(sb: Sandbox) -> dict[str, Any]:
         "redis_timelines_sampled": len(keys),
         "redis_bytes_per_timeline_entry": memory / max(1, entries),
     }
-
-
-class StackMemory:
-    """Samples the resident memory of every stack process and its children (PyFlink's
-    Python workers run under the TaskManager); keeps the peak of the total."""
-
-    def __init__(self, pids: list[int], every_s: float = 1.0) -> None:
-        self.pids = pids
-        self.every_s = every_s
-        self.peak_mb = 0.0
-        self.per_service_mb: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    @staticmethod
-    def _tree_rss_mb(pid: int) -> float:
-        total, todo = 0.0, [pid]
-        while todo:
-            current = todo.pop()
-            try:
-                status = Path(f"/proc/{current}/status").read_text()
-                children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-            except OSError:
-                continue
-            for line in status.splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024
-            todo.extend(int(c) for c in children)
-        return total
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            sizes = {pid: self._tree_rss_mb(pid) for pid in self.pids}
-            for pid, size in sizes.items():
-                self.per_service_mb[pid] = max(self.per_service_mb.get(pid, 0.0), size)
-            self.peak_mb = max(self.peak_mb, sum(sizes.values()))
-            self._stop.wait(self.every_s)
-
-    def __enter__(self) -> StackMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _cpus() -> int:

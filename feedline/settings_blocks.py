@@ -284,6 +284,11 @@ class LocalStackSettings(_Block):
     ports and ``state_dir``, a second stack can run beside the first (e.g. for fault tests)."""
     flink_jobmanager_memory: str = "1024m"
     """Flink JobManager total process memory (1024m leaves ~450 MB heap after metaspace)."""
+    flink_taskmanagers: int = Field(default=2, ge=1, le=8)
+    """TaskManager processes of the local cluster (``flink-taskmanager``,
+    ``flink-taskmanager-2`` …), each with ``flink.task_slots`` slots; a job's subtasks are
+    spread over them (``taskmanager.load-balance.mode: slots``), so a job at parallelism 2
+    runs in two processes, as on a cluster."""
     flink_taskmanager_memory: str = "2048m"
     """Flink TaskManager total process memory (the Python workers live outside it); it
     includes the metaspace and task off-heap below, so the other pools stay as they were

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from feedline.settings import StackSettings, StreamingSettings
 from jobs import keeper
 from jobs.flink_rest import running, running_tasks, wait_for_state
 from jobs.flink_submit import Submission, connector_jar_urls, submit_python_job
-from jobs.specs import JOBS
+from jobs.specs import JOBS, JobSpec
 
 
 class DeployError(RuntimeError):
@@ -24,24 +25,38 @@ def deploy(
     from_savepoint: str | None = None,
     wait_running_s: float = 180,
     keep: bool = False,
+    spec: JobSpec | None = None,
+    release: Path | None = None,
 ) -> str:
     """Submit job ``name`` detached and wait until all its tasks run; returns the job id.
 
     Refuses to start a second copy of a job that is already running. ``keep`` records the
     deployment so that `jobs.keeper` starts it again after a JobManager restart.
+    ``spec`` (default ``JOBS[name]``) sets the entry point and extra flags; with a
+    ``release`` (a code version's folder, ``jobs.releases``) the job runs that copy of the
+    code, shipped first on the workers' path, at the spec's parallelism.
     """
-    spec = JOBS[name]
+    spec = spec or JOBS[name]
     job_name = spec.job_name(suffix)
     if running(stack.flink.rest_url, job_name):
         raise DeployError(f"{job_name} is already running; cancel it first")
+    script = spec.script
+    if release is not None:
+        flink = stack.flink.model_copy(update={
+            "ship_python_paths": [str(release)], "parallelism": spec.parallelism})
+        stack = stack.model_copy(update={"flink": flink})
+        streaming = streaming.model_copy(update={"flink": streaming.flink.model_copy(
+            update={"parallelism": spec.parallelism})})
+        script = release.joinpath(*spec.entry_point.split(".")).with_suffix(".py")
     submission: Submission = submit_python_job(
         stack,
-        spec.script,
+        script,
         [
             "--settings-json", streaming.model_dump_json(),
             "--group-id", spec.group_id(suffix),
             "--job-name", job_name,
             "--jars", ",".join(connector_jar_urls(stack)),
+            *spec.flags,
         ],
         detached=True,
         from_savepoint=from_savepoint,
@@ -49,8 +64,9 @@ def deploy(
     if submission.returncode != 0 or submission.job_id is None:
         raise DeployError(f"flink run failed for {job_name}:\n{submission.output[-4000:]}")
     if keep:
-        keeper.remember(stack, keeper.KeptJob(name, suffix, submission.job_id, from_savepoint,
-                                              streaming.model_dump_json()))
+        keeper.remember(stack, keeper.KeptJob(
+            name, suffix, submission.job_id, from_savepoint, streaming.model_dump_json(),
+            str(release) if release else None, list(spec.flags), spec.entry_point or None))
     wait_for_state(stack.flink.rest_url, submission.job_id, {"RUNNING"}, timeout_s=wait_running_s)
 
     deadline = time.monotonic() + wait_running_s

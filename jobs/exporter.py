@@ -31,6 +31,7 @@ from prometheus_client import start_http_server
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from feedline.logs import configure_logging
 from feedline.settings import KafkaSettings, StackSettings, get_stack_settings, settings_errors_exit
 from jobs.lag import PartitionLag, job_topics, partition_lags
 from jobs.specs import JOBS
@@ -237,8 +238,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--local-stack", action="store_true",
                         help="also export the local stack's processes, disk and memory")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging("exporter")
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # one warning per failed scrape
     with settings_errors_exit("python -m jobs.exporter"):
         settings = get_stack_settings()

@@ -88,6 +88,17 @@ def running_tasks(base_url: str, job_id: str) -> bool:
     return bool(vertices) and all(v.get("status") == "RUNNING" for v in vertices)
 
 
+def task_placement(base_url: str, job_id: str) -> dict[str, set[str]]:
+    """Each vertex's name and the TaskManagers (resource ids) running its subtasks."""
+    detail = call(base_url, "GET", f"/jobs/{job_id}")
+    out: dict[str, set[str]] = {}
+    for vertex in detail.get("vertices", []):
+        info = call(base_url, "GET", f"/jobs/{job_id}/vertices/{vertex['id']}/taskmanagers")
+        out[vertex["name"]] = {tm["taskmanager-id"] for tm in info.get("taskmanagers", [])
+                               if tm.get("taskmanager-id")}
+    return out
+
+
 def cancel(base_url: str, job_id: str) -> None:
     """Cancel a job without a savepoint."""
     call(base_url, "PATCH", f"/jobs/{job_id}?mode=cancel")
@@ -138,3 +149,25 @@ def operator_metric(base_url: str, job_id: str, operator: str, metric: str) -> f
             for value in call(base_url, "GET", f"{path}?get={','.join(ids)}"):
                 total += float(value["value"])
     return total
+
+
+def job_parallelism(base_url: str, job_id: str) -> int:
+    """The largest parallelism of the job's vertices (what it was started with)."""
+    vertices = call(base_url, "GET", f"/jobs/{job_id}").get("vertices", [])
+    return max((int(v.get("parallelism", 1)) for v in vertices), default=1)
+
+
+def free_slots(base_url: str) -> int:
+    """Task slots no job holds, over the whole cluster."""
+    return int(call(base_url, "GET", "/overview").get("slots-available", 0))
+
+
+def latest_state(base_url: str, job_id: str) -> str | None:
+    """The newest savepoint or completed checkpoint of a job, else what it restored from."""
+    latest = call(base_url, "GET", f"/jobs/{job_id}/checkpoints").get("latest") or {}
+    taken = [entry for entry in (latest.get("completed"), latest.get("savepoint"))
+             if entry and entry.get("external_path")]
+    if taken:
+        return str(max(taken, key=lambda entry: int(entry.get("id", 0)))["external_path"])
+    restored = latest.get("restored") or {}
+    return str(restored["external_path"]) if restored.get("external_path") else None

@@ -33,6 +33,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from feedline.logs import configure_logging
 from feedline.settings import ServingSettings, settings_errors_exit
 from serving.auth import issue_token
 
@@ -207,8 +208,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address of /metrics")
     parser.add_argument("--port", type=int, required=True, help="port of /metrics")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging("freshness-probe")
     with settings_errors_exit("python -m jobs.freshness_probe"):
         settings = ServingSettings()
     api_url = args.api_url or f"http://{settings.api.host}:{settings.api.port}"

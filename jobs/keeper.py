@@ -17,12 +17,14 @@ import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from feedline.settings import StackSettings, StreamingSettings
+from feedline.settings import REPO_ROOT, StackSettings, StreamingSettings
 from jobs import flink_rest
-from jobs.specs import JOBS
+from jobs.spec_model import entry_script
+from jobs.specs import JOBS, JobSpec
 
 Say = Callable[[str], object]
 
@@ -43,11 +45,17 @@ class KeptJob:
     """The savepoint or checkpoint that deployment started from, if any."""
     streaming: str
     """The job's ``StreamingSettings`` as JSON, exactly as it was deployed."""
+    release: str | None = None
+    """The code version's folder it ran (``feedctl jobs apply``); None: the checkout's code."""
+    flags: list[str] | None = None
+    """The extra job flags of its spec as applied."""
+    entry_point: str | None = None
+    """The entry module of its spec as applied (None: the one of ``JOBS``)."""
 
     @property
     def job_name(self) -> str:
-        """The Flink job name."""
-        return JOBS[self.name].job_name(self.suffix)
+        """The Flink job name (``JobSpec.job_name``)."""
+        return f"feedline-{self.name}{self.suffix}"
 
 
 def records_file(stack: StackSettings) -> Path:
@@ -60,21 +68,45 @@ def checkpoint_root(stack: StackSettings) -> Path:
     return stack.local.state_dir / "flink" / "checkpoints"
 
 
-def kept(stack: StackSettings) -> dict[str, KeptJob]:
-    """The recorded deployments by Flink job name."""
+_BASE = ("name", "suffix", "job_id", "restored_from", "streaming")
+"""The fields of ``kept-jobs.json``; what ``jobs apply`` adds (release, flags, entry point)
+goes to ``kept-jobs.specs.json`` beside it, so a keeper of an older checkout (a supervisor
+started before, reading the same file) still reads every record."""
+
+
+def _specs_file(stack: StackSettings) -> Path:
+    return records_file(stack).with_name("kept-jobs.specs.json")
+
+
+def _read(path: Path) -> dict[str, dict[str, Any]]:
     try:
-        raw = json.loads(records_file(stack).read_text())
+        return dict(json.loads(path.read_text()))
     except FileNotFoundError:
         return {}
-    return {name: KeptJob(**fields) for name, fields in raw.items()}
+
+
+def kept(stack: StackSettings) -> dict[str, KeptJob]:
+    """The recorded deployments by Flink job name."""
+    extras = _read(_specs_file(stack))
+    return {name: KeptJob(**{k: fields[k] for k in _BASE if k in fields},
+                          **extras.get(name, {}))
+            for name, fields in _read(records_file(stack)).items()}
+
+
+def _write(path: Path, document: object) -> None:
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(document, indent=1, sort_keys=True))
+    os.replace(partial, path)  # a reader never sees half a file
 
 
 def _save(stack: StackSettings, jobs: dict[str, KeptJob]) -> None:
     path = records_file(stack)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".tmp")
-    partial.write_text(json.dumps({n: asdict(j) for n, j in sorted(jobs.items())}, indent=1))
-    os.replace(partial, path)  # a reader never sees half a file
+    records = {n: asdict(j) for n, j in sorted(jobs.items())}
+    _write(_specs_file(stack), {n: {k: v for k, v in r.items() if k not in _BASE}
+                                for n, r in records.items() if r["release"] or r["flags"]
+                                or r["entry_point"]})
+    _write(path, {n: {k: r[k] for k in _BASE} for n, r in records.items()})
 
 
 def remember(stack: StackSettings, job: KeptJob) -> None:
@@ -107,6 +139,14 @@ def restore_point(stack: StackSettings, job: KeptJob) -> str | None:
     return checkpoint.resolve().as_uri() if checkpoint else job.restored_from
 
 
+def _spec_of(job: KeptJob) -> JobSpec:
+    """The spec a kept job is started again with: its own flags, as applied."""
+    spec = JOBS.get(job.name) or JobSpec(job.name, Path(), "", ())
+    entry = job.entry_point or spec.entry_point
+    return replace(spec, entry_point=entry, script=entry_script(entry, REPO_ROOT),
+                   flags=tuple(spec.flags if job.flags is None else job.flags))
+
+
 def lost(stack: StackSettings) -> list[KeptJob]:
     """Recorded jobs the cluster does not run (any state but a terminal one counts)."""
     return [job for job in kept(stack).values()
@@ -132,8 +172,10 @@ def resume_lost(stack: StackSettings, say: Say = print, *, dry_run: bool = False
             continue
         say(f"resuming {job.job_name} {origin} ...")
         try:
-            job_id = deploy(stack, StreamingSettings.model_validate_json(job.streaming), job.name,
-                            suffix=job.suffix, from_savepoint=point)
+            streaming = StreamingSettings.model_validate_json(job.streaming)
+            job_id = deploy(stack, streaming, job.name, suffix=job.suffix, from_savepoint=point,
+                            spec=replace(_spec_of(job), parallelism=streaming.flink.parallelism),
+                            release=Path(job.release) if job.release else None)
         except (DeployError, flink_rest.FlinkRestError) as error:
             say(f"could not resume {job.job_name}: {str(error).splitlines()[0]}")
             continue
@@ -142,7 +184,7 @@ def resume_lost(stack: StackSettings, say: Say = print, *, dry_run: bool = False
             flink_rest.cancel(stack.flink.rest_url, job_id)
             say(f"{job.job_name} was cancelled while it resumed; stopped it again")
             continue
-        remember(stack, KeptJob(job.name, job.suffix, job_id, point, job.streaming))
+        remember(stack, replace(job, job_id=job_id, restored_from=point))
         say(f"{job.job_name} running again as {job_id}")
         resumed.append(job.job_name)
     return resumed

@@ -46,13 +46,19 @@ class Sandbox:
     job_ids: dict[str, str] = field(default_factory=dict)
 
     def deploy(self, name: str, from_savepoint: str | None = None, *,
-               wait_running_s: float = 900, keep: bool = False) -> str:
+               wait_running_s: float = 900, keep: bool = False,
+               parallelism: int | None = None) -> str:
         """Start one job of this sandbox; returns its Flink job id.
 
         Waits up to ``wait_running_s`` for its tasks to run: a hang guard, long enough for a
         loaded machine restoring a savepoint (one took more than 180 s with the CPU busy).
+        ``parallelism`` overrides the sandbox's (a rescale: with ``from_savepoint``).
         """
-        self.job_ids[name] = deploy(self.stack, self.streaming, name, suffix=self.suffix,
+        streaming = self.streaming
+        if parallelism is not None:
+            flink = streaming.flink.model_copy(update={"parallelism": parallelism})
+            streaming = streaming.model_copy(update={"flink": flink})
+        self.job_ids[name] = deploy(self.stack, streaming, name, suffix=self.suffix,
                                     from_savepoint=from_savepoint, wait_running_s=wait_running_s,
                                     keep=keep)
         return self.job_ids[name]

@@ -1,4 +1,4 @@
-"""Metrics (Prometheus) and JSON logs carrying the request id.
+"""Metrics (Prometheus) and JSON logs carrying the request id (and a write's event id).
 
 Metrics are process-global, as prometheus-client intends. With several uvicorn workers
 set ``PROMETHEUS_MULTIPROC_DIR`` (the local stack does) and ``/metrics`` aggregates every
@@ -10,11 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from contextvars import ContextVar
-from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -24,7 +21,12 @@ from prometheus_client import (
     multiprocess,
 )
 
-_REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+from feedline.logs import JsonFormatter as JsonFormatter  # re-exported for the API's callers
+from feedline.logs import bind_context, log_context, reset_context
+from feedline.logs import configure_logging as configure_service_logging
+
+#: The service name on the API's log lines.
+SERVICE = "api"
 
 REQUEST_SECONDS = Histogram(
     "feedline_http_request_duration_seconds", "Time to answer an HTTP request.",
@@ -45,17 +47,21 @@ RATE_LIMITED = Counter("feedline_rate_limited_total", "Requests refused with 429
 
 def current_request_id() -> str | None:
     """The id of the request being handled (None outside a request)."""
-    return _REQUEST_ID.get()
+    request_id = log_context().get("request_id")
+    return str(request_id) if request_id is not None else None
 
 
 def set_request_id(request_id: str | None) -> Any:
-    """Make ``request_id`` current; returns a token for ``reset_request_id``."""
-    return _REQUEST_ID.set(request_id)
+    """Start the log context of a request (its lines carry ``request_id``); returns a token.
+
+    The context is fresh: fields a write adds (its ``event_id``) belong to this request.
+    """
+    return bind_context(request_id=request_id)
 
 
 def reset_request_id(token: Any) -> None:
-    """Restore the request id that was current before ``set_request_id``."""
-    _REQUEST_ID.reset(token)
+    """End the request's log context (`set_request_id`)."""
+    reset_context(token)
 
 
 def observe(method: str, route: str, status: int, seconds: float) -> None:
@@ -76,47 +82,13 @@ def metrics_payload() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
 
 
-_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message",
-                                                                                 "asctime"}
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request id, extras."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """Render ``record``."""
-        entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        request_id = _REQUEST_ID.get()
-        if request_id:
-            entry["request_id"] = request_id
-        for name, value in record.__dict__.items():
-            if name not in _STANDARD and not name.startswith("_"):
-                entry[name] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
-
-
 def configure_logging(level: str = "INFO") -> None:
-    """Send every log record (ours and uvicorn's) to stderr as JSON; idempotent."""
-    root = logging.getLogger()
-    if not any(getattr(h, "_feedline_json", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(JsonFormatter())
-        handler._feedline_json = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-    root.setLevel(level)
+    """Send every log record (ours and uvicorn's) to stderr as JSON lines; idempotent."""
+    configure_service_logging(SERVICE, level=level, stream=sys.stderr)
     for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
-    for chatty in ("kafka", "cassandra", "google", "urllib3"):  # connection chatter at INFO
-        logging.getLogger(chatty).setLevel(logging.WARNING)
     access = logging.getLogger("uvicorn.access")  # replaced by serving.access lines
     access.handlers.clear()
     access.propagate = False

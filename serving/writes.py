@@ -22,6 +22,7 @@ from typing import Annotated, Any, Protocol
 from fastapi import Header
 from starlette.responses import Response
 
+from feedline.logs import annotate
 from feedline.stores.errors import StoreUnavailable
 from feedline.stores.event_publisher import EventPublisher
 from feedline.stores.feed_reader import REDIS_DOWN
@@ -120,11 +121,13 @@ class EventWrites:
         self.publisher.check_open()
         if idempotency_key is None:
             prepared = await _prepared(write)
+            annotate(event_id=prepared.event.event_id)  # the request's log lines carry it
             await self.publisher.publish(prepared.event)
             return accepted(prepared.response, False)
         _check_key(idempotency_key)
         answer, replayed = await self._idempotent(
             write, idempotency_key, fingerprint(self.method, self.path, body))
+        annotate(event_id=answer.get("event_id"))
         return accepted(answer, replayed)
 
     async def _idempotent(self, write: Write, key: str,
@@ -154,6 +157,7 @@ class EventWrites:
         if replay:
             event_type = json.loads(stored.event)["event_type"]
             event = parse_event(role_of(event_type), stored.event)
+        annotate(event_id=event.event_id)  # before producing: a 503's lines carry it too
         await self.publisher.publish(event)
         try:
             await self.records.acknowledge(self.user_id, key, stored)

@@ -110,15 +110,46 @@ def archive_line(value: bytes | None, topic: str, kafka_partition: int, offset: 
 
 def event_hour(topic: str, value: bytes | None, timestamp_ms: int) -> Partition:
     """The archive partition of a record: its event time's hour, else its Kafka timestamp's."""
+    return event_facts(topic, value, timestamp_ms)[0]
+
+
+def event_facts(topic: str, value: bytes | None,
+                timestamp_ms: int) -> tuple[Partition, str | None]:
+    """A record's archive partition (see `event_hour`) and its ``event_id`` (None if none)."""
+    event_id = None
     if value:
         try:
             record = json.loads(value)
+            found = record.get("event_id")
+            event_id = found if isinstance(found, str) else None
             moment = datetime.fromisoformat(record["event_time"])
             if moment.utcoffset() is not None:
-                return partition_of(topic, moment)
-        except (ValueError, TypeError, KeyError, RecursionError):
+                return partition_of(topic, moment), event_id
+        except (ValueError, TypeError, KeyError, RecursionError, AttributeError):
             pass
-    return partition_of(topic, datetime.fromtimestamp(max(timestamp_ms, 0) / 1000, tz=UTC))
+    moment = datetime.fromtimestamp(max(timestamp_ms, 0) / 1000, tz=UTC)
+    return partition_of(topic, moment), event_id
+
+
+#: Event ids per "archived" log line: a part of 20,000 records is 100 lines, none huge.
+EVENT_IDS_PER_LINE = 200
+
+
+def log_archived_ids(topic: str, kafka_partition: int, obj: str,
+                     rows: Sequence[tuple[int, str | None]]) -> None:
+    """Log the event ids of one written part (``rows``: offset, event id), a chunk a line.
+
+    The lines let on-call find where an event was archived (`feedctl local logs --grep`).
+    """
+    if not log.isEnabledFor(logging.INFO):
+        return
+    for start in range(0, len(rows), EVENT_IDS_PER_LINE):
+        chunk = rows[start:start + EVENT_IDS_PER_LINE]
+        ids = [event_id for _, event_id in chunk if event_id]
+        log.info("archived %s[%d] offsets %d-%d: %d event id(s) in %s", topic, kafka_partition,
+                 chunk[0][0], chunk[-1][0], len(ids), obj,
+                 extra={"topic": topic, "kafka_partition": kafka_partition,
+                        "object": obj, "event_ids": ids})
 
 
 class Archiver:
@@ -221,14 +252,17 @@ class Archiver:
         """
         objects = []
         for start in range(0, len(buffer.records), self.max_records):
-            groups: dict[Partition, list[tuple[int, bytes]]] = {}
+            groups: dict[Partition, list[tuple[int, bytes, str | None]]] = {}
             for offset, timestamp_ms, value in buffer.records[start:start + self.max_records]:
-                partition = event_hour(tp.topic, value, timestamp_ms)
+                partition, event_id = event_facts(tp.topic, value, timestamp_ms)
                 line = archive_line(value, tp.topic, tp.partition, offset, timestamp_ms)
-                groups.setdefault(partition, []).append((offset, line))
+                groups.setdefault(partition, []).append((offset, line, event_id))
             for partition, rows in sorted(groups.items()):
                 name = part_name(tp.partition, rows[0][0], rows[-1][0])
-                objects.append(self.archive.write_part(partition, name, (li for _, li in rows)))
+                obj = self.archive.write_part(partition, name, (li for _, li, _ in rows))
+                objects.append(obj)
+                log_archived_ids(tp.topic, tp.partition, str(obj),
+                                 [(offset, event_id) for offset, _, event_id in rows])
         return WrittenBatch(tp.topic, tp.partition, buffer.records[0][0],
                             buffer.records[-1][0], tuple(objects))
 

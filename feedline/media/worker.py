@@ -183,7 +183,8 @@ class MediaWorker:
                       for r in verdict.renditions]
         self.table.record(message.media_id, verdict, generation, renditions, datetime.now(UTC))
         log.info("media %s generation %d: %s%s", message.media_id, generation, verdict.status,
-                 f" ({verdict.reason})" if verdict.reason else "")
+                 f" ({verdict.reason})" if verdict.reason else "",
+                 extra={"media_id": message.media_id, "status": verdict.status})
         return verdict.status
 
     def _verdict(self, data: bytes, content_type: str) -> Verdict:
@@ -205,7 +206,7 @@ class MediaWorker:
             self._dead_letters().send(self.kafka.dlq_topic(self.topic), key=record.key,
                                       value=letter).get(timeout=30)
             log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition,
-                        record.offset, error)
+                        record.offset, error, extra={"reason": error.reason})
             outcome = "dead_letter"
         self.counts[outcome] += 1
         return outcome

@@ -20,6 +20,7 @@ from typing import Any
 from kafka.errors import KafkaError
 
 from feedline.cli import interactive, progress_bar
+from feedline.logs import configure_logging
 from feedline.settings import get_batch_settings
 from jobs.feedctl import deps
 from jobs.feedctl.output import add_json_flag, print_json
@@ -75,9 +76,7 @@ def _archiver(args: argparse.Namespace, **extra: Any) -> Any:
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    configure_logging("archiver")  # JSON lines on stdout, with the event ids archived
 
 
 def _run(args: argparse.Namespace) -> int:

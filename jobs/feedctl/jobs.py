@@ -1,6 +1,7 @@
-"""feedctl jobs — the streaming jobs on Flink: deploy, list, cancel, savepoint.
+"""feedctl jobs — the streaming jobs on Flink: deploy, list, cancel, savepoint, and more.
 
-Jobs: fanout (uploads + follows -> timelines), counters (engagements -> counters),
+From their spec files (jobs/specs/*.yaml): plan, apply, upgrade, rollback, history; `new`
+scaffolds a job. Jobs: fanout (uploads + follows -> timelines), counters (engagements -> counters),
 notifications (likes, comments, follows, mentions -> each recipient's groups).
 Settings (endpoints, topics, knobs) come from FEEDLINE_* at deploy time.
 """
@@ -15,11 +16,12 @@ from typing import Any
 from feedline.settings import get_stack_settings, get_streaming_settings
 from jobs import flink_rest, keeper
 from jobs.deploy import DeployError, deploy
-from jobs.feedctl import deps
+from jobs.feedctl import deps, job_specs
+from jobs.feedctl.errors import UsageError
 from jobs.feedctl.output import add_json_flag, print_json
 from jobs.flink_submit import savepoint_target
 from jobs.lag import group_lag
-from jobs.specs import JOBS
+from jobs.specs import JOBS, SPEC_ERRORS
 
 
 def register(nouns: Any) -> None:
@@ -57,9 +59,12 @@ def register(nouns: Any) -> None:
     res.add_argument("--dry-run", action="store_true", help="show what would be resumed")
     add_json_flag(res)
     res.set_defaults(run=_resume)
+    job_specs.register(verbs)
 
 
 def _deploy(args: argparse.Namespace) -> int:
+    if SPEC_ERRORS:  # a job whose spec is invalid would be left out of `all`
+        raise UsageError(SPEC_ERRORS[0])
     stack, streaming = get_stack_settings(), get_streaming_settings()
     names = sorted(JOBS) if args.name == "all" else [args.name]
     if not args.dry_run:

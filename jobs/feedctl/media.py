@@ -12,7 +12,6 @@ what would be queued; `--json` prints {"queued", "dry_run", "media": [ids]}.
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
@@ -22,6 +21,7 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
+from feedline.logs import configure_logging
 from feedline.settings import get_batch_settings
 from jobs.feedctl import deps
 from jobs.feedctl.output import add_json_flag, print_json
@@ -54,10 +54,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = get_batch_settings()
     deps.require(deps.kafka(settings.kafka), deps.storage(settings.storage),
                  deps.cql(settings.cql))
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
-    logging.getLogger("cassandra").setLevel(logging.WARNING)
+    configure_logging("media-worker")  # JSON lines on stdout, with each media id
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -65,6 +65,8 @@ def write_flink_conf(settings: StackSettings) -> Path:
         "taskmanager.memory.jvm-metaspace.size": settings.local.flink_taskmanager_metaspace,
         "taskmanager.memory.task.off-heap.size": settings.local.flink_taskmanager_task_off_heap,
         "taskmanager.numberOfTaskSlots": settings.flink.task_slots,
+        # Spread a job's slots over the TaskManagers rather than filling one first.
+        "taskmanager.load-balance.mode": "SLOTS",
         "parallelism.default": settings.flink.parallelism,
         "rest.address": rest.hostname or "127.0.0.1",
         "rest.bind-address": rest.hostname or "127.0.0.1",
@@ -151,12 +153,14 @@ def install_metrics_reporter(settings: StackSettings) -> Path:
     return folder
 
 
-def reporter_properties(settings: StackSettings, component: str) -> list[str]:
+def reporter_properties(settings: StackSettings, component: str,
+                        instance: str | None = None) -> list[str]:
     """Dynamic properties (``-D key=value``) pushing ``component``'s metrics.
 
     On the command line, not in config.yaml: the JobManager and TaskManager read one
     config.yaml and need distinct grouping keys, and the `flink` client reads it too.
     Each process pushes to its own group, ``job="flink", component=..., instance=...``
+    (``instance`` is the service's name, ``flink-<component>`` unless given)
     (Prometheus scrapes the Pushgateway with honor_labels), and deletes it on a clean
     shutdown; a killed process's last push stays until it starts again (FlinkMetricsStale).
     """
@@ -167,7 +171,8 @@ def reporter_properties(settings: StackSettings, component: str) -> list[str]:
         "metrics.reporter.prom.jobName": PUSH_JOB,
         # One fixed group per process: a restart replaces its series, never adds a group.
         "metrics.reporter.prom.randomJobNameSuffix": "false",
-        "metrics.reporter.prom.groupingKey": f"component={component};instance=flink-{component}",
+        "metrics.reporter.prom.groupingKey":
+            f"component={component};instance={instance or f'flink-{component}'}",
         "metrics.reporter.prom.deleteOnShutdown": "true",
         "metrics.reporter.prom.interval": f"{mon.flink_push_interval_s} SECONDS",
         # Label values as Flink names them (job_name="feedline-fanout", as `feedctl jobs
@@ -204,7 +209,12 @@ class _FlinkProcess(Service):
         env["FLINK_ENV_JAVA_OPTS"] = f"{java_opts(self.settings)} -Dfeedline.home={self.home}"
         env["FLINK_PLUGINS_DIR"] = str(flink_plugins_dir(self.settings))
         return ["bash", str(script), "start-foreground",
-                *reporter_properties(self.settings, self.role)], env
+                *reporter_properties(self.settings, self.role, self.name),
+                *self.dynamic_properties()], env
+
+    def dynamic_properties(self) -> list[str]:
+        """More ``-D key=value`` arguments of this process."""
+        return []
 
     def marker(self) -> str:
         """The JVM carries -Dfeedline.home=<its folder>."""
@@ -221,7 +231,7 @@ class FlinkJobManagerService(_FlinkProcess):
         """Start again the deployed jobs a restart lost (none when it did not restart)."""
         from jobs.keeper import resume_lost  # the keeper deploys through this package
 
-        resume_lost(self.settings, say=lambda line: print(f"{self.name:<18} {line}", flush=True))
+        resume_lost(self.settings, say=lambda line: print(f"{self.name:<20} {line}", flush=True))
 
     def healthy(self) -> bool:
         """REST answers /overview."""
@@ -233,13 +243,26 @@ class FlinkJobManagerService(_FlinkProcess):
 
 
 class FlinkTaskManagerService(_FlinkProcess):
-    """Flink TaskManager registered with the JobManager."""
+    """Flink TaskManager number ``index`` (1, 2 …) registered with the JobManager.
 
-    name = "flink-taskmanager"
+    Its Flink resource id is its service name (``flink-taskmanager``,
+    ``flink-taskmanager-2`` …): the REST API's ``/taskmanagers`` and a job's vertices name it,
+    so a test can tell which process runs which subtask.
+    """
+
     role = "taskmanager"
 
+    def __init__(self, settings: StackSettings, index: int = 1) -> None:
+        self.index = index
+        self.name = taskmanager_name(index)
+        super().__init__(settings)
+
+    def dynamic_properties(self) -> list[str]:
+        """The resource id (the service name)."""
+        return ["-D", f"taskmanager.resource-id={self.name}"]
+
     def healthy(self) -> bool:
-        """A TaskManager is registered and heartbeating (a dead one stays listed for a while)."""
+        """Registered under its resource id and heartbeating (a dead one stays listed a while)."""
         try:
             listed = rest_get(self.settings.flink.rest_url, "/taskmanagers", timeout_s=2)
         except (urllib.error.URLError, OSError, ValueError):
@@ -247,7 +270,19 @@ class FlinkTaskManagerService(_FlinkProcess):
         now_ms = time.time() * 1000
         # "timeSinceLastHeartbeat" holds the epoch ms of the last heartbeat (0 before one).
         return any(
-            tm.get("timeSinceLastHeartbeat", 0) == 0
-            or now_ms - tm["timeSinceLastHeartbeat"] < 6000
+            tm.get("id") == self.name
+            and (tm.get("timeSinceLastHeartbeat", 0) == 0
+                 or now_ms - tm["timeSinceLastHeartbeat"] < 6000)
             for tm in listed.get("taskmanagers", [])
         )
+
+
+def taskmanager_name(index: int) -> str:
+    """The service name (and Flink resource id) of TaskManager number ``index``."""
+    return "flink-taskmanager" if index == 1 else f"flink-taskmanager-{index}"
+
+
+def taskmanager_services(settings: StackSettings) -> list[FlinkTaskManagerService]:
+    """The local cluster's TaskManagers (``local.flink_taskmanagers`` of them)."""
+    return [FlinkTaskManagerService(settings, index)
+            for index in range(1, settings.local.flink_taskmanagers + 1)]

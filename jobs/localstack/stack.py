@@ -14,7 +14,7 @@ from jobs.localstack.api import ApiService
 from jobs.localstack.archiver import ArchiverService
 from jobs.localstack.base import Service
 from jobs.localstack.cassandra import CassandraService
-from jobs.localstack.flink import FlinkJobManagerService, FlinkTaskManagerService
+from jobs.localstack.flink import FlinkJobManagerService, taskmanager_services
 from jobs.localstack.gcs import GcsEmulatorService
 from jobs.localstack.kafka import KafkaService
 from jobs.localstack.media_worker import MediaWorkerService
@@ -35,7 +35,7 @@ def services(settings: StackSettings) -> list[Service]:
         RedisGuardsService(settings),
         GcsEmulatorService(settings),
         FlinkJobManagerService(settings),
-        FlinkTaskManagerService(settings),
+        *taskmanager_services(settings),
         ApiService(settings),
         ArchiverService(settings),  # it waits for the topics and bucket
         MediaWorkerService(settings),  # a helper too: after every server is healthy
@@ -90,10 +90,10 @@ class ServiceStatus:
     def line(self) -> str:
         """One aligned line for the terminal."""
         pid = str(self.pid) if self.pid else "-"
-        line = (f"{self.name:<18} {self.state:<10} pid {pid:<8} "
+        line = (f"{self.name:<20} {self.state:<10} pid {pid:<8} "
                 f"restarts {self.restarts.restarts:<3} {self.endpoint}")
         if self.restarts.last_restart_at:
-            line += f"\n{'':<18} last restart {self.restarts.last_restart_at}: " \
+            line += f"\n{'':<20} last restart {self.restarts.last_restart_at}: " \
                     f"{self.restarts.last_reason}"
         return line
 
@@ -134,7 +134,7 @@ def up(settings: StackSettings, say: Say = print,
         for svc in phase:
             if _start_unless_running(svc):
                 started[svc.name] = time.monotonic()
-                say(f"{svc.name:<18} starting (log: {svc.process.log_file})")
+                say(f"{svc.name:<20} starting (log: {svc.process.log_file})")
         for svc in phase:
             _wait_healthy(svc, settings.local.start_timeout_s, say, started.get(svc.name))
             svc.after_healthy()
@@ -179,13 +179,13 @@ def start_supervisor(settings: StackSettings, say: Say) -> None:
     with supervisor.process.locked():
         pid = supervisor.process.pid()
         if pid is not None:
-            say(f"{supervisor.name:<18} already running (pid {pid})")
+            say(f"{supervisor.name:<20} already running (pid {pid})")
             return
         began = time.monotonic()
         pid = supervisor.start()
         # Once `up` returns, supervision is in effect: wait for the first look.
         _wait_healthy(supervisor, settings.local.start_timeout_s, lambda _: None, began)
-        say(f"{supervisor.name:<18} running (pid {pid}): crashed services restart by "
+        say(f"{supervisor.name:<20} running (pid {pid}): crashed services restart by "
             f"themselves (log: {supervisor.process.log_file})")
 
 
@@ -194,7 +194,7 @@ def stop_supervisor(settings: StackSettings, say: Say = print) -> bool:
     supervisor = SupervisorService(settings)
     pid = supervisor.process.pid()
     if supervisor.process.stop():
-        say(f"{supervisor.name:<18} stopped (pid {pid})")
+        say(f"{supervisor.name:<20} stopped (pid {pid})")
         return True
     return False
 
@@ -212,13 +212,13 @@ def _wait_healthy(svc: Service, timeout_s: float, say: Say, started: float | Non
                 f"\n{svc.process.log_tail(40)}"
             )
         if time.monotonic() - last_note > 10:
-            say(f"{svc.name:<18} still waiting ({time.monotonic() - (started or last_note):.0f}s)")
+            say(f"{svc.name:<20} still waiting ({time.monotonic() - (started or last_note):.0f}s)")
             last_note = time.monotonic()
         time.sleep(0.5)
     if started is None:
-        say(f"{svc.name:<18} already healthy at {svc.endpoint()}")
+        say(f"{svc.name:<20} already healthy at {svc.endpoint()}")
     else:
-        say(f"{svc.name:<18} healthy in {time.monotonic() - started:.1f}s at {svc.endpoint()}")
+        say(f"{svc.name:<20} healthy in {time.monotonic() - started:.1f}s at {svc.endpoint()}")
 
 
 def down(settings: StackSettings, say: Say = print) -> int:
@@ -233,8 +233,8 @@ def down(settings: StackSettings, say: Say = print) -> int:
         restarts.forget(svc.home)
         if svc.process.stop():
             stopped += 1
-            say(f"{svc.name:<18} stopped (pid {pid})")
+            say(f"{svc.name:<20} stopped (pid {pid})")
         else:
-            say(f"{svc.name:<18} was not running")
+            say(f"{svc.name:<20} was not running")
     return stopped
 

@@ -10,12 +10,17 @@ Python workers run on TaskManagers and do not share the submitter's environment.
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from feedline.logs import LogBudget
 from feedline.rules.keys import Job
 from feedline.settings import StreamingSettings, get_streaming_settings
-from pipelines.streaming.parse import parse_or_dead_letter
+from pipelines.streaming.parse import dead_letter_line, parse_or_dead_letter
+
+#: In Flink, the Python worker's log handler sends these lines to the TaskManager's log.
+log = logging.getLogger("feedline.streaming")
 
 #: Side output of the parse steps: JSON dead-letter records.
 DLQ_TAG_NAME = "dead-letters"
@@ -149,16 +154,17 @@ def parsed_events(
         def open(self, runtime_context: Any) -> None:
             metrics = runtime_context.get_metrics_group()
             self.dead = metrics.counter("dead_letters" if dead_letters else "skipped_invalid")
+            self.log_budget = LogBudget()
 
         def process_element(self, row: Any, ctx: Any) -> Iterator[Any]:
-            event, letter = parse_or_dead_letter(
-                role, job, topic, row[1], row[2], bytes(row[0] or b"")
-            )
+            payload = bytes(row[0] or b"")
+            event, letter = parse_or_dead_letter(role, job, topic, row[1], row[2], payload)
             if letter is None:
                 yield event
                 return
             self.dead.inc()
             if dead_letters:
+                log_dead_letter(self.log_budget, topic, row[1], row[2], payload, letter)
                 yield dlq_tag, letter
 
     step = f"parse-{role}"
@@ -177,6 +183,18 @@ def parsed_events(
         .uid(f"dead-letters-{role}")
     )
     return events
+
+
+def log_dead_letter(budget: LogBudget, topic: str, partition: int, offset: int,
+                    payload: bytes, letter: str) -> None:
+    """Log one dead letter (with its event id) unless ``budget`` is spent for now."""
+    allowed, skipped = budget.take()
+    if not allowed:
+        return
+    line = dead_letter_line(topic, partition, offset, payload, letter)
+    if skipped:
+        line += f" ({skipped} earlier dead letter(s) not logged; `feedctl dlq inspect`)"
+    log.warning("%s", line)
 
 
 def split_for_writers(stamped_effects: tuple[int, list[Any]]) -> Iterator[tuple[str, list[Any]]]:

@@ -32,6 +32,29 @@ def dead_letter(
     )
 
 
+def payload_event_id(payload: bytes) -> str | None:
+    """The ``event_id`` of a record's bytes when they are a JSON object that has one."""
+    try:
+        record = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    found = record.get("event_id") if isinstance(record, dict) else None
+    return found if isinstance(found, str) and found.isprintable() else None
+
+
+def dead_letter_line(topic: str, partition: int, offset: int, payload: bytes,
+                     letter: str) -> str:
+    """The log line of a dead letter, with ``event_id=…`` when the bytes carry one.
+
+    In Flink the line goes through the Python worker's log handler to the TaskManager's
+    log, where ``feedctl local logs --grep EVENT_ID`` finds it (the text is all it keeps).
+    """
+    reason = json.loads(letter).get("reason", "?")
+    event_id = payload_event_id(payload)
+    line = f"dead letter {topic}[{partition}]@{offset}: {reason}"
+    return f"{line} event_id={event_id}" if event_id else line
+
+
 def parse_or_dead_letter(
     role: str, job: Job, topic: str, partition: int, offset: int, payload: bytes
 ) -> tuple[Any, str | None]:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from starlette.responses import Response
 
+from feedline.logs import annotate
 from feedline.media import messages
 from feedline.media.messages import MediaUploaded
 from feedline.stores.media_store import MediaRecord, MediaStore, media_uri
@@ -47,6 +48,7 @@ async def create_media(body: MediaCreate, user: CurrentUser, settings: SettingsD
                          title="Request validation failed",
                          errors=[{"location": "body", "field": "bytes", "message": detail}])
     media_id = new_media_id()
+    annotate(media_id=media_id)  # the access line names it, as the media worker's lines do
     now = datetime.now(UTC).replace(microsecond=0)
     uploads = await media_uploads()
     signed = await asyncio.to_thread(uploads.signed_upload, media_id, body.content_type,

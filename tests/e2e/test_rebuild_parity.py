@@ -7,7 +7,7 @@ notifications job from the topics' start: at most two task slots at a time); the
 drains the same topics into the archive. Then Redis and the timeline, counter and
 notification tables are wiped and `feedctl rebuild all` runs: full dumps of every derived
 table and every Redis key must equal the dumps taken before the wipe. Then every derived
-table is wiped and rebuilt (`--all-tables`): equal again.
+table is wiped and rebuilt (`--all-tables`): equal again. At streaming parallelism 1 and 2.
 
 The notifications job runs the code it is shipped with: set
 ``FEEDLINE_FLINK__SHIP_PYTHON_PATHS='["/path/to/checkout"]'`` to run a checkout's own.
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import time
 import uuid
+
+import pytest
 
 from feedline.archive.archiver import Archiver
 from feedline.settings import BatchSettings, StackSettings
@@ -78,8 +80,10 @@ def notifications_converged(sb: Sandbox, expected: dict[tuple[str, str], RefGrou
         time.sleep(2)
 
 
-def test_rebuild_from_the_archive_equals_what_streaming_built(stack: StackSettings) -> None:
-    sb = open_sandbox(stack, FEED)
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_rebuild_from_the_archive_equals_what_streaming_built(
+        stack: StackSettings, parallelism: int) -> None:
+    sb = open_sandbox(stack, FEED, stack.flink.model_copy(update={"parallelism": parallelism}))
     root = f"parity_{uuid.uuid4().hex[:10]}"
     bucket = storage_client(stack.storage).bucket(stack.storage.archive_bucket)
     try:

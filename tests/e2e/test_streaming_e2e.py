@@ -1,6 +1,9 @@
 """Generator -> Kafka -> both PyFlink jobs on the local cluster -> CQL store and Redis,
 compared exactly with the reference model computed from the same events; broken
-records land in the dead-letter topics with their reason and source offset."""
+records land in the dead-letter topics with their reason and source offset.
+
+At parallelism 1 and 2 (two subtasks of every operator, writers included, spread over the
+local cluster's two TaskManager processes)."""
 
 from __future__ import annotations
 
@@ -44,9 +47,11 @@ def broken_records() -> list[tuple[str, bytes, str]]:
     ]
 
 
-@pytest.fixture(scope="module")
-def run(stack: StackSettings) -> Iterator[tuple[Sandbox, list, dict]]:
-    pipeline = open_sandbox(stack, FEED)
+@pytest.fixture(scope="module", params=[1, 2], ids=["parallelism-1", "parallelism-2"])
+def run(stack: StackSettings, request: pytest.FixtureRequest
+        ) -> Iterator[tuple[Sandbox, list, dict]]:
+    flink = stack.flink.model_copy(update={"parallelism": request.param})
+    pipeline = open_sandbox(stack, FEED, flink)
     try:
         pipeline.deploy("fanout")
         pipeline.deploy("counters")

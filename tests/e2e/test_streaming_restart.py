@@ -1,11 +1,18 @@
-"""Checkpoints and restarts: kill the TaskManager mid-stream, then stop both jobs with
+"""Checkpoints and restarts: kill a TaskManager mid-stream, then stop both jobs with
 savepoints and start them again from those; the final state still equals the reference
-model exactly — nothing lost, nothing counted twice."""
+model exactly — nothing lost, nothing counted twice.
+
+At parallelism 1 and 2. The local cluster has two TaskManager processes and spreads a job's
+slots over them, so at parallelism 2 each job runs in both (checked); the TaskManager killed
+is one running the fan-out job, and every job with a subtask there restores from its latest
+checkpoint while the other process keeps running."""
 
 from __future__ import annotations
 
 import os
 import signal
+
+import pytest
 
 from feedline.settings import FeedSettings, StackSettings
 from feedline.workload import Workload, WorkloadSpec
@@ -13,7 +20,7 @@ from jobs import flink_rest
 from jobs.flink_submit import savepoint_target
 from jobs.load import produce
 from jobs.localstack import stack as local_stack
-from jobs.localstack.flink import FlinkTaskManagerService
+from jobs.localstack.flink import taskmanager_services
 from jobs.sandbox import open_sandbox
 from tests.support.pipeline import events_of, wait_converged
 from tests.support.reference import reference_for
@@ -33,10 +40,20 @@ def _restored(rest: str, job_id: str) -> bool:
     return latest.get("restored") is not None
 
 
+def _taskmanagers(rest: str, job_id: str) -> set[str]:
+    """The TaskManagers (resource ids: service names) running the job's subtasks."""
+    return set().union(*flink_rest.task_placement(rest, job_id).values())
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
 def test_kill_taskmanager_then_savepoint_restart_loses_and_doubles_nothing(
-    stack: StackSettings,
+    stack: StackSettings, parallelism: int,
 ) -> None:
-    flink = stack.flink.model_copy(update={"checkpoint_interval_ms": 1000})
+    services = {svc.name: svc for svc in taskmanager_services(stack)}
+    if parallelism > len(services):
+        pytest.skip(f"the local cluster has {len(services)} TaskManager(s)")
+    flink = stack.flink.model_copy(update={"checkpoint_interval_ms": 1000,
+                                           "parallelism": parallelism})
     pipeline = open_sandbox(stack, FEED, flink)
     rest = stack.flink.rest_url
     produced = list(Workload(SPEC).events())
@@ -52,13 +69,15 @@ def test_kill_taskmanager_then_savepoint_restart_loses_and_doubles_nothing(
               and _completed_checkpoints(rest, counters) >= 2, "checkpoints")
         eventually(lambda: pipeline.session.execute("SELECT count(*) FROM followers").one()[0] > 0,
               "first writes")
-        taskmanager = FlinkTaskManagerService(stack)
-        pid = taskmanager.process.pid()
+        placed = {job_id: _taskmanagers(rest, job_id) for job_id in (fanout, counters)}
+        assert all(len(tms) == parallelism for tms in placed.values()), placed
+        victim = services[min(placed[fanout])]
+        pid = victim.process.pid()
         assert pid is not None
         os.killpg(pid, signal.SIGKILL)  # the TaskManager and its Python workers die at once
-        produce(kafka, thirds[1])  # arrives while no TaskManager runs
+        produce(kafka, thirds[1])  # arrives while that TaskManager is dead
         local_stack.up(stack, say=lambda m: print(f"[restart] {m}"))
-        for job_id in (fanout, counters):
+        for job_id in (j for j, tms in placed.items() if victim.name in tms):
             eventually(lambda j=job_id: _restored(rest, j), "restore from the latest checkpoint")
             eventually(lambda j=job_id: flink_rest.running_tasks(rest, j), "tasks running again")
 

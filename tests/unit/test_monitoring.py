@@ -31,7 +31,11 @@ from feedline.stores.errors import StoreUnavailable
 from jobs import exporter, freshness_probe
 from jobs.lag import PartitionLag
 from jobs.localstack import monitoring, restarts
-from jobs.localstack.flink import FlinkJobManagerService, FlinkTaskManagerService
+from jobs.localstack.flink import (
+    FlinkJobManagerService,
+    FlinkTaskManagerService,
+    taskmanager_services,
+)
 from jobs.localstack.restarts import RestartRecord
 from jobs.localstack.stack import services
 from serving.observability import UNAVAILABLE
@@ -209,7 +213,8 @@ def test_jobmanager_and_taskmanager_push_to_the_pushgateway_in_their_own_groups(
     jar_dir.mkdir(parents=True)
     (jar_dir / "flink-metrics-prometheus-2.2.1.jar").write_bytes(b"PK\x03\x04 jar")
     groups = {}
-    for svc in (FlinkJobManagerService(settings), FlinkTaskManagerService(settings)):
+    for svc in (FlinkJobManagerService(settings), FlinkTaskManagerService(settings),
+                FlinkTaskManagerService(settings, 2)):
         svc.home.mkdir(parents=True, exist_ok=True)
         svc.prepare()
         argv, env = svc.command()
@@ -233,10 +238,32 @@ def test_jobmanager_and_taskmanager_push_to_the_pushgateway_in_their_own_groups(
         assert [p.name for p in plugin.glob("*.jar")] == ["flink-metrics-prometheus-2.2.1.jar"]
     assert groups == {
         "flink-jobmanager": {"component": "jobmanager", "instance": "flink-jobmanager"},
-        "flink-taskmanager": {"component": "taskmanager", "instance": "flink-taskmanager"}}
+        "flink-taskmanager": {"component": "taskmanager", "instance": "flink-taskmanager"},
+        "flink-taskmanager-2": {"component": "taskmanager", "instance": "flink-taskmanager-2"}}
     # The `flink` client reads config.yaml: the reporter is not in it.
     conf = (settings.local.state_dir / "flink" / "conf" / "config.yaml").read_text()
     assert "prometheus" not in conf.lower()
+
+
+def test_each_taskmanager_is_a_service_named_by_its_flink_resource_id(
+        settings: StackSettings) -> None:
+    names = [svc.name for svc in services(settings)]
+    tms = taskmanager_services(settings)
+    assert [svc.name for svc in tms] == ["flink-taskmanager", "flink-taskmanager-2"][
+        :settings.local.flink_taskmanagers]
+    assert all(name in names for name in (svc.name for svc in tms))
+    assert len({svc.home for svc in tms}) == len(tms)  # own logs, pid file and marker
+    for svc in tms:
+        jar_dir = settings.local.state_dir / "jars" / "flink-metrics"
+        jar_dir.mkdir(parents=True, exist_ok=True)
+        (jar_dir / "flink-metrics-prometheus-2.2.1.jar").write_bytes(b"PK\x03\x04 jar")
+        svc.home.mkdir(parents=True, exist_ok=True)
+        svc.prepare()
+        argv, _env = svc.command()
+        pairs = dict(argv[i + 1].split("=", 1) for i, arg in enumerate(argv) if arg == "-D")
+        assert pairs["taskmanager.resource-id"] == svc.name
+    conf = (settings.local.state_dir / "flink" / "conf" / "config.yaml").read_text()
+    assert "load-balance" in conf and "SLOTS" in conf
 
 
 def test_flink_without_the_reporter_jar_says_how_to_fetch_it(settings: StackSettings) -> None:
