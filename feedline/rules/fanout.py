@@ -17,6 +17,8 @@ they sit in its outbox (the newest ``timeline_cap`` live posts) and followers me
 outbox when they read. Crossing the threshold moves posts between the two, either way.
 
 Each ``apply_*`` function mutates the state and returns the effects, in order.
+
+Retention of unfollow tombstones and deleted posts: ``feedline.rules.retention``.
 """
 
 from __future__ import annotations
@@ -121,6 +123,9 @@ class AuthorState:
     order: list[PostKey] = field(default_factory=list)
     """Every created post (deleted ones too) by (created_ms, post_id), oldest first."""
     edges: dict[str, Edge] = field(default_factory=dict)
+    """Follower id -> edge. A plain dict everywhere but in the streaming job, which puts a
+    view of its keyed map state here for the length of one event (one entry per follower:
+    ``pipelines.streaming.fanout_state``); so the rules only look up, set and walk it."""
     celebrity: bool = False
     _followers: int | None = field(default=None, init=False, repr=False, compare=False)
     """``follower_count()`` kept up to date by ``apply_follow_change``; None until first
@@ -131,13 +136,16 @@ class AuthorState:
     def follower_count(self) -> int:
         """Current followers (O(1) once counted)."""
         if self._followers is None:
-            self._followers = sum(1 for e in self.edges.values() if e.following)
+            self._followers = sum(1 for _, e in self.edges.items() if e.following)
         return self._followers
 
     def followers(self) -> Iterator[tuple[str, int]]:
-        """(follower_id, following-since ms) of current followers, sorted by id."""
-        for follower_id in sorted(self.edges):
-            edge = self.edges[follower_id]
+        """(follower_id, following-since ms) of current followers, sorted by id.
+
+        One walk over ``edges.items()`` (never a lookup per follower): in the streaming
+        job ``edges`` is a view of keyed map state, read entry by entry on lookup.
+        """
+        for follower_id, edge in sorted(self.edges.items(), key=_first):
             if edge.following:
                 yield follower_id, edge.since_ms
 
@@ -164,6 +172,10 @@ class AuthorState:
         split = bisect_left(self.order, (since_ms, ""))
         index = bisect_left(self.order, key)
         return split - index <= config.follow_merge_limit
+
+
+def _first(item: tuple[str, Edge]) -> str:
+    return item[0]
 
 
 def _adds(author_id: str, user_id: str, keys: Iterable[PostKey]) -> Iterator[Effect]:

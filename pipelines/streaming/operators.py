@@ -14,8 +14,9 @@ restored Kafka offsets, an exactly-once *effect* from at-least-once delivery plu
 that are idempotent and ordered by their write times.
 
 Savepoints restore by operator uid (``job_graph`` and the job modules) and state name
-(``state_name``, ``pending-effects``): those strings never change. The state holds only
-``feedline.rules`` objects and effects, never a class of this module.
+(``state_name``, ``fanout_state.EDGES_STATE``, ``pending-effects``): those strings never
+change; the fan-out author state's layout and its migration are in ``fanout_state``. The
+state holds only ``feedline.rules`` objects and effects, never a class of this module.
 """
 
 from __future__ import annotations
@@ -26,18 +27,29 @@ from typing import Any
 
 from pyflink.common import Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
-from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
+from pyflink.datastream.state import (
+    ListStateDescriptor,
+    MapStateDescriptor,
+    ValueStateDescriptor,
+)
 
 from feedline.rules.dedup import RecentEvents
 from feedline.rules.fanout import RulesConfig
 from feedline.rules.keys import Job, RuleKey, apply_event, new_state
 from feedline.rules.write_order import EventClock
+from pipelines.streaming.fanout_state import (
+    EDGES_IN_MAP_STATE,
+    EDGES_STATE,
+    attach_edges,
+    detach_edges,
+)
 
 
 class _RuleOperator(KeyedProcessFunction):
     """Applies the rules of one job's keys to their keyed state, skipping recent duplicates.
 
-    One ValueState per key holds ``(rules state, RecentEvents, EventClock)``. PyFlink
+    One ValueState per key holds ``(rules state, RecentEvents, EventClock)`` (the fan-out
+    job adds a layout marker and keeps follower edges apart: ``FanoutOperator``). PyFlink
     caches it in the Python worker (``python.state.cache-size``), so the duplicate check
     needs no round trip to the JVM's state backend. The stream is keyed by
     ``RuleKey.text``; it emits ``(first write time, effects)`` per event, the effects'
@@ -69,16 +81,22 @@ class _RuleOperator(KeyedProcessFunction):
         clock.resume(self.attempt)
         if recent.check_and_add(event.event_id, event.event_time_ms):
             self.duplicates.inc()
-            self.state.update((rules, recent, clock))
+            self._save(rules, recent, clock)
             return
         self.events.inc()
         if rules is None:
             rules = new_state(RuleKey.parse(ctx.get_current_key(), self.job))
-        effects = apply_event(rules, event, self.config)
+        effects = self._apply(rules, event)
         first = clock.stamp(time.time_ns() // 1000, len(effects))
-        self.state.update((rules, recent, clock))
+        self._save(rules, recent, clock)
         if effects:
             yield first, effects
+
+    def _apply(self, rules: Any, event: Any) -> list[Any]:
+        return apply_event(rules, event, self.config)
+
+    def _save(self, rules: Any, recent: RecentEvents, clock: EventClock) -> None:
+        self.state.update((rules, recent, clock))
 
     def _stored(self) -> tuple[Any, RecentEvents, EventClock]:
         stored = self.state.value()
@@ -89,15 +107,42 @@ class _RuleOperator(KeyedProcessFunction):
             # writer's wall clock): start after now, so no later write falls behind them.
             rules, recent = stored
             return rules, recent, EventClock(time.time_ns() // 1000)
-        rules, recent, clock = stored
+        rules, recent, clock = stored[:3]  # a fourth element names the fan-out layout
         return rules, recent, clock
 
 
 class FanoutOperator(_RuleOperator):
-    """The fan-out rules on per-author state (uploads keyed by author, follows by followee)."""
+    """The fan-out rules on per-author state (uploads keyed by author, follows by followee).
+
+    The author's follower edges live in map state, one entry per follower, and the rest
+    of ``AuthorState`` in the ValueState (``fanout_state``): an event reads and writes
+    the entries it touches, a post walks them once; a state of the older one-object
+    layout is migrated on its key's first event.
+    """
 
     state_name = "author-state"
     job = Job.FANOUT
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        """Declare the summary and edge states and the metrics."""
+        super().open(runtime_context)
+        self.edges = runtime_context.get_map_state(
+            MapStateDescriptor(EDGES_STATE, Types.STRING(), Types.PICKLED_BYTE_ARRAY()))
+        metrics = runtime_context.get_metrics_group()
+        self.edge_writes = metrics.counter("edge_writes")
+        self.edges_migrated = metrics.counter("edges_migrated")
+
+    def _apply(self, rules: Any, event: Any) -> list[Any]:
+        view, migrated = attach_edges(rules, self.edges)
+        try:
+            effects = apply_event(rules, event, self.config)
+        finally:
+            self.edge_writes.inc(detach_edges(rules, view))
+        self.edges_migrated.inc(migrated)
+        return effects
+
+    def _save(self, rules: Any, recent: RecentEvents, clock: EventClock) -> None:
+        self.state.update((rules, recent, clock, EDGES_IN_MAP_STATE))
 
 
 class CounterOperator(_RuleOperator):
