@@ -2,8 +2,9 @@
 
 The fan-out job runs in a sandbox on the local cluster; broken records that still carry an
 event id are produced to its topics. The parse step logs each dead letter through the
-Python worker's log handler into the TaskManager's log file, and `feedctl local logs
-flink-taskmanager --grep EVENT_ID --json` must show that line with the event id as a field.
+Python worker's log handler into the log file of the TaskManager running it, and `feedctl
+local logs flink-taskmanager flink-taskmanager-2 --grep EVENT_ID --json` must show that line
+with the event id as a field.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from kafka import KafkaProducer
 
 from feedline.settings import REPO_ROOT, FeedSettings, StackSettings
+from jobs.localstack.flink import taskmanager_services
 from jobs.sandbox import Sandbox, open_sandbox
 from schemas.event_contracts import encode_event, new_event
 from tests.support.waiting import HANG_GUARD_S, eventually
@@ -49,6 +51,8 @@ def local_logs(stack: StackSettings, *args: str) -> list[dict[str, Any]]:
 
 def test_dead_letters_are_logged_with_their_event_ids(stack: StackSettings,
                                                       sandbox: Sandbox) -> None:
+    # The job runs in one of the cluster's TaskManagers: read all their logs.
+    taskmanagers = [svc.name for svc in taskmanager_services(stack)]
     kafka = sandbox.streaming.kafka
     follow = json.loads(encode_event(new_event("follow", follower_id="a", followee_id="b")))
     missing = {k: v for k, v in follow.items() if k != "follower_id"}
@@ -67,11 +71,11 @@ def test_dead_letters_are_logged_with_their_event_ids(stack: StackSettings,
     for event_id, (topic, offset, reason) in positions.items():
         def logged(event_id: str = event_id) -> list[dict[str, Any]]:
             sandbox.assert_jobs_alive()
-            return local_logs(stack, "flink-taskmanager", "--grep", event_id)
+            return local_logs(stack, *taskmanagers, "--grep", event_id)
 
         lines = eventually(logged, f"the TaskManager's log line of dead letter {event_id}")
         for line in lines:  # once, or again after a restart from a checkpoint
-            assert line["service"] == "flink-taskmanager" and line["level"] == "warning"
+            assert line["service"] in taskmanagers and line["level"] == "warning"
             assert line["event_id"] == event_id
             assert line["msg"] == f"dead letter {topic}[0]@{offset}: {reason} " \
                                   f"event_id={event_id}"
