@@ -6,7 +6,6 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,12 +131,18 @@ def _wait_savepoint(base_url: str, path: str, timeout_s: float) -> str:
     raise FlinkRestError("savepoint did not complete in time")
 
 
-def _retried(take: Callable[[], str], timeout_s: float) -> str:
-    """``take`` again while tasks decline for not running yet, up to ``timeout_s``."""
+def _take_savepoint(base_url: str, job_id: str, action: str, body: dict[str, Any],
+                    timeout_s: float) -> str:
+    """POST ``/jobs/<id>/<action>`` and wait for its savepoint.
+
+    Asked again while tasks decline for not running yet, up to ``timeout_s``.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
+        trigger = call(base_url, "POST", f"/jobs/{job_id}/{action}", body)
         try:
-            return take()
+            return _wait_savepoint(base_url, f"/jobs/{job_id}/savepoints/{trigger['request-id']}",
+                                   timeout_s)
         except SavepointDeclined:
             if time.monotonic() > deadline:
                 raise
@@ -146,13 +151,8 @@ def _retried(take: Callable[[], str], timeout_s: float) -> str:
 
 def savepoint(base_url: str, job_id: str, target_dir: str, timeout_s: float = 120) -> str:
     """Trigger a savepoint and wait for it; returns its location."""
-
-    def take() -> str:
-        trigger = call(base_url, "POST", f"/jobs/{job_id}/savepoints",
-                       {"target-directory": target_dir, "cancel-job": False})
-        return _wait_savepoint(base_url, f"/jobs/{job_id}/savepoints/{trigger['request-id']}",
-                               timeout_s)
-    return _retried(take, timeout_s)
+    return _take_savepoint(base_url, job_id, "savepoints",
+                           {"target-directory": target_dir, "cancel-job": False}, timeout_s)
 
 
 def stop_with_savepoint(base_url: str, job_id: str, target_dir: str, timeout_s: float = 120) -> str:
@@ -161,13 +161,8 @@ def stop_with_savepoint(base_url: str, job_id: str, target_dir: str, timeout_s: 
     A job whose tasks are still starting declines it (and keeps running): asked again
     until ``timeout_s``.
     """
-
-    def take() -> str:
-        trigger = call(base_url, "POST", f"/jobs/{job_id}/stop",
-                       {"targetDirectory": target_dir, "drain": False})
-        return _wait_savepoint(base_url, f"/jobs/{job_id}/savepoints/{trigger['request-id']}",
-                               timeout_s)
-    return _retried(take, timeout_s)
+    return _take_savepoint(base_url, job_id, "stop",
+                           {"targetDirectory": target_dir, "drain": False}, timeout_s)
 
 
 def operator_metric(base_url: str, job_id: str, operator: str, metric: str) -> float:
