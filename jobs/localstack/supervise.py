@@ -45,6 +45,8 @@ HEALTH_EVERY_S = 2.0
 #: The daemon's heartbeat must be this fresh for it to count as healthy: generous, as
 #: starting a server blocks the loop until the server's command line is visible.
 HEARTBEAT_MAX_AGE_S = 120.0
+#: Seconds a dying child is given to become a zombie, so that its exit status is read.
+EXIT_WAIT_S = 5.0
 
 Say = Callable[[str], object]
 
@@ -57,15 +59,30 @@ def exit_reason(process: ManagedProcess) -> str:
     """
     pid = process.recorded_pid()
     if pid is not None:
-        try:
-            waited, status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            waited, status = 0, 0
+        waited, status = _reap(pid)
         if waited == pid:
             if os.WIFSIGNALED(status):
                 return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
             return f"exited with status {os.WEXITSTATUS(status)}"
     return f"process {pid} gone (exit status unknown; log ends: {_last_line(process)!r})"
+
+
+def _reap(pid: int, timeout_s: float = EXIT_WAIT_S) -> tuple[int, int]:
+    """``waitpid`` for a child that is gone from `ManagedProcess.pid` but may still be exiting.
+
+    A killed process's command line reads empty while the kernel tears it down, before it
+    becomes a zombie: a non-blocking wait right then finds nothing yet, so it is repeated
+    for a moment. ``(0, 0)`` when ``pid`` is not this process's child or never ended.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            waited, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return 0, 0
+        if waited == pid or time.monotonic() >= deadline:
+            return waited, status
+        time.sleep(0.01)
 
 
 def _last_line(process: ManagedProcess, limit: int = 160) -> str:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
 from feedline.settings import LocalStackSettings, StackSettings
-from jobs.localstack import restarts
+from jobs.localstack import restarts, supervise
 from jobs.localstack.base import Service
 from jobs.localstack.process import ManagedProcess, session_leftovers
 from jobs.localstack.restarts import Backoff, RestartRecord
@@ -196,3 +198,23 @@ def test_a_live_recycled_pid_is_never_taken_for_a_dead_leader() -> None:
 def _alive(pid: int) -> bool:
     fields = Path(f"/proc/{pid}/stat")
     return fields.exists() and fields.read_text().rsplit(") ", 1)[1][:1] != "Z"
+
+
+def test_the_exit_status_of_a_child_still_exiting_is_waited_for() -> None:
+    # A killed server reads as gone (empty command line) a moment before it is a zombie:
+    # the status must still be read then, not reported unknown.
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        threading.Timer(0.3, child.kill).start()
+        waited, status = supervise._reap(child.pid, timeout_s=30)
+        assert waited == child.pid
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+        child.returncode = -signal.SIGKILL  # reaped above: Popen must not wait again
+    finally:
+        if child.returncode is None:
+            child.kill()
+            child.wait()
+
+
+def test_a_process_that_is_not_a_child_has_no_status_to_wait_for() -> None:
+    assert supervise._reap(1, timeout_s=30) == (0, 0)
