@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from redis.asyncio import Redis
-
 from feedline.settings import ServingSettings
+from feedline.stores.async_redis import async_redis
 from feedline.stores.cql_client import CqlClient
 from feedline.stores.errors import Breaker
 from feedline.stores.event_publisher import EventPublisher
@@ -35,7 +34,7 @@ class Resources:
         api = settings.api
         self.settings = settings
         self.keys = RedisKeys(settings.redis.key_prefix)
-        self.redis = Redis.from_url(settings.redis.url, decode_responses=True,
+        self.redis = async_redis(settings.redis.url, decode_responses=True,
                                     socket_timeout=api.redis_timeout_s,
                                     socket_connect_timeout=api.redis_timeout_s)
         self.cache = FeedCache(self.redis, self.keys, timeline_cap=settings.feed.timeline_cap)
@@ -50,7 +49,7 @@ class Resources:
                                                 redis_budget_s=settings.redis.read_budget_s)
         # Push streams wait in XREAD BLOCK up to a heartbeat: their own client, whose socket
         # timeout outlasts the wait (the cache client's would cut it short).
-        self.push_redis = Redis.from_url(
+        self.push_redis = async_redis(
             settings.redis.url, decode_responses=True,
             socket_timeout=api.stream_heartbeat_s + api.redis_timeout_s + 5,
             socket_connect_timeout=api.redis_timeout_s)
@@ -68,7 +67,7 @@ class Resources:
         if self.guards_share_cache:
             self.guards_redis, self.guards_breaker = self.redis, self.redis_breaker
         else:
-            self.guards_redis = Redis.from_url(
+            self.guards_redis = async_redis(
                 settings.redis.guards_url or "", decode_responses=True,
                 socket_timeout=api.redis_timeout_s, socket_connect_timeout=api.redis_timeout_s)
             self.guards_breaker = Breaker(REDIS_PAUSE_S)

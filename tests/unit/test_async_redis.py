@@ -1,0 +1,58 @@
+"""A write to a connection whose transport the loop already closed is a Redis ConnectionError."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import redis.exceptions
+
+from feedline.stores.async_redis import (
+    ResetSafeConnection,
+    ResetSafeSSLConnection,
+    async_redis,
+)
+
+
+class ClosedTransportWriter:
+    """Writes fail as uvloop's do on a transport torn down by a peer reset."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.transport = self
+
+    def writelines(self, _data: Any) -> None:
+        raise self.error
+
+    def close(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("unable to perform operation on <TCPTransport closed=True>; the handler "
+                 "is closed"),
+    TypeError("'NoneType' object is not callable"),
+    AttributeError("'NoneType' object has no attribute '_add_writer'"),
+])
+def test_a_write_on_a_torn_down_transport_is_a_connection_error(error: Exception) -> None:
+    async def write() -> None:
+        connection = ResetSafeConnection(socket_timeout=1)
+        connection._reader = object()  # type: ignore[assignment]  # "connected"
+        connection._writer = ClosedTransportWriter(error)  # type: ignore[assignment]
+        await connection.send_packed_command(b"PING\r\n", check_health=False)
+
+    with pytest.raises(redis.exceptions.ConnectionError):
+        asyncio.run(write())
+
+
+def test_clients_use_the_reset_safe_connections_and_need_a_socket_timeout() -> None:
+    plain = async_redis("redis://127.0.0.1:1/0", socket_timeout=1)
+    tls = async_redis("rediss://127.0.0.1:1/0", socket_timeout=1)
+    assert plain.connection_pool.connection_class is ResetSafeConnection
+    assert tls.connection_pool.connection_class is ResetSafeSSLConnection
+    with pytest.raises(ValueError, match="socket_timeout"):
+        async_redis("redis://127.0.0.1:1/0")
