@@ -88,6 +88,9 @@ READS: dict[str, str] = {
     "post_written": "SELECT writetime(created_at) AS written FROM posts WHERE post_id = ?",
     "post_counters": "SELECT likes, comments FROM post_counters WHERE post_id = ?",
     "user_counters": "SELECT followers, following, posts FROM user_counters WHERE user_id = ?",
+    "user_counters_written": "SELECT followers, writetime(followers) AS followers_at, "
+    "following, writetime(following) AS following_at, posts, writetime(posts) AS posts_at "
+    "FROM user_counters WHERE user_id = ?",
     "followees": "SELECT followee_id FROM following WHERE follower_id = ?",
     "celebrities": "SELECT author_id FROM celebrities",
     "timeline_rows_count": "SELECT count(*) FROM timelines",

@@ -17,6 +17,12 @@ checks and the repairs) and the rebuild writer (``feedline.rebuild.writer``):
 A missing sorted set means "not cached": writers add to a timeline or an outbox only where
 it exists and rebuild it whole from its CQL listing otherwise; outboxes are kept for
 celebrities only.
+
+Two more structures follow the same idea without a rule object: a user counters hash is
+whole or absent (the writer sets a field only in a cached hash and otherwise fills all
+three from the CQL row, so a missing ``posts`` field means none), and the celebrities set,
+which the writer only adds to and removes from, is completed from the CQL store by the
+reader's outbox repair (``lua/repair_outbox.lua``) after Redis lost it.
 """
 
 from __future__ import annotations

@@ -135,16 +135,23 @@ class FeedCache:
             keys=[TIMELINE.key(k, user_id), FOLLOWED_CELEBRITIES.key(k, user_id)], args=args)
         return bool(wrote)
 
-    async def repair_outbox(self, author_id: str, posts: Sequence[Position]) -> bool:
-        """Cache a celebrity's outbox read from the CQL store (guarded like ``repair``)."""
-        if not posts:
+    async def repair_outbox(self, author_id: str, posts: Sequence[Position],
+                            celebrities: Sequence[str] = (), read_at_us: int = 0) -> bool:
+        """Cache a celebrity's outbox read from the CQL store (guarded like ``repair``).
+
+        ``celebrities``, read from the CQL store by a read that began at ``read_at_us``,
+        complete the cached celebrities set first, except members a writer wrote since
+        (``lua/repair_outbox.lua``).
+        """
+        if not posts and not celebrities:
             return False
-        args: list[Any] = [self.cap, author_id]
+        args: list[Any] = [self.cap, author_id, read_at_us, len(celebrities), *celebrities]
         for p in posts[: self.cap] if OUTBOX.capped else posts:
             args.extend((p.created_ms, p.post_id))
         k = self.keys
-        return bool(await self._repair_outbox(keys=[OUTBOX.key(k, author_id), k.celebrities()],
-                                              args=args))
+        every = k.celebrities()
+        return bool(await self._repair_outbox(
+            keys=[OUTBOX.key(k, author_id), every, k.versions(every)], args=args))
 
     async def post_views(self, post_ids: Sequence[str]) -> dict[str, PostView]:
         """Cached posts among ``post_ids`` with their counters (one pipelined round trip)."""

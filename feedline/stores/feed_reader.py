@@ -139,6 +139,7 @@ class FeedReader:
                            budget: RedisBudget) -> FeedPage:
         items: list[PostView] = []
         position, repaired, completed, lenient = after, False, False, False
+        outboxes_tried = False
         for _ in range(MAX_ROUNDS):
             want = limit - len(items)
             page = await budget.call(cache.page, user_id, position, want, fetch=want + SLACK,
@@ -159,9 +160,15 @@ class FeedReader:
                 rest = await self._home_from_store(user_id, position, want, budget=budget)
                 return FeedPage(items + rest.items, rest.next, rest.degraded)
             if page.status is PageStatus.OUTBOX_MISS:
-                await self._repair_outboxes(cache, page.absent, budget)
-                lenient = True
-                continue
+                # Once repaired, the outboxes are read again; still missing (Redis would
+                # not cache one), the rest comes from the CQL store. Only when the store
+                # cannot be read either are the missing celebrities left out.
+                if not outboxes_tried:
+                    outboxes_tried = True
+                    lenient = not await self._repair_outboxes(cache, page.absent, budget)
+                    continue
+                rest = await self._home_from_store(user_id, position, want, budget=budget)
+                return FeedPage(items + rest.items, rest.next, rest.degraded)
             items.extend(await self._resolve(page.entries))
             if len(items) >= limit:
                 if len(items) > limit or page.status is not PageStatus.END:
@@ -200,19 +207,25 @@ class FeedReader:
         return True
 
     async def _repair_outboxes(self, cache: FeedCache, authors: Sequence[str],
-                               budget: RedisBudget) -> None:
+                               budget: RedisBudget) -> bool:
+        """Cache the authors' outboxes from the CQL store; False when it cannot be read."""
+        read_at_us = time.time_ns() // 1000
         try:
-            outboxes = await asyncio.gather(
-                *(self.store.user_posts_page(a, None, self.cap) for a in authors))
+            celebrities, outboxes = await asyncio.gather(
+                self.store.celebrities(),
+                asyncio.gather(*(self.store.user_posts_page(a, None, self.cap)
+                                 for a in authors)))
         except StoreUnavailable as error:
             log.warning("celebrity outboxes left out of a feed: %s", error)
-            return
+            return False
+        every = sorted(celebrities)
 
         async def repair_all() -> None:
-            await asyncio.gather(*(cache.repair_outbox(a, posts)
+            await asyncio.gather(*(cache.repair_outbox(a, posts, every, read_at_us)
                                    for a, posts in zip(authors, outboxes, strict=True)))
 
         await budget.call(repair_all)
+        return True
 
     async def _resolve(self, entries: Sequence[PostView | Position]) -> list[PostView]:
         """Hydrated entries, plus the hash-less ones the CQL store has live, in order."""

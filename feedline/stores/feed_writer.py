@@ -61,7 +61,12 @@ from schemas.cql_statements import (
     ms_to_dt,
     prepare,
 )
-from schemas.redis_hashes import encode_post, encode_post_counters, encode_user_counters
+from schemas.redis_hashes import (
+    USER_COUNTER_FIELDS,
+    encode_post,
+    encode_post_counters,
+    encode_user_counters,
+)
 from schemas.redis_keys import RedisKeys
 from schemas.redis_sets import OUTBOX, SET_RULES, TIMELINE, Completeness, SetRule
 
@@ -73,7 +78,8 @@ _WRITES = (
     "timeline_remove", "follower_add", "following_add", "follower_remove", "following_remove",
     "celebrity_add", "celebrity_remove", "post_counters_set", *USER_COUNTER_WRITES.values(),
 )
-_READS = (*(str(r.listing) for r in SET_RULES.values() if r.listing), "post_written")
+_READS = (*(str(r.listing) for r in SET_RULES.values() if r.listing), "post_written",
+          "user_counters_written")
 
 
 class FeedWriter:
@@ -231,8 +237,10 @@ class FeedWriter:
                     guarded(plain, k.post_counters(e.post_id), "hset", "", at,
                             *fields(encode_post_counters(e.likes, e.comments)))
                 case UserCounterSet():
-                    guarded(plain, k.user_counters(e.user_id), "hset", e.field, at,
-                            *fields(encode_user_counters({e.field: e.value})))
+                    # Only into a cached hash: one field would make a partial hash of a
+                    # lost or evicted one, whose missing fields read as zeros.
+                    guarded(("counters", e.user_id), k.user_counters(e.user_id), "hset_cached",
+                            e.field, at, *fields(encode_user_counters({e.field: e.value})))
                 case EdgeUpsert() | EdgeDelete():
                     pass  # the follow graph lives in the CQL store only
                 case _:
@@ -242,13 +250,17 @@ class FeedWriter:
         if not tags:
             return
         reload: dict[str, tuple[str, str]] = {}
+        counters: set[str] = set()
         for tag, reply in zip(tags, pipe.execute(), strict=True):
             if tag[0] == "cached" and reply == 0:  # not cached: rebuild it whole
                 kind, owner = tag[1], tag[2]
                 reload[SET_RULES[kind].key(k, owner)] = (kind, owner)
             elif tag[0] == "card" and reply >= self.cap:  # a full timeline shrank: refill
                 reload[TIMELINE.key(k, tag[1])] = (TIMELINE.kind, tag[1])
+            elif tag[0] == "counters" and reply == 0:  # not cached: fill it whole
+                counters.add(tag[1])
         self._reload(reload)
+        self._fill_user_counters(sorted(counters))
 
     def _reload(self, targets: dict[str, tuple[str, str]]) -> None:
         """Rebuild sorted sets from the CQL store (the newest ``cap`` entries)."""
@@ -271,6 +283,31 @@ class FeedWriter:
             pipe.delete(key)
             if entries:
                 pipe.zadd(key, entries)
+        pipe.execute()
+
+    def _fill_user_counters(self, users: Sequence[str]) -> None:
+        """Cache the whole counters hash of users who have none, from the CQL store.
+
+        Read after this writer's own CQL writes (the counters of a user are written by
+        one writer), so the row holds what the skipped field writes set; each field's CQL
+        write time becomes its version, and a field never written is cached as 0.
+        """
+        if not users:
+            return
+        rows = execute_concurrent(
+            self.session, [(self.stmts["user_counters_written"], (user,)) for user in users],
+            concurrency=self.concurrency, raise_on_first_error=True)
+        pipe = self.redis.pipeline(transaction=False)
+        for user, (_ok, found) in zip(users, rows, strict=True):
+            row = found.one()
+            triples: list[Any] = []
+            for name in USER_COUNTER_FIELDS:
+                value = getattr(row, name, None) if row is not None else None
+                written = getattr(row, f"{name}_at", None) if row is not None else None
+                triples += [name, value or 0, written or 0]
+            key = self.keys.user_counters(user)
+            self._guarded(keys=[key, self.keys.versions(key)], args=["fill_hash", "", 0, *triples],
+                          client=pipe)
         pipe.execute()
 
     def _write_time(self) -> int:

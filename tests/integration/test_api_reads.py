@@ -4,6 +4,7 @@ celebrity outboxes, deleted and evicted posts, Redis down), profiles, posts, use
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -325,3 +326,36 @@ def test_an_incomplete_followed_celebrity_set_is_completed_from_cql(
     assert ids(items) == world.newest_first(FOLLOWED)
     assert set(degraded) == {""}
     assert redis.smembers(keys.followed_celebrities("me")) == {"celeb", COMPLETE_MEMBER} | left
+
+
+@pytest.mark.parametrize("left", [set(), {"someone"}])
+def test_a_lost_celebrities_set_is_completed_and_the_outbox_repaired(
+        client: TestClient, api_settings: ServingSettings, world: Seeder, redis_keys: Any,
+        left: set[str]) -> None:
+    """Redis lost the celebrities set and the outbox (a restart), or a writer's add since
+    re-created part of the set: the celebrity's posts are still merged, the set completed
+    from CQL and the outbox cached again."""
+    redis, keys = redis_keys
+    redis.delete(keys.celebrities(), keys.outbox("celeb"))
+    if left:
+        redis.sadd(keys.celebrities(), *left)
+    items, degraded = read_all(client, api_settings, "/v1/feed", 5)
+    assert ids(items) == world.newest_first(FOLLOWED)
+    assert set(degraded) == {""}
+    assert redis.smembers(keys.celebrities()) == {"celeb"} | left
+    assert redis.exists(keys.outbox("celeb"))
+
+
+def test_an_outbox_redis_will_not_cache_is_read_from_cql(
+        client: TestClient, api_settings: ServingSettings, world: Seeder,
+        redis_keys: Any) -> None:
+    """A writer removed the author from the cached celebrities set after the reader's CQL
+    read (its version says so): no outbox is cached, and the feed comes from CQL, whole."""
+    redis, keys = redis_keys
+    redis.delete(keys.celebrities(), keys.outbox("celeb"))
+    after_the_read = (time.time() + 3600) * 1_000_000
+    redis.hset(keys.versions(keys.celebrities()), "celeb", int(after_the_read))
+    items, _ = read_all(client, api_settings, "/v1/feed", 5)
+    assert ids(items) == world.newest_first(FOLLOWED)
+    assert not redis.exists(keys.outbox("celeb"))
+    assert not redis.sismember(keys.celebrities(), "celeb")

@@ -11,6 +11,7 @@ from feedline.rules.effects import (
     PostUpsert,
     TimelineAdd,
     TimelineRemove,
+    UserCounterSet,
 )
 from feedline.stores.feed_writer import FeedWriter
 
@@ -137,3 +138,23 @@ def test_media_metadata_is_stored_alike_by_streaming_and_the_rebuild(cql_session
     ImageWriter(cql_session, client, keys, timeline_cap=10, write_time_us=rebuilt_at
                 ).write_authors(derive_image([event], RulesConfig()), all_tables=True)
     assert stored() == streamed
+
+
+def test_a_counter_of_an_uncached_user_fills_the_whole_hash_from_cql(cql_session,
+                                                                     redis_keys) -> None:
+    """A lost or evicted counters hash is never re-created with one field (its other fields
+    would read as zeros, and a celebrity's posts as none): it is filled whole."""
+    client, keys = redis_keys
+    writer = FeedWriter(cql_session, client, keys, timeline_cap=5)
+    writer.write([UserCounterSet("celeb", "followers", 20), UserCounterSet("celeb", "posts", 3)])
+    assert client.hgetall(keys.user_counters("celeb")) == {
+        "followers": "20", "following": "0", "posts": "3"}
+    client.delete(keys.user_counters("celeb"), keys.versions(keys.user_counters("celeb")))
+    writer.write([UserCounterSet("celeb", "followers", 21)])
+    assert client.hgetall(keys.user_counters("celeb")) == {
+        "followers": "21", "following": "0", "posts": "3"}
+    # The filled fields carry their CQL write times: an older write of one changes nothing.
+    versions = client.hgetall(keys.versions(keys.user_counters("celeb")))
+    assert set(versions) == {"followers", "posts"}
+    writer.write_stamped([(int(versions["posts"]) - 1, UserCounterSet("celeb", "posts", 1))])
+    assert client.hget(keys.user_counters("celeb"), "posts") == "3"

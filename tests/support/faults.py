@@ -253,7 +253,8 @@ def read_feeds_twice(api: InProcessApi, settings: ServingSettings, users: Iterab
             for _ in range(2):
                 answer = exchange(client, "GET", f"/v1/feed?limit={PAGE}", auth(settings, user))
                 assert answer.status == 200 and answer.body["next_cursor"] is None
-                assert feed_items(answer) == want[user], user
+                got = feed_items(answer)
+                assert got == want[user], f"{user}: served {got}, reference {want[user]}"
             second.append(answer)
     return second
 

@@ -15,15 +15,35 @@
 --          zadd_cached: cap, score, member — add to a capped sorted set only if it exists,
 --                       a missing key meaning "not cached" (schemas.redis_sets);
 --          zrem: member; del: none (the whole key goes); hset: field, value, field, ...;
+--          hset_cached: field, value — set only if the hash exists, a missing hash
+--                       meaning "not cached" (the caller fills it whole: fill_hash);
 --          sadd: member; srem: member)
 -- ARGV[5]  second argument (zadd_cached: the score; hset: the first value)
 -- ARGV[6]  third argument (zadd_cached: the member)
 -- Returns -1 when the write is older than the row's version (nothing changed); otherwise
 -- zadd_cached: 1 added, 0 not cached (the caller rebuilds the set from the CQL store);
--- zrem: the set's size before the removal; the others: 1.
+-- zrem: the set's size before the removal; hset_cached: 1 set, 0 not cached; the others: 1.
+--
+-- fill_hash (ARGV[2] and ARGV[3] unused): a hash written whole where none is cached, from
+-- the CQL store's row read after the caller's own writes to it. ARGV[4 ..] are triples
+-- field, value, write time of the value in the CQL store (0 for a field never written,
+-- its value then 0); each field's version becomes at least that write time. Returns 1
+-- when written, 0 when a hash was cached meanwhile (left as it is).
 local op, row, at = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local ops = {zadd_cached = true, zrem = true, del = true, hset = true, sadd = true, srem = true}
+local ops = {zadd_cached = true, zrem = true, del = true, hset = true, hset_cached = true,
+             sadd = true, srem = true, fill_hash = true}
 if not ops[op] then return redis.error_reply('write_guarded: unknown operation ' .. op) end
+if op == 'fill_hash' then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+  for i = 4, #ARGV, 3 do
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    local version = tonumber(ARGV[i + 2])
+    if version > tonumber(redis.call('HGET', KEYS[2], ARGV[i]) or '0') then
+      redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2])
+    end
+  end
+  return 1
+end
 local seen = tonumber(redis.call('HGET', KEYS[2], row) or '0')
 if row ~= '' then
   seen = math.max(seen, tonumber(redis.call('HGET', KEYS[2], '') or '0'))
@@ -43,6 +63,9 @@ elseif op == 'del' then
   redis.call('DEL', KEYS[1])
 elseif op == 'hset' then
   redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+elseif op == 'hset_cached' then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+  redis.call('HSET', KEYS[1], ARGV[4], ARGV[5])
 elseif op == 'sadd' then
   redis.call('SADD', KEYS[1], ARGV[4])
 elseif op == 'srem' then
