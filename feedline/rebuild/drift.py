@@ -17,7 +17,7 @@ from feedline.rules.memory import newest
 from feedline.rules.notification_book import newest_groups
 from feedline.rules.notifications import Group
 from schemas.cql_statements import READS, dt_to_ms
-from schemas.redis_hashes import decode_user_counters
+from schemas.redis_hashes import USER_COUNTER_FIELDS, decode_user_counters
 from schemas.redis_keys import RedisKeys
 from schemas.redis_notifications import NOTIFICATION_CAP, decode_group
 
@@ -118,12 +118,18 @@ def user_drift(user: str, *, expected_timeline: dict[str, int], expected_followe
         drift.problems.append(f"redis followed celebrities: {sorted(followed)} != "
                               f"{sorted(expected_followed)}")
     if expected_counters is not None:
-        if cql_counters is not None and cql_counters != expected_counters:
+        want = _zero_filled(expected_counters)
+        if cql_counters is not None and _zero_filled(cql_counters) != want:
             drift.problems.append(f"cql user counters {cql_counters} != {expected_counters}")
-        if cached_counters is not None and cached_counters != expected_counters:
+        if cached_counters is not None and _zero_filled(cached_counters) != want:
             drift.problems.append(
                 f"redis user counters {cached_counters} != {expected_counters}")
     return drift
+
+
+def _zero_filled(counters: dict[str, int]) -> dict[str, int]:
+    """Every user counter, 0 where none is stored (a cached hash holds all three)."""
+    return {name: counters.get(name, 0) for name in USER_COUNTER_FIELDS}
 
 
 # --- notifications -----------------------------------------------------------------------
