@@ -13,16 +13,21 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def tree(pid: int) -> Iterator[int]:
-    """The process and its descendants (PyFlink's Python workers run under the TaskManager)."""
+    """The process and its descendants (PyFlink's Python workers run under the TaskManager).
+
+    Children are listed per thread (``/proc/PID/task/TID/children``): the JVM starts its
+    Python workers from worker threads, so every thread's list is read, not only the main
+    thread's (which missed them all).
+    """
     todo = [pid]
     while todo:
         current = todo.pop()
         yield current
-        try:
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except OSError:
-            continue
-        todo.extend(int(c) for c in children)
+        for listing in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                todo.extend(int(c) for c in listing.read_text().split())
+            except OSError:
+                continue
 
 
 def cpu_seconds(pid: int) -> float:

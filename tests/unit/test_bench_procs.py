@@ -50,3 +50,30 @@ def test_cpu_of_a_process_tree_counts_its_children() -> None:
         idle.kill()
         busy.wait()
         idle.wait()
+
+
+#: A parent that starts its child from a thread that stays alive (as the JVM starts its
+#: Python workers): the kernel lists that child under the thread, not the main thread.
+THREAD_PARENT = r"""
+import subprocess, sys, threading
+done = threading.Event()
+def start():
+    child = subprocess.Popen(["sleep", "600"])
+    print(child.pid, flush=True)
+    done.wait()
+    child.kill()
+threading.Thread(target=start).start()
+sys.stdin.read()
+done.set()
+"""
+
+
+def test_children_started_by_a_thread_are_in_the_tree() -> None:
+    parent = subprocess.Popen([sys.executable, "-c", THREAD_PARENT], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert set(tree(parent.pid)) == {parent.pid, child}
+    finally:
+        parent.communicate(timeout=30)
