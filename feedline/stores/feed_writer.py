@@ -52,7 +52,7 @@ from feedline.rules.effects import (
 )
 from feedline.rules.write_order import StampedEffect
 from feedline.stores.lua import source
-from feedline.stores.push import queue_feed_events
+from feedline.stores.push import PushEvent, queue, queue_feed_events
 from schemas.cql_statements import (
     USER_COUNTER_WRITES,
     bind_write,
@@ -183,7 +183,8 @@ class FeedWriter:
 
     # --- Redis --------------------------------------------------------------------------
 
-    def _redis(self, items: Sequence[StampedEffect]) -> None:
+    def _redis(self, items: Sequence[StampedEffect],
+               pushes: Sequence[PushEvent] | None = None) -> None:
         k = self.keys
         pipe = self.redis.pipeline(transaction=False)
         # One tag per queued write, to read its reply (-1: older than its row's version,
@@ -246,7 +247,9 @@ class FeedWriter:
                 case _:
                     raise TypeError(f"unknown effect {e!r}")
         # Realtime push (feedline.stores.push): the feed and delete events, same pipeline.
-        tags.extend([("plain",)] * queue_feed_events(pipe, k, [e for _at, e in items]))
+        queued = (queue_feed_events(pipe, k, [e for _at, e in items]) if pushes is None
+                  else queue(pipe, k, pushes))
+        tags.extend([("plain",)] * queued)
         if not tags:
             return
         reload: dict[str, tuple[str, str]] = {}
@@ -340,13 +343,16 @@ class FeedWriter:
         """
         return self.write_stamped([(self._write_time(), e) for e in effects])
 
-    def write_stamped(self, items: Iterable[StampedEffect]) -> int:
+    def write_stamped(self, items: Iterable[StampedEffect],
+                      pushes: Sequence[PushEvent] | None = None) -> int:
         """Apply (write time, effect) pairs: the CQL store first, then Redis.
 
         Returns how many were applied (older writes included: they change nothing). A CQL
         timeout or unavailable error is retried with backoff (every write is idempotent,
         so re-sending the whole batch is safe); after ``retries`` the error propagates and
-        the job restarts from its last checkpoint.
+        the job restarts from its last checkpoint. ``pushes``: the realtime events to
+        publish with them (judged per event by the streaming jobs); None: judged among
+        ``items`` (``push.feed_events``).
         """
         batch = list(items)
         if not batch:
@@ -362,5 +368,5 @@ class FeedWriter:
                 if attempt == self.retries:
                     raise
                 time.sleep(min(5.0, 0.2 * 2**attempt))
-        self._redis(batch)
+        self._redis(batch, pushes)
         return len(batch)

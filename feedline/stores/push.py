@@ -4,8 +4,10 @@ The layout (keys, entries, window) is ``schemas.redis_push``. Writers call these
 the Redis pipeline that applies the same change, after the CQL write, so an event is
 published only for a change that is stored:
 
-- the feed writer (``feedline.stores.feed_writer``): ``queue_feed_events(pipe, keys,
-  effects)`` with the effects of its batch;
+- the feed writer (``feedline.stores.feed_writer``): the events the streaming jobs
+  judged per event (``feed_event_per_effect`` over all of an event's effects, carried to
+  the writer of each effect's bucket), or ``queue_feed_events(pipe, keys, effects)`` with
+  the effects of its batch when it has every effect of its events (tests, in process);
 - the notifications writer: ``queue_notification_event(pipe, keys, recipient_id,
   group_key, group)`` per group it writes (``group`` None when the group is gone), or,
   from a Lua script that changes a group, ``XADD KEYS.push(recipient) MAXLEN ~
@@ -70,6 +72,16 @@ class PushEvent:
 
 def feed_events(effects: Sequence[Effect]) -> list[PushEvent]:
     """The feed and delete events of a batch of effects, in effect order (pure)."""
+    return [event for event in feed_event_per_effect(effects) if event is not None]
+
+
+def feed_event_per_effect(effects: Sequence[Effect]) -> list[PushEvent | None]:
+    """Each effect's feed or delete event (None for most), judged among ``effects``.
+
+    Pass every effect of one event: whether a timeline add is news depends on the event's
+    other effects (its post's upsert, the follow's edge), which the keyed writers receive
+    in other buckets, perhaps in other instances.
+    """
     new_posts = {e.post_id for e in effects if isinstance(e, PostUpsert)}
     retracted = {e.post_id for e in effects if isinstance(e, PostRetract)}
     follows = {(e.follower_id, e.followee_id) for e in effects if isinstance(e, EdgeUpsert)}
@@ -77,27 +89,28 @@ def feed_events(effects: Sequence[Effect]) -> list[PushEvent]:
     # Followers of an author who just became a celebrity: the author's posts leave their
     # timeline for the outbox, and stay in the feed.
     moved_to_outbox = {e.user_id for e in effects if isinstance(e, FollowedCelebrityAdd)}
-    out: list[PushEvent] = []
+    out: list[PushEvent | None] = []
     for e in effects:
+        event = None
         match e:
             case TimelineAdd():
                 if e.post_id in new_posts or (e.user_id, e.author_id) in follows:
-                    out.append(PushEvent(FEED, feed_data(e.post_id, e.author_id, e.created_ms),
-                                         user_id=e.user_id))
+                    event = PushEvent(FEED, feed_data(e.post_id, e.author_id, e.created_ms),
+                                      user_id=e.user_id)
             case TimelineRemove():
                 if (e.post_id in retracted or e.user_id in unfollowers
                         or e.user_id not in moved_to_outbox):
-                    out.append(PushEvent(DELETE, delete_data(e.post_id), user_id=e.user_id))
+                    event = PushEvent(DELETE, delete_data(e.post_id), user_id=e.user_id)
             case OutboxAdd():
                 if e.post_id in new_posts:
-                    out.append(PushEvent(FEED, feed_data(e.post_id, e.author_id, e.created_ms),
-                                         author_id=e.author_id))
+                    event = PushEvent(FEED, feed_data(e.post_id, e.author_id, e.created_ms),
+                                      author_id=e.author_id)
             case OutboxRemove():
                 if e.post_id in retracted:
-                    out.append(PushEvent(DELETE, delete_data(e.post_id),
-                                         author_id=e.author_id))
+                    event = PushEvent(DELETE, delete_data(e.post_id), author_id=e.author_id)
             case _:
                 pass
+        out.append(event)
     return out
 
 

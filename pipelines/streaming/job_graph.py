@@ -197,12 +197,27 @@ def log_dead_letter(budget: LogBudget, topic: str, partition: int, offset: int,
     log.warning("%s", line)
 
 
-def split_for_writers(stamped_effects: tuple[int, list[Any]]) -> Iterator[tuple[str, list[Any]]]:
-    """(writer bucket, its (write time, effect) pairs) for one event's effects."""
-    from feedline.rules.write_order import split_by_bucket, stamped
+def split_for_writers(
+        stamped_effects: tuple[int, list[Any]]) -> Iterator[tuple[str, list[Any], list[Any]]]:
+    """(writer bucket, its (write time, effect) pairs, its push events) for one event.
+
+    The push events are judged among all of the event's effects (a follower's timeline
+    add is news because the post's upsert is in the same event, in the author's bucket),
+    then each goes with the effect it announces, to that effect's bucket.
+    """
+    from feedline.rules.write_order import owner_bucket, stamped, write_owner
+    from feedline.stores.push import feed_event_per_effect
 
     first, effects = stamped_effects
-    yield from split_by_bucket(stamped(first, effects))
+    buckets: dict[str, tuple[list[Any], list[Any]]] = {}
+    for pair, push in zip(stamped(first, effects), feed_event_per_effect(effects),
+                          strict=True):
+        pairs, pushes = buckets.setdefault(owner_bucket(write_owner(pair[1])), ([], []))
+        pairs.append(pair)
+        if push is not None:
+            pushes.append(push)
+    for bucket, (pairs, pushes) in buckets.items():
+        yield bucket, pairs, pushes
 
 
 #: Ticks per second into the writers (``writer_ticks``): each bucket is visited about twice a
@@ -211,7 +226,7 @@ TICKS_PER_S = 256
 
 
 def writer_ticks(t_env: Any, step: str) -> Any:
-    """``(bucket, [])`` for random writer buckets, ``TICKS_PER_S`` a second.
+    """``(bucket, [], [])`` for random writer buckets, ``TICKS_PER_S`` a second.
 
     A bucket's unwritten effects restored from a checkpoint or savepoint must be written even
     if no new effect ever reaches that bucket; the processing-time timers restored with them
@@ -237,7 +252,7 @@ def writer_ticks(t_env: Any, step: str) -> Any:
     )
     return (
         t_env.to_data_stream(t_env.from_path(f"`{table}`"))
-        .map(lambda row: (str(row[0]), []), output_type=Types.PICKLED_BYTE_ARRAY())
+        .map(lambda row: (str(row[0]), [], []), output_type=Types.PICKLED_BYTE_ARRAY())
         .name(f"ticks-{step}")
         .uid(f"ticks-{step}")
     )

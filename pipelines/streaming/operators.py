@@ -37,6 +37,7 @@ from feedline.rules.dedup import RecentEvents
 from feedline.rules.fanout import RulesConfig
 from feedline.rules.keys import Job, RuleKey, apply_event, new_state
 from feedline.rules.write_order import EventClock
+from feedline.stores.push import feed_events
 from pipelines.streaming.fanout_state import (
     EDGES_IN_MAP_STATE,
     EDGES_STATE,
@@ -206,6 +207,8 @@ class BufferedWriteEffects(KeyedProcessFunction):
             ListStateDescriptor("pending-effects", Types.PICKLED_BYTE_ARRAY())
         )
         self.buffer: list[Any] = []
+        self.pushes: list[Any] = []
+        """The realtime push events of the buffered effects."""
         self.timers: dict[str, int] = {}
         """Bucket -> its timer registered by this instance (its state holds elements)."""
         self.clean: set[str] = set()
@@ -217,25 +220,42 @@ class BufferedWriteEffects(KeyedProcessFunction):
         self.batches = metrics.counter("write_batches")
 
     def _flush(self) -> int:
-        count = self.writer.write_stamped(self.buffer)
+        count = self.writer.write_stamped(self.buffer, self.pushes)
         self.buffer = []
+        self.pushes = []
         self.written.inc(count)
         self.batches.inc()
         return count
 
-    def process_element(self, value: tuple[str, list[Any]], ctx: Any) -> Iterator[int]:
+    def _take(self, held: Any) -> None:
+        """Buffer one element held in state: (pairs, push events).
+
+        States of an older savepoint hold the pairs alone: their push events are judged
+        among them, as before the events were carried.
+        """
+        if isinstance(held, list):
+            self.buffer.extend(held)
+            self.pushes.extend(feed_events([effect for _at, effect in held]))
+        else:
+            pairs, pushes = held
+            self.buffer.extend(pairs)
+            self.pushes.extend(pushes)
+
+    def process_element(self, value: tuple[str, list[Any], list[Any]],
+                        ctx: Any) -> Iterator[int]:
         """Buffer one event's effects on this bucket; write the buffer when it is full.
 
         A tick (no effects: ``job_graph.writer_ticks``) only makes sure a bucket this
         instance has not cleaned yet gets a timer, which takes what its state holds.
         """
-        bucket, stamped = value
+        bucket, stamped, pushes = value
         if not stamped:
             if bucket not in self.clean and bucket not in self.timers:
                 self._timer(bucket, ctx)
             return
         self.buffer.extend(stamped)
-        self.pending.add(stamped)
+        self.pushes.extend(pushes)
+        self.pending.add((stamped, pushes))
         if bucket not in self.clean:
             self.added[bucket] = self.added.get(bucket, 0) + 1
         if bucket not in self.timers:
@@ -262,8 +282,8 @@ class BufferedWriteEffects(KeyedProcessFunction):
             del self.timers[bucket]
         if bucket not in self.clean:
             held = list(self.pending.get() or [])
-            for stamped in held[:len(held) - self.added.pop(bucket, 0)]:
-                self.buffer.extend(stamped)
+            for element in held[:len(held) - self.added.pop(bucket, 0)]:
+                self._take(element)
             self.clean.add(bucket)
         if self.buffer:
             yield self._flush()

@@ -15,6 +15,7 @@ from feedline.rules.effects import (
     OutboxAdd,
     PostCountersSet,
     PostRetract,
+    PostUpsert,
     TimelineAdd,
     TimelineRemove,
     UserCounterSet,
@@ -27,6 +28,7 @@ from feedline.rules.write_order import (
     stamped,
     write_owner,
 )
+from feedline.stores.push import feed_events
 from pipelines.streaming import operators
 from pipelines.streaming.job_graph import split_for_writers
 
@@ -108,7 +110,25 @@ def test_an_events_effects_split_by_bucket_keep_their_order_and_times() -> None:
     for bucket, items in parts.items():
         assert [t for t, _ in items] == sorted(t for t, _ in items)
         assert {owner_bucket(write_owner(e)) for _, e in items} == {bucket}
-    assert dict(split_for_writers((100, effects))) == parts
+    assert {bucket: pairs for bucket, pairs, _ in split_for_writers((100, effects))} == parts
+
+
+def test_push_events_are_judged_per_event_and_go_with_their_effects() -> None:
+    """A follower's timeline add is news because the post's upsert is in the same event;
+    the writer of the follower's bucket never sees that upsert, so the event travels with
+    the add (judged among one bucket's effects alone, it was dropped)."""
+    post = PostUpsert("p1", "author", 5, "hi", (), "e1")
+    adds = [TimelineAdd(f"fan{n}", "p1", 5, "author") for n in range(30)]
+    elements = list(split_for_writers((100, [post, *adds])))
+    pushed = {push.user_id for _bucket, _pairs, pushes in elements for push in pushes}
+    assert pushed == {f"fan{n}" for n in range(30)}
+    for bucket, pairs, pushes in elements:
+        assert {p.user_id for p in pushes} == {e.user_id for _, e in pairs
+                                                 if isinstance(e, TimelineAdd)}
+        assert all(owner_bucket(p.user_id or "") == bucket for p in pushes)
+    lonely = [(bucket, pairs) for bucket, pairs, _ in elements
+              if not any(isinstance(e, PostUpsert) for _, e in pairs)]
+    assert lonely and all(feed_events([e for _, e in pairs]) == [] for _, pairs in lonely)
 
 
 # --- the writer operator with stand-ins for Flink's keyed state and timers -------------------
@@ -117,9 +137,11 @@ def test_an_events_effects_split_by_bucket_keep_their_order_and_times() -> None:
 @dataclass
 class FakeWriter:
     written: list[Any] = field(default_factory=list)
+    pushed: list[Any] = field(default_factory=list)
 
-    def write_stamped(self, items: list[Any]) -> int:
+    def write_stamped(self, items: list[Any], pushes: list[Any] | None = None) -> int:
         self.written.extend(items)
+        self.pushed.extend(pushes or [])
         return len(items)
 
 
@@ -186,9 +208,10 @@ def _writer(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Fak
     return op, fake
 
 
-def _send(op: Any, backend: Backend, bucket: str, items: list[Any]) -> None:
+def _send(op: Any, backend: Backend, bucket: str, items: list[Any],
+          pushes: list[Any] | None = None) -> None:
     backend.key = bucket
-    list(op.process_element((bucket, items), Context(backend)))
+    list(op.process_element((bucket, items, pushes or []), Context(backend)))
 
 
 def _fire(op: Any, backend: Backend, until: int) -> None:
@@ -259,3 +282,18 @@ def test_a_tick_writes_a_restored_bucket_whose_timer_never_fires(
     assert savepoint.timers == set()
     _fire(restored, savepoint, 9_700)
     assert after.written == [(1, "a"), (2, "b")]
+
+
+def test_the_writer_publishes_the_push_events_it_was_given(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Carried events are published with their effects; a bucket restored from a savepoint
+    of the writer before they were carried (pairs alone) has them judged among its pairs."""
+    post = PostUpsert("p1", "author", 5, "hi", (), "e1")
+    add = TimelineAdd("fan", "p1", 5, "author")
+    older = Backend({"8": [[(1, post), (2, add)]]}, now=1_000)
+    op, fake = _writer(older, monkeypatch)
+    carried = feed_events([post, add])
+    _send(op, older, "3", [(3, TimelineAdd("other", "p1", 5, "author"))], ["an event"])
+    _send(op, older, "8", [])  # a tick: bucket 8 takes what it held
+    _fire(op, older, 1_100)
+    assert fake.pushed == ["an event", *carried] and len(carried) == 1
