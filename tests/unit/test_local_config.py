@@ -30,6 +30,8 @@ def test_generated_flink_conf_binds_loopback_and_sizes_memory(tmp_path: Path) ->
     assert conf["taskmanager"]["memory"]["task"]["off-heap"]["size"] == "256m"
     assert conf["taskmanager"]["numberOfTaskSlots"] == settings.flink.task_slots
     assert conf["execution"]["checkpointing"]["dir"].startswith(f"file://{tmp_path}")
+    # Progress read through REST is at most half a second old (the default cache: 10 s).
+    assert conf["metrics"]["fetcher"]["update-interval"] == "500"
 
 
 def test_migrations_are_ordered_and_statements_idempotent() -> None:
