@@ -8,6 +8,7 @@ configures ``KafkaSettings``. Unknown keys are errors; field docstrings are desc
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -121,6 +122,18 @@ class FlinkSettings(_Block):
     """Default parallelism of submitted jobs."""
     checkpoint_interval_ms: int = Field(default=5000, ge=100)
     """Checkpoint interval of the streaming jobs."""
+    python_bundle_time_ms: int = Field(default=50, ge=1)
+    """``python.fn-execution.bundle.time``: longest a Python operator holds elements before
+    finishing the bundle (a bound on each Python hop's latency)."""
+    python_bundle_size: int = Field(default=100_000, ge=1)
+    """``python.fn-execution.bundle.size``: most elements in one bundle."""
+    python_execution_mode: Literal["process", "thread"] = "process"
+    """``python.execution-mode``: Python workers as processes (Beam harness) or in the
+    TaskManager's JVM through PEMJA (``thread``)."""
+    writer_flush_ms: int = Field(default=100, ge=1)
+    """The streaming writers write what waited this long (``BufferedWriteEffects``)."""
+    writer_flush_effects: int = Field(default=2000, ge=1)
+    """... or as soon as this many effects are buffered."""
     task_slots: int = Field(default=6, ge=1)
     """Task slots of the local TaskManager: the three jobs of ``make run`` (one slot each at
     parallelism 1), a test's sandbox copies of two of them and one to spare."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from feedline.logs import LogBudget
 from feedline.rules.keys import Job
-from feedline.settings import StreamingSettings, get_streaming_settings
+from feedline.settings import FlinkSettings, StreamingSettings, get_streaming_settings
 from pipelines.streaming.parse import dead_letter_line, parse_or_dead_letter
 
 #: In Flink, the Python worker's log handler sends these lines to the TaskManager's log.
@@ -50,6 +50,17 @@ def parse_job_args(prog: str, argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def python_options(flink: FlinkSettings) -> dict[str, str]:
+    """The PyFlink runtime options of the streaming jobs (``FlinkSettings``)."""
+    return {
+        "python.execution-mode": flink.python_execution_mode,
+        "python.fn-execution.bundle.time": str(flink.python_bundle_time_ms),
+        "python.fn-execution.bundle.size": str(flink.python_bundle_size),
+        # Keep keyed states as Python objects in the worker: a miss is a gRPC round trip.
+        "python.state.cache-size": "50000",
+    }
+
+
 def build_environment(args: argparse.Namespace) -> tuple[Any, Any]:
     """Stream and table environments with checkpointing, restarts and connector jars."""
     from pyflink.common import Configuration
@@ -63,9 +74,8 @@ def build_environment(args: argparse.Namespace) -> tuple[Any, Any]:
     config.set_string("restart-strategy.fixed-delay.delay", "2 s")
     config.set_string("execution.checkpointing.externalized-checkpoint-retention",
                       "RETAIN_ON_CANCELLATION")
-    config.set_string("python.fn-execution.bundle.time", "50")
-    # Keep keyed states as Python objects in the worker: a miss is a gRPC round trip.
-    config.set_string("python.state.cache-size", "50000")
+    for key, value in python_options(settings.flink).items():
+        config.set_string(key, value)
     env = StreamExecutionEnvironment.get_execution_environment(config)
     env.set_parallelism(settings.flink.parallelism)
     env.enable_checkpointing(settings.flink.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
@@ -280,7 +290,10 @@ def write_and_end(effects: Any, t_env: Any, settings: StreamingSettings, step: s
         .uid(f"split-{step}")
         .union(writer_ticks(t_env, step))
         .key_by(lambda bucket_effects: bucket_effects[0], key_type=Types.STRING())
-        .process(BufferedWriteEffects(settings.model_dump_json()), output_type=Types.LONG())
+        .process(BufferedWriteEffects(settings.model_dump_json(),
+                                      flush_effects=settings.flink.writer_flush_effects,
+                                      flush_ms=settings.flink.writer_flush_ms),
+                 output_type=Types.LONG())
         .name(f"write-{step}")  # the name the benchmarks read the writers' metrics by
         .uid(f"write-rows-{step}")
         .sink_to(discarding_sink())

@@ -28,9 +28,10 @@ from feedline.rules.write_order import (
     stamped,
     write_owner,
 )
+from feedline.settings import FlinkSettings
 from feedline.stores.push import feed_events
 from pipelines.streaming import operators
-from pipelines.streaming.job_graph import split_for_writers
+from pipelines.streaming.job_graph import python_options, split_for_writers
 
 
 def test_the_clock_follows_the_wall_clock_and_never_goes_back() -> None:
@@ -297,3 +298,14 @@ def test_the_writer_publishes_the_push_events_it_was_given(
     _send(op, older, "8", [])  # a tick: bucket 8 takes what it held
     _fire(op, older, 1_100)
     assert fake.pushed == ["an event", *carried] and len(carried) == 1
+
+
+def test_runtime_options_come_from_the_flink_settings() -> None:
+    defaults = python_options(FlinkSettings())
+    assert defaults["python.execution-mode"] == "process"
+    assert defaults["python.fn-execution.bundle.time"] == "50"
+    tuned = python_options(FlinkSettings.model_validate(
+        {"python_execution_mode": "thread", "python_bundle_time_ms": 200,
+         "python_bundle_size": 1000}))
+    assert (tuned["python.execution-mode"], tuned["python.fn-execution.bundle.time"],
+            tuned["python.fn-execution.bundle.size"]) == ("thread", "200", "1000")
