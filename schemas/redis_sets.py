@@ -19,10 +19,10 @@ it exists and rebuild it whole from its CQL listing otherwise; outboxes are kept
 celebrities only.
 
 Two more structures follow the same idea without a rule object: a user counters hash is
-whole or absent (the writer sets a field only in a cached hash and otherwise fills all
-three from the CQL row, so a missing ``posts`` field means none), and the celebrities set,
-which the writer only adds to and removes from, is completed from the CQL store by the
-reader's outbox repair (``lua/repair_outbox.lua``) after Redis lost it.
+whole or absent (the writer sets a field only in a cached hash and otherwise fills it
+with every field the CQL row holds, so a missing ``posts`` field means none), and the
+celebrities set, which the writer only adds to and removes from, is completed from the
+CQL store by the reader's outbox repair (``lua/repair_outbox.lua``) after Redis lost it.
 """
 
 from __future__ import annotations

@@ -293,7 +293,8 @@ class FeedWriter:
 
         Read after this writer's own CQL writes (the counters of a user are written by
         one writer), so the row holds what the skipped field writes set; each field's CQL
-        write time becomes its version, and a field never written is cached as 0.
+        write time becomes its version. A field never written stays absent, as in the CQL
+        row and in what the rebuild writes (absent reads as 0).
         """
         if not users:
             return
@@ -306,8 +307,10 @@ class FeedWriter:
             triples: list[Any] = []
             for name in USER_COUNTER_FIELDS:
                 value = getattr(row, name, None) if row is not None else None
-                written = getattr(row, f"{name}_at", None) if row is not None else None
-                triples += [name, value or 0, written or 0]
+                if value is not None:
+                    triples += [name, value, getattr(row, f"{name}_at", None) or 0]
+            if not triples:
+                continue
             key = self.keys.user_counters(user)
             self._guarded(keys=[key, self.keys.versions(key)], args=["fill_hash", "", 0, *triples],
                           client=pipe)

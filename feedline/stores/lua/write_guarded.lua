@@ -26,9 +26,9 @@
 --
 -- fill_hash (ARGV[2] and ARGV[3] unused): a hash written whole where none is cached, from
 -- the CQL store's row read after the caller's own writes to it. ARGV[4 ..] are triples
--- field, value, write time of the value in the CQL store (0 for a field never written,
--- its value then 0); each field's version becomes at least that write time. Returns 1
--- when written, 0 when a hash was cached meanwhile (left as it is).
+-- field, value, write time of the value in the CQL store (the fields the row holds; one
+-- never written stays absent, read as 0); each field's version becomes at least that
+-- write time. Returns 1 when written, 0 when a hash was cached meanwhile (left as it is).
 local op, row, at = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local ops = {zadd_cached = true, zrem = true, del = true, hset = true, hset_cached = true,
              sadd = true, srem = true, fill_hash = true}
