@@ -30,7 +30,7 @@ def build_world(rng: random.Random, client: Any, keys: RedisKeys, cap: int) -> t
         FakeStore, list[str]]:
     store = FakeStore()
     celebrities = [f"c{i}" for i in range(rng.randint(0, 3))]
-    store.celebrities = set(celebrities)
+    store.celebrity_ids = set(celebrities)
     store.following["me"] = {"f1", "f2", *celebrities}
     for n in range(rng.randint(0, 50)):
         author = rng.choice(["f1", "f2", *celebrities])

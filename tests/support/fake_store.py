@@ -17,7 +17,7 @@ class FakeStore:
         self.timelines: dict[str, list[Position]] = {}
         self.user_posts: dict[str, list[Position]] = {}
         self.following: dict[str, set[str]] = {}
-        self.celebrities: set[str] = set()
+        self.celebrity_ids: set[str] = set()
         self.live: dict[str, PostView] = {}
 
     @staticmethod
@@ -31,8 +31,11 @@ class FakeStore:
     async def user_posts_page(self, author_id, after, limit):
         return self._after(self.user_posts.get(author_id, []), after, limit)
 
+    async def celebrities(self):
+        return frozenset(self.celebrity_ids)
+
     async def followed_celebrities(self, user_id):
-        return sorted(self.following.get(user_id, set()) & self.celebrities)
+        return sorted(self.following.get(user_id, set()) & self.celebrity_ids)
 
     async def post_views(self, post_ids):
         return {p: self.live[p] for p in post_ids if p in self.live}

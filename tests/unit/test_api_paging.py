@@ -70,7 +70,7 @@ def test_store_feed_pages_have_no_gaps_no_duplicates_and_no_deleted_posts(
     rng = random.Random(seed)
     store = FakeStore()
     celebrities = [f"c{n}" for n in range(n_celebrities)]
-    store.celebrities = set(celebrities) | {"c-not-followed"}
+    store.celebrity_ids = set(celebrities) | {"c-not-followed"}
     store.following["me"] = {*celebrities, "c-not-followed-either", "friend"}
     authors = ["friend", *celebrities, "c-not-followed"]
     counter = iter(range(10**6))
