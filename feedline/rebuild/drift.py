@@ -128,7 +128,10 @@ def user_drift(user: str, *, expected_timeline: dict[str, int], expected_followe
 
 
 def _zero_filled(counters: dict[str, int]) -> dict[str, int]:
-    """Every user counter, 0 where none is stored (a cached hash holds all three)."""
+    """Every user counter, 0 where none is stored.
+
+    A counter never set is absent and one set back to 0 is stored as 0: the same count.
+    """
     return {name: counters.get(name, 0) for name in USER_COUNTER_FIELDS}
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from feedline.rules.effects import (
     CelebritySet,
@@ -129,9 +130,13 @@ def owner_bucket(owner: str) -> str:
     return str(zlib.crc32(owner.encode()) % WRITER_BUCKETS)
 
 
-def split_by_bucket(effects: Iterable[StampedEffect]) -> Iterator[tuple[str, list[StampedEffect]]]:
-    """(writer key, its effects in their order) for each bucket the effects write to."""
-    buckets: dict[str, list[StampedEffect]] = {}
-    for item in effects:
+#: A (write time, effect, ...) tuple: a `StampedEffect`, perhaps with more of its own.
+StampedItem = TypeVar("StampedItem", bound=tuple[Any, ...])
+
+
+def split_by_bucket(items: Iterable[StampedItem]) -> Iterator[tuple[str, list[StampedItem]]]:
+    """(writer key, its items in their order) for each bucket the items' effects write to."""
+    buckets: dict[str, list[StampedItem]] = {}
+    for item in items:
         buckets.setdefault(owner_bucket(write_owner(item[1])), []).append(item)
     yield from buckets.items()

@@ -136,7 +136,7 @@ class FeedCache:
         return bool(wrote)
 
     async def repair_outbox(self, author_id: str, posts: Sequence[Position],
-                            celebrities: Sequence[str] = (), read_at_us: int = 0) -> bool:
+                            celebrities: Sequence[str], read_at_us: int) -> bool:
         """Cache a celebrity's outbox read from the CQL store (guarded like ``repair``).
 
         ``celebrities``, read from the CQL store by a read that began at ``read_at_us``,

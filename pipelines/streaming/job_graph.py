@@ -215,19 +215,15 @@ def split_for_writers(
     add is news because the post's upsert is in the same event, in the author's bucket),
     then each goes with the effect it announces, to that effect's bucket.
     """
-    from feedline.rules.write_order import owner_bucket, stamped, write_owner
+    from feedline.rules.write_order import split_by_bucket, stamped
     from feedline.stores.push import feed_event_per_effect
 
     first, effects = stamped_effects
-    buckets: dict[str, tuple[list[Any], list[Any]]] = {}
-    for pair, push in zip(stamped(first, effects), feed_event_per_effect(effects),
-                          strict=True):
-        pairs, pushes = buckets.setdefault(owner_bucket(write_owner(pair[1])), ([], []))
-        pairs.append(pair)
-        if push is not None:
-            pushes.append(push)
-    for bucket, (pairs, pushes) in buckets.items():
-        yield bucket, pairs, pushes
+    items = [(at, effect, push) for (at, effect), push in
+             zip(stamped(first, effects), feed_event_per_effect(effects), strict=True)]
+    for bucket, mine in split_by_bucket(items):
+        yield (bucket, [(at, effect) for at, effect, _ in mine],
+               [push for _, _, push in mine if push is not None])
 
 
 #: Ticks per second into the writers (``writer_ticks``): each bucket is visited about twice a
