@@ -188,10 +188,10 @@ class FeedWriter:
         k = self.keys
         pipe = self.redis.pipeline(transaction=False)
         # One tag per queued write, to read its reply (-1: older than its row's version,
-        # nothing changed): ("cached", kind, owner) for an add to a sorted set kept only
-        # where cached, ("card", owner) for a removal from a capped timeline (the reply is
-        # its size before), ("plain",) otherwise (the completeness rules:
-        # ``schemas.redis_sets``).
+        # nothing changed; a key not cached says 0 even then): ("cached", kind, owner) for
+        # an add to a sorted set kept only where cached, ("card", owner) for a removal from
+        # a capped timeline (the reply is its size before), ("plain",) otherwise (the
+        # completeness rules: ``schemas.redis_sets``).
         tags: list[tuple[str, ...]] = []
 
         def guarded(tag: tuple[str, ...], key: str, op: str, row: str, at: int,
@@ -258,7 +258,9 @@ class FeedWriter:
             if tag[0] == "cached" and reply == 0:  # not cached: rebuild it whole
                 kind, owner = tag[1], tag[2]
                 reload[SET_RULES[kind].key(k, owner)] = (kind, owner)
-            elif tag[0] == "card" and reply >= self.cap:  # a full timeline shrank: refill
+            elif tag[0] == "card" and (reply >= self.cap or reply == -1):
+                # A full timeline shrank: refill. A replayed removal (-1) too: the refill
+                # after its first write may never have run (the writer stopped between).
                 reload[TIMELINE.key(k, tag[1])] = (TIMELINE.kind, tag[1])
             elif tag[0] == "counters" and reply == 0:  # not cached: fill it whole
                 counters.add(tag[1])

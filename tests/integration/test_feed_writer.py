@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from feedline.rules.effects import (
+    CelebritySet,
     MediaRef,
+    OutboxAdd,
     PostCountersSet,
     PostUpsert,
     TimelineAdd,
@@ -157,3 +161,39 @@ def test_a_counter_of_an_uncached_user_fills_the_whole_hash_from_cql(cql_session
     assert set(versions) == {"followers", "posts"}
     writer.write_stamped([(int(versions["posts"]) - 1, UserCounterSet("celeb", "posts", 1))])
     assert client.hget(keys.user_counters("celeb"), "posts") == "3"
+
+
+class _Stopped(Exception):
+    pass
+
+
+def test_a_replay_rebuilds_what_a_writer_stopped_before_rebuilding(cql_session,
+                                                                   redis_keys) -> None:
+    """A flush writes its Redis pipeline, then rebuilds the keys it found not cached (an
+    outbox, a counters hash) or a full timeline that shrank. A writer stopped between
+    the two leaves the versions moved on and the rebuild undone; the replay of the same
+    stamped effects after the restore must still rebuild, though every write is stale."""
+    client, keys = redis_keys
+    t = 1_700_000_000_000
+    posts = [PostUpsert(f"p{i}", "celeb", t + i, "", (), f"e{i}") for i in range(4)]
+    timeline = [TimelineAdd("r", f"p{i}", t + i, "celeb") for i in range(4)]
+    FeedWriter(cql_session, client, keys, timeline_cap=3).write_stamped(
+        [(1_000 + i, e) for i, e in enumerate(posts + timeline)])
+    assert client.zrevrange(keys.timeline("r"), 0, -1) == ["p3", "p2", "p1"]
+    batch = [(2_000, CelebritySet("celeb", True)), (2_001, OutboxAdd("celeb", "p3", t + 3)),
+             (2_002, UserCounterSet("celeb", "followers", 30)),
+             (2_003, TimelineRemove("r", "p3", t + 3))]
+
+    class StopsBeforeRebuilding(FeedWriter):
+        def _reload(self, targets):
+            raise _Stopped
+
+    stopped = StopsBeforeRebuilding(cql_session, client, keys, timeline_cap=3)
+    with pytest.raises(_Stopped):
+        stopped.write_stamped(batch)
+    assert client.zrevrange(keys.timeline("r"), 0, -1) == ["p2", "p1"]
+    assert not client.exists(keys.outbox("celeb"))
+    FeedWriter(cql_session, client, keys, timeline_cap=3).write_stamped(batch)  # the replay
+    assert client.zrevrange(keys.outbox("celeb"), 0, -1) == ["p3", "p2", "p1"]
+    assert client.zrevrange(keys.timeline("r"), 0, -1) == ["p2", "p1", "p0"]
+    assert client.hgetall(keys.user_counters("celeb")) == {"followers": "30"}

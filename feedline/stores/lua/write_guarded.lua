@@ -20,9 +20,10 @@
 --          sadd: member; srem: member)
 -- ARGV[5]  second argument (zadd_cached: the score; hset: the first value)
 -- ARGV[6]  third argument (zadd_cached: the member)
--- Returns -1 when the write is older than the row's version (nothing changed); otherwise
--- zadd_cached: 1 added, 0 not cached (the caller rebuilds the set from the CQL store);
--- zrem: the set's size before the removal; hset_cached: 1 set, 0 not cached; the others: 1.
+-- Returns 0 for zadd_cached and hset_cached when the key is not cached, whatever the
+-- version (the caller rebuilds or fills it from the CQL store); otherwise -1 when the
+-- write is older than the row's version (nothing changed), else zadd_cached: 1 added;
+-- zrem: the set's size before the removal; hset_cached and the others: 1.
 --
 -- fill_hash (ARGV[2] and ARGV[3] unused): a hash written whole where none is cached, from
 -- the CQL store's row read after the caller's own writes to it. ARGV[4 ..] are triples
@@ -48,10 +49,17 @@ local seen = tonumber(redis.call('HGET', KEYS[2], row) or '0')
 if row ~= '' then
   seen = math.max(seen, tonumber(redis.call('HGET', KEYS[2], '') or '0'))
 end
+local cached = op == 'zadd_cached' or op == 'hset_cached'
+if cached and redis.call('EXISTS', KEYS[1]) == 0 then
+  -- Not cached, replayed or not: the caller rebuilds the key from the CQL store, which
+  -- holds this write. A replay must say so too: the rebuild that followed the first
+  -- write may never have run (the writer stopped between the two).
+  if at > seen then redis.call('HSET', KEYS[2], row, ARGV[3]) end
+  return 0
+end
 if at <= seen then return -1 end
 redis.call('HSET', KEYS[2], row, ARGV[3])
 if op == 'zadd_cached' then
-  if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
   redis.call('ZADD', KEYS[1], ARGV[5], ARGV[6])
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[4]) + 1))
   return 1
@@ -64,7 +72,6 @@ elseif op == 'del' then
 elseif op == 'hset' then
   redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 elseif op == 'hset_cached' then
-  if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
   redis.call('HSET', KEYS[1], ARGV[4], ARGV[5])
 elseif op == 'sadd' then
   redis.call('SADD', KEYS[1], ARGV[4])
