@@ -257,9 +257,16 @@ class MediaSettings(_Block):
     """Most pixels (width x height) a photo may have; more is refused before decoding (a
     decompression bomb: a small file that would decode to gigabytes)."""
     max_side: int = Field(default=12_000, ge=1)
-    """Longest width or height a photo may have."""
+    """Longest width or height a photo (or a video frame) may have."""
+    max_video_seconds: int = Field(default=180, ge=1)
+    """Longest video accepted (every frame is decoded once to check it)."""
+    video_codecs: tuple[str, ...] = ("h264", "hevc")
+    """Video codecs (FFmpeg names) served as uploaded: what phones record and players play."""
+    audio_codecs: tuple[str, ...] = ("aac", "mp3")
+    """Audio codecs (FFmpeg names) served as uploaded."""
     rendition_widths: tuple[int, ...] = (1080, 320)
-    """Widths of the renditions written for every photo (never wider than the photo)."""
+    """Widths of the renditions written for every photo and video poster (never wider than
+    the picture)."""
     jpeg_quality: int = Field(default=85, ge=1, le=95)
     """JPEG quality of the renditions."""
     rendition_folder: str = "renditions"

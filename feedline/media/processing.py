@@ -5,7 +5,7 @@ Checks, in order, each refusal a ``reason`` of the form ``code: what was found``
 * ``empty``: zero bytes;
 * ``wrong_type``: the magic bytes are not those of the announced type (random bytes, a PNG
   announced as JPEG, an MP4 announced as a photo);
-* ``unsupported_type``: a type the worker cannot decode here (HEIC; video, see below);
+* ``unsupported_type``: a type the worker cannot decode here (HEIC);
 * ``too_many_pixels`` (a decompression bomb: the header promises more than
   ``media.max_pixels`` pixels; read from the header, before any pixel is decoded) and
   ``too_large`` (a side over ``media.max_side``);
@@ -18,8 +18,7 @@ not carried over; only the ICC colour profile is, so colours stay right. Each re
 transparency. The placeholder is the photo's dominant colour (``#rrggbb``), computed with
 Pillow's median-cut quantizer on a 64 px thumbnail.
 
-Videos are refused (``unsupported_type``) until a video decoder (ffprobe) is part of the
-deployment: accepting them unchecked would serve their metadata as uploaded.
+Videos (MP4, QuickTime) are checked and rendered by ``feedline.media.video``.
 """
 
 from __future__ import annotations
@@ -46,7 +45,7 @@ _HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b
 
 @dataclass(frozen=True, slots=True)
 class RenderedImage:
-    """One encoded rendition."""
+    """One encoded rendition: an image, or a video's playable file."""
 
     width: int
     height: int
@@ -56,7 +55,7 @@ class RenderedImage:
     @property
     def suffix(self) -> str:
         """The file name extension of its type."""
-        return "png" if self.content_type == "image/png" else "jpg"
+        return {"image/png": "png", "video/mp4": "mp4"}.get(self.content_type, "jpg")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +101,7 @@ def _kind(content_type: str | None) -> str:
 
 
 def process(data: bytes, claimed: str, settings: MediaSettings) -> Verdict:
-    """Check ``data`` against the announced type ``claimed``; render it when it is a photo."""
+    """Check ``data`` against the announced type ``claimed``; render it when it passes."""
     if not data:
         return rejected("empty", "the uploaded file has zero bytes")
     found = sniff(data)
@@ -110,9 +109,14 @@ def process(data: bytes, claimed: str, settings: MediaSettings) -> Verdict:
                    and claimed in ("video/mp4", "video/quicktime"))
     if found != claimed and not same_family:
         return rejected("wrong_type", f"the file is {_kind(found)}, announced as {claimed}")
+    if claimed in ("video/mp4", "video/quicktime"):
+        from feedline.media.video import process_video  # it builds on this module
+
+        return process_video(data, claimed, settings)
     if claimed not in PIL_FORMATS:
         return rejected("unsupported_type", f"{_kind(claimed)} cannot be processed yet; "
-                                            "upload a JPEG, PNG or WebP photo")
+                                            "upload a JPEG, PNG or WebP photo, or an MP4 "
+                                            "or QuickTime video")
     return _photo(data, claimed, settings)
 
 
@@ -149,7 +153,7 @@ def _photo(data: bytes, claimed: str, settings: MediaSettings) -> Verdict:
                                            f"({type(error).__name__}: {error})")
     icc_profile = image.info.get("icc_profile")
     upright = ImageOps.exif_transpose(image) or image
-    return _render(upright, icc_profile, settings)
+    return render_photo(upright, icc_profile, settings)
 
 
 def _has_alpha(image: Image.Image) -> bool:
@@ -157,8 +161,9 @@ def _has_alpha(image: Image.Image) -> bool:
         image.mode == "P" and "transparency" in image.info)
 
 
-def _render(image: Image.Image, icc_profile: bytes | None,
-            settings: MediaSettings) -> Verdict:
+def render_photo(image: Image.Image, icc_profile: bytes | None,
+                 settings: MediaSettings) -> Verdict:
+    """Renditions of an upright picture (``rendition_widths``) and its placeholder."""
     alpha = _has_alpha(image)
     base = image.convert("RGBA" if alpha else "RGB")
     width, height = base.size

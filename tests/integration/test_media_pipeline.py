@@ -41,6 +41,8 @@ from tests.support.media import (
     png_bomb,
     remove_media,
     truncated,
+    video,
+    video_facts,
 )
 from tests.support.waiting import eventually
 
@@ -176,13 +178,52 @@ def test_a_photo_is_processed_posted_and_served_without_its_location(
     assert client.get(f"/v1/media/{media_id}", headers=bob).json() == ready
 
 
+def test_a_video_is_processed_posted_and_served_without_its_location(
+        client: TestClient, api_settings: ServingSettings,
+        start_worker: Callable[[], MediaWorker], uploads: list[str]) -> None:
+    original = video(640, 360, seconds=2.0)
+    assert "location" in video_facts(original)["tags"]
+    alice = auth(api_settings, "alice")
+    media_id = announce(client, api_settings, "alice", original, "video/mp4")["media_id"]
+    uploads.append(media_id)
+    complete(client, api_settings, "alice", media_id)
+    start_worker()
+    ready = settled(client, api_settings, "alice", media_id)
+    assert ready["status"] == "ready", ready["reason"]
+    assert (ready["width"], ready["height"], ready["duration_ms"]) == (640, 360, 2000)
+    assert ready["content_type"] == "video/mp4"
+    assert [(r["width"], r["height"], r["content_type"]) for r in ready["renditions"]] == [
+        (640, 360, "video/mp4"), (640, 360, "image/jpeg"), (320, 180, "image/jpeg")]
+    playable = httpx.get(ready["renditions"][0]["url"])
+    assert playable.status_code == 200
+    served = video_facts(playable.content)
+    assert "location" not in served["tags"] and served["frames"] == 50
+    for poster in ready["renditions"][1:]:
+        assert carries_metadata(httpx.get(poster["url"]).content) == []
+
+    posted = client.post("/v1/posts", json={"caption": "a clip", "media_ids": [media_id]},
+                         headers=alice)
+    assert posted.status_code == 202, posted.text
+    [(_key, event)] = consume(api_settings, api_settings.kafka.uploads_topic, 1)
+    [shown] = event["media"]
+    generation = storage_client(api_settings.storage).bucket(
+        api_settings.storage.media_bucket).get_blob(object_name(media_id)).generation
+    # The post shows the playable copy of the generation processed, its poster beside it.
+    assert (shown["content_type"], shown["duration_ms"]) == ("video/mp4", 2000)
+    assert shown["uri"] == (f"gs://{api_settings.storage.media_bucket}/renditions/"
+                            f"{media_id}/{generation}/w640.mp4")
+    assert [r["uri"].rsplit("/", 1)[1] for r in shown["renditions"]] == [
+        "w640.mp4", "w640.jpg", "w320.jpg"]
+
+
 BAD_UPLOADS: dict[str, tuple[bytes, str, str]] = {
     "random bytes labelled JPEG": (os.urandom(8192), "image/jpeg", "wrong_type"),
     "PNG labelled JPEG": (png(), "image/jpeg", "wrong_type"),
     "truncated JPEG": (truncated(photo(800, 600)), "image/jpeg", "truncated"),
     "30000x30000 bomb": (png_bomb(), "image/png", "too_many_pixels"),
     "MP4 labelled image": (mp4(), "image/jpeg", "wrong_type"),
-    "video": (mp4(), "video/mp4", "unsupported_type"),
+    "MP4 header alone": (mp4(), "video/mp4", "undecodable"),
+    "MP4 cut short": (truncated(video(), 0.7), "video/mp4", "truncated"),
 }
 
 
