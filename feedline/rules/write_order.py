@@ -29,6 +29,8 @@ by one writer, in the order its effects arrive, so a cached set can be rebuilt f
 listing by the writer that writes both. Owners are hashed into ``WRITER_BUCKETS`` stable
 buckets (``owner_bucket``), the keys of the writer operator: a writer batches across the
 owners of a bucket, and a bucket's unwritten batch lives in that bucket's keyed state.
+Moving an owner to another bucket (a new bucket count) is safe across a restore: the
+write times, not the order of the writers, decide which write wins.
 """
 
 from __future__ import annotations
@@ -55,10 +57,40 @@ from feedline.rules.effects import (
     TimelineRemove,
     UserCounterSet,
 )
+from feedline.rules.flink_keys import DEFAULT_MAX_PARALLELISM, key_group
 
-#: Buckets the owners of writes are hashed into: the keys of the writer operator. As many as
-#: Flink's default maximum parallelism (128), so every writer subtask gets buckets.
-WRITER_BUCKETS = 128
+#: Buckets the owners of writes are hashed into: the keys of the writer operator, so at most
+#: this many writer instances get work. Each bucket costs its own keyed-state writes and
+#: timer per batch: 16 buckets carried ~1.25x the deliveries per second of 128 at
+#: parallelism 1 (docs/BENCHMARKS.md, issue 11). A divisor of the maximum parallelism (128).
+WRITER_BUCKETS = 16
+
+#: Bucket names up to this one ("0" .. "127") were used before (128 buckets): a savepoint
+#: of that time holds unwritten effects under them, so the ticks still visit them all.
+LEGACY_BUCKETS = 128
+
+
+def _spread_names(count: int, max_parallelism: int = DEFAULT_MAX_PARALLELISM) -> tuple[str, ...]:
+    """``count`` decimal bucket names, one in each of ``count`` equal ranges of key groups.
+
+    Flink gives each of N writer instances a contiguous range of key groups; with one name
+    per ``max_parallelism / count`` groups, every N dividing ``count`` gets the same number
+    of buckets (hashed names fall unevenly: 128 names gave 75 and 53 at N = 2). The lowest
+    such names are taken, so they are among the legacy names.
+    """
+    if max_parallelism % count:
+        raise ValueError(f"{count} buckets do not divide {max_parallelism} key groups evenly")
+    width = max_parallelism // count
+    names: dict[int, str] = {}
+    candidate = 0
+    while len(names) < count:
+        names.setdefault(key_group(str(candidate), max_parallelism) // width, str(candidate))
+        candidate += 1
+    return tuple(names[i] for i in range(count))
+
+
+#: The writer bucket names (``owner_bucket``), in key-group order.
+BUCKET_NAMES = _spread_names(WRITER_BUCKETS)
 
 #: How far a rules key's write clock moves ahead per restart attempt (µs): more than the wall
 #: clocks of two TaskManagers can differ (NTP keeps them within milliseconds).
@@ -126,8 +158,8 @@ def write_owner(effect: Effect) -> str:
 
 
 def owner_bucket(owner: str) -> str:
-    """The writer key of an owner: one of ``WRITER_BUCKETS``, the same in every process."""
-    return str(zlib.crc32(owner.encode()) % WRITER_BUCKETS)
+    """The writer key of an owner: one of ``BUCKET_NAMES``, the same in every process."""
+    return BUCKET_NAMES[zlib.crc32(owner.encode()) % WRITER_BUCKETS]
 
 
 #: A (write time, effect, ...) tuple: a `StampedEffect`, perhaps with more of its own.

@@ -238,11 +238,15 @@ def writer_ticks(t_env: Any, step: str) -> Any:
     if no new effect ever reaches that bucket; the processing-time timers restored with them
     were seen not to fire in PyFlink (a savepoint restore left a bucket's effects unwritten
     until its next element). A tick is such an element: the writer then takes what the
-    bucket's state holds. Flink's built-in ``datagen`` connector makes them (no jar).
+    bucket's state holds. Ticks name "0" up to the highest bucket name in use or of earlier
+    versions (``write_order.LEGACY_BUCKETS``), so a savepoint of an earlier bucket count is
+    written out too. Flink's built-in ``datagen`` connector makes them (no jar).
     """
     from pyflink.common import Types
 
-    from feedline.rules.write_order import WRITER_BUCKETS
+    from feedline.rules.write_order import BUCKET_NAMES, LEGACY_BUCKETS
+
+    highest = max(LEGACY_BUCKETS - 1, *(int(name) for name in BUCKET_NAMES))
 
     table = f"ticks_{step.replace('-', '_')}"
     t_env.execute_sql(
@@ -252,7 +256,7 @@ def writer_ticks(t_env: Any, step: str) -> Any:
             'rows-per-second' = '{TICKS_PER_S}',
             'fields.n.kind' = 'random',
             'fields.n.min' = '0',
-            'fields.n.max' = '{WRITER_BUCKETS - 1}'
+            'fields.n.max' = '{highest}'
         )
         """
     )

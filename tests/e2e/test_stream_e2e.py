@@ -22,13 +22,13 @@ import pytest
 import uvicorn
 from httpx_sse import connect_sse
 
+from feedline.rules.flink_keys import operator_index
 from feedline.rules.write_order import owner_bucket
 from feedline.settings import ApiSettings, FeedSettings, ServingSettings, StackSettings
 from jobs.sandbox import Sandbox, open_sandbox
 from schemas.cql_statements import READS
 from serving.auth import issue_token
 from serving.main import create_app
-from tests.support.flink_keys import operator_index
 from tests.support.media import photo, processed_inline, remove_media
 from tests.support.waiting import HANG_GUARD_S, eventually
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.flink_keys import (
+from feedline.rules.flink_keys import (
     java_string_hash,
     murmur_hash,
     operator_index,

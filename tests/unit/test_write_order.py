@@ -3,6 +3,7 @@ effects write, and the writers' buffering across a restore (with stand-ins for F
 
 from __future__ import annotations
 
+from collections import Counter as Tally
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,9 +21,13 @@ from feedline.rules.effects import (
     TimelineRemove,
     UserCounterSet,
 )
+from feedline.rules.flink_keys import operator_index
 from feedline.rules.write_order import (
+    BUCKET_NAMES,
+    LEGACY_BUCKETS,
     WRITER_BUCKETS,
     EventClock,
+    _spread_names,
     owner_bucket,
     split_by_bucket,
     stamped,
@@ -100,8 +105,22 @@ def test_every_effect_on_a_row_has_one_owner() -> None:
 def test_buckets_are_stable_and_spread() -> None:
     assert owner_bucket("u00017") == owner_bucket("u00017")
     buckets = {owner_bucket(f"u{i:05d}") for i in range(2_000)}
-    assert buckets <= {str(b) for b in range(WRITER_BUCKETS)}
-    assert len(buckets) == WRITER_BUCKETS
+    assert buckets == set(BUCKET_NAMES) and len(BUCKET_NAMES) == WRITER_BUCKETS
+
+
+@pytest.mark.parametrize("parallelism", [1, 2, 4, 8, 16])
+def test_every_writer_instance_gets_as_many_buckets(parallelism: int) -> None:
+    per_instance = Tally(operator_index(name, parallelism) for name in BUCKET_NAMES)
+    assert sorted(per_instance) == list(range(parallelism))
+    assert set(per_instance.values()) == {WRITER_BUCKETS // parallelism}
+
+
+def test_bucket_names_are_among_those_the_ticks_visit() -> None:
+    """A savepoint of the 128 buckets before holds state under "0".."127"; the ticks name
+    every one of them and the buckets in use (pipelines.streaming.job_graph)."""
+    assert {int(name) for name in BUCKET_NAMES} <= set(range(LEGACY_BUCKETS))
+    with pytest.raises(ValueError, match="divide"):
+        _spread_names(12)
 
 
 def test_an_events_effects_split_by_bucket_keep_their_order_and_times() -> None:

@@ -1,4 +1,7 @@
-"""Which parallel instance of a keyed Flink operator a key goes to (to place test data).
+"""Which parallel instance of a keyed Flink operator a key goes to.
+
+Used to name the writer buckets so that they spread evenly over the writer instances
+(``write_order.BUCKET_NAMES``), and by tests to place data on a chosen instance.
 
 Flink hashes a key's Java ``hashCode`` with ``MathUtils.murmurHash`` into one of
 ``max_parallelism`` key groups and gives each instance a contiguous range of groups
@@ -56,8 +59,12 @@ def pyflink_key_hash(key: str) -> int:
     return _int32(java_string_hash(key) + 62)
 
 
+def key_group(key: str, max_parallelism: int = DEFAULT_MAX_PARALLELISM) -> int:
+    """The key group of a PyFlink ``key_by`` key."""
+    return murmur_hash(pyflink_key_hash(key)) % max_parallelism
+
+
 def operator_index(key: str, parallelism: int,
                    max_parallelism: int = DEFAULT_MAX_PARALLELISM) -> int:
     """The instance (0-based) of a PyFlink keyed operator that receives ``key``."""
-    key_group = murmur_hash(pyflink_key_hash(key)) % max_parallelism
-    return key_group * parallelism // max_parallelism
+    return key_group(key, max_parallelism) * parallelism // max_parallelism
