@@ -30,7 +30,9 @@ listing by the writer that writes both. Owners are hashed into ``WRITER_BUCKETS`
 buckets (``owner_bucket``), the keys of the writer operator: a writer batches across the
 owners of a bucket, and a bucket's unwritten batch lives in that bucket's keyed state.
 Moving an owner to another bucket (a new bucket count) is safe across a restore: the
-write times, not the order of the writers, decide which write wins.
+write times, not the order of the writers, decide which write wins, and what a writer
+caches by a condition follows the condition whichever write comes first (an outbox
+follows its author's celebrity flag: ``FeedWriter``).
 """
 
 from __future__ import annotations

@@ -226,8 +226,10 @@ class FeedWriter:
                 case OutboxClear():
                     guarded(plain, k.outbox(e.author_id), "del", "", at)
                 case CelebritySet():
-                    guarded(plain, k.celebrities(), "sadd" if e.celebrity else "srem",
-                            e.author_id, at, e.author_id)
+                    # Applied, it also rebuilds (or drops) the outbox: whatever order the
+                    # flag and the outbox writes arrive in, the outbox follows the flag.
+                    guarded(("celebrity", e.author_id), k.celebrities(),
+                            "sadd" if e.celebrity else "srem", e.author_id, at, e.author_id)
                 case FollowedCelebrityAdd():
                     guarded(plain, k.followed_celebrities(e.user_id), "sadd", e.author_id, at,
                             e.author_id)
@@ -264,11 +266,16 @@ class FeedWriter:
                 reload[TIMELINE.key(k, tag[1])] = (TIMELINE.kind, tag[1])
             elif tag[0] == "counters" and reply == 0:  # not cached: fill it whole
                 counters.add(tag[1])
+            elif tag[0] == "celebrity" and reply == 1:
+                reload[OUTBOX.key(k, tag[1])] = (OUTBOX.kind, tag[1])
         self._reload(reload)
         self._fill_user_counters(sorted(counters))
 
     def _reload(self, targets: dict[str, tuple[str, str]]) -> None:
-        """Rebuild sorted sets from the CQL store (the newest ``cap`` entries)."""
+        """Rebuild sorted sets from the CQL store (the newest ``cap`` entries).
+
+        An outbox of an author the celebrity set does not hold goes instead.
+        """
         if not targets:
             return
         items = list(targets.items())
@@ -283,6 +290,7 @@ class FeedWriter:
         for (key, (kind, owner)), (_ok, rows) in zip(items, pages, strict=True):
             if (SET_RULES[kind].celebrities_only
                     and not self.redis.sismember(self.keys.celebrities(), owner)):
+                pipe.delete(key)  # no outbox for an author who is not a celebrity
                 continue
             entries = {row.post_id: dt_to_ms(row.created_at) for row in rows}
             pipe.delete(key)

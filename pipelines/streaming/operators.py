@@ -188,9 +188,9 @@ class BufferedWriteEffects(KeyedProcessFunction):
     (``flush_ms`` after the bucket's first unwritten element); a bucket's state is cleared
     only in its own timer, after the buffer holding its effects was written. So a
     checkpoint covers every effect of the events before its barrier: written already, or
-    in state and written after a restore (by the bucket's first timer after it), perhaps a
-    second time — harmless, as the write times make every write idempotent and never let
-    an older one win.
+    in state and written after a restore, ahead of the bucket's first new element (or at
+    its first tick or timer), perhaps a second time — harmless, as the write times make
+    every write idempotent and never let an older one win.
     """
 
     def __init__(
@@ -213,8 +213,6 @@ class BufferedWriteEffects(KeyedProcessFunction):
         """Bucket -> its timer registered by this instance (its state holds elements)."""
         self.clean: set[str] = set()
         """Buckets whose state holds only elements this instance buffered."""
-        self.added: dict[str, int] = {}
-        """Elements this instance added to a bucket's state before the bucket was clean."""
         metrics = runtime_context.get_metrics_group()
         self.written = metrics.counter("effects_written")
         self.batches = metrics.counter("write_batches")
@@ -241,25 +239,38 @@ class BufferedWriteEffects(KeyedProcessFunction):
             self.buffer.extend(pairs)
             self.pushes.extend(pushes)
 
+    def _adopt(self, bucket: str) -> bool:
+        """Buffer what the bucket's state held before this instance; True if anything.
+
+        Restored from a checkpoint, perhaps never written, it goes ahead of anything new of
+        the bucket: one owner's effects reach the stores in the order the rules emitted
+        them, across a restore too (a celebrity's flag before the post that needs its
+        outbox). Once per bucket and instance.
+        """
+        if bucket in self.clean:
+            return False
+        self.clean.add(bucket)
+        held = list(self.pending.get() or [])
+        for element in held:
+            self._take(element)
+        return bool(held)
+
     def process_element(self, value: tuple[str, list[Any], list[Any]],
                         ctx: Any) -> Iterator[int]:
         """Buffer one event's effects on this bucket; write the buffer when it is full.
 
-        A tick (no effects: ``job_graph.writer_ticks``) only makes sure a bucket this
-        instance has not cleaned yet gets a timer, which takes what its state holds.
+        The bucket's first element in this instance takes what its state held first. A
+        tick (no effects: ``job_graph.writer_ticks``) does only that, so a restored bucket
+        no new effect reaches is written too.
         """
         bucket, stamped, pushes = value
-        if not stamped:
-            if bucket not in self.clean and bucket not in self.timers:
-                self._timer(bucket, ctx)
-            return
-        self.buffer.extend(stamped)
-        self.pushes.extend(pushes)
-        self.pending.add((stamped, pushes))
-        if bucket not in self.clean:
-            self.added[bucket] = self.added.get(bucket, 0) + 1
-        if bucket not in self.timers:
-            self._timer(bucket, ctx)
+        took = self._adopt(bucket)
+        if stamped:
+            self.buffer.extend(stamped)
+            self.pushes.extend(pushes)
+            self.pending.add((stamped, pushes))
+        if (took or stamped) and bucket not in self.timers:
+            self._timer(bucket, ctx)  # its state is forgotten there, once written
         if len(self.buffer) >= self.flush_effects:
             yield self._flush()
 
@@ -272,19 +283,13 @@ class BufferedWriteEffects(KeyedProcessFunction):
     def on_timer(self, timestamp: int, ctx: Any) -> Iterator[int]:
         """Write what waited, then forget this bucket's elements (all written by then).
 
-        The first timer of a bucket in this instance also takes what the bucket's state
-        held before (restored from a checkpoint, perhaps never written): the elements
-        ahead of those this instance added. Every bucket gets such a timer: its next
-        element or tick registers one (the timers restored with the state may not fire).
+        A timer restored with the state may fire before any element of its bucket: it
+        takes what the state held, like a first element (``_adopt``).
         """
         bucket = ctx.get_current_key()
         if self.timers.get(bucket) == timestamp:
             del self.timers[bucket]
-        if bucket not in self.clean:
-            held = list(self.pending.get() or [])
-            for element in held[:len(held) - self.added.pop(bucket, 0)]:
-                self._take(element)
-            self.clean.add(bucket)
+        self._adopt(bucket)
         if self.buffer:
             yield self._flush()
         self.pending.clear()

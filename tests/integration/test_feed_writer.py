@@ -197,3 +197,23 @@ def test_a_replay_rebuilds_what_a_writer_stopped_before_rebuilding(cql_session,
     assert client.zrevrange(keys.outbox("celeb"), 0, -1) == ["p3", "p2", "p1"]
     assert client.zrevrange(keys.timeline("r"), 0, -1) == ["p2", "p1", "p0"]
     assert client.hgetall(keys.user_counters("celeb")) == {"followers": "30"}
+
+
+def test_an_outbox_follows_the_celebrity_flag_whatever_order_they_come_in(cql_session,
+                                                                          redis_keys) -> None:
+    """The flag and the outbox writes of one author can reach the writer out of the rules'
+    order across a restore that moved the author to another writer bucket: the outbox
+    add first (not a celebrity yet: no outbox), then the flag (the outbox is built from
+    the CQL store); and a flag cleared before the outbox clear drops the outbox."""
+    client, keys = redis_keys
+    t = 1_700_000_000_000
+    writer = FeedWriter(cql_session, client, keys, timeline_cap=3)
+    writer.write_stamped([(10, PostUpsert("p1", "star", t, "", (), "e1")),
+                          (11, OutboxAdd("star", "p1", t))])
+    assert not client.exists(keys.outbox("star"))
+    writer.write_stamped([(5, CelebritySet("star", True))])  # older, written later
+    assert client.zrevrange(keys.outbox("star"), 0, -1) == ["p1"]
+    writer.write_stamped([(20, CelebritySet("star", False))])
+    assert not client.exists(keys.outbox("star"))
+    writer.write_stamped([(21, OutboxAdd("star", "p1", t))])  # a late add: still none
+    assert not client.exists(keys.outbox("star"))

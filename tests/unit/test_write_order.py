@@ -282,6 +282,23 @@ def test_after_a_restore_every_effect_before_the_checkpoint_is_written(
     assert checkpoint.lists == {} and checkpoint.timers == set()
 
 
+def test_after_a_restore_a_buckets_held_effects_are_written_before_its_new_ones(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One owner's effects reach the stores in the rules' order across a restore too: a
+    savepoint held a celebrity flag in bucket 2; the author's next post (its outbox add)
+    must not be written before it, even when the buffer fills before bucket 2's timer."""
+    backend = Backend(now=1_000)
+    op, _before = _writer(backend, monkeypatch)
+    _send(op, backend, "2", [(1, "flag")])  # buffered, then the job stops with a savepoint
+    savepoint = Backend({k: list(v) for k, v in backend.lists.items()}, set(), now=9_000)
+    restored, after = _writer(savepoint, monkeypatch)
+    _send(restored, savepoint, "2", [(2, "post"), (3, "outbox add")])
+    _send(restored, savepoint, "7", [(4, "x"), (5, "y"), (6, "z")])  # five new: written
+    assert [e for _, e in after.written] == ["flag", "post", "outbox add", "x", "y", "z"]
+    _fire(restored, savepoint, 9_100)
+    assert savepoint.lists == {} and len(after.written) == 6
+
+
 def test_a_tick_writes_a_restored_bucket_whose_timer_never_fires(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """PyFlink was seen not to fire a restored processing-time timer: a bucket that gets no
