@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -35,6 +33,7 @@ from typing import Any
 import httpx
 from PIL import ExifTags, Image
 
+from bench.common import emit, percentile, say
 from bench.procs import CpuMeter
 from feedline.media.processing import process
 from feedline.settings import MediaSettings, get_stack_settings
@@ -43,10 +42,6 @@ from serving.auth import issue_token
 
 POLL_S = 0.02
 
-
-def say(message: str) -> None:
-    """Progress on stderr."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def camera_photo(width: int = 4000, height: int = 3000) -> bytes:
@@ -153,11 +148,6 @@ class Api:
             raise RuntimeError(f"{media_id} is {status}")
 
 
-def percentile(values: list[float], share: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(share * len(ordered)) - 1))]
-
 
 def latency(api: Api, photo: bytes, uploads: int, tag: str) -> dict[str, Any]:
     """Complete -> ready, one upload at a time."""
@@ -223,11 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         tag = uuid.uuid4().hex[:6]
         results["latency"] = latency(api, photo, args.uploads, tag)
         results["burst"] = burst(api, photo, args.burst, tag)
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return 0
+    return emit(results, args.out)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import os
 import platform
 import statistics
@@ -41,23 +40,13 @@ import orjson
 from httpx_sse import connect_sse
 from PIL import Image
 
+from bench.common import emit, percentile, say
 from bench.procs import StackMemory
 from bench.serve import free_port, start_api, stop_api
 from feedline.settings import ApiSettings, StreamingSettings, get_stack_settings
 from feedline.workload import Workload, WorkloadSpec
 from jobs.load import produce
 from serving.auth import issue_token
-
-
-def say(message: str) -> None:
-    """Progress on stderr."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], share: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(share * len(ordered)) - 1))]
 
 
 def summary(took: list[float]) -> dict[str, Any]:
@@ -329,11 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     if "streams" not in args.skip:
         results["streams"] = streams(args.streams)
         say(f"streams: {results['streams']}")
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return 0
+    return emit(results, args.out)
 
 
 if __name__ == "__main__":

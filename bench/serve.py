@@ -40,6 +40,7 @@ from typing import Any
 
 import redis
 
+from bench.common import emit
 from feedline.rules.effects import MediaRef, PostUpsert
 from feedline.settings import ApiSettings, CqlSettings, RedisSettings, get_stack_settings
 from feedline.stores.cql import drop_keyspace, migrate
@@ -289,11 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         client.close()
         drop_keyspace(stack.cql, keyspace)
     results["seconds"] = math.ceil(time.monotonic() - began)
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return 0
+    return emit(results, args.out)
 
 
 if __name__ == "__main__":
