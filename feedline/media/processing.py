@@ -71,6 +71,10 @@ class Verdict:
     placeholder: str | None = None
 
 
+class MachineError(OSError):
+    """Processing failed for want of the machine (a full disk), not for the file: retried."""
+
+
 def rejected(code: str, detail: str) -> Verdict:
     """A refusal with its reason."""
     return Verdict("rejected", f"{code}: {detail}")

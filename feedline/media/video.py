@@ -23,41 +23,124 @@ widths of a photo's. The placeholder is the poster's dominant colour. ``width`` 
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import tempfile
+from dataclasses import dataclass
 from typing import Any
 
 import av
 
-from feedline.media.processing import KIND, RenderedImage, Verdict, rejected, render_photo
+from feedline.media.processing import (
+    KIND,
+    MachineError,
+    RenderedImage,
+    Verdict,
+    rejected,
+    render_photo,
+)
 from feedline.settings import MediaSettings
-
-#: Types this module reads (one FFmpeg demuxer reads both).
-VIDEO_TYPES = ("video/mp4", "video/quicktime")
 
 
 def process_video(data: bytes, claimed: str, settings: MediaSettings) -> Verdict:
-    """Check a video of type ``claimed``: ready with its renditions, or rejected."""
+    """Check a video of type ``claimed``: ready with its renditions, or rejected.
+
+    Raises ``MachineError`` when the machine, not the file, failed (a full disk for the
+    remuxed copy): the worker retries the upload later.
+    """
     try:
         with av.open(io.BytesIO(data), mode="r", format="mov",
                      metadata_errors="ignore") as source:
-            return _inspect(source, data, settings)
+            checked = _inspect(source, data, settings)
     except av.FFmpegError as error:
         return rejected("undecodable", f"not a decodable {KIND[claimed].split(' ', 1)[1]} "
                                        f"({type(error).__name__}: {error.strerror})")
+    if checked.status == "rejected":
+        return checked.verdict
+    try:
+        playable = _remux(data, checked.tracks)
+    except av.FFmpegError as error:
+        if getattr(error, "errno", None) in _MACHINE_ERRORS:
+            raise MachineError(error.errno, f"remuxing the video: {error.strerror}") from error
+        return rejected("processing_failed", "the video could not be rewritten without its "
+                                             f"metadata ({type(error).__name__}: "
+                                             f"{error.strerror})")
+    shown = checked.verdict
+    copy = RenderedImage(shown.width or 0, shown.height or 0, "video/mp4", playable)
+    return Verdict("ready", None, shown.width, shown.height, shown.duration_ms,
+                   (copy, *shown.renditions), shown.placeholder)
 
 
-def _inspect(source: Any, data: bytes, settings: MediaSettings) -> Verdict:
+#: FFmpeg errors that say the machine failed, not the file (retried, never recorded).
+_MACHINE_ERRORS = {errno.ENOSPC, errno.EIO, errno.EMFILE, errno.ENFILE, errno.EDQUOT}
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """What decoding found: a rejection, or the poster renditions and the tracks to keep."""
+
+    verdict: Verdict
+    tracks: tuple[int, ...] = ()
+
+    @property
+    def status(self) -> str:
+        return self.verdict.status
+
+
+def _inspect(source: Any, data: bytes, settings: MediaSettings) -> _Checked:
     if not source.streams.video:
-        return rejected("undecodable", "the file has no video track")
+        return _Checked(rejected("undecodable", "the file has no video track"))
     video = source.streams.video[0]
     audio = source.streams.audio[0] if source.streams.audio else None
     for stream in (video, audio):
         if stream is not None and any(entry.pos + entry.size > len(data)
                                       for entry in stream.index_entries):
-            return rejected("truncated", "the video data ends early (an incomplete upload?)")
+            return _Checked(rejected("truncated",
+                                     "the video data ends early (an incomplete upload?)"))
     width, height = video.codec_context.width, video.codec_context.height
+    refused = _frame_size_refused(width, height, settings)
+    if refused is not None:
+        return _Checked(refused)
+    duration_ms = _duration_ms(source, video)
+    if duration_ms is None or duration_ms <= 0:
+        return _Checked(rejected("undecodable", "the video has no duration"))
+    limit_ms = settings.max_video_seconds * 1000
+    if duration_ms > limit_ms:
+        return _Checked(_too_long(duration_ms, settings))
+    for stream, allowed in ((video, settings.video_codecs), (audio, settings.audio_codecs)):
+        if stream is None:
+            continue
+        codec = stream.codec_context.codec.canonical_name  # "mp3", not its decoder "mp3float"
+        if codec not in allowed:
+            return _Checked(rejected("unsupported_codec", f"the {stream.type} track is "
+                                                          f"{codec}; upload "
+                                                          f"{' or '.join(allowed)}"))
+    video.thread_type = "AUTO"
+    first = None
+    for frame in source.decode(video):
+        if first is None:
+            first = frame.to_image(), _rotation(frame)
+        if (frame.width, frame.height) != (width, height):
+            refused = _frame_size_refused(frame.width, frame.height, settings)
+            if refused is not None:
+                return _Checked(refused)
+        if frame.time is not None:  # the header's duration is the uploader's word only
+            duration_ms = max(duration_ms, int(frame.time * 1000))
+            if duration_ms > limit_ms:
+                return _Checked(_too_long(duration_ms, settings))
+    if first is None:
+        return _Checked(rejected("undecodable", "no frame of the video decodes"))
+    poster, rotation = first
+    upright = poster.rotate(rotation, expand=True) if rotation else poster
+    stills = render_photo(upright, None, settings)
+    shown_width, shown_height = upright.size
+    tracks = (video.index,) if audio is None else (video.index, audio.index)
+    return _Checked(Verdict("ready", None, shown_width, shown_height, duration_ms,
+                            stills.renditions, stills.placeholder), tracks)
+
+
+def _frame_size_refused(width: int, height: int, settings: MediaSettings) -> Verdict | None:
     if width < 1 or height < 1:
         return rejected("undecodable", f"{width}x{height} has no pixels")
     if width * height > settings.max_pixels:
@@ -66,36 +149,23 @@ def _inspect(source: Any, data: bytes, settings: MediaSettings) -> Verdict:
                                            "allowed")
     if max(width, height) > settings.max_side:
         return rejected("too_large", f"{width}x{height} has a side over {settings.max_side} px")
-    duration_ms = _duration_ms(source, video)
-    if duration_ms is None or duration_ms <= 0:
-        return rejected("undecodable", "the video has no duration")
-    if duration_ms > settings.max_video_seconds * 1000:
-        return rejected("too_long", f"{duration_ms / 1000:.1f} s is longer than the "
-                                    f"{settings.max_video_seconds} s allowed")
-    codec = video.codec_context.name
-    if codec not in settings.video_codecs:
-        return rejected("unsupported_codec", f"the video track is {codec}; upload "
-                                             f"{' or '.join(settings.video_codecs)}")
-    if audio is not None and audio.codec_context.name not in settings.audio_codecs:
-        return rejected("unsupported_codec", f"the audio track is {audio.codec_context.name};"
-                                             f" upload {' or '.join(settings.audio_codecs)}")
-    video.thread_type = "AUTO"
-    first = None
-    frames = 0
-    for frame in source.decode(video):
-        if first is None:
-            first = frame.to_image(), int(frame.rotation or 0)
-        frames += 1
-    if first is None:
-        return rejected("undecodable", "no frame of the video decodes")
-    poster, rotation = first
-    upright = poster.rotate(rotation, expand=True) if rotation % 360 else poster
-    stills = render_photo(upright, None, settings)
-    shown_width, shown_height = upright.size
-    playable = RenderedImage(shown_width, shown_height, "video/mp4",
-                             _remux(data, video.index, None if audio is None else audio.index))
-    return Verdict("ready", None, shown_width, shown_height, duration_ms,
-                   (playable, *stills.renditions), stills.placeholder)
+    return None
+
+
+def _too_long(duration_ms: int, settings: MediaSettings) -> Verdict:
+    return rejected("too_long", f"{duration_ms / 1000:.1f} s is longer than the "
+                                f"{settings.max_video_seconds} s allowed")
+
+
+def _rotation(frame: Any) -> int:
+    """The frame's display rotation in whole quarter turns (counter-clockwise degrees)."""
+    try:
+        degrees = float(frame.rotation or 0)
+    except (TypeError, ValueError):  # a display matrix that is no rotation
+        return 0
+    if degrees != degrees:  # NaN
+        return 0
+    return (round(degrees / 90) * 90) % 360
 
 
 def _duration_ms(source: Any, video: Any) -> int | None:
@@ -106,9 +176,8 @@ def _duration_ms(source: Any, video: Any) -> int | None:
     return None
 
 
-def _remux(data: bytes, video_index: int, audio_index: int | None) -> bytes:
+def _remux(data: bytes, tracks: tuple[int, ...]) -> bytes:
     """The tracks' packets as they are, in a new MP4 with nothing else of the upload's."""
-    wanted = [video_index] if audio_index is None else [video_index, audio_index]
     with tempfile.TemporaryDirectory(prefix="feedline-video-") as folder:
         path = os.path.join(folder, "video.mp4")
         # faststart rewrites the file to put the index in front: a path, not a buffer.
@@ -117,15 +186,18 @@ def _remux(data: bytes, video_index: int, audio_index: int | None) -> bytes:
                 av.open(path, mode="w", format="mp4",
                         options={"movflags": "+faststart"}) as target:
             copies = {}
-            for index in wanted:
-                copy = target.add_stream_from_template(source.streams[index])
+            for index in tracks:
+                original = source.streams[index]
+                copy = target.add_stream_from_template(original)
                 copy.metadata.clear()
+                if original.codec_context.codec.canonical_name == "hevc":
+                    # Apple's players play HEVC tagged hvc1 only; the muxer would pick hev1.
+                    copy.codec_context.codec_tag = original.codec_context.codec_tag
                 copies[index] = copy
-            for packet in source.demux([source.streams[i] for i in wanted]):
+            for packet in source.demux([source.streams[i] for i in tracks]):
                 if packet.dts is None:  # the demuxer's end-of-stream marker
                     continue
                 packet.stream = copies[packet.stream.index]
                 target.mux(packet)
         with open(path, "rb") as written:
             return written.read()
-

@@ -35,7 +35,7 @@ from kafka.structs import OffsetAndMetadata
 
 from feedline.media import messages
 from feedline.media.messages import InvalidMessage, MediaUploaded
-from feedline.media.processing import RenderedImage, Verdict, process, rejected
+from feedline.media.processing import MachineError, RenderedImage, Verdict, process, rejected
 from feedline.settings import CqlSettings, KafkaSettings, MediaSettings, StorageSettings
 from feedline.stores.cql import connect
 from feedline.stores.media_store import MediaRecord, Rendition, object_name, record_of
@@ -190,6 +190,8 @@ class MediaWorker:
     def _verdict(self, data: bytes, content_type: str) -> Verdict:
         try:
             return process(data, content_type, self.media)
+        except MachineError:
+            raise  # not the file's fault: retried after a pause, like a store error
         except Exception as error:  # a decoder bug refuses one upload, never the worker
             log.exception("processing failed")
             return rejected("processing_failed", f"{type(error).__name__} while decoding")

@@ -29,10 +29,14 @@ by one writer, in the order its effects arrive, so a cached set can be rebuilt f
 listing by the writer that writes both. Owners are hashed into ``WRITER_BUCKETS`` stable
 buckets (``owner_bucket``), the keys of the writer operator: a writer batches across the
 owners of a bucket, and a bucket's unwritten batch lives in that bucket's keyed state.
-Moving an owner to another bucket (a new bucket count) is safe across a restore: the
-write times, not the order of the writers, decide which write wins, and what a writer
-caches by a condition follows the condition whichever write comes first (an outbox
-follows its author's celebrity flag: ``FeedWriter``).
+Moving an owner to another bucket (a new bucket count, restored from a savepoint of the
+old one) keeps every value right: the write times, not the order of the writers, decide
+which write wins, and what a writer caches by a condition follows the condition whichever
+write comes first (an outbox follows its author's celebrity flag: ``FeedWriter``). One
+window remains while the old bucket's restored effects are still being written: two
+writers own the owner, and a cached set rebuilt from a CQL read taken just before the other
+writer's write can miss that write until the set's next change (``feedctl verify`` shows
+it, ``feedctl rebuild`` repairs it).
 """
 
 from __future__ import annotations

@@ -243,9 +243,11 @@ class BufferedWriteEffects(KeyedProcessFunction):
         """Buffer what the bucket's state held before this instance; True if anything.
 
         Restored from a checkpoint, perhaps never written, it goes ahead of anything new of
-        the bucket: one owner's effects reach the stores in the order the rules emitted
+        the bucket: a bucket's effects reach the stores in the order the rules emitted
         them, across a restore too (a celebrity's flag before the post that needs its
-        outbox). Once per bucket and instance.
+        outbox). Once per bucket and instance. (Restoring a savepoint of another bucket
+        count puts an owner's old effects in another bucket than its new ones: see
+        ``write_order``.)
         """
         if bucket in self.clean:
             return False

@@ -99,7 +99,8 @@ def mp4() -> bytes:
 
 def video(width: int = 320, height: int = 240, *, seconds: float = 2.0, fps: int = 25,
           codec: str = "libx264", audio: bool = True, rotation: int = 0,
-          index_first: bool = True, container: str = "mp4") -> bytes:
+          index_first: bool = True, container: str = "mp4", audio_codec: str = "aac",
+          tag: str | None = None) -> bytes:
     """A real video made with PyAV: a red picture with a white square top left (so a turn
     shows), a silent AAC track, and a GPS location and a title in its metadata, written
     as a phone does (the QuickTime location key and the ISO 6709 one). ``rotation``: the
@@ -119,9 +120,11 @@ def video(width: int = 320, height: int = 240, *, seconds: float = 2.0, fps: int
             out.metadata["title"] = "taken at home"
             picture = out.add_stream(codec, rate=fps)
             picture.width, picture.height, picture.pix_fmt = width, height, "yuv420p"
+            if tag is not None:
+                picture.codec_context.codec_tag = tag
             if rotation:
                 picture.set_display_rotation(rotation)
-            sound = out.add_stream("aac", rate=44100) if audio else None
+            sound = out.add_stream(audio_codec, rate=44100) if audio else None
             frames = round(seconds * fps)
             for i in range(frames):
                 pixels = np.zeros((height, width, 3), np.uint8)
@@ -136,16 +139,35 @@ def video(width: int = 320, height: int = 240, *, seconds: float = 2.0, fps: int
             for packet in picture.encode():
                 out.mux(packet)
             if sound is not None:
-                for i in range(int(seconds * 44100) // 1024):
-                    chunk = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32),
-                                                       format="fltp", layout="mono")
-                    chunk.sample_rate, chunk.pts = 44100, i * 1024
+                size = sound.codec_context.frame_size or 1024
+                sample_format = sound.codec_context.format.name
+                for i in range(int(seconds * 44100) // size):
+                    chunk = av.AudioFrame.from_ndarray(
+                        np.zeros((1, size), {"fltp": np.float32, "s16p": np.int16,
+                                             "s32p": np.int32}[sample_format]),
+                        format=sample_format, layout="mono")
+                    chunk.sample_rate, chunk.pts = 44100, i * size
                     for packet in sound.encode(chunk):
                         out.mux(packet)
                 for packet in sound.encode():
                     out.mux(packet)
         with open(path, "rb") as written:
             return written.read()
+
+
+def shorter_header(data: bytes, factor: int) -> bytes:
+    """The video with the durations in its movie and media headers divided by ``factor``
+    (a file that claims to be short; its frames say otherwise)."""
+    out = bytearray(data)
+    for box in (b"mvhd", b"mdhd"):
+        start = 0
+        while (found := out.find(box, start)) != -1:
+            at = found + 4 + 4 + 4 + 4 + 4  # version+flags, created, modified, timescale
+            assert out[found + 4] == 0, "version 0 headers only"
+            duration = struct.unpack(">I", out[at:at + 4])[0]
+            out[at:at + 4] = struct.pack(">I", duration // factor)
+            start = found + 4
+    return bytes(out)
 
 
 #: Where the test videos claim they were taken (ISO 6709), never to be served.
@@ -169,7 +191,9 @@ def video_facts(data: bytes) -> dict[str, Any]:
         return {"tags": tags, "frames": frames, "rotation": first.rotation,
                 "size": (first.width, first.height),
                 "tracks": sorted(s.type for s in container.streams),
-                "codecs": sorted(s.codec_context.name for s in container.streams)}
+                "codecs": sorted(s.codec_context.codec.canonical_name
+                                 for s in container.streams),
+                "video_tag": container.streams.video[0].codec_context.codec_tag}
 
 
 def truncated(data: bytes, keep: float = 0.5) -> bytes:

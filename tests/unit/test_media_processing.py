@@ -19,6 +19,7 @@ from tests.support.media import (
     photo,
     png,
     png_bomb,
+    shorter_header,
     truncated,
     video,
     video_facts,
@@ -203,3 +204,26 @@ def test_video_processing_is_deterministic() -> None:
     clip = video(audio=True)
     first, again = (process(clip, "video/mp4", SETTINGS) for _ in range(2))
     assert [r.data for r in first.renditions] == [r.data for r in again.renditions]
+
+
+def test_phone_codecs_are_served_as_phones_play_them() -> None:
+    """MP3 sound is MP3 (its decoder is called mp3float); HEVC keeps the hvc1 tag Apple's
+    players need (the muxer would pick hev1)."""
+    with_mp3 = process(video(audio_codec="libmp3lame"), "video/mp4", SETTINGS)
+    assert with_mp3.status == "ready", with_mp3.reason
+    assert video_facts(with_mp3.renditions[0].data)["codecs"] == ["h264", "mp3"]
+    hevc = video(codec="libx265", tag="hvc1", audio=False, seconds=0.4)
+    assert video_facts(hevc)["video_tag"] == "hvc1"
+    served = process(hevc, "video/mp4", SETTINGS)
+    assert served.status == "ready", served.reason
+    facts = video_facts(served.renditions[0].data)
+    assert (facts["codecs"], facts["video_tag"], facts["frames"]) == (["hevc"], "hvc1", 10)
+
+
+def test_a_header_that_understates_the_duration_is_caught_by_the_frames() -> None:
+    liar = shorter_header(video(seconds=3.0, audio=False), 10)
+    assert code(process(liar, "video/mp4", MediaSettings(max_video_seconds=2)).reason) \
+        == "too_long"
+    honest = process(liar, "video/mp4", SETTINGS)
+    assert honest.status == "ready" and honest.duration_ms is not None
+    assert honest.duration_ms >= 2900  # from the frames, not the 0.3 s the header claims
