@@ -8,6 +8,7 @@ unless FEEDLINE_KEEP_STACK=1.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -23,12 +24,27 @@ from jobs.localstack.kafka import ensure_topics
 from schemas.redis_keys import RedisKeys
 
 
+def _healthy(settings: StackSettings) -> bool:
+    # The archiver service is not needed by tests (each test archives its own topics).
+    return all(s.healthy for s in local_stack.status(settings) if s.essential)
+
+
+def stack_settled(settings: StackSettings, timeout_s: float = 300) -> bool:
+    """Whether the stack is healthy, waiting while its supervisor restarts a service (a
+    fault test before may have killed one; starting it here too would race the restart)."""
+    deadline = time.monotonic() + timeout_s
+    while not _healthy(settings):
+        if local_stack.supervisor_status(settings).pid is None or time.monotonic() > deadline:
+            return False
+        time.sleep(1)
+    return True
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[StackSettings]:
     """The healthy local stack's settings."""
     settings = get_stack_settings()
-    # The archiver service is not needed by tests (each test archives its own topics).
-    already_up = all(s.healthy for s in local_stack.status(settings) if s.essential)
+    already_up = stack_settled(settings)
     if not already_up:
         local_stack.up(settings, say=lambda m: print(f"[stack] {m}", flush=True))
     yield settings
