@@ -30,15 +30,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 from PIL import ExifTags, Image
 
-from bench.common import emit, percentile, say
+from bench.common import StackApi, emit, percentile, say
 from bench.procs import CpuMeter
 from feedline.media.processing import process
 from feedline.settings import MediaSettings, get_stack_settings
 from jobs.localstack import stack as local_stack
-from serving.auth import issue_token
 
 POLL_S = 0.02
 
@@ -106,50 +104,7 @@ def timed(data: bytes, content_type: str, rounds: int) -> dict[str, Any]:
             "renditions": [[r.width, r.height, r.content_type] for r in verdict.renditions]}
 
 
-class Api:
-    """The running stack's API as a client uses it."""
-
-    def __init__(self) -> None:
-        self.api = get_stack_settings().api
-        self.http = httpx.Client(base_url=f"http://{self.api.host}:{self.api.port}", timeout=60)
-
-    def headers(self, user: str) -> dict[str, str]:
-        token = issue_token(self.api.jwt_secret, user, ttl_s=3600, issuer=self.api.jwt_issuer,
-                            audience=self.api.jwt_audience)
-        return {"Authorization": f"Bearer {token}"}
-
-    def upload(self, user: str, data: bytes) -> str:
-        """Announce and PUT a photo; its media id (not completed yet)."""
-        answer = self.http.post("/v1/media", headers=self.headers(user),
-                                json={"content_type": "image/jpeg", "bytes": len(data)})
-        answer.raise_for_status()
-        body = answer.json()
-        httpx.put(body["upload_url"], content=data, headers=body["upload_headers"],
-                  timeout=60).raise_for_status()
-        return str(body["media_id"])
-
-    def complete(self, user: str, media_id: str) -> None:
-        answer = self.http.post(f"/v1/media/{media_id}/complete", headers=self.headers(user))
-        if answer.status_code != 202:
-            raise RuntimeError(f"complete answered {answer.status_code}: {answer.text}")
-
-    def status(self, user: str, media_id: str) -> str:
-        answer = self.http.get(f"/v1/media/{media_id}", headers=self.headers(user))
-        answer.raise_for_status()
-        return str(answer.json()["status"])
-
-    def wait_ready(self, user: str, media_id: str, timeout_s: float = 300) -> None:
-        deadline = time.monotonic() + timeout_s
-        while (status := self.status(user, media_id)) == "processing":
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{media_id} still processing after {timeout_s} s")
-            time.sleep(POLL_S)
-        if status != "ready":
-            raise RuntimeError(f"{media_id} is {status}")
-
-
-
-def latency(api: Api, photo: bytes, uploads: int, tag: str) -> dict[str, Any]:
+def latency(api: StackApi, photo: bytes, uploads: int, tag: str) -> dict[str, Any]:
     """Complete -> ready, one upload at a time."""
     took = []
     for i in range(uploads):
@@ -157,7 +112,7 @@ def latency(api: Api, photo: bytes, uploads: int, tag: str) -> dict[str, Any]:
         media_id = api.upload(user, photo)
         api.complete(user, media_id)
         began = time.monotonic()
-        api.wait_ready(user, media_id)
+        api.wait_ready(user, media_id, poll_s=POLL_S)
         took.append(time.monotonic() - began)
         say(f"latency {i + 1}/{uploads}: {took[-1]:.2f} s")
     return {"uploads": uploads, "poll_s": POLL_S,
@@ -165,7 +120,7 @@ def latency(api: Api, photo: bytes, uploads: int, tag: str) -> dict[str, Any]:
             "min_s": round(min(took), 3), "max_s": round(max(took), 3)}
 
 
-def burst(api: Api, photo: bytes, count: int, tag: str) -> dict[str, Any]:
+def burst(api: StackApi, photo: bytes, count: int, tag: str) -> dict[str, Any]:
     """``count`` uploads completed together: time until all are ready, worker CPU."""
     stack = get_stack_settings()
     worker = [row.pid for row in local_stack.status(stack) if row.name == "media-worker"
@@ -178,7 +133,7 @@ def burst(api: Api, photo: bytes, count: int, tag: str) -> dict[str, Any]:
     for user, media_id in uploads:
         api.complete(user, media_id)
     for user, media_id in uploads:
-        api.wait_ready(user, media_id)
+        api.wait_ready(user, media_id, poll_s=POLL_S)
     took = time.monotonic() - began
     cpu = meter.stop().get("media-worker", 0.0)
     say(f"burst of {count}: {took:.1f} s, worker CPU {cpu:.1f} s")
@@ -209,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     results["video"] = timed(clip, "video/mp4", max(1, args.rounds // 2))
     say(f"video: {results['video']}")
     if not args.process_only:
-        api = Api()
+        api = StackApi()
         tag = uuid.uuid4().hex[:6]
         results["latency"] = latency(api, photo, args.uploads, tag)
         results["burst"] = burst(api, photo, args.burst, tag)

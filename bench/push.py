@@ -40,7 +40,7 @@ import orjson
 from httpx_sse import connect_sse
 from PIL import Image
 
-from bench.common import emit, percentile, say
+from bench.common import StackApi, emit, percentile, say
 from bench.procs import StackMemory
 from bench.serve import free_port, start_api, stop_api
 from feedline.settings import ApiSettings, StreamingSettings, get_stack_settings
@@ -55,51 +55,20 @@ def summary(took: list[float]) -> dict[str, Any]:
             "mean_s": round(statistics.fmean(took), 3)}
 
 
-class Client:
-    """The stack's API as one user after another uses it."""
-
-    def __init__(self, api: ApiSettings, base_url: str) -> None:
-        self.api = api
-        self.base_url = base_url
-        self.http = httpx.Client(base_url=base_url, timeout=60)
-
-    def token(self, user: str) -> str:
-        return issue_token(self.api.jwt_secret, user, ttl_s=3600, issuer=self.api.jwt_issuer,
-                           audience=self.api.jwt_audience)
-
-    def headers(self, user: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token(user)}"}
-
-    def call(self, method: str, path: str, user: str, **kwargs: Any) -> Any:
-        answer = self.http.request(method, path, headers=self.headers(user), **kwargs)
-        if answer.status_code >= 300:
-            raise RuntimeError(f"{method} {path}: {answer.status_code} {answer.text[:200]}")
-        return answer.json()
-
-    def ready_photo(self, user: str) -> str:
-        """Upload, complete and wait for a small photo; its media id."""
-        image = Image.new("RGB", (64, 48), (200, 40, 40))
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG")
-        data = buffer.getvalue()
-        body = self.call("POST", "/v1/media", user,
-                         json={"content_type": "image/jpeg", "bytes": len(data)})
-        httpx.put(body["upload_url"], content=data, headers=body["upload_headers"],
-                  timeout=60).raise_for_status()
-        media_id = str(body["media_id"])
-        self.call("POST", f"/v1/media/{media_id}/complete", user)
-        deadline = time.monotonic() + 120
-        while self.call("GET", f"/v1/media/{media_id}", user)["status"] == "processing":
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"media {media_id} still processing after 120 s")
-            time.sleep(0.05)
-        return media_id
+def ready_photo(client: StackApi, user: str) -> str:
+    """Upload, complete and wait for a small photo; its media id."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 40, 40)).save(buffer, "JPEG")
+    media_id = client.upload(user, buffer.getvalue())
+    client.complete(user, media_id)
+    client.wait_ready(user, media_id, timeout_s=120, poll_s=0.05)
+    return media_id
 
 
 class Listener:
     """One user's SSE stream in a thread: when each (event, key) was first seen."""
 
-    def __init__(self, client: Client, user: str) -> None:
+    def __init__(self, client: StackApi, user: str) -> None:
         self.client, self.user = client, user
         self.seen: dict[tuple[str, str], float] = {}
         self.opened = threading.Event()
@@ -135,7 +104,7 @@ class Listener:
             return self.seen[(event, key)]
 
 
-def wait_applied(client: Client, author: str, followers: int) -> None:
+def wait_applied(client: StackApi, author: str, followers: int) -> None:
     deadline = time.monotonic() + 120
     while client.call("GET", f"/v1/users/{author}", author).get("followers", 0) < followers:
         if time.monotonic() > deadline:
@@ -192,11 +161,11 @@ class Background:
                 "deliveries_per_s": round(self.deliveries / took)}
 
 
-def latency(client: Client, rounds: int, tag: str) -> dict[str, Any]:
+def latency(client: StackApi, rounds: int, tag: str) -> dict[str, Any]:
     author, follower, fan = f"pa{tag}", f"pf{tag}", f"pl{tag}"
     client.call("PUT", f"/v1/users/{author}/follow", follower)
     wait_applied(client, author, 1)
-    media = [client.ready_photo(author) for _ in range(rounds)]
+    media = [ready_photo(client, author) for _ in range(rounds)]
     say(f"{rounds} photos ready; streams of {follower} and {author} open")
     at_follower, at_author = Listener(client, follower), Listener(client, author)
     feed, note = [], []
@@ -301,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     tag = uuid.uuid4().hex[:6]
     if "latency" not in args.skip:
-        client = Client(stack.api, f"http://{stack.api.host}:{stack.api.port}")
+        client = StackApi(stack.api)
         background = None
         if args.background > 0:
             from feedline.settings import get_streaming_settings
