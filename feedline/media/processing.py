@@ -124,6 +124,21 @@ def process(data: bytes, claimed: str, settings: MediaSettings) -> Verdict:
     return _photo(data, claimed, settings)
 
 
+def size_refused(width: int, height: int, settings: MediaSettings,
+                 per: str = "") -> Verdict | None:
+    """The refusal of a picture (``per``: " per frame" for a video) too big or empty."""
+    if width * height > settings.max_pixels:
+        return rejected("too_many_pixels",
+                        f"{width}x{height} is {width * height} pixels{per}, more than the "
+                        f"{settings.max_pixels} allowed (a decompression bomb)")
+    if max(width, height) > settings.max_side:
+        return rejected("too_large", f"{width}x{height} has a side over "
+                                     f"{settings.max_side} px")
+    if width < 1 or height < 1:
+        return rejected("undecodable", f"{width}x{height} has no pixels")
+    return None
+
+
 def _photo(data: bytes, claimed: str, settings: MediaSettings) -> Verdict:
     with warnings.catch_warnings():
         # Past Pillow's own limit it warns (twice past, it raises): a bomb either way.
@@ -135,16 +150,9 @@ def _photo(data: bytes, claimed: str, settings: MediaSettings) -> Verdict:
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
             return rejected("undecodable", f"not a decodable {PIL_FORMATS[claimed]} "
                                            f"image ({type(error).__name__})")
-        width, height = image.size
-        if width * height > settings.max_pixels:
-            return rejected("too_many_pixels",
-                            f"{width}x{height} is {width * height} pixels, more than the "
-                            f"{settings.max_pixels} allowed (a decompression bomb)")
-        if max(width, height) > settings.max_side:
-            return rejected("too_large", f"{width}x{height} has a side over "
-                                         f"{settings.max_side} px")
-        if width < 1 or height < 1:
-            return rejected("undecodable", f"{width}x{height} has no pixels")
+        refused = size_refused(*image.size, settings)
+        if refused is not None:
+            return refused
         try:
             image.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:

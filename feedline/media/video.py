@@ -39,6 +39,7 @@ from feedline.media.processing import (
     Verdict,
     rejected,
     render_photo,
+    size_refused,
 )
 from feedline.settings import MediaSettings
 
@@ -56,7 +57,7 @@ def process_video(data: bytes, claimed: str, settings: MediaSettings) -> Verdict
     except av.FFmpegError as error:
         return rejected("undecodable", f"not a decodable {KIND[claimed].split(' ', 1)[1]} "
                                        f"({type(error).__name__}: {error.strerror})")
-    if checked.status == "rejected":
+    if checked.verdict.status == "rejected":
         return checked.verdict
     try:
         playable = _remux(data, checked.tracks)
@@ -83,10 +84,6 @@ class _Checked:
     verdict: Verdict
     tracks: tuple[int, ...] = ()
 
-    @property
-    def status(self) -> str:
-        return self.verdict.status
-
 
 def _inspect(source: Any, data: bytes, settings: MediaSettings) -> _Checked:
     if not source.streams.video:
@@ -99,7 +96,7 @@ def _inspect(source: Any, data: bytes, settings: MediaSettings) -> _Checked:
             return _Checked(rejected("truncated",
                                      "the video data ends early (an incomplete upload?)"))
     width, height = video.codec_context.width, video.codec_context.height
-    refused = _frame_size_refused(width, height, settings)
+    refused = size_refused(width, height, settings, " per frame")
     if refused is not None:
         return _Checked(refused)
     duration_ms = _duration_ms(source, video)
@@ -122,7 +119,7 @@ def _inspect(source: Any, data: bytes, settings: MediaSettings) -> _Checked:
         if first is None:
             first = frame.to_image(), _rotation(frame)
         if (frame.width, frame.height) != (width, height):
-            refused = _frame_size_refused(frame.width, frame.height, settings)
+            refused = size_refused(frame.width, frame.height, settings, " per frame")
             if refused is not None:
                 return _Checked(refused)
         if frame.time is not None:  # the header's duration is the uploader's word only
@@ -138,18 +135,6 @@ def _inspect(source: Any, data: bytes, settings: MediaSettings) -> _Checked:
     tracks = (video.index,) if audio is None else (video.index, audio.index)
     return _Checked(Verdict("ready", None, shown_width, shown_height, duration_ms,
                             stills.renditions, stills.placeholder), tracks)
-
-
-def _frame_size_refused(width: int, height: int, settings: MediaSettings) -> Verdict | None:
-    if width < 1 or height < 1:
-        return rejected("undecodable", f"{width}x{height} has no pixels")
-    if width * height > settings.max_pixels:
-        return rejected("too_many_pixels", f"{width}x{height} is {width * height} pixels "
-                                           f"per frame, more than the {settings.max_pixels} "
-                                           "allowed")
-    if max(width, height) > settings.max_side:
-        return rejected("too_large", f"{width}x{height} has a side over {settings.max_side} px")
-    return None
 
 
 def _too_long(duration_ms: int, settings: MediaSettings) -> Verdict:
