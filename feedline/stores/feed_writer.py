@@ -288,12 +288,11 @@ class FeedWriter:
         )
         pipe = self.redis.pipeline(transaction=True)
         for (key, (kind, owner)), (_ok, rows) in zip(items, pages, strict=True):
+            pipe.delete(key)
             if (SET_RULES[kind].celebrities_only
                     and not self.redis.sismember(self.keys.celebrities(), owner)):
-                pipe.delete(key)  # no outbox for an author who is not a celebrity
-                continue
+                continue  # no outbox for an author who is not a celebrity
             entries = {row.post_id: dt_to_ms(row.created_at) for row in rows}
-            pipe.delete(key)
             if entries:
                 pipe.zadd(key, entries)
         pipe.execute()
