@@ -352,3 +352,9 @@ class MonitoringSettings(_Block):
     """Port of the freshness probe's metrics (``python -m jobs.freshness_probe``)."""
     freshness_probe_interval_s: float = Field(default=30.0, gt=0)
     """Seconds between two posts of the freshness probe."""
+    verifier_port: int = 9111
+    """Port of the scheduled verifier's metrics (``python -m jobs.verifier``)."""
+    verifier_interval_s: float = Field(default=900.0, gt=0)
+    """Seconds between two rounds of the scheduled verifier (a live verify of a sample)."""
+    verifier_sample: int = Field(default=50, ge=1)
+    """Users each round of the scheduled verifier checks."""

@@ -25,6 +25,7 @@ from feedline.rebuild.notifications import (
     derive_post_key,
 )
 from feedline.rebuild.source import in_window, list_parts
+from feedline.rebuild.tail import mentions_in
 from feedline.rules.fanout import RulesConfig
 from feedline.rules.keys import Job, KeyKind, RuleKey, record_keys
 from feedline.settings import BatchSettings
@@ -113,12 +114,15 @@ def load_index(settings: BatchSettings, since: datetime | None, until: datetime 
 
 def recompute_notifications(settings: BatchSettings, since: datetime | None,
                             until: datetime | None, users: Iterable[str],
-                            progress: Callable[[str], Any] | None = None) -> NotificationImage:
+                            progress: Callable[[str], Any] | None = None,
+                            post_mentions: dict[str, set[str]] | None = None,
+                            ) -> NotificationImage:
     """The users' notification groups, recomputed from the window's archive.
 
     Every post key is run (a mention of a user may sit in any caption or comment), one at
     a time, keeping only the named users' share; of the recipient keys only theirs. The
-    same two hops as the rebuild (``feedline.rebuild.notifications``).
+    same two hops as the rebuild (``feedline.rebuild.notifications``). ``post_mentions``,
+    when given, receives every post's mentioned users (for `feedline.rebuild.tail`).
     """
     wanted = set(users)
     archive = Archive.open(settings.storage, settings.archive_prefix)
@@ -128,9 +132,14 @@ def recompute_notifications(settings: BatchSettings, since: datetime | None,
     records: dict[RuleKey, list[tuple[str, bytes]]] = {}
     for n, part in enumerate(parts, 1):
         for line in archive.read_lines(part.object_name):
-            for key in record_keys(json.loads(line), Job.NOTIFICATIONS):
+            record = json.loads(line)
+            for key in record_keys(record, Job.NOTIFICATIONS):
                 if key.kind is KeyKind.NOTIFIED_POST or key.ident in wanted:
                     records.setdefault(key, []).append((part.role, line))
+                if key.kind is KeyKind.NOTIFIED_POST and post_mentions is not None:
+                    mentioned = mentions_in(record)
+                    if mentioned:
+                        post_mentions.setdefault(key.ident, set()).update(mentioned)
         if progress is not None and (n % 10 == 0 or n == len(parts)):
             progress(f"notifications: read {n}/{len(parts)} archive parts")
     shares = {user: RecipientPart() for user in wanted}

@@ -119,12 +119,19 @@ def overview() -> dict[str, Any]:
            "503: {{dependency}} unavailable"),
           ('sum(rate(feedline_rate_limited_total[5m]))', "429 rate limited"), unit="reqps",
           description="degraded: reads served without that store (Redis -> the CQL store).")
-    p.row("Freshness")
+    p.row("Freshness and correctness")
     p.add("Post -> visible in a follower's feed",
           *[(f'histogram_quantile({q}, sum by (le) (rate(feedline_freshness_seconds_bucket[5m])))',
              f"p{round(q * 100)}") for q in (0.5, 0.99)], unit="s", width=24,
           description="From the freshness probe (feedline_freshness_seconds); empty until "
                       "the probe runs.")
+    p.add("Verify: sampled users, last round",
+          ('max by (state) (feedline_verify_users)', "{{state}}"),
+          ('time() - max(feedline_verify_last_checked_timestamp_seconds)',
+           "seconds since users were compared"), width=24,
+          description="The scheduled verifier (python -m jobs.verifier): drifted = stores "
+                      "disagreeing with the archive twice; skipped = users events past the "
+                      "archive may have changed. Alerts VerifyDriftFound, VerifyNotChecking.")
     p.row("Streaming")
     p.add("Consumer lag by job",
           ('sum by (consumer) (feedline_kafka_consumer_lag)', "{{consumer}}"),

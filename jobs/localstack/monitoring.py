@@ -1,6 +1,6 @@
 """Monitoring on the local stack: Prometheus and the exporters it scrapes.
 
-Five helpers of the stack (not *essential*: the tests and the serving path run without
+Six helpers of the stack (not *essential*: the tests and the serving path run without
 them), started by `feedctl local up` once the servers are healthy and supervised like them:
 
 - ``prometheus``: the Debian ``prometheus`` server on ``monitoring.prometheus_port``, its
@@ -15,7 +15,9 @@ them), started by `feedctl local up` once the servers are healthy and supervised
 - ``exporter``: ``python -m jobs.exporter --local-stack``, consumer lag per job and
   partition, dead-letter topics, the stack's processes, disk and memory;
 - ``freshness-probe``: ``python -m jobs.freshness_probe``, post -> visible in a follower's
-  feed through the API (``feedline_freshness_seconds``).
+  feed through the API (``feedline_freshness_seconds``);
+- ``verifier``: ``python -m jobs.verifier``, a live verify of a sample of users every
+  ``monitoring.verifier_interval_s`` (``feedline_verify_users{state="drifted"}``).
 
 The API (every uvicorn worker: they share a multi-process metrics folder), the archiver and
 Cassandra (the JMX exporter agent) serve their own. Every listener is on 127.0.0.1.
@@ -56,6 +58,7 @@ class Targets:
     archiver: str
     redis_exporter: str
     freshness_probe: str
+    verifier: str
     redis: dict[str, str] = field(default_factory=dict)
     """Each Redis server's name mapped to the address the exporter connects to."""
 
@@ -77,6 +80,7 @@ def local_targets(settings: StackSettings) -> Targets:
         archiver=f"127.0.0.1:{mon.archiver_metrics_port}",
         redis_exporter=f"127.0.0.1:{mon.redis_exporter_port}",
         freshness_probe=f"127.0.0.1:{mon.freshness_probe_port}",
+        verifier=f"127.0.0.1:{mon.verifier_port}",
         redis={"redis": address(settings.redis.url, 6379),
                "redis-guards": address(guards_url(settings), 6380)},
     )
@@ -120,6 +124,7 @@ def scrape_config(targets: Targets, scrape_interval_s: int = 15) -> dict[str, An
             job("kafka", targets.exporter),
             job("archiver", targets.archiver),
             job("freshness", targets.freshness_probe),
+            job("verify", targets.verifier),
             redis,
         ],
     }
@@ -130,7 +135,7 @@ def compose_targets() -> Targets:
     return Targets(prometheus="localhost:9090", api="api:8000", cassandra="scylla:9180",
                    pushgateway="pushgateway:9091", exporter="exporter:9108",
                    archiver="archiver:9109", redis_exporter="redis-exporter:9121",
-                   freshness_probe="freshness-probe:9110",
+                   freshness_probe="freshness-probe:9110", verifier="verifier:9111",
                    redis={"redis": "redis:6379", "redis-guards": "redis-guards:6379"})
 
 
@@ -323,11 +328,47 @@ class FreshnessProbeService(Service):
         return _http_ok(self.endpoint())
 
 
+class VerifierService(Service):
+    """``python -m jobs.verifier``: a live verify of a sample of users, every few minutes."""
+
+    name = "verifier"
+    essential = False
+
+    def _port(self) -> int:
+        return self.settings.monitoring.verifier_port
+
+    def endpoint(self) -> str:
+        """Its ``/metrics``."""
+        return f"http://127.0.0.1:{self._port()}/metrics"
+
+    def marker(self) -> str:
+        """Module and port on the command line."""
+        return f"jobs.verifier --port {self._port()}"
+
+    def prepare(self) -> None:
+        """Nothing to write: the settings are passed in the environment."""
+
+    def command(self) -> tuple[list[str], Mapping[str, str]]:
+        """The stack's interpreter and the stores, topics and archive it checks."""
+        mon, s = self.settings.monitoring, self.settings
+        argv = [sys.executable, "-m", "jobs.verifier", "--port", str(self._port()),
+                "--interval", str(mon.verifier_interval_s),
+                "--sample", str(mon.verifier_sample)]
+        blocks = {"KAFKA": s.kafka, "CQL": s.cql, "REDIS": s.redis, "STORAGE": s.storage,
+                  "FEED": s.feed}
+        env = {f"FEEDLINE_{name}": block.model_dump_json() for name, block in blocks.items()}
+        return argv, {"PYTHONPATH": str(REPO_ROOT), "MALLOC_ARENA_MAX": "2", **env}
+
+    def healthy(self) -> bool:
+        """``/metrics`` answers 200 (a round's result shows in a metric, not here)."""
+        return _http_ok(self.endpoint())
+
+
 def monitoring_services(settings: StackSettings) -> list[Service]:
-    """The monitoring helpers, in start order: the exporters and the probe, then Prometheus."""
+    """The monitoring helpers, in start order: the exporters and the probes, then Prometheus."""
     return [PushgatewayService(settings), ExporterService(settings),
-            RedisExporterService(settings),
-            FreshnessProbeService(settings), PrometheusService(settings)]
+            RedisExporterService(settings), FreshnessProbeService(settings),
+            VerifierService(settings), PrometheusService(settings)]
 
 
 def main() -> int:

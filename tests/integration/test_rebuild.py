@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -20,14 +18,10 @@ import redis
 from feedline.archive.store import Archive
 from feedline.settings import (
     BatchSettings,
-    CqlSettings,
     FeedSettings,
-    RedisSettings,
     StackSettings,
     get_batch_settings,
 )
-from feedline.stores.cql import connect, drop_keyspace, migrate
-from feedline.stores.object_store import storage_client
 from feedline.workload import Workload, WorkloadSpec
 from jobs.feedctl.main import main as feedctl
 from jobs.feedctl.rebuild import rebuild_all
@@ -38,7 +32,7 @@ from schemas.redis_notifications import encode_group
 from tests.support.archive import write_archive
 from tests.support.compare import mismatches
 from tests.support.dump import differences, dump_cql, dump_redis, wipe
-from tests.support.fixtures import unique
+from tests.support.isolated import isolated_stores
 from tests.support.notification_workload import stored_groups
 from tests.support.notifications_reference import reference_notifications
 from tests.support.reference import reference_for
@@ -67,50 +61,14 @@ class Env:
         return ["--settings-json", self.settings.model_dump_json()]
 
 
-def _settings(stack: StackSettings, keyspace: str, prefix: str, root: str) -> BatchSettings:
-    return BatchSettings(kafka=stack.kafka, cql=CqlSettings(**{**stack.cql.model_dump(),
-                                                               "keyspace": keyspace}),
-                         redis=RedisSettings(url=stack.redis.url, key_prefix=prefix),
-                         storage=stack.storage, feed=FEED, archive_prefix=root)
-
-
-@contextmanager
-def isolated_stores(stack: StackSettings,
-                    name: str) -> Iterator[tuple[BatchSettings, Any, redis.Redis]]:
-    """Settings on a new keyspace, Redis prefix and archive root, with a CQL session and a
-    Redis client on them; everything is removed afterwards."""
-    tag = unique(name)
-    keyspace, prefix, root = f"ks_{tag}", f"fl{tag}", f"test_{tag}/events"
-    migrate(stack.cql, keyspace=keyspace)
-    settings = _settings(stack, keyspace, prefix, root)
-    cluster, session = connect(settings.cql, keyspace=keyspace)
-    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
-    try:
-        yield settings, session, client
-    finally:
-        cluster.shutdown()
-        wipe_prefix(client, prefix)
-        client.close()
-        drop_keyspace(stack.cql, keyspace)
-        bucket = storage_client(stack.storage).bucket(stack.storage.archive_bucket)
-        for blob in bucket.list_blobs(prefix=f"test_{tag}/"):
-            blob.delete()
-
-
 @pytest.fixture(scope="module")
 def env(stack: StackSettings) -> Iterator[Env]:
-    with isolated_stores(stack, "rb") as (settings, session, client):
+    with isolated_stores(stack, "rb", FEED) as (settings, session, client):
         produced = list(Workload(SPEC).events())
         write_archive(Archive.open(stack.storage, settings.archive_prefix), stack.kafka,
                       produced, part_lines=500)
         yield Env(settings, session, client, RedisKeys(settings.redis.key_prefix),
                   [p.event for p in produced])
-
-
-def wipe_prefix(client: redis.Redis, prefix: str) -> None:
-    stale = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    if stale:
-        client.delete(*stale)
 
 
 @pytest.fixture(scope="module")
@@ -275,7 +233,7 @@ def test_verify_reports_drift_it_did_not_have(env: Env, rebuilt: tuple[dict, dic
 
 
 def test_a_failing_quality_gate_stops_the_job(stack: StackSettings) -> None:
-    with isolated_stores(stack, "rbgate") as (settings, session, client):
+    with isolated_stores(stack, "rbgate", FEED) as (settings, session, client):
         produced = list(Workload(WorkloadSpec(users=30, posts=20, mean_followers=5,
                                               max_followers=10, seed=3)).events())
         bad = json.loads(encode_event(new_event("follow", follower_id="a", followee_id="b")))

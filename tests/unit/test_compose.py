@@ -53,6 +53,7 @@ SETTINGS_OF: dict[str, type[BaseSettings]] = {
     "flink-jobs": StackSettings,  # `feedctl jobs deploy`; the jobs get StreamingSettings
     "exporter": StackSettings,  # python -m jobs.exporter
     "freshness-probe": ServingSettings,  # python -m jobs.freshness_probe
+    "verifier": BatchSettings,  # python -m jobs.verifier
 }
 #: Where the official Flink image keeps the configuration its entrypoint writes.
 FLINK_IMAGE_CONF_DIR = "/opt/flink/conf"

@@ -4,6 +4,7 @@ metrics, and the API's count of requests failed by an unavailable dependency."""
 
 from __future__ import annotations
 
+import os
 import socket
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from feedline.archive.archiver import WrittenBatch
 from feedline.settings import (
     REPO_ROOT,
     ApiSettings,
+    BatchSettings,
     KafkaSettings,
     LocalStackSettings,
     MonitoringSettings,
@@ -51,6 +53,7 @@ def settings(tmp_path: Path) -> StackSettings:
                                       flink_push_interval_s=7,
                                       redis_exporter_port=9221, kafka_exporter_port=9208,
                                       archiver_metrics_port=9209, freshness_probe_port=9210,
+                                      verifier_port=9211,
                                       cassandra_metrics_port=9510,
                                       scrape_interval_s=5),
     )
@@ -69,7 +72,7 @@ def test_scrape_config_targets_come_from_the_settings(settings: StackSettings) -
     config = monitoring.scrape_config(monitoring.local_targets(settings), 5)
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert set(jobs) == {"prometheus", "api", "cassandra", "pushgateway", "kafka", "archiver",
-                         "freshness", "redis"}
+                         "freshness", "verify", "redis"}
     targets = {name: [t for static in job["static_configs"] for t in static["targets"]]
                for name, job in jobs.items()}
     assert targets["prometheus"] == ["127.0.0.1:9190"]
@@ -82,6 +85,7 @@ def test_scrape_config_targets_come_from_the_settings(settings: StackSettings) -
     assert targets["kafka"] == ["127.0.0.1:9208"]
     assert targets["archiver"] == ["127.0.0.1:9209"]
     assert targets["freshness"] == ["127.0.0.1:9210"]
+    assert targets["verify"] == ["127.0.0.1:9211"]
     assert targets["redis"] == ["redis://127.0.0.1:6379", "redis://127.0.0.1:6380"]
     assert [s["labels"]["server"] for s in jobs["redis"]["static_configs"]] == [
         "redis", "redis-guards"]
@@ -111,7 +115,8 @@ def test_prometheus_runs_on_loopback_with_its_data_and_rules_in_its_home(
 def test_the_monitoring_helpers_are_supervised_stack_services(
         settings: StackSettings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(monitoring, "_binary", lambda name: f"/usr/bin/{name}")
-    names = {"prometheus", "pushgateway", "redis-exporter", "exporter", "freshness-probe"}
+    names = {"prometheus", "pushgateway", "redis-exporter", "exporter", "freshness-probe",
+             "verifier"}
     helpers = {svc.name: svc for svc in services(settings) if svc.name in names}
     assert set(helpers) == names
     assert not any(svc.essential for svc in helpers.values())
@@ -129,6 +134,18 @@ def test_the_monitoring_helpers_are_supervised_stack_services(
     assert LocalStackSettings.model_validate_json(env["FEEDLINE_LOCAL"]) == settings.local
     assert MonitoringSettings.model_validate_json(env["FEEDLINE_MONITORING"]) == (
         settings.monitoring)
+    # The verifier reads the stack's topics, stores and archive as a batch tool does.
+    _, env = helpers["verifier"].command()
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("FEEDLINE_"):
+                patch.delenv(name)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        batch = BatchSettings()
+    assert (batch.kafka, batch.cql, batch.redis, batch.storage, batch.feed) == (
+        settings.kafka, settings.cql, settings.redis, settings.storage, settings.feed)
+    assert "--port 9211 --interval 900.0 --sample 50" in argvs["verifier"]
 
 
 def test_a_missing_binary_names_the_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -149,7 +166,8 @@ def test_compose_runs_what_its_prometheus_scrapes() -> None:
     services_ = compose["services"]
     targets = monitoring.compose_targets()
     for address in (targets.api, targets.exporter, targets.archiver, targets.redis_exporter,
-                    targets.pushgateway, targets.freshness_probe, targets.cassandra,
+                    targets.pushgateway, targets.freshness_probe, targets.verifier,
+                    targets.cassandra,
                     *targets.redis.values()):
         assert address.split(":")[0] in services_, address
     flink = services_["flink-jobmanager"]["environment"]["FLINK_PROPERTIES"]
@@ -175,7 +193,8 @@ def test_compose_runs_what_its_prometheus_scrapes() -> None:
     archiver = services_["archiver"]["command"]
     assert archiver[archiver.index("--metrics-port") + 1] == targets.archiver.split(":")[1]
     for name, address in (("exporter", targets.exporter),
-                          ("freshness-probe", targets.freshness_probe)):
+                          ("freshness-probe", targets.freshness_probe),
+                          ("verifier", targets.verifier)):
         command = services_[name]["command"]
         assert command[command.index("--port") + 1] == address.split(":")[1]
     mounts = services_["prometheus"]["volumes"]
