@@ -18,7 +18,7 @@ from feedline.rules.notification_book import newest_groups
 from feedline.rules.notifications import Group
 from schemas.cql_statements import READS, dt_to_ms
 from schemas.redis_hashes import USER_COUNTER_FIELDS, decode_user_counters
-from schemas.redis_keys import RedisKeys
+from schemas.redis_keys import COMPLETE_MEMBER, RedisKeys
 from schemas.redis_notifications import NOTIFICATION_CAP, decode_group
 
 #: A recipient's Redis list: (ZSET group key -> score, HASH group key -> decoded group).
@@ -109,19 +109,30 @@ def user_drift(user: str, *, expected_timeline: dict[str, int], expected_followe
                cql_timeline: dict[str, int], cached: dict[str, int], followed: set[str],
                cql_counters: dict[str, int] | None, cached_counters: dict[str, int] | None,
                ) -> UserDrift:
-    """Compare one user's stored timeline, celebrities and counters with the expected."""
+    """Compare one user's stored timeline, celebrities and counters with the expected.
+
+    Redis is a cache (``schemas.redis_sets``): a missing timeline or counters hash is "not
+    cached", fine; one present must be right. A followed-celebrities set marked complete
+    must equal the expected set; an unmarked one (readers do not trust it) may lack members
+    but never hold one the user does not follow.
+    """
     drift = UserDrift(user)
     drift.problems += _entries_diff("cql timeline", cql_timeline, expected_timeline)
-    want_cached = {p: expected_timeline[p] for p in newest(expected_timeline, cap)}
-    drift.problems += _entries_diff("redis timeline", cached, want_cached)
-    if followed != expected_followed:
-        drift.problems.append(f"redis followed celebrities: {sorted(followed)} != "
-                              f"{sorted(expected_followed)}")
+    if cached:  # a missing timeline is "not cached" (evicted, or Redis restarted empty)
+        want_cached = {p: expected_timeline[p] for p in newest(expected_timeline, cap)}
+        drift.problems += _entries_diff("redis timeline", cached, want_cached)
+    members = followed - {COMPLETE_MEMBER}
+    if COMPLETE_MEMBER in followed and members != expected_followed:
+        drift.problems.append(f"redis followed celebrities: {sorted(members)} != "
+                              f"{sorted(expected_followed)} (marked complete)")
+    elif not members <= expected_followed:  # unmarked: may be a part, never a stale one
+        drift.problems.append(f"redis followed celebrities: {sorted(members - expected_followed)}"
+                              f" not followed")
     if expected_counters is not None:
         want = _zero_filled(expected_counters)
         if cql_counters is not None and _zero_filled(cql_counters) != want:
             drift.problems.append(f"cql user counters {cql_counters} != {expected_counters}")
-        if cached_counters is not None and _zero_filled(cached_counters) != want:
+        if cached_counters and _zero_filled(cached_counters) != want:  # {}: not cached
             drift.problems.append(
                 f"redis user counters {cached_counters} != {expected_counters}")
     return drift

@@ -198,3 +198,27 @@ def test_drift_names_what_differs() -> None:
         "redis timeline: 1 missing (e.g. p2), 1 extra (e.g. p1)",
         "cql user counters {'followers': 2} != {'followers': 1}",
     ]
+
+
+def test_drift_treats_redis_as_a_cache_and_trusts_only_marked_celebrity_sets() -> None:
+    def drift(cached: dict[str, int], followed: set[str],
+              counters: dict[str, int]) -> list[str]:
+        return user_drift("u", expected_timeline={"p1": 1, "p2": 2}, expected_followed={"c", "d"},
+                          expected_counters={"followers": 1}, cap=5,
+                          cql_timeline={"p1": 1, "p2": 2}, cached=cached, followed=followed,
+                          cql_counters={"followers": 1}, cached_counters=counters).problems
+
+    # Evicted, or Redis restarted empty: nothing cached, nothing wrong.
+    assert drift({}, set(), {}) == []
+    # An unmarked set may be a part (re-created by one add after an eviction) ...
+    assert drift({"p1": 1, "p2": 2}, {"c"}, {"followers": 1}) == []
+    # ... but never holds a celebrity the user does not follow.
+    assert drift({}, {"c", "x"}, {}) == ["redis followed celebrities: ['x'] not followed"]
+    # A set a reader marked complete must be whole.
+    assert drift({}, {".", "c"}, {}) == [
+        "redis followed celebrities: ['c'] != ['c', 'd'] (marked complete)"]
+    assert drift({}, {".", "c", "d"}, {}) == []
+    # A cached timeline or counters hash must be right.
+    assert drift({"p1": 1}, set(), {"followers": 3}) == [
+        "redis timeline: 1 missing (e.g. p2)",
+        "redis user counters {'followers': 3} != {'followers': 1}"]
