@@ -40,6 +40,7 @@ from feedline.settings_blocks import (
     MonitoringSettings,
     RedisSettings,
     StorageSettings,
+    redact_url,
 )
 
 #: Re-exported from ``feedline.settings_blocks``, where the blocks are defined.
@@ -56,6 +57,7 @@ __all__ = [
     "MonitoringSettings",
     "RedisSettings",
     "StorageSettings",
+    "redact_url",
 ]
 
 ENV_PREFIX = "FEEDLINE_"

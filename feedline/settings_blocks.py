@@ -7,16 +7,33 @@ configures ``KafkaSettings``. Unknown keys are errors; field docstrings are desc
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: The JWT secret shipped for local development; refused unless the environment is
 #: explicitly dev or test (the API's default environment is prod).
 DEV_JWT_SECRET = "feedline-development-secret-change-me-now"  # noqa: S105 (a documented placeholder)
+#: The CQL role and Redis ACL user of the local stack, with development passwords: the
+#: local stack enforces them (Cassandra's PasswordAuthenticator, a Redis ACL with the
+#: default user off), so every client is exercised with credentials. Set real ones
+#: (FEEDLINE_CQL__PASSWORD, the password in FEEDLINE_REDIS__URL) anywhere else.
+DEV_CQL_USER = "feedline"
+DEV_CQL_PASSWORD = "feedline-development-cql-password"  # noqa: S105 (documented dev default)
+DEV_REDIS_URL = "redis://feedline:feedline-development-redis-password@127.0.0.1:6379/0"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for status lines and errors)."""
+    scheme, sep, rest = url.partition("://")
+    auth, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in auth:
+        return url
+    return f"{scheme}://{auth.partition(':')[0]}:***@{host}"
 
 
 class _Block(BaseModel):
@@ -43,6 +60,60 @@ class KafkaSettings(_Block):
     """Suffix of each topic's dead-letter topic."""
     partitions: int = Field(default=3, ge=1, le=256)
     """Partitions per event topic (dead-letter topics get one)."""
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """How clients talk to the brokers: TLS (``SSL``), SASL authentication, or both."""
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    """SASL mechanism (with ``SASL_PLAINTEXT`` or ``SASL_SSL``)."""
+    sasl_username: str | None = None
+    """SASL user (required with a ``SASL_*`` protocol)."""
+    sasl_password: str = Field(default="", repr=False)
+    """SASL password."""
+    ssl_cafile: str | None = None
+    """CA bundle (PEM) the brokers' certificates are verified with (``SSL``, ``SASL_SSL``);
+    None: the system's trust store."""
+
+    @model_validator(mode="after")
+    def _sasl_needs_a_user(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL_") and not self.sasl_username:
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username "
+                             "(FEEDLINE_KAFKA__SASL_USERNAME) and sasl_password")
+        return self
+
+    def client_options(self) -> dict[str, Any]:
+        """kafka-python's connection options: the brokers and, when set, TLS and SASL."""
+        options: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers}
+        if self.security_protocol != "PLAINTEXT":
+            options["security_protocol"] = self.security_protocol
+        if self.security_protocol.startswith("SASL_"):
+            options.update(sasl_mechanism=self.sasl_mechanism,
+                           sasl_plain_username=self.sasl_username,
+                           sasl_plain_password=self.sasl_password)
+        if self.ssl_cafile and self.security_protocol in ("SSL", "SASL_SSL"):
+            options["ssl_cafile"] = self.ssl_cafile
+        return options
+
+    def java_properties(self) -> dict[str, str]:
+        """The same for Java clients (Flink's Kafka connector).
+
+        ``bootstrap.servers``, and the ``security.protocol``, ``sasl.*`` and
+        ``ssl.truststore.*`` properties when set.
+        """
+        props = {"bootstrap.servers": self.bootstrap_servers}
+        if self.security_protocol == "PLAINTEXT":
+            return props
+        props["security.protocol"] = self.security_protocol
+        if self.security_protocol.startswith("SASL_"):
+            module = ("org.apache.kafka.common.security.plain.PlainLoginModule"
+                      if self.sasl_mechanism == "PLAIN"
+                      else "org.apache.kafka.common.security.scram.ScramLoginModule")
+            user = json.dumps(self.sasl_username)  # JAAS quotes like JSON strings
+            secret = json.dumps(self.sasl_password)
+            props["sasl.mechanism"] = self.sasl_mechanism
+            props["sasl.jaas.config"] = f"{module} required username={user} password={secret};"
+        if self.ssl_cafile and self.security_protocol in ("SSL", "SASL_SSL"):
+            props["ssl.truststore.type"] = "PEM"
+            props["ssl.truststore.location"] = self.ssl_cafile
+        return props
 
     @property
     def event_topics(self) -> tuple[str, str, str]:
@@ -76,13 +147,26 @@ class CqlSettings(_Block):
     """Longest wait between the driver's attempts to reconnect to a node it saw go down
     (exponential from 0.5 s). The driver's own default grows to 10 minutes, which leaves a
     process unable to use a node for minutes after the node came back."""
+    username: str | None = DEV_CQL_USER
+    """Role to log in as (PasswordAuthenticator, ScyllaDB's or Cassandra's); None or empty:
+    no authentication (a cluster with AllowAllAuthenticator)."""
+    password: str = Field(default=DEV_CQL_PASSWORD, repr=False)
+    """The role's password (the default is the local stack's development one)."""
+    tls_ca_file: str | None = None
+    """CA bundle (PEM) to verify the nodes' certificates with: set it to speak TLS to the
+    native port (client_encryption_options on the nodes); None: plain TCP."""
+    tls_server_hostname: str | None = None
+    """Name the nodes' certificates are checked against (default: each contact point)."""
 
 
 class RedisSettings(_Block):
     """The serving cache."""
 
-    url: str = "redis://127.0.0.1:6379/0"
-    """redis-py connection URL."""
+    url: str = Field(default=DEV_REDIS_URL, repr=False)
+    """redis-py connection URL: ``redis://USER:PASSWORD@HOST:PORT/DB`` logs in as an ACL user
+    (``AUTH USER PASSWORD``; no user: the ``default`` user), ``rediss://`` speaks TLS (add
+    ``?ssl_ca_certs=/path/ca.pem``; ``ssl_cert_reqs=required`` is the default). The default is
+    the local stack's ACL user with its development password."""
     key_prefix: str = "fl"
     """Prefix of every feedline key (tests use a unique one each)."""
     guards_url: str | None = None

@@ -70,7 +70,7 @@ def decode_letter(partition: int, offset: int, value: bytes | None) -> DeadLette
 
 
 def _consumer(kafka: KafkaSettings, group_id: str | None, **extra: Any) -> KafkaConsumer:
-    return KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, group_id=group_id,
+    return KafkaConsumer(**kafka.client_options(), group_id=group_id,
                          enable_auto_commit=False, auto_offset_reset="earliest",
                          client_id="feedline-dlq", **extra)
 
@@ -180,7 +180,7 @@ def replay_dlq(kafka: KafkaSettings, topic: str, role: str, *, fix_lines: Sequen
     report = ReplayReport(bad_fixes=problems, dry_run=dry_run)
     consumer = _consumer(kafka, group_id, isolation_level="read_committed")
     producer = None if dry_run else KafkaProducer(
-        bootstrap_servers=kafka.bootstrap_servers, acks="all", enable_idempotence=True,
+        **kafka.client_options(), acks="all", enable_idempotence=True,
         transactional_id=f"{group_id}-{dlq}", client_id="feedline-dlq-replay")
     try:
         tps = _partitions(consumer, dlq)

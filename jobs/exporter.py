@@ -68,13 +68,13 @@ class KafkaCollector(Collector):
         from kafka import KafkaAdminClient, KafkaConsumer
 
         if self._clients is None:
-            servers = self.kafka.bootstrap_servers
+            servers = self.kafka.client_options()
             # Fail within a scrape's timeout (10 s): Kafka down is feedline_exporter_kafka_up
             # 0, not a scrape that times out.
-            admin = KafkaAdminClient(bootstrap_servers=servers, client_id="feedline-exporter",
+            admin = KafkaAdminClient(**servers, client_id="feedline-exporter",
                                      request_timeout_ms=KAFKA_TIMEOUT_MS,
                                      bootstrap_timeout_ms=KAFKA_TIMEOUT_MS)
-            consumer = KafkaConsumer(bootstrap_servers=servers, client_id="feedline-exporter",
+            consumer = KafkaConsumer(**servers, client_id="feedline-exporter",
                                      request_timeout_ms=KAFKA_TIMEOUT_MS + 1000,
                                      bootstrap_timeout_ms=KAFKA_TIMEOUT_MS)
             self._clients = (admin, consumer)

@@ -56,8 +56,8 @@ def partition_lags(admin: KafkaAdminClient, consumer: KafkaConsumer, group_id: s
 
 def group_lag(kafka: KafkaSettings, group_id: str, topics: list[str]) -> int:
     """Records in ``topics`` not yet committed by ``group_id`` (all of them if none)."""
-    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id="feedline-lag")
-    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, client_id="feedline-lag")
+    admin = KafkaAdminClient(**kafka.client_options(), client_id="feedline-lag")
+    consumer = KafkaConsumer(**kafka.client_options(), client_id="feedline-lag")
     try:
         return sum(row.lag for row in partition_lags(admin, consumer, group_id, topics))
     finally:

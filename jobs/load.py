@@ -48,7 +48,7 @@ def producer(kafka: KafkaSettings, **overrides: Any) -> KafkaProducer:
     sends are batched a little for throughput.
     """
     options: dict[str, Any] = {
-        "bootstrap_servers": kafka.bootstrap_servers,
+        **kafka.client_options(),
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,

@@ -79,7 +79,7 @@ def open_sandbox(
     suffix = f"-{uuid.uuid4().hex[:8]}"
     tag = suffix[1:]
     kafka = KafkaSettings(
-        bootstrap_servers=stack.kafka.bootstrap_servers,
+        **stack.kafka.client_options(),
         uploads_topic=f"uploads_{tag}",
         follows_topic=f"follows_{tag}",
         engagements_topic=f"engagements_{tag}",
@@ -110,7 +110,7 @@ def open_sandbox(
         for start in range(0, len(stale), 1000):
             client.delete(*stale[start:start + 1000])
         client.close()
-        admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+        admin = KafkaAdminClient(**kafka.client_options())
         try:
             admin.delete_topics(list(topics))
         finally:

@@ -94,10 +94,8 @@ def tail_start(kafka: KafkaSettings) -> dict[tuple[str, int], int]:
     from jobs.exporter import consumers
     from jobs.lag import partition_lags
 
-    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers,
-                             client_id="feedline-verify")
-    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers,
-                             client_id="feedline-verify")
+    admin = KafkaAdminClient(**kafka.client_options(), client_id="feedline-verify")
+    consumer = KafkaConsumer(**kafka.client_options(), client_id="feedline-verify")
     try:
         start: dict[tuple[str, int], int] = {}
         for group, topics in consumers(kafka).values():
@@ -120,8 +118,8 @@ def read_tail(kafka: KafkaSettings, start: dict[tuple[str, int], int],
     from kafka import KafkaConsumer, TopicPartition
 
     partitions = [TopicPartition(topic, p) for topic, p in sorted(start)]
-    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers,
-                             client_id="feedline-verify", enable_auto_commit=False)
+    consumer = KafkaConsumer(**kafka.client_options(), client_id="feedline-verify",
+                             enable_auto_commit=False)
     try:
         consumer.assign(partitions)
         ends = consumer.end_offsets(partitions)

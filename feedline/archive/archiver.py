@@ -194,7 +194,7 @@ class Archiver:
 
     def _open(self) -> KafkaConsumer:
         return KafkaConsumer(
-            bootstrap_servers=self.kafka.bootstrap_servers,
+            **self.kafka.client_options(),
             group_id=self.group_id,
             client_id=f"{self.group_id}-archiver",
             enable_auto_commit=False,

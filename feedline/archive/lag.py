@@ -28,7 +28,7 @@ class PartitionLag:
 def archive_lag(kafka: KafkaSettings, topics: Sequence[str],
                 group_id: str = "feedline-archiver") -> list[PartitionLag]:
     """Committed offset, end offset and lag of every partition of ``topics``."""
-    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, group_id=group_id,
+    consumer = KafkaConsumer(**kafka.client_options(), group_id=group_id,
                              enable_auto_commit=False, client_id=f"{group_id}-status")
     try:
         tps = [TopicPartition(t, p) for t in topics

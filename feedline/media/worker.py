@@ -215,13 +215,13 @@ class MediaWorker:
 
     def _dead_letters(self) -> KafkaProducer:
         if self._producer is None:
-            self._producer = KafkaProducer(bootstrap_servers=self.kafka.bootstrap_servers,
+            self._producer = KafkaProducer(**self.kafka.client_options(),
                                            client_id=f"{self.group_id}-dlq", acks="all")
         return self._producer
 
     def _open(self) -> KafkaConsumer:
         return KafkaConsumer(
-            bootstrap_servers=self.kafka.bootstrap_servers, group_id=self.group_id,
+            **self.kafka.client_options(), group_id=self.group_id,
             client_id=f"{self.group_id}-worker", enable_auto_commit=False,
             auto_offset_reset="earliest", max_poll_records=8,
             max_poll_interval_ms=600_000, session_timeout_ms=10_000,

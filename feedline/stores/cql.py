@@ -35,10 +35,37 @@ _IDENT = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 _ADD_FIELD = re.compile(r"^ALTER\s+TYPE\s+(\w+)\s+ADD\s+(\w+)\s", re.IGNORECASE)
 
 
+def security_options(settings: CqlSettings) -> dict[str, Any]:
+    """The driver's authentication and TLS options for the settings (none when unset)."""
+    options: dict[str, Any] = {}
+    if settings.username:
+        from cassandra.auth import PlainTextAuthProvider
+
+        options["auth_provider"] = PlainTextAuthProvider(settings.username, settings.password)
+    if settings.tls_ca_file:
+        import ssl
+
+        # Certificates verified, names checked: against each node's address, or the name set.
+        options["ssl_context"] = ssl.create_default_context(cafile=settings.tls_ca_file)
+        if settings.tls_server_hostname:
+            options["ssl_options"] = {"server_hostname": settings.tls_server_hostname}
+    return options
+
+
 def connect(
-    settings: CqlSettings, *, keyspace: str | None = None, timeout_s: float = 10.0
+    settings: CqlSettings, *, keyspace: str | None = None, timeout_s: float = 10.0,
+    as_role: tuple[str, str] | None = None,
 ) -> tuple[Cluster, Session]:
-    """Open a cluster connection (protocol v4) and a session, optionally on a keyspace."""
+    """Open a cluster connection (protocol v4) and a session, optionally on a keyspace.
+
+    ``as_role`` (name, password) logs in as another role than the settings' (the local
+    stack creates the settings' role as the default superuser).
+    """
+    security = security_options(settings)
+    if as_role is not None:
+        from cassandra.auth import PlainTextAuthProvider
+
+        security["auth_provider"] = PlainTextAuthProvider(*as_role)
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
         request_timeout=max(timeout_s, 10.0),
@@ -53,6 +80,7 @@ def connect(
         reconnection_policy=ExponentialReconnectionPolicy(
             base_delay=min(0.5, settings.reconnect_max_delay_s),
             max_delay=settings.reconnect_max_delay_s),
+        **security,
     )
     try:
         session = cluster.connect(keyspace)

@@ -144,7 +144,7 @@ class EventPublisher:
     def _options(self) -> dict[str, Any]:
         request_timeout_ms = max(self.delivery_timeout_ms - 100, 400)
         return {
-            "bootstrap_servers": self.kafka.bootstrap_servers,
+            **self.kafka.client_options(),
             "client_id": self.client_id,
             "acks": "all",
             "enable_idempotence": True,
@@ -325,7 +325,7 @@ class BrokerCheck:
             if self._admin is None:
                 timeout_ms = max(int(timeout_s * 1000) - 250, 100)  # answers before check()
                 self._admin = self._factory(
-                    bootstrap_servers=self.kafka.bootstrap_servers, client_id=self.client_id,
+                    **self.kafka.client_options(), client_id=self.client_id,
                     request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms,
                     reconnect_backoff_max_ms=1000)
             topics = self._admin.describe_topics(list(self.kafka.event_topics))

@@ -26,6 +26,7 @@ from feedline.settings import (
     StackSettings,
     StorageSettings,
     get_stack_settings,
+    redact_url,
 )
 from jobs.feedctl.errors import Dependency, Failed, FeedctlError, Unreachable, one_line
 
@@ -68,7 +69,7 @@ def cql(settings: CqlSettings) -> Dependency:
 
 def redis(settings: RedisSettings) -> Dependency:
     """The Redis cache."""
-    return Dependency("Redis", settings.url, "FEEDLINE_REDIS__URL",
+    return Dependency("Redis", redact_url(settings.url), "FEEDLINE_REDIS__URL",
                       _url_address(settings.url, 6379))
 
 

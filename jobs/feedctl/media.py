@@ -90,7 +90,7 @@ def _reprocess(args: argparse.Namespace) -> int:
         finally:
             table.close()
     if not args.dry_run and media_ids:
-        producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers,
+        producer = KafkaProducer(**settings.kafka.client_options(),
                                  client_id="feedctl-media", acks="all")
         try:
             now = datetime.now(UTC)

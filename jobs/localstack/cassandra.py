@@ -7,11 +7,13 @@ run against it unchanged.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Mapping
 
 import yaml
 
-from feedline.settings import REPO_ROOT
+from feedline.settings import REPO_ROOT, CqlSettings
 from jobs.localstack.base import JAVA, Service, port_open
 
 LOGBACK_XML = REPO_ROOT / "infra" / "local" / "cassandra-logback.xml"
@@ -102,7 +104,10 @@ class CassandraService(Service):
             "memtable_heap_space": "96MiB",
             "memtable_offheap_space": "96MiB",
             "key_cache_size": "16MiB",
-            "authenticator": "AllowAllAuthenticator",
+            # Password authentication when the settings name a role (the default): the
+            # stack logs its clients in as that role, created by `after_healthy`.
+            "authenticator": ("PasswordAuthenticator" if self.settings.cql.username
+                              else "AllowAllAuthenticator"),
             "authorizer": "AllowAllAuthorizer",
             # A 2-core machine running the whole stack stalls now and then: wait longer
             # than the 2 s default before declaring a write lost.
@@ -169,15 +174,75 @@ class CassandraService(Service):
 
         try:
             cluster, session = connect(self.settings.cql, keyspace=None, timeout_s=5)
-        except Exception:  # any driver failure means "not healthy yet"
-            return False
+        except Exception as error:  # any driver failure means "not healthy yet" ...
+            # ... but a refused login: the node answers, its role is made by after_healthy.
+            return login_refused(error)
         try:
             return session.execute(READS["ping"]).one() is not None
         finally:
             cluster.shutdown()
 
     def after_healthy(self) -> None:
-        """Apply the CQL migrations to the configured keyspace."""
+        """Create the settings' role if the node refuses it, then apply the migrations."""
         from feedline.stores.cql import migrate
 
+        if self.settings.cql.username:
+            ensure_role(self.settings.cql)
         migrate(self.settings.cql)
+
+
+#: The superuser a fresh Cassandra with PasswordAuthenticator creates (well known).
+DEFAULT_SUPERUSER = ("cassandra", "cassandra")
+
+
+def login_refused(error: BaseException) -> bool:
+    """Whether a connect failed because the node refused the credentials."""
+    from cassandra import AuthenticationFailed
+    from cassandra.cluster import NoHostAvailable
+
+    if isinstance(error, AuthenticationFailed):
+        return True
+    return isinstance(error, NoHostAvailable) and any(
+        isinstance(cause, AuthenticationFailed) for cause in error.errors.values())
+
+
+def ensure_role(cql: CqlSettings, timeout_s: float = 60.0) -> None:
+    """Log in as the settings' role, or create it (LOGIN, SUPERUSER) as the default superuser.
+
+    The default superuser's well-known password is then replaced by a random one, as the
+    Cassandra docs advise: from then on only the settings' role logs in.
+    """
+    import secrets
+
+    from cassandra.query import SimpleStatement
+
+    from feedline.stores.cql import connect
+
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,47}", cql.username or ""):
+        raise ValueError(f"FEEDLINE_CQL__USERNAME {cql.username!r} is not a plain role name")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            cluster, _session = connect(cql, keyspace=None, timeout_s=5)
+            cluster.shutdown()
+            return
+        except Exception as error:
+            if not login_refused(error):
+                raise
+        try:
+            cluster, session = connect(cql, keyspace=None, timeout_s=5, as_role=DEFAULT_SUPERUSER)
+        except Exception as error:
+            # The default superuser is set up a moment after the node starts listening.
+            if not login_refused(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+            continue
+        try:
+            session.execute(SimpleStatement(
+                f"CREATE ROLE IF NOT EXISTS {cql.username} WITH PASSWORD = %s "
+                "AND LOGIN = true AND SUPERUSER = true"), (cql.password,))
+            session.execute(SimpleStatement(
+                f"ALTER ROLE {DEFAULT_SUPERUSER[0]} WITH PASSWORD = %s"),
+                (secrets.token_urlsafe(24),))
+        finally:
+            cluster.shutdown()

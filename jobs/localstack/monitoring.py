@@ -248,9 +248,15 @@ class RedisExporterService(Service):
 
     def command(self) -> tuple[list[str], Mapping[str, str]]:
         """``/metrics`` reads the cache; ``/scrape?target=`` any server."""
+        from jobs.localstack.redis_server import EXPORTER_USER, exporter_password
+
         cache = local_targets(self.settings).redis["redis"]
+        # Its own read-only ACL user, in the environment (not on the command line); the
+        # servers only know it when the stack's Redis URL carries credentials.
+        env = ({"REDIS_USER": EXPORTER_USER, "REDIS_PASSWORD": exporter_password(self.settings)}
+               if urlsplit(self.settings.redis.url).password else {})
         return [_binary("prometheus-redis-exporter"), self.marker(),
-                f"-redis.addr=redis://{cache}"], {}
+                f"-redis.addr=redis://{cache}"], env
 
     def healthy(self) -> bool:
         """Its landing page answers."""

@@ -12,8 +12,49 @@ from urllib.parse import urlsplit
 
 import redis
 
-from feedline.settings import StackSettings
+from feedline.settings import StackSettings, redact_url
 from jobs.localstack.base import Service
+
+#: The ACL user prometheus-redis-exporter logs in as: it may read what INFO and its other
+#: probes show, and write nothing.
+EXPORTER_USER = "feedline-exporter"
+EXPORTER_RULES = ("-@all +@connection +info +config|get +client|list +slowlog|get "
+                  "+slowlog|len +latency|latest +latency|histogram +cluster|info +dbsize "
+                  "+memory|usage +select +ping +scan +type +strlen +llen +scard +zcard +hlen "
+                  "+xlen +pfcount")
+
+
+def exporter_password(settings: StackSettings) -> str:
+    """The exporter's Redis password: made once per state directory, kept in a 0600 file."""
+    import secrets
+
+    path = settings.local.state_dir / "secrets" / "redis-exporter.password"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(24))
+    return path.read_text().strip()
+
+
+def acl_lines(url: str, exporter_secret: str) -> list[str]:
+    """redis.conf ACL lines for the credentials in ``url`` (none: the open default user).
+
+    ``redis://USER:PASSWORD@…``: USER may do everything (the default user is switched off,
+    so every client must log in); ``redis://:PASSWORD@…``: the default user needs the
+    password. Either way the exporter gets its own read-only user.
+    """
+    parts = urlsplit(url)
+    if not parts.password:
+        return []
+    user = parts.username or "default"
+    for name in (user, parts.password):
+        if any(c.isspace() for c in name) or name.startswith((">", "<", "#")):
+            raise ValueError(f"the Redis user or password in {redact_url(url)} cannot be "
+                             "written to redis.conf (whitespace, or a leading >, < or #)")
+    lines = [] if user == "default" else ["user default off"]
+    lines.append(f"user {user} on >{parts.password} ~* &* +@all")
+    lines.append(f"user {EXPORTER_USER} on >{exporter_secret} {EXPORTER_RULES}")
+    return lines
 
 
 class RedisService(Service):
@@ -36,8 +77,8 @@ class RedisService(Service):
         return parts.hostname or "127.0.0.1", parts.port or 6379
 
     def endpoint(self) -> str:
-        """Connection URL."""
-        return self.url()
+        """Connection URL (password hidden)."""
+        return redact_url(self.url())
 
     def prepare(self) -> None:
         """Write redis.conf."""
@@ -60,9 +101,13 @@ class RedisService(Service):
             "hash-max-listpack-entries 128",
             "hash-max-listpack-value 256",
             f"logfile {self.home / 'logs' / 'redis.log'}",
+            *acl_lines(self.url(), exporter_password(self.settings)),
         ]
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
-        (self.home / "redis.conf").write_text("\n".join(lines) + "\n")
+        conf = self.home / "redis.conf"
+        conf.touch(mode=0o600)  # it holds the ACL passwords
+        conf.chmod(0o600)
+        conf.write_text("\n".join(lines) + "\n")
 
     def command(self) -> tuple[list[str], Mapping[str, str]]:
         """Run redis-server with the generated config."""
@@ -84,7 +129,10 @@ class RedisService(Service):
 
 def guards_url(settings: StackSettings) -> str:
     """Where the API keeps its guards: ``redis.guards_url``, else the stack's guards Redis."""
-    return settings.redis.guards_url or f"redis://127.0.0.1:{settings.local.redis_guards_port}/0"
+    if settings.redis.guards_url:
+        return settings.redis.guards_url
+    auth = urlsplit(settings.redis.url).netloc.rpartition("@")[0]  # the cache's credentials
+    return f"redis://{auth + '@' if auth else ''}127.0.0.1:{settings.local.redis_guards_port}/0"
 
 
 class RedisGuardsService(RedisService):

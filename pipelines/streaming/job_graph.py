@@ -16,7 +16,12 @@ from typing import Any
 
 from feedline.logs import LogBudget
 from feedline.rules.keys import Job
-from feedline.settings import FlinkSettings, StreamingSettings, get_streaming_settings
+from feedline.settings import (
+    FlinkSettings,
+    KafkaSettings,
+    StreamingSettings,
+    get_streaming_settings,
+)
 from pipelines.streaming.parse import dead_letter_line, parse_or_dead_letter
 
 #: In Flink, the Python worker's log handler sends these lines to the TaskManager's log.
@@ -102,7 +107,7 @@ def kafka_rows(t_env: Any, settings: StreamingSettings, topic: str, group_id: st
         ) WITH (
             'connector' = 'kafka',
             'topic' = '{topic}',
-            'properties.bootstrap.servers' = '{settings.kafka.bootstrap_servers}',
+            {kafka_table_options(settings.kafka)}
             'properties.group.id' = '{group_id}',
             'properties.auto.offset.reset' = 'earliest',
             'scan.startup.mode' = 'group-offsets',
@@ -113,15 +118,33 @@ def kafka_rows(t_env: Any, settings: StreamingSettings, topic: str, group_id: st
     return t_env.to_data_stream(t_env.from_path(f"`{table}`"))
 
 
+def kafka_table_options(kafka: KafkaSettings) -> str:
+    """The Kafka table connector's ``properties.*`` options: brokers, TLS and SASL."""
+    return ",\n            ".join(f"'properties.{key}' = '{_sql_text(value)}'"
+                                    for key, value in kafka.java_properties().items()) + ","
+
+
+def _sql_text(value: str) -> str:
+    """A value inside a SQL string literal (quotes doubled)."""
+    return value.replace("'", "''")
+
+
+def without_servers(props: dict[str, str]) -> dict[str, str]:
+    """Java client properties but ``bootstrap.servers`` (set by its own builder method)."""
+    return {k: v for k, v in props.items() if k != "bootstrap.servers"}
+
+
 def dead_letter_sink(settings: StreamingSettings, topic: str) -> Any:
     """Kafka sink writing dead-letter JSON records to ``<topic>.dlq``."""
     from pyflink.common.serialization import SimpleStringSchema
     from pyflink.datastream.connectors.base import DeliveryGuarantee
     from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
 
+    builder = KafkaSink.builder().set_bootstrap_servers(settings.kafka.bootstrap_servers)
+    for key, value in without_servers(settings.kafka.java_properties()).items():
+        builder = builder.set_property(key, value)  # TLS and SASL, when set
     return (
-        KafkaSink.builder()
-        .set_bootstrap_servers(settings.kafka.bootstrap_servers)
+        builder
         .set_record_serializer(
             KafkaRecordSerializationSchema.builder()
             .set_topic(settings.kafka.dlq_topic(topic))

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -92,11 +93,17 @@ def proxies(session_proxies: Proxies) -> Iterator[Proxies]:
     session_proxies.cql.clear()
 
 
+def _through(url: str, listen: str) -> str:
+    """``url`` (its credentials kept) pointing at a proxy's ``host:port``."""
+    auth = urlsplit(url).netloc.rpartition("@")[0]
+    return f"redis://{auth + '@' if auth else ''}{listen}/0"
+
+
 @pytest.fixture
 def net_settings(api_settings: ServingSettings, proxies: Proxies) -> ServingSettings:
     """The API reaching Redis (cache and request guards) and CQL through the proxies."""
     return api_settings.model_copy(update={
-        "redis": RedisSettings(url=f"redis://{proxies.redis.listen}/0",
+        "redis": RedisSettings(url=_through(api_settings.redis.url, proxies.redis.listen),
                                key_prefix=api_settings.redis.key_prefix),
         "cql": CqlSettings(**{**api_settings.cql.model_dump(), "contact_points": ("127.0.0.1",),
                               "port": proxies.cql.port}),

@@ -7,6 +7,7 @@ import pytest
 from feedline.settings import ApiSettings, KafkaSettings, ServingSettings, StackSettings
 from jobs.feedctl.token import register
 from jobs.localstack.api import ApiService
+from jobs.localstack.redis_server import guards_url
 from serving.auth import verify_token
 
 
@@ -28,7 +29,8 @@ def test_api_service_hands_the_stack_settings_to_the_api(monkeypatch: pytest.Mon
     assert served.cql == stack.cql
     # The guards (rate limits, idempotency) go to the stack's non-evicting Redis.
     assert served.redis == stack.redis.model_copy(
-        update={"guards_url": f"redis://127.0.0.1:{stack.local.redis_guards_port}/0"})
+        update={"guards_url": guards_url(stack)})
+    assert guards_url(stack).endswith(f"@127.0.0.1:{stack.local.redis_guards_port}/0")
     assert env["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "api" / "metrics")
     assert env["FEEDLINE_ENVIRONMENT"] == "dev"  # chosen explicitly: the API's default is prod
     assert env["UVICORN_HTTP"] == "serving.http_protocol:GuardedHttpToolsProtocol"
