@@ -1,4 +1,4 @@
-"""The archiver killed (SIGKILL) mid-stream; a supervisor restarts it; nothing is lost.
+"""The archiver killed (SIGKILL) or frozen (SIGSTOP) mid-stream; nothing is lost.
 
 A private archiver (``jobs/localstack/archiver.py``, the stack's service class) on this test's
 own topics, consumer group and state directory, watched by a private supervisor
@@ -6,8 +6,10 @@ own topics, consumer group and state directory, watched by a private supervisor
 own archiver and supervisor are not touched. The generator's events are produced in two
 halves; once the first half is archived, the second is produced and the archiver killed 2 s
 later (it flushes every 5 s here, so it likely holds read but unwritten records). The
-supervisor must restart it with no manual step, within ``RECOVERY_BOUND_S``; the archive
-must then hold every event (readers de-duplicate by ``event_id``: the archiver's contract is
+supervisor must restart it with no manual step, within ``RECOVERY_BOUND_S``. Frozen instead
+for ``FREEZE_S`` (past its consumer session, so the group moves on without it), it must
+carry on by itself after SIGCONT within the same bound. Either way the archive must then
+hold every event (readers de-duplicate by ``event_id``: the archiver's contract is
 at-least-once, ``feedline/archive/archiver.py``), and no other.
 """
 
@@ -42,6 +44,9 @@ FLUSH_AGE_S = 5.0
 #: The kill comes this long after the second half was produced: likely read by then and
 #: not yet written (where it lands changes what is re-read, never what must be archived).
 KILL_AFTER_S = 2.0
+#: How long the frozen archiver stays stopped: longer than Kafka's session timeout (10 s in
+#: kafka-python), so its group membership expires while it is frozen.
+FREEZE_S = 20.0
 
 
 class PrivateArchiver(ArchiverService):
@@ -79,7 +84,9 @@ def archiver_stack(stack: StackSettings, topic_factory: object,
             blob.delete()
 
 
-def test_a_killed_archiver_is_restarted_and_loses_nothing(archiver_stack: StackSettings) -> None:
+@pytest.mark.parametrize("fault", ["kill", "freeze"])
+def test_a_killed_or_frozen_archiver_recovers_and_loses_nothing(
+        archiver_stack: StackSettings, fault: str) -> None:
     settings = archiver_stack
     kafka = settings.kafka
     archiver = PrivateArchiver(settings)
@@ -115,15 +122,25 @@ def test_a_killed_archiver_is_restarted_and_loses_nothing(archiver_stack: StackS
         pid = archiver.process.pid()
         assert pid is not None
         killed_at = time.monotonic()
-        os.kill(pid, signal.SIGKILL)
-        print(f"\nkilled the archiver (pid {pid}) {KILL_AFTER_S:.0f} s after producing "
-              f"{len(second)} events")
+        if fault == "freeze":
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                time.sleep(FREEZE_S)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            killed_at = time.monotonic()  # recovery counts from SIGCONT
+            print(f"\nfroze the archiver (pid {pid}) {FREEZE_S:.0f} s, "
+                  f"{KILL_AFTER_S:.0f} s after producing {len(second)} events")
+        else:
+            os.kill(pid, signal.SIGKILL)
+            print(f"\nkilled the archiver (pid {pid}) {KILL_AFTER_S:.0f} s after producing "
+                  f"{len(second)} events")
 
         def restarted() -> bool:
             new = archiver.process.pid()
-            return new is not None and new != pid and archiver.healthy()
+            return new is not None and (new != pid or fault == "freeze") and archiver.healthy()
 
-        eventually(restarted, "the supervisor to restart the archiver",
+        eventually(restarted, "the archiver healthy again (restarted after a kill)",
                    timeout_s=RECOVERY_BOUND_S, every_s=0.2, detail=log)
         back_at = time.monotonic()
         want = {p.event.event_id for p in events}
@@ -132,12 +149,14 @@ def test_a_killed_archiver_is_restarted_and_loses_nothing(archiver_stack: StackS
                    detail=lambda: f"{len(want - set(archived()))} missing; {log()}")
         done_at = time.monotonic()
         counts = archived()
-        print(f"archiver healthy again {back_at - killed_at:.1f} s after SIGKILL, every event "
-              f"archived {done_at - killed_at:.1f} s after it; {len(events)} events, "
+        signal_name = "SIGCONT" if fault == "freeze" else "SIGKILL"
+        print(f"archiver healthy again {back_at - killed_at:.1f} s after {signal_name}, every "
+              f"event archived {done_at - killed_at:.1f} s after it; {len(events)} events, "
               f"{sum(counts.values()) - len(counts)} archived twice")
         assert set(counts) == want, "the archive holds events that were never produced"
-        record = restarts.load(archiver.home)
-        assert record.restarts >= 1 and record.last_restart_at is not None
+        if fault == "kill":
+            record = restarts.load(archiver.home)
+            assert record.restarts >= 1 and record.last_restart_at is not None
     finally:
         supervisor.process.stop(timeout_s=10)  # first, so it does not restart the archiver
         archiver.process.stop(timeout_s=10)

@@ -1,11 +1,13 @@
-"""The GCS emulator killed (SIGKILL) while clients upload media and post it through the API.
+"""The GCS emulator killed (SIGKILL) or frozen (SIGSTOP) while clients upload media and
+post it through the API.
 
 The app runs in-process (``tests/support/faults.py``) on this test's topics and keyspace,
 against the stack's emulator and media bucket. Uploader threads announce an upload
 (``POST /v1/media``), PUT the bytes to the signed URL and post it (``POST /v1/posts`` with an
 Idempotency-Key, retried with the same key on a 5xx); ``/readyz`` is polled throughout. The
 emulator is killed once; the stack's supervisor (``jobs/localstack/supervise.py``) must
-restart it with no manual step, within ``RECOVERY_BOUND_S``. Afterwards: uploads and posts
+restart it with no manual step, within ``RECOVERY_BOUND_S``; or frozen for ``FREEZE_S``, and
+uploads must succeed again within the same bound after SIGCONT. Afterwards: uploads and posts
 succeed again, every object uploaded before the kill is still there byte for byte (the
 emulator keeps its files on disk), every post answered 202 is in Kafka exactly once and
 names an object holding exactly the bytes uploaded, and a retried key produced at most one
@@ -32,6 +34,7 @@ from tests.support.faults import (
     ApiThreads,
     InProcessApi,
     auth,
+    freeze,
     in_kafka_exactly_once,
 )
 from tests.support.kills import kill, supervised_service
@@ -42,6 +45,8 @@ pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
 #: The stated recovery bound: from SIGKILL to an upload posted again.
 RECOVERY_BOUND_S = 60.0
+#: How long the frozen emulator stays stopped.
+FREEZE_S = 20.0
 UPLOADERS = 2
 PHOTO = photo(64, 48)  # a real JPEG: with a suffix after its end it still decodes
 
@@ -127,8 +132,9 @@ class Uploaders(ApiThreads):
         return f"PUTs {dict(puts)}, posts {dict(posts)}, /readyz {dict(ready)}"
 
 
-def test_uploads_and_posts_recover_after_the_gcs_emulator_is_killed(
-        freeze_settings: ServingSettings, stack: StackSettings) -> None:
+@pytest.mark.parametrize("fault", ["kill", "freeze"])
+def test_uploads_and_posts_recover_after_the_gcs_emulator_is_killed_or_frozen(
+        freeze_settings: ServingSettings, stack: StackSettings, fault: str) -> None:
     supervised_service(stack, "gcs")  # skips when nothing would restart it
     settings = freeze_settings
     bucket = storage_client(settings.storage).bucket(settings.storage.media_bucket)
@@ -138,8 +144,13 @@ def test_uploads_and_posts_recover_after_the_gcs_emulator_is_killed(
             start = time.monotonic()
             eventually(lambda: traffic.posted_after(start), "a post with media before the kill",
                        timeout_s=RECOVERY_BOUND_S, detail=traffic.summary)
-            fault = kill(stack, "gcs", timeout_s=RECOVERY_BOUND_S, detail=traffic.summary)
-            killed_at, back_at = fault.killed_at, fault.back_at
+            if fault == "kill":
+                killed = kill(stack, "gcs", timeout_s=RECOVERY_BOUND_S,
+                              detail=traffic.summary)
+                killed_at, back_at = killed.killed_at, killed.back_at
+            else:
+                frozen = freeze(stack, "gcs", min_s=FREEZE_S, max_s=FREEZE_S, group=True)
+                killed_at, back_at = frozen.frozen_at, frozen.thawed_at
             posted = eventually(lambda: traffic.posted_after(back_at),
                                 "an upload posted after the restart",
                                 timeout_s=RECOVERY_BOUND_S, detail=traffic.summary)
@@ -147,7 +158,7 @@ def test_uploads_and_posts_recover_after_the_gcs_emulator_is_killed(
                                    for u in list(traffic.uploads)) >= 5,
                        "uploads succeeding steadily after the restart",
                        timeout_s=RECOVERY_BOUND_S, detail=traffic.summary)
-        print(f"emulator healthy again {back_at - killed_at:.1f} s after SIGKILL; first upload "
+        print(f"emulator ({fault}) back {back_at - killed_at:.1f} s after the fault; first upload "
               f"posted {max(a.ended for a in posted.posts) - killed_at:.1f} s after it; "
               f"{traffic.summary()}")
 

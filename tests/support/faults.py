@@ -318,21 +318,24 @@ class Freeze:
 
 def freeze(stack: StackSettings, name: str, *, min_s: float, max_s: float,
            seen: Callable[[float], bool] = lambda _frozen_at: True,
-           on_frozen: Callable[[], object] = lambda: None) -> Freeze:
-    """SIGSTOP the service ``name``; SIGCONT once ``seen(frozen_at)`` holds and ``min_s``
-    passed, or after ``max_s`` whatever happens (always, even on an error)."""
+           on_frozen: Callable[[], object] = lambda: None, group: bool = False) -> Freeze:
+    """SIGSTOP the service ``name`` (its whole process group with ``group``: a server and
+    its workers); SIGCONT once ``seen(frozen_at)`` holds and ``min_s`` passed, or after
+    ``max_s`` whatever happens (always, even on an error)."""
     pid = service_pid(stack, name)
     print(f"\nfreezing {name} (pid {pid}) for {min_s:.0f}-{max_s:.0f} s")
-    note(f"freezing {name} (SIGSTOP pid {pid}) {min_s:.0f}-{max_s:.0f} s")
+    note(f"freezing {name} (SIGSTOP {'group' if group else 'pid'} {pid}) "
+         f"{min_s:.0f}-{max_s:.0f} s")
     frozen_at = time.monotonic()
-    os.kill(pid, signal.SIGSTOP)
+    send = (lambda sig: os.killpg(pid, sig)) if group else (lambda sig: os.kill(pid, sig))
+    send(signal.SIGSTOP)
     try:
         on_frozen()
         while time.monotonic() < frozen_at + max_s and not (
                 time.monotonic() >= frozen_at + min_s and seen(frozen_at)):
             time.sleep(0.2)
     finally:
-        os.kill(pid, signal.SIGCONT)
+        send(signal.SIGCONT)
         thawed_at = time.monotonic()
         note(f"{name} resumed (SIGCONT pid {pid}) after {thawed_at - frozen_at:.1f} s")
     print(f"{name} resumed after {thawed_at - frozen_at:.1f} s frozen")
