@@ -80,8 +80,12 @@ def test_writes_recover_after_the_api_is_killed_or_frozen(stack: StackSettings,
     else:  # a frozen server's requests wait (the clients' timeout is 60 s), then get answered
         waited = [a for a in answers if a.started < back_at - 1 < a.ended]
         assert waited, f"no request waited for the frozen API ({traffic.summary()})"
-    assert all(a.status in (0, 202, 429) for a in [*traffic.writes, *traffic.keyed]), \
-        traffic.summary()
+    # Killed: connections refused or cut (0). Frozen: after SIGCONT a request the server had
+    # begun outlives its deadline (504), and a kept-alive connection whose idle or head
+    # deadline passed during the freeze is closed as the server wakes (0); the keyed
+    # writers retry both with the same key (checked below). Never a 500.
+    allowed = (0, 202, 429) if fault == "kill" else (0, 202, 429, 504)
+    assert all(a.status in allowed for a in answers), traffic.summary()
 
     ours = [e for e in topic_events(settings, [settings.kafka.follows_topic])
             if tag in e.followee_id]
