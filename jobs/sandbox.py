@@ -19,7 +19,6 @@ from feedline.settings import (
     CqlSettings,
     FeedSettings,
     FlinkSettings,
-    KafkaSettings,
     RedisSettings,
     StackSettings,
     StreamingSettings,
@@ -78,13 +77,9 @@ def open_sandbox(
     """Create the isolated topics, keyspace and prefix; ``Sandbox.close`` removes them."""
     suffix = f"-{uuid.uuid4().hex[:8]}"
     tag = suffix[1:]
-    kafka = KafkaSettings(
-        **stack.kafka.client_options(),
-        uploads_topic=f"uploads_{tag}",
-        follows_topic=f"follows_{tag}",
-        engagements_topic=f"engagements_{tag}",
-        partitions=partitions,
-    )
+    kafka = stack.kafka.model_copy(update={  # the stack's brokers and credentials
+        "uploads_topic": f"uploads_{tag}", "follows_topic": f"follows_{tag}",
+        "engagements_topic": f"engagements_{tag}", "partitions": partitions})
     topics = {t: kafka.partitions for t in kafka.event_topics}
     topics.update({kafka.dlq_topic(t): 1 for t in kafka.event_topics})
     ensure_topics(kafka.bootstrap_servers, topics)
