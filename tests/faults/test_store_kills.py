@@ -1,13 +1,15 @@
-"""Kafka, Cassandra and Redis killed (SIGKILL) while the streaming jobs run and clients use
-the API.
+"""Kafka, Cassandra and Redis killed (SIGKILL) or frozen (SIGSTOP) while the streaming jobs
+run and clients use the API.
 
 Each test opens a sandbox (its own topics, keyspace and Redis prefix: ``jobs/sandbox.py``),
 deploys the fan-out and counters jobs with 1 s checkpoints, produces half of a generated
 workload and runs the API in-process on the sandbox with feed readers, writers (follows;
 one of them with an Idempotency-Key, retried with the same key on a 5xx) and a /readyz
-poller. Then it kills one store; the stack's supervisor must start it again with no manual
-step (within ``RESTART_BOUND_S``). The rest of the workload is produced while the store is
-down (after it is back, for Kafka). Afterwards:
+poller. Then it kills one store, and the stack's supervisor must start it again with no
+manual step (within ``RESTART_BOUND_S``); or freezes it for ``FREEZE_S`` to ``FREEZE_MAX_S``
+(until /readyz said it was down), and it must be used again by itself after SIGCONT. The
+rest of the workload is produced while the store is down (after it is back, for Kafka: a
+producer cannot reach it). Afterwards:
 
 (a) within ``RECOVERY_BOUND_S`` of the store being back, /readyz is ready, writes are
     accepted and feeds read again; no answer at any time was a 500;
@@ -18,8 +20,9 @@ down (after it is back, for Kafka). Afterwards:
     feed through the API equals the reference feed.
 
 Redis keeps nothing across a restart (the local one has no persistence: it is a cache), so
-after its kill (d) holds for the CQL store, and the API's feeds must still equal the
-reference: the reader falls back to CQL and refills the cache as feeds are read.
+after its kill (d) holds for the CQL store (after a freeze, for both), and the API's feeds
+must still equal the reference: the reader falls back to CQL and refills the cache as feeds
+are read.
 
 Each test kills one of the shared stack's servers: every other user of the stack sees it
 down for a while (Cassandra longest: its restart replays the commit log).
@@ -42,10 +45,12 @@ from jobs.localstack.redis_server import guards_url
 from jobs.sandbox import Sandbox, open_sandbox
 from tests.support.faults import (
     Answer,
+    Freeze,
     InProcessApi,
     Traffic,
     down_in,
     expected_feed,
+    freeze,
     read_feeds_twice,
 )
 from tests.support.kills import Kill, kill, supervised_service, topic_events
@@ -64,6 +69,10 @@ SPEC = WorkloadSpec(users=60, posts=60, mean_followers=5, max_followers=20,
 RESTART_BOUND_S = 300.0
 #: From the store back to the API and the jobs working again.
 RECOVERY_BOUND_S = 120.0
+#: How long a frozen store stays stopped: at least this, and until /readyz said it was down
+#: (at most ``FREEZE_MAX_S``): past the clients' socket and request timeouts.
+FREEZE_S = 20.0
+FREEZE_MAX_S = 45.0
 READERS = [user_id(n) for n in range(12)]
 #: The readiness name of each killed service.
 DEPENDENCY = {"kafka": "kafka", "cassandra": "cql", "redis": "redis"}
@@ -93,8 +102,10 @@ def answered_after(answers: list[Answer], moment: float, status: int) -> Answer 
     return next((a for a in list(answers) if a.status == status and a.started > moment), None)
 
 
-def kill_mid_workload(stack: StackSettings, service: str, seed: int) -> None:
-    supervised_service(stack, service)  # skips when nothing would restart it
+def fault_mid_workload(stack: StackSettings, service: str, seed: int,
+                       how: str = "kill") -> None:
+    if how == "kill":
+        supervised_service(stack, service)  # skips when nothing would restart it
     produced = list(Workload(replace(SPEC, seed=seed)).events())
     half = len(produced) // 2
     with pipeline(stack) as (sandbox, settings):
@@ -111,9 +122,21 @@ def kill_mid_workload(stack: StackSettings, service: str, seed: int) -> None:
             # The rest of the workload arrives while the store is down; for Kafka, once
             # it is back (a producer cannot reach a dead broker).
             while_down = (lambda: None) if service == "kafka" else produce_rest
-            fault = kill(stack, service, timeout_s=RESTART_BOUND_S, detail=traffic.summary,
-                         on_killed=while_down)
-            back = fault.back_at
+            fault: Kill | Freeze
+            if how == "kill":
+                fault = kill(stack, service, timeout_s=RESTART_BOUND_S,
+                             detail=traffic.summary, on_killed=while_down)
+                hit, back = fault.killed_at, fault.back_at
+            else:
+                dependency = DEPENDENCY[service]
+
+                def said_down(frozen_at: float) -> bool:
+                    return any(a.started > frozen_at and down_in(a, dependency)
+                               for a in list(traffic.readiness))
+
+                fault = freeze(stack, service, min_s=FREEZE_S, max_s=FREEZE_MAX_S,
+                               seen=said_down, on_frozen=while_down)
+                hit, back = fault.frozen_at, fault.thawed_at
             if service == "kafka":
                 produce_rest()
             for what, answers, status in (("/readyz ready", traffic.readiness, 200),
@@ -122,18 +145,18 @@ def kill_mid_workload(stack: StackSettings, service: str, seed: int) -> None:
                 eventually(partial(answered_after, answers, back, status),
                            f"{what} after {service} came back", timeout_s=RECOVERY_BOUND_S,
                            detail=traffic.summary)
-        print(f"{service}: back {back - fault.killed_at:.1f} s after SIGKILL; "
+        print(f"{service} {how}: back {back - hit:.1f} s after the fault began; "
               f"{traffic.summary()}")
         check_answers(traffic, fault, DEPENDENCY[service])
         expected = check_kafka_and_reference(settings, traffic)
-        store = "cql" if service == "redis" else None
+        store = "cql" if service == "redis" and how == "kill" else None
         assert wait_converged(sandbox, expected, store=store) == []
         with InProcessApi(settings) as api:
             read_feeds_twice(api, settings, READERS,
                              {user: expected_feed(expected, user) for user in READERS})
 
 
-def check_answers(traffic: Traffic, fault: Kill, dependency: str) -> None:
+def check_answers(traffic: Traffic, fault: Kill | Freeze, dependency: str) -> None:
     """(a) no 500s, refusals say when to retry; (b) /readyz told the truth."""
     requests = [*traffic.writes, *traffic.keyed, *traffic.reads]
     assert all(a.status in (200, 202, 503, 504) for a in [*requests, *traffic.readiness]), \
@@ -167,12 +190,17 @@ def check_kafka_and_reference(settings: ServingSettings, traffic: Traffic) -> Ex
 
 
 def test_kafka_killed_mid_workload(stack: StackSettings) -> None:
-    kill_mid_workload(stack, "kafka", seed=61)
+    fault_mid_workload(stack, "kafka", seed=61)
 
 
 def test_cassandra_killed_mid_workload(stack: StackSettings) -> None:
-    kill_mid_workload(stack, "cassandra", seed=62)
+    fault_mid_workload(stack, "cassandra", seed=62)
 
 
 def test_redis_killed_mid_workload(stack: StackSettings) -> None:
-    kill_mid_workload(stack, "redis", seed=63)
+    fault_mid_workload(stack, "redis", seed=63)
+
+
+@pytest.mark.parametrize("service", ["kafka", "cassandra", "redis"])
+def test_store_frozen_under_the_streaming_jobs(stack: StackSettings, service: str) -> None:
+    fault_mid_workload(stack, service, seed=64, how="freeze")
