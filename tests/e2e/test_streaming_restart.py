@@ -5,7 +5,8 @@ model exactly — nothing lost, nothing counted twice.
 At parallelism 1 and 2. The local cluster has two TaskManager processes and spreads a job's
 slots over them, so at parallelism 2 each job runs in both (checked); the TaskManager killed
 is one running the fan-out job, and every job with a subtask there restores from its latest
-checkpoint while the other process keeps running."""
+checkpoint while the other process keeps running. The stack's supervisor restarts the killed
+TaskManager (no manual step; a stack without one is brought up by the test)."""
 
 from __future__ import annotations
 
@@ -76,7 +77,12 @@ def test_kill_taskmanager_then_savepoint_restart_loses_and_doubles_nothing(
         assert pid is not None
         os.killpg(pid, signal.SIGKILL)  # the TaskManager and its Python workers die at once
         produce(kafka, thirds[1])  # arrives while that TaskManager is dead
-        local_stack.up(stack, say=lambda m: print(f"[restart] {m}"))
+        if local_stack.supervisor_status(stack).healthy:
+            # No manual step: the stack's supervisor starts it again.
+            eventually(lambda: victim.process.pid() not in (None, pid) and victim.healthy(),
+                       "the supervisor to restart the killed TaskManager", timeout_s=300)
+        else:  # a stack without its supervisor: start what is missing by hand
+            local_stack.up(stack, say=lambda m: print(f"[restart] {m}"))
         for job_id in (j for j, tms in placed.items() if victim.name in tms):
             eventually(lambda j=job_id: _restored(rest, j), "restore from the latest checkpoint")
             eventually(lambda j=job_id: flink_rest.running_tasks(rest, j), "tasks running again")
