@@ -263,111 +263,106 @@ class RedisExporterService(Service):
         return _http_ok(self.endpoint())
 
 
-class ExporterService(Service):
+class _PythonHelper(Service):
+    """A ``python -m MODULE --port P`` helper of the stack serving ``/metrics`` on loopback."""
+
+    essential = False
+    module = ""
+    """The module run with ``python -m``."""
+    health_timeout_s = 3.0
+
+    def _port(self) -> int:
+        raise NotImplementedError
+
+    def _args(self) -> list[str]:
+        """Flags after ``--port P``."""
+        return []
+
+    def _env(self) -> dict[str, str]:
+        """Its settings, as ``FEEDLINE_*`` variables."""
+        return {}
+
+    def endpoint(self) -> str:
+        """Its ``/metrics``."""
+        return f"http://127.0.0.1:{self._port()}/metrics"
+
+    def marker(self) -> str:
+        """Module and port on the command line."""
+        return f"{self.module} --port {self._port()}"
+
+    def prepare(self) -> None:
+        """Nothing to write: the settings are passed in the environment."""
+
+    def command(self) -> tuple[list[str], Mapping[str, str]]:
+        """The stack's interpreter, the module, its flags and settings."""
+        argv = [sys.executable, "-m", self.module, "--port", str(self._port()), *self._args()]
+        return argv, {"PYTHONPATH": str(REPO_ROOT), "MALLOC_ARENA_MAX": "2", **self._env()}
+
+    def healthy(self) -> bool:
+        """``/metrics`` answers 200 (what it measures shows in a metric, not here)."""
+        return _http_ok(self.endpoint(), timeout_s=self.health_timeout_s)
+
+
+class ExporterService(_PythonHelper):
     """``python -m jobs.exporter --local-stack``: lag, dead letters, the stack's processes."""
 
     name = "exporter"
-    essential = False
+    module = "jobs.exporter"
+    health_timeout_s = 10.0
 
     def _port(self) -> int:
         return self.settings.monitoring.kafka_exporter_port
 
-    def endpoint(self) -> str:
-        """Its ``/metrics``."""
-        return f"http://127.0.0.1:{self._port()}/metrics"
+    def _args(self) -> list[str]:
+        return ["--local-stack"]
 
-    def marker(self) -> str:
-        """Module and port on the command line."""
-        return f"jobs.exporter --port {self._port()}"
-
-    def prepare(self) -> None:
-        """Nothing to write: the settings are passed in the environment."""
-
-    def command(self) -> tuple[list[str], Mapping[str, str]]:
-        """The stack's interpreter; every settings block as JSON (it reads the pid files)."""
-        argv = [sys.executable, "-m", "jobs.exporter", "--port", str(self._port()),
-                "--local-stack"]
-        env = {"PYTHONPATH": str(REPO_ROOT), "MALLOC_ARENA_MAX": "2",
-               "FEEDLINE_ENVIRONMENT": self.settings.environment}
+    def _env(self) -> dict[str, str]:
+        """Every settings block as JSON (it reads the pid files)."""
+        env: dict[str, str] = {"FEEDLINE_ENVIRONMENT": self.settings.environment}
         for name in type(self.settings).model_fields:
             value = getattr(self.settings, name)
             if isinstance(value, BaseModel):
                 env[f"FEEDLINE_{name.upper()}"] = value.model_dump_json()
-        return argv, env
-
-    def healthy(self) -> bool:
-        """``/metrics`` answers 200 (Kafka being down shows in a metric, not here)."""
-        return _http_ok(self.endpoint(), timeout_s=10.0)
+        return env
 
 
-class FreshnessProbeService(Service):
+class FreshnessProbeService(_PythonHelper):
     """``python -m jobs.freshness_probe``: post -> visible in a follower's feed, timed."""
 
     name = "freshness-probe"
-    essential = False
+    module = "jobs.freshness_probe"
 
     def _port(self) -> int:
         return self.settings.monitoring.freshness_probe_port
 
-    def endpoint(self) -> str:
-        """Its ``/metrics``."""
-        return f"http://127.0.0.1:{self._port()}/metrics"
+    def _args(self) -> list[str]:
+        return ["--interval", str(self.settings.monitoring.freshness_probe_interval_s)]
 
-    def marker(self) -> str:
-        """Module and port on the command line."""
-        return f"jobs.freshness_probe --port {self._port()}"
-
-    def prepare(self) -> None:
-        """Nothing to write: the settings are passed in the environment."""
-
-    def command(self) -> tuple[list[str], Mapping[str, str]]:
-        """The stack's interpreter, API and secret (to sign the probe's tokens)."""
-        mon = self.settings.monitoring
-        argv = [sys.executable, "-m", "jobs.freshness_probe", "--port", str(self._port()),
-                "--interval", str(mon.freshness_probe_interval_s)]
-        return argv, {"PYTHONPATH": str(REPO_ROOT), "MALLOC_ARENA_MAX": "2",
-                      "FEEDLINE_ENVIRONMENT": self.settings.environment,
-                      "FEEDLINE_API": self.settings.api.model_dump_json()}
-
-    def healthy(self) -> bool:
-        """``/metrics`` answers 200 (failed rounds show in a metric, not here)."""
-        return _http_ok(self.endpoint())
+    def _env(self) -> dict[str, str]:
+        """The stack's API and secret (to sign the probe's tokens)."""
+        return {"FEEDLINE_ENVIRONMENT": self.settings.environment,
+                "FEEDLINE_API": self.settings.api.model_dump_json()}
 
 
-class VerifierService(Service):
+class VerifierService(_PythonHelper):
     """``python -m jobs.verifier``: a live verify of a sample of users, every few minutes."""
 
     name = "verifier"
-    essential = False
+    module = "jobs.verifier"
 
     def _port(self) -> int:
         return self.settings.monitoring.verifier_port
 
-    def endpoint(self) -> str:
-        """Its ``/metrics``."""
-        return f"http://127.0.0.1:{self._port()}/metrics"
+    def _args(self) -> list[str]:
+        mon = self.settings.monitoring
+        return ["--interval", str(mon.verifier_interval_s), "--sample", str(mon.verifier_sample)]
 
-    def marker(self) -> str:
-        """Module and port on the command line."""
-        return f"jobs.verifier --port {self._port()}"
-
-    def prepare(self) -> None:
-        """Nothing to write: the settings are passed in the environment."""
-
-    def command(self) -> tuple[list[str], Mapping[str, str]]:
-        """The stack's interpreter and the stores, topics and archive it checks."""
-        mon, s = self.settings.monitoring, self.settings
-        argv = [sys.executable, "-m", "jobs.verifier", "--port", str(self._port()),
-                "--interval", str(mon.verifier_interval_s),
-                "--sample", str(mon.verifier_sample)]
+    def _env(self) -> dict[str, str]:
+        """The stores, topics and archive it checks."""
+        s = self.settings
         blocks = {"KAFKA": s.kafka, "CQL": s.cql, "REDIS": s.redis, "STORAGE": s.storage,
                   "FEED": s.feed}
-        env = {f"FEEDLINE_{name}": block.model_dump_json() for name, block in blocks.items()}
-        return argv, {"PYTHONPATH": str(REPO_ROOT), "MALLOC_ARENA_MAX": "2", **env}
-
-    def healthy(self) -> bool:
-        """``/metrics`` answers 200 (a round's result shows in a metric, not here)."""
-        return _http_ok(self.endpoint())
+        return {f"FEEDLINE_{name}": block.model_dump_json() for name, block in blocks.items()}
 
 
 def monitoring_services(settings: StackSettings) -> list[Service]:
