@@ -119,7 +119,8 @@ def test_drift_counts_only_when_the_second_look_confirms_it() -> None:
     assert verifier.one_round(SETTINGS, sample=5, confirm_after_s=30, wait=waits.append,
                               run=check) == "drift"
     assert waits == [30]
-    assert check.calls[0] == {"sample": 5, "live": True, "progress": verifier.log.info}
+    assert check.calls[0] == {"sample": 5, "live": True, "gate": False,
+                              "progress": verifier.log.info}
     assert check.calls[1]["users"] == ["c", "d"] and check.calls[1]["live"] is True
     assert (gauge("checked"), gauge("skipped"), gauge("drifted")) == (4, 1, 1)
     assert runs("drift") == before + 1
