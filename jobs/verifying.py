@@ -119,7 +119,8 @@ def read_tail(kafka: KafkaSettings, start: dict[tuple[str, int], int],
 
     partitions = [TopicPartition(topic, p) for topic, p in sorted(start)]
     consumer = KafkaConsumer(**kafka.client_options(), client_id="feedline-verify",
-                             enable_auto_commit=False)
+                             enable_auto_commit=False,
+                             auto_offset_reset="earliest")  # a start past retention
     try:
         consumer.assign(partitions)
         ends = consumer.end_offsets(partitions)
