@@ -82,3 +82,25 @@ def test_cql_authentication_and_tls_options(tmp_path: Path) -> None:
     context = secured["ssl_context"]
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     assert secured["ssl_options"] == {"server_hostname": "db"}
+
+
+def test_the_local_cassandra_logs_in_and_acknowledges_only_synced_writes(tmp_path: Path) -> None:
+    import yaml
+
+    from feedline.settings import LocalStackSettings, StackSettings
+    from jobs.localstack.cassandra import CassandraService
+
+    svc = CassandraService(StackSettings(local=LocalStackSettings(state_dir=tmp_path)))
+    svc.home.mkdir(parents=True)
+    svc.prepare()
+    conf = yaml.safe_load((svc.home / "cassandra.yaml").read_text())
+    assert conf["authenticator"] == "PasswordAuthenticator"
+    # Group commit: an acknowledged write survives SIGKILL of the only node.
+    assert (conf["commitlog_sync"], conf["commitlog_sync_group_window"]) == ("group", "20ms")
+    open_node = CassandraService(StackSettings(
+        local=LocalStackSettings(state_dir=tmp_path / "open"),
+        cql=CqlSettings(username=None)))
+    open_node.home.mkdir(parents=True)
+    open_node.prepare()
+    assert yaml.safe_load((open_node.home / "cassandra.yaml").read_text())[
+        "authenticator"] == "AllowAllAuthenticator"
