@@ -53,7 +53,7 @@ def test_every_scrape_target_is_up(prometheus: str) -> None:
     targets = api(prometheus, "/api/v1/targets")["activeTargets"]
     jobs = {t["labels"]["job"] for t in targets}
     assert jobs == {"prometheus", "api", "cassandra", "pushgateway", "kafka", "archiver",
-                    "freshness", "redis"}
+                    "freshness", "verify", "redis"}
     down = {f"{t['labels']['job']} {t['scrapeUrl']}": t["lastError"] for t in targets
             if t["health"] != "up"}
     assert down == {}

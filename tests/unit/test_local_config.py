@@ -75,7 +75,9 @@ def test_guards_redis_never_evicts_and_the_api_is_given_it(tmp_path: Path) -> No
     assert guards.home != cache.home and guards.marker() != cache.marker()
 
     _, env = ApiService(settings).command()
-    assert json.loads(env["FEEDLINE_REDIS"])["guards_url"] == "redis://127.0.0.1:6391/0"
+    # The guards server has the cache's ACL user (the URL's credentials), on its own port.
+    assert json.loads(env["FEEDLINE_REDIS"])["guards_url"] == (
+        "redis://feedline:feedline-development-redis-password@127.0.0.1:6391/0")
     assert json.loads(env["FEEDLINE_REDIS"])["url"] == settings.redis.url
     configured = settings.model_copy(update={"redis": settings.redis.model_copy(
         update={"guards_url": "redis://elsewhere:7000/2"})})
