@@ -95,8 +95,8 @@ def test_the_local_cassandra_logs_in_and_acknowledges_only_synced_writes(tmp_pat
     svc.prepare()
     conf = yaml.safe_load((svc.home / "cassandra.yaml").read_text())
     assert conf["authenticator"] == "PasswordAuthenticator"
-    # Group commit: an acknowledged write survives SIGKILL of the only node.
-    assert (conf["commitlog_sync"], conf["commitlog_sync_group_window"]) == ("group", "20ms")
+    # Batch commit: an acknowledged write survives SIGKILL of the only node.
+    assert conf["commitlog_sync"] == "batch"
     open_node = CassandraService(StackSettings(
         local=LocalStackSettings(state_dir=tmp_path / "open"),
         cql=CqlSettings(username=None)))
@@ -104,3 +104,20 @@ def test_the_local_cassandra_logs_in_and_acknowledges_only_synced_writes(tmp_pat
     open_node.prepare()
     assert yaml.safe_load((open_node.home / "cassandra.yaml").read_text())[
         "authenticator"] == "AllowAllAuthenticator"
+
+
+def test_a_refused_login_is_told_from_a_node_that_is_down() -> None:
+    from cassandra import AuthenticationFailed
+    from cassandra.cluster import NoHostAvailable
+
+    from jobs.localstack.cassandra import login_refused
+
+    refused = NoHostAvailable("Unable to connect to any servers",
+                              {"127.0.0.1:9042": AuthenticationFailed("Bad credentials")})
+    down = NoHostAvailable("Unable to connect to any servers",
+                           {"127.0.0.1:9042": ConnectionRefusedError(111, "refused")})
+    # The driver also raises it with a list of hosts when a cluster shuts down.
+    listed = NoHostAvailable("Unable to connect to any servers", ["127.0.0.1"])
+    assert login_refused(refused) and login_refused(AuthenticationFailed("x"))
+    assert not login_refused(down) and not login_refused(listed)
+    assert not login_refused(TimeoutError())
