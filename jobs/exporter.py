@@ -20,7 +20,6 @@ import argparse
 import logging
 import os
 import shutil
-import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -31,6 +30,7 @@ from prometheus_client import start_http_server
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from feedline.cli import stop_on_signals
 from feedline.logs import configure_logging
 from feedline.settings import KafkaSettings, StackSettings, get_stack_settings, settings_errors_exit
 from jobs.lag import PartitionLag, job_topics, partition_lags
@@ -248,9 +248,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     port = args.port or settings.monitoring.kafka_exporter_port
     server, thread = start_http_server(port, addr=args.host)
     log.info("serving /metrics on %s:%d (pid %d)", args.host, port, os.getpid())
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
+    stopping = stop_on_signals()
     while not stopping.wait(1.0):
         pass
     server.shutdown()

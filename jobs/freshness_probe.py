@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import struct
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +31,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from feedline.cli import stop_on_signals
 from feedline.logs import configure_logging
 from feedline.settings import ServingSettings, settings_errors_exit
 from serving.auth import issue_token
@@ -214,9 +213,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     api_url = args.api_url or f"http://{settings.api.host}:{settings.api.port}"
     ttl_s = min(settings.api.jwt_max_lifetime_s, 24 * 3600)
     start_http_server(args.port, addr=args.host)
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
+    stopping = stop_on_signals()
     log.info("probing %s every %.0f s; /metrics on %s:%d", api_url, args.interval, args.host,
              args.port)
     minted = time.monotonic()

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from kafka.errors import KafkaError
 
-from feedline.cli import interactive, progress_bar
+from feedline.cli import interactive, progress_bar, stop_on_signals
 from feedline.logs import configure_logging
 from feedline.settings import get_batch_settings
 from jobs.feedctl import deps
@@ -81,9 +79,7 @@ def _logging() -> None:
 
 def _run(args: argparse.Namespace) -> int:
     _logging()
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     beat = args.heartbeat_file
     if beat is not None:
         beat.parent.mkdir(parents=True, exist_ok=True)

@@ -12,15 +12,14 @@ what would be queued; `--json` prints {"queued", "dry_run", "media": [ids]}.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kafka.errors import KafkaError
 
+from feedline.cli import stop_on_signals
 from feedline.logs import configure_logging
 from feedline.settings import get_batch_settings
 from jobs.feedctl import deps
@@ -55,9 +54,7 @@ def _run(args: argparse.Namespace) -> int:
     deps.require(deps.kafka(settings.kafka), deps.storage(settings.storage),
                  deps.cql(settings.cql))
     configure_logging("media-worker")  # JSON lines on stdout, with each media id
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     beat: Path | None = args.heartbeat_file
     if beat is not None:
         beat.parent.mkdir(parents=True, exist_ok=True)

@@ -23,12 +23,12 @@ import importlib
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from feedline.cli import stop_on_signals
 from feedline.settings import REPO_ROOT, StackSettings, get_stack_settings
 from jobs.localstack import restarts
 from jobs.localstack.base import Service
@@ -264,9 +264,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     watched = _load_services(args.services, settings)
     backoff = Backoff(args.first_backoff_s, args.max_backoff_s, args.stable_s)
     supervisor = Supervisor(watched, backoff, say=_say)
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
+    stopping = stop_on_signals()
     _say(f"supervisor watching {', '.join(s.name for s in watched)} "
          f"(backoff {backoff.first_s:g}-{backoff.cap_s:g}s)")
     while not stopping.is_set():
