@@ -25,15 +25,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client import Counter, Gauge, start_http_server
 
+from feedline.cli import stop_on_signals
 from feedline.logs import configure_logging
 from feedline.settings import BatchSettings, settings_errors_exit
 from jobs.verifying import BadArchive, Report, check
@@ -70,7 +69,7 @@ def one_round(settings: BatchSettings, *, sample: int, confirm_after_s: float,
                 wait(confirm_after_s)
                 report = run(settings, users=first.drifted, live=True, gate=False,
                              progress=log.info)
-                confirmed = [u for u in report.drifted if u in set(first.drifted)]
+                confirmed = report.drifted  # the second look checks only those users
             result = "drift" if confirmed else "ok"
     except BadArchive as err:
         log.error("the archive holds a bad record: %s", err)
@@ -118,9 +117,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     for state in ("checked", "skipped", "drifted"):
         USERS.labels(state).set(0)
     start_http_server(args.port, addr=args.host)
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
+    stopping = stop_on_signals()
     log.info("verifying %d users every %.0f s; /metrics on %s:%d", args.sample,
              args.interval, args.host, args.port)
     first = args.interval if args.first_after is None else args.first_after

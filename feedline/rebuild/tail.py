@@ -80,12 +80,14 @@ def touched_users(tail: Iterable[Mapping[str, Any]], index: ArchiveIndex,
         if isinstance(post, str):
             mentions.setdefault(post, set()).update(mentions_in(record))
     touched: set[str] = set()
+    reached: set[str] = set()  # authors whose followers are in already
     for record in records:
         touched.update(v for v in (record.get(name) for name in USER_FIELDS)
                        if isinstance(v, str))
         for name in FANOUT_FIELDS:
             author = record.get(name)
-            if isinstance(author, str):
+            if isinstance(author, str) and author not in reached:
+                reached.add(author)  # each author's archived follows parsed once
                 touched |= archived_followers(index, author) | followers.get(author, set())
         post = record.get("post_id")
         if isinstance(post, str):

@@ -61,11 +61,10 @@ def connect(
     ``as_role`` (name, password) logs in as another role than the settings' (the local
     stack creates the settings' role as the default superuser).
     """
-    security = security_options(settings)
     if as_role is not None:
-        from cassandra.auth import PlainTextAuthProvider
-
-        security["auth_provider"] = PlainTextAuthProvider(*as_role)
+        settings = settings.model_copy(update={"username": as_role[0],
+                                               "password": as_role[1]})
+    security = security_options(settings)
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
         request_timeout=max(timeout_s, 10.0),
