@@ -11,12 +11,12 @@ it. New uids are fine (their operators start empty).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from feedline.settings import StackSettings
 from jobs import flink_rest, history
-from jobs.savepoint_meta import read_operators
+from jobs.savepoint_meta import SavepointOperators, read_operators
 from jobs.specs import JobSpec
 
 
@@ -169,6 +169,29 @@ def read_current(stack: StackSettings, job_name: str) -> Current | None:
                    flink_rest.latest_state(url, job.job_id))
 
 
+def running_state(url: str, job_id: str, newest: str | None = None,
+                  attempts: int = 5) -> tuple[str, SavepointOperators]:
+    """A running job's newest savepoint or checkpoint and its operators.
+
+    Flink deletes a checkpoint once a newer one completes (only the newest is retained), so
+    the one named newest can be gone by the time it is read: then the newer one is read.
+    Raises OSError/ValueError when the state cannot be read for another reason, or when
+    the job has none.
+    """
+    state = newest or flink_rest.latest_state(url, job_id)
+    for _ in range(attempts):
+        if state is None:
+            raise ValueError(f"job {job_id} has no savepoint or checkpoint yet")
+        try:
+            return state, read_operators(state)
+        except (OSError, ValueError):
+            newer = flink_rest.latest_state(url, job_id)
+            if newer == state:
+                raise
+            state = newer
+    raise ValueError(f"job {job_id}: its newest checkpoint kept being replaced while read")
+
+
 def make_plan(stack: StackSettings, spec: JobSpec, version: str, suffix: str = "",
               from_savepoint: str | None = None) -> Plan:
     """Read what runs and the state's uids, then ``compare``."""
@@ -180,7 +203,11 @@ def make_plan(stack: StackSettings, spec: JobSpec, version: str, suffix: str = "
     unreadable = None
     if state and (current is None or spec.upgrade_mode != "stateless"):
         try:
-            operators = read_operators(state)
+            if current is None:
+                operators = read_operators(state)
+            else:
+                state, operators = running_state(stack.flink.rest_url, current.job_id, state)
+                current = replace(current, state=state)
         except (OSError, ValueError) as err:
             unreadable = f"cannot read the state's operators at {state}: {err}"
     plan = compare(job_name, desired, current,

@@ -23,7 +23,7 @@ from feedline.settings import StackSettings, StreamingSettings
 from jobs import flink_rest, history, keeper
 from jobs.deploy import DeployError, deploy
 from jobs.flink_submit import savepoint_target
-from jobs.plan import Plan, make_plan
+from jobs.plan import Plan, make_plan, running_state
 from jobs.releases import code_version, git_commit, make_release, release_path
 from jobs.savepoint_meta import operator_id, read_operators
 from jobs.spec_model import entry_script
@@ -230,11 +230,16 @@ def plan_rollback(stack: StackSettings, job_name: str) -> RollbackPlan:
     successor = next((r for r in records if r.revision > target.revision), None)
     start_from = successor.previous_stopped_with if successor else None
     # Without the savepoint the target left, the current job's own state is carried over.
-    state = start_from or (flink_rest.latest_state(stack.flink.rest_url, running_id)
-                           if running_id else None)
+    saved = None
+    if start_from:
+        saved = read_operators(start_from)
+    elif running_id:
+        newest = flink_rest.latest_state(stack.flink.rest_url, running_id)
+        if newest:
+            _, saved = running_state(stack.flink.rest_url, running_id, newest)
     missing: list[str] = []
-    if state:
-        uids, saved = set(target.spec["operator_uids"]), read_operators(state)
+    if saved is not None:
+        uids = set(target.spec["operator_uids"])
         missing = [u for u in saved.uids if u not in uids and u not in saved.stateless]
     return RollbackPlan(job_name, running_id, current, target, start_from, missing)
 

@@ -57,7 +57,11 @@ def sandbox(stack: StackSettings) -> Iterator[Sandbox]:
 @pytest.fixture
 def run(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> Iterator[Run]:
-    """feedctl with the sandbox's settings; (exit code, the --json document)."""
+    """feedctl with the sandbox's settings; (exit code, the --json document).
+
+    A failed command's document carries its stderr (the one-line error) as ``stderr``, so
+    an assertion on it says why.
+    """
     kafka, streaming = sandbox.streaming.kafka, sandbox.streaming
     for name, value in {"KAFKA__UPLOADS_TOPIC": kafka.uploads_topic,
                         "KAFKA__FOLLOWS_TOPIC": kafka.follows_topic,
@@ -70,8 +74,11 @@ def run(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch,
 
     def run_one(*argv: str) -> tuple[int, dict]:
         code = feedctl(["jobs", *argv, f"--suffix={sandbox.suffix}", "--json"])
-        out = capsys.readouterr().out
-        return code, json.loads(out) if out.strip() else {}
+        out, err = capsys.readouterr()
+        document = json.loads(out) if out.strip() else {}
+        if code:
+            document.setdefault("stderr", err.strip())
+        return code, document
 
     yield run_one
     monkeypatch.undo()
@@ -100,7 +107,8 @@ def test_plan_apply_upgrade_rollback_history(stack: StackSettings, sandbox: Sand
     kafka = sandbox.streaming.kafka
 
     code, applied = run("apply", "notifications")
-    assert code == 0 and applied["plan"]["action"] == "start"
+    assert code == 0, applied
+    assert applied["plan"]["action"] == "start"
     first = applied["deployed"]
     assert (first["revision"], first["action"], first["started_from"]) == (1, "apply", None)
     produce(kafka, phases[0])
@@ -132,8 +140,9 @@ def test_plan_apply_upgrade_rollback_history(stack: StackSettings, sandbox: Sand
         sandbox.suffix))[0].job_id == first["job_id"]
 
     code, upgraded = run("upgrade", str(flagged))
+    assert code == 0, upgraded
     second = upgraded["deployed"]
-    assert code == 0 and (second["revision"], second["action"]) == (2, "upgrade")
+    assert (second["revision"], second["action"]) == (2, "upgrade")
     assert second["started_from"] == second["previous_stopped_with"] is not None
     assert second["spec"]["flags"] == ["--dedup-window-s", "1800"]
     assert flink_rest.job_state(stack.flink.rest_url, first["job_id"]) == "FINISHED"
@@ -151,8 +160,8 @@ def test_plan_apply_upgrade_rollback_history(stack: StackSettings, sandbox: Sand
     code, dry = run("rollback", "notifications", "--dry-run")
     assert code == 0 and (dry["from_revision"], dry["to_revision"]) == (3, 1)
     assert dry["start_from"] == second["previous_stopped_with"] and dry["compatible"]
-    code, _ = run("rollback", "notifications")
-    assert code == 0
+    code, rolled = run("rollback", "notifications")
+    assert code == 0, rolled
     produce(kafka, phases[2])
 
     code, listed = run("history", "notifications")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from feedline.settings import StackSettings
-from jobs import history
-from jobs.plan import Current, Desired, compare
+from jobs import flink_rest, history
+from jobs.plan import Current, Desired, compare, running_state
 from jobs.releases import code_version, make_release
 from jobs.rollout import spec_from_record, spec_record
 from jobs.savepoint_meta import MAGIC, murmur3_128, operator_id, read_operators, uids_in_metadata
@@ -141,6 +141,31 @@ def test_uids_are_read_where_their_own_id_follows(tmp_path: Path) -> None:
         uids_in_metadata(b"PK\x03\x04")
     with pytest.raises(ValueError, match="only file://"):
         read_operators("s3://bucket/savepoint-1")
+
+
+def _checkpoint(root: Path, name: str) -> str:
+    folder = root / name
+    folder.mkdir()
+    (folder / "_metadata").write_bytes(MAGIC + struct.pack(">iq", 6, 17) + _operator(
+        "npost-state", "npost-state", murmur3_128(b"npost-state"), state=True))
+    return folder.as_uri()
+
+
+def test_a_checkpoint_subsumed_while_read_gives_way_to_the_newer_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gone = (tmp_path / "chk-4").as_uri()  # named newest, deleted when chk-5 completed
+    newer = _checkpoint(tmp_path, "chk-5")
+    answers = iter([newer])
+    monkeypatch.setattr(flink_rest, "latest_state", lambda _url, _job: next(answers))
+    state, operators = running_state("http://flink", "j1", gone)
+    assert state == newer and operators.uids == ("npost-state",)
+    # A state that stays the newest and cannot be read is an error, not a loop.
+    monkeypatch.setattr(flink_rest, "latest_state", lambda _url, _job: gone)
+    with pytest.raises(OSError):
+        running_state("http://flink", "j1")
+    monkeypatch.setattr(flink_rest, "latest_state", lambda _url, _job: None)
+    with pytest.raises(ValueError, match="no savepoint or checkpoint"):
+        running_state("http://flink", "j1")
 
 
 def _tree(root: Path, text: str) -> None:
