@@ -224,6 +224,11 @@ class FlinkSettings(_Block):
     jars_dir: Path = REPO_ROOT / ".local" / "jars" / "flink"
     """Folder whose jars (the Kafka connector) are added to every submitted job; read by the
     submitting `flink` client, which ships them to the cluster with the job."""
+    python_thread_paths: list[str] | None = None
+    """Thread mode only (``python.pythonpath``): folders put on the path of the interpreter
+    embedded in the TaskManager. PyFlink 2.2's PEMJA starts it with the base installation's
+    prefix, so a virtualenv's site-packages (PyFlink, PEMJA itself) are not on its path; None:
+    the submitting interpreter's site-packages (the local stack's workers share it)."""
     python_executable: str | None = None
     """Interpreter of the jobs' Python workers on the TaskManagers (``flink run -pyexec``), a
     path on the cluster's machines; None: the submitter's own (the local stack shares it)."""

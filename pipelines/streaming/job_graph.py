@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sysconfig
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -57,13 +59,20 @@ def parse_job_args(prog: str, argv: Sequence[str] | None) -> argparse.Namespace:
 
 def python_options(flink: FlinkSettings) -> dict[str, str]:
     """The PyFlink runtime options of the streaming jobs (``FlinkSettings``)."""
-    return {
+    options = {
         "python.execution-mode": flink.python_execution_mode,
         "python.fn-execution.bundle.time": str(flink.python_bundle_time_ms),
         "python.fn-execution.bundle.size": str(flink.python_bundle_size),
         # Keep keyed states as Python objects in the worker: a miss is a gRPC round trip.
         "python.state.cache-size": "50000",
     }
+    if flink.python_execution_mode == "thread":
+        paths = flink.python_thread_paths
+        if paths is None:
+            found = sysconfig.get_paths()
+            paths = list(dict.fromkeys([found["purelib"], found["platlib"]]))
+        options["python.pythonpath"] = os.pathsep.join(paths)
+    return options
 
 
 def build_environment(args: argparse.Namespace) -> tuple[Any, Any]:

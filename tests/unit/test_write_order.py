@@ -3,6 +3,8 @@ effects write, and the writers' buffering across a restore (with stand-ins for F
 
 from __future__ import annotations
 
+import os
+import sysconfig
 from collections import Counter as Tally
 from dataclasses import dataclass, field
 from typing import Any
@@ -345,3 +347,9 @@ def test_runtime_options_come_from_the_flink_settings() -> None:
          "python_bundle_size": 1000}))
     assert (tuned["python.execution-mode"], tuned["python.fn-execution.bundle.time"],
             tuned["python.fn-execution.bundle.size"]) == ("thread", "200", "1000")
+    assert "python.pythonpath" not in defaults
+    # Thread mode's embedded interpreter gets the site-packages PEMJA leaves out of its path.
+    assert sysconfig.get_paths()["purelib"] in tuned["python.pythonpath"].split(os.pathsep)
+    pinned = python_options(FlinkSettings.model_validate(
+        {"python_execution_mode": "thread", "python_thread_paths": ["/opt/a", "/opt/b"]}))
+    assert pinned["python.pythonpath"] == os.pathsep.join(["/opt/a", "/opt/b"])
