@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,19 +49,25 @@ def deploy(
         streaming = streaming.model_copy(update={"flink": streaming.flink.model_copy(
             update={"parallelism": spec.parallelism})})
         script = release.joinpath(*spec.entry_point.split(".")).with_suffix(".py")
-    submission: Submission = submit_python_job(
-        stack,
-        script,
-        [
-            "--settings-json", streaming.model_dump_json(),
-            "--group-id", spec.group_id(suffix),
-            "--job-name", job_name,
-            "--jars", ",".join(connector_jar_urls(stack)),
-            *spec.flags,
-        ],
-        detached=True,
-        from_savepoint=from_savepoint,
-    )
+    # The settings hold the stores' credentials: in a file only its owner reads, not in the
+    # client's arguments (which every local user sees in the process list).
+    with tempfile.NamedTemporaryFile("w", prefix="feedline-settings-", suffix=".json",
+                                     encoding="utf-8") as settings_file:
+        settings_file.write(streaming.model_dump_json())
+        settings_file.flush()
+        submission: Submission = submit_python_job(
+            stack,
+            script,
+            [
+                "--settings-file", settings_file.name,
+                "--group-id", spec.group_id(suffix),
+                "--job-name", job_name,
+                "--jars", ",".join(connector_jar_urls(stack)),
+                *spec.flags,
+            ],
+            detached=True,
+            from_savepoint=from_savepoint,
+        )
     if submission.returncode != 0 or submission.job_id is None:
         raise DeployError(f"flink run failed for {job_name}:\n{submission.output[-4000:]}")
     if keep:

@@ -95,7 +95,11 @@ def kept(stack: StackSettings) -> dict[str, KeptJob]:
 
 def _write(path: Path, document: object) -> None:
     partial = path.with_suffix(".tmp")
-    partial.write_text(json.dumps(document, indent=1, sort_keys=True))
+    # Owner-only: a kept job's settings hold the stores' credentials.
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(json.dumps(document, indent=1, sort_keys=True))
+    os.chmod(partial, 0o600)  # an older partial left with wider rights
     os.replace(partial, path)  # a reader never sees half a file
 
 

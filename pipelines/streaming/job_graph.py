@@ -36,9 +36,15 @@ DLQ_TAG_NAME = "dead-letters"
 def parse_job_args(prog: str, argv: Sequence[str] | None) -> argparse.Namespace:
     """Flags every streaming job takes."""
     parser = argparse.ArgumentParser(prog=prog)
-    parser.add_argument(
+    given = parser.add_mutually_exclusive_group()
+    given.add_argument(
         "--settings-json",
         help="StreamingSettings as JSON (default: read FEEDLINE_* from the environment)",
+    )
+    given.add_argument(
+        "--settings-file",
+        help="a file holding StreamingSettings as JSON: keeps the store credentials out of "
+             "the process list (what `feedctl jobs deploy` passes)",
     )
     parser.add_argument("--group-id", required=True, help="Kafka consumer group of the job")
     parser.add_argument("--job-name", required=True, help="name shown by Flink")
@@ -48,11 +54,13 @@ def parse_job_args(prog: str, argv: Sequence[str] | None) -> argparse.Namespace:
         help="event-time window in which a repeated event_id is skipped as a duplicate",
     )
     args = parser.parse_args(argv)
-    settings = (
-        StreamingSettings.model_validate_json(args.settings_json)
-        if args.settings_json
-        else get_streaming_settings()
-    )
+    if args.settings_file:
+        with open(args.settings_file, encoding="utf-8") as file:
+            settings = StreamingSettings.model_validate_json(file.read())
+    elif args.settings_json:
+        settings = StreamingSettings.model_validate_json(args.settings_json)
+    else:
+        settings = get_streaming_settings()
     args.settings = settings
     return args
 

@@ -38,6 +38,24 @@ def test_remember_replaces_by_job_name_and_forget_drops(stack: StackSettings) ->
     assert keeper.forget(stack, "feedline-fanout") is True
     assert keeper.forget(stack, "feedline-fanout") is False
     assert list(keeper.kept(stack)) == ["feedline-fanout-x1"]
+    # The records hold the stores' credentials: only their owner reads them.
+    assert {path.name: path.stat().st_mode & 0o777 for path in (
+        keeper.records_file(stack), keeper._specs_file(stack))} == {
+        keeper.records_file(stack).name: 0o600, keeper._specs_file(stack).name: 0o600}
+
+
+def test_a_job_reads_its_settings_from_a_file(tmp_path: Path) -> None:
+    from pipelines.streaming.job_graph import parse_job_args
+
+    settings = StreamingSettings.model_validate({"cql": {"password": "s3cret"}})
+    path = tmp_path / "settings.json"
+    path.write_text(settings.model_dump_json())
+    args = parse_job_args("job", ["--settings-file", str(path), "--group-id", "g",
+                                  "--job-name", "j"])
+    assert args.settings == settings and args.settings.cql.password == "s3cret"
+    with pytest.raises(SystemExit):  # one or the other
+        parse_job_args("job", ["--settings-file", str(path), "--settings-json", "{}",
+                               "--group-id", "g", "--job-name", "j"])
 
 
 def test_restore_point_is_the_newest_complete_checkpoint(stack: StackSettings) -> None:
