@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import signal
 import statistics
 import sys
 import threading
@@ -301,5 +302,22 @@ def _cpus() -> int:
     return os.cpu_count() or 0
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run it; SIGTERM or Ctrl-C stops it after dropping its sandbox (exit 130)."""
+    for sig in (signal.SIGTERM, signal.SIGINT):  # a background shell job ignores SIGINT
+        signal.signal(sig, _interrupt)
+    try:
+        run(argv)
+    except KeyboardInterrupt as stopped:
+        print(f"bench.fanout: stopped ({stopped or 'SIGINT'}); its sandbox was dropped",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
 if __name__ == "__main__":
-    run()
+    sys.exit(main())
