@@ -56,6 +56,11 @@ def rate_limited(decision: RateDecision, whose: str = "") -> ApiProblem:
                  "RateLimit-Limit": str(decision.limit), "RateLimit-Remaining": "0"})
 
 
+def rate_clock() -> float:
+    """Now, in seconds, as the rate limits count it (a test holds it inside one window)."""
+    return time.time()
+
+
 def client_subject(client: tuple[str, int] | None) -> str:
     """Who an unauthenticated request is counted against: its client IP.
 
@@ -66,7 +71,7 @@ def client_subject(client: tuple[str, int] | None) -> str:
 
 async def count_unauthenticated(resources: Resources, client: tuple[str, int] | None) -> None:
     """Count an unauthenticated request against its client IP; raises the 429 past the limit."""
-    decision = await resources.client_limits.check(client_subject(client), time.time())
+    decision = await resources.client_limits.check(client_subject(client), rate_clock())
     if not decision.allowed:
         raise rate_limited(decision, " from this client without a valid token")
 
@@ -95,7 +100,7 @@ async def current_user(user_id: Annotated[str, Depends(authenticated_user)],
     While Redis is down the limit is counted in this worker's memory: reads still work
     (from the CQL store) and stay limited.
     """
-    decision = await resources.user_limits.check(user_id, time.time())
+    decision = await resources.user_limits.check(user_id, rate_clock())
     if not decision.allowed:
         raise rate_limited(decision)
     return user_id

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter
 from starlette.responses import Response
 
 from feedline.stores.request_guards import RateLimited
+from serving import deps
 from serving.deps import AuthenticatedUser, ResourcesDep, rate_limited
 from serving.models import PostPage
 from serving.responses import PROBLEMS, Cursor, Limit, page_response, position_of
@@ -26,7 +25,7 @@ async def home_feed(user: AuthenticatedUser, resources: ResourcesDep, limit: Lim
     posts arrive. Header `X-Feed-Degraded: redis` marks a page served without the cache.
     """
     after = position_of(cursor, resources, f"{FEED_SCOPE}:{user}")
-    now = time.time()
+    now = deps.rate_clock()  # looked up per call: a test can hold it still
     limits = resources.user_limits
     if resources.guards_share_cache and limits.breaker.allows():
         # The rate limit is counted by the page read itself: one Redis round trip in all.

@@ -250,6 +250,7 @@ def test_slow_redis_reads_fall_back_to_cql_and_recover(
     print("\n".join(["", *results]))
 
 
+@pytest.mark.usefixtures("held_rate_clock")
 def test_flaky_redis_reads_never_fail_and_guards_hold(
         net_settings: ServingSettings, proxies: Proxies, seeder: Seeder) -> None:
     limit = 8

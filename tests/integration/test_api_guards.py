@@ -30,6 +30,7 @@ def limited(settings: ServingSettings, **api: Any) -> ServingSettings:
     return settings.model_copy(update={"api": settings.api.model_copy(update=api)})
 
 
+@pytest.mark.usefixtures("held_rate_clock")
 def test_with_redis_down_feeds_come_from_cql_and_stay_rate_limited(
         api_settings: ServingSettings, seeder: Seeder) -> None:
     seeder.follow("alice", "bob")
@@ -47,6 +48,7 @@ def test_with_redis_down_feeds_come_from_cql_and_stay_rate_limited(
         assert c.get("/v1/feed", headers=auth(down, "carol")).status_code == 200
 
 
+@pytest.mark.usefixtures("held_rate_clock")
 def test_bad_token_floods_and_readyz_are_limited_per_client_in_redis(
         api_settings: ServingSettings, redis_keys: Any) -> None:
     client, keys = redis_keys
@@ -77,6 +79,7 @@ def guards_redis(stack: StackSettings, redis_keys: Any) -> Iterator[tuple[str, r
     client.close()
 
 
+@pytest.mark.usefixtures("held_rate_clock")
 def test_guards_live_in_their_own_redis_when_configured(
         api_settings: ServingSettings, seeder: Seeder, redis_keys: Any,
         guards_redis: tuple[str, redis.Redis]) -> None:

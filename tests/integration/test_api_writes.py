@@ -230,6 +230,7 @@ def test_a_retry_after_a_kafka_failure_produces_the_same_event(
     assert redis.ttl(keys.idempotency("alice", "follow-bob")) > 3600
 
 
+@pytest.mark.usefixtures("held_rate_clock")
 def test_rate_limit_gives_429_with_retry_after(api_settings: ServingSettings) -> None:
     limited = api_settings.model_copy(update={
         "api": ApiSettings(rate_limit_per_minute=5, gc_freeze=False)})
@@ -244,6 +245,7 @@ def test_rate_limit_gives_429_with_retry_after(api_settings: ServingSettings) ->
         assert c.get("/v1/users/alice", headers=auth(limited, "bob")).status_code == 200
 
 
+@pytest.mark.usefixtures("held_rate_clock")
 def test_feed_reads_count_against_the_rate_limit_in_the_same_redis_call(
         api_settings: ServingSettings, seeder: Seeder) -> None:
     seeder.follow("alice", "bob")
@@ -259,6 +261,7 @@ def test_feed_reads_count_against_the_rate_limit_in_the_same_redis_call(
         assert c.get("/v1/feed", headers=auth(limited, "carol")).status_code == 200
 
 
+@pytest.mark.usefixtures("held_rate_clock")
 def test_a_write_counts_once_against_the_rate_limit(api_settings: ServingSettings) -> None:
     """The caller is a dependency of the handler and of its submit path: counted once."""
     limited = api_settings.model_copy(update={

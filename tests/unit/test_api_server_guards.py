@@ -100,7 +100,7 @@ def bearer(user: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def limited_client() -> Iterator[TestClient]:
+def limited_client(held_rate_clock: float) -> Iterator[TestClient]:
     app = create_app(settings(rate_limit_per_minute=3,  # type: ignore[arg-type]
                               anonymous_rate_limit_per_minute=4))
     with TestClient(app, raise_server_exceptions=False, client=("10.0.0.1", 4000)) as c:
