@@ -60,17 +60,14 @@ def one_round(settings: BatchSettings, *, sample: int, confirm_after_s: float,
         first = run(settings, sample=sample, live=True, gate=False, progress=log.info)
         confirmed: list[str] = []
         report = first
-        if first.gate == "failed":  # only when a gate runs (not in these rounds)
-            result = "gate_failed"
-        else:
-            if first.drifted:
-                log.warning("%d user(s) drifted; checking them again in %.0f s",
-                            len(first.drifted), confirm_after_s)
-                wait(confirm_after_s)
-                report = run(settings, users=first.drifted, live=True, gate=False,
-                             progress=log.info)
-                confirmed = report.drifted  # the second look checks only those users
-            result = "drift" if confirmed else "ok"
+        if first.drifted:
+            log.warning("%d user(s) drifted; checking them again in %.0f s",
+                        len(first.drifted), confirm_after_s)
+            wait(confirm_after_s)
+            report = run(settings, users=first.drifted, live=True, gate=False,
+                         progress=log.info)
+            confirmed = report.drifted  # the second look checks only those users
+        result = "drift" if confirmed else "ok"
     except BadArchive as err:
         log.error("the archive holds a bad record: %s", err)
         result = "bad_archive"
