@@ -169,6 +169,10 @@ class RedisSettings(_Block):
     the local stack's ACL user with its development password."""
     key_prefix: str = "fl"
     """Prefix of every feedline key (tests use a unique one each)."""
+    cluster: bool = False
+    """``url`` names one node of a Redis Cluster: keys take the hash-tagged layout
+    (``schemas.redis_keys``) and the feed page runs one step per slot group, pipelined per
+    node (``feedline.stores.cluster_cache``). False: one Redis, the page in one script."""
     guards_url: str | None = None
     """Redis of the API's request guards (rate-limit counters, Idempotency-Key records), which
     must not be evicted: run it with ``maxmemory-policy noeviction`` (every guard key has a
