@@ -390,6 +390,10 @@ class LocalStackSettings(_Block):
     redis_guards_maxmemory: str = "128mb"
     """The guards Redis's maxmemory; full, it refuses writes (noeviction) instead of dropping
     a counter, and the API's guards fall back to counting in process."""
+    redis_cluster_port: int = 6391
+    """First of the three consecutive ports of the local Redis Cluster (three masters, not
+    started by ``local up``: ``jobs.localstack.redis_cluster``); each also uses its port plus
+    10000 for the cluster bus."""
     flink_rpc_port: int = 6123
     """Flink JobManager RPC port (loopback)."""
     flink_blob_port: int = 6124
