@@ -29,8 +29,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
+import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError
 
 from feedline.stores.feed_cache import CachePage, FeedCache, PageStatus, _media
 from feedline.stores.feed_items import Position, PostView
@@ -123,7 +123,7 @@ class ClusterFeedCache(FeedCache):
             return await pipe.execute(raise_on_error=False)
 
         replies = await run()
-        if any(isinstance(r, NoScriptError) for r in replies):
+        if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
             await self.cluster.script_load(self._outbox_text)  # every primary (a restart)
             replies = await run()
         for reply in replies:
@@ -165,3 +165,40 @@ class ClusterFeedCache(FeedCache):
     async def ping(self) -> bool:
         """Every primary answered PING."""
         return bool(await self.cluster.ping(target_nodes=RedisCluster.PRIMARIES))
+
+
+class ReachableCluster(RedisCluster):
+    """redis-py's cluster client whose "no node reachable" is a Redis connection error.
+
+    redis-py 5 raises a bare ``RedisClusterException`` when it cannot (re)learn the cluster's
+    layout from any node; the readers fall back to the CQL store on connection errors
+    (``feed_reader.REDIS_DOWN``), so that failure is reported as one.
+    """
+
+    async def initialize(self) -> ReachableCluster:
+        """Learn the cluster's nodes and slots (on first use and after a failover)."""
+        try:
+            await super().initialize()
+        except redis.exceptions.SlotNotCoveredError:
+            raise
+        except redis.exceptions.RedisClusterException as error:
+            raise redis.exceptions.ConnectionError(f"redis cluster unreachable: {error}") from error
+        return self
+
+
+def cluster_client(url: str, **options: Any) -> RedisCluster:
+    """An async Redis Cluster client from the URL of one node (no I/O until first use).
+
+    Unlike ``async_redis`` it keeps redis-py's own connection class: redis-py's cluster
+    client takes none of its own (``ResetSafe`` writes are single-node only for now).
+    """
+    if options.get("socket_timeout") is None:
+        raise ValueError("cluster_client needs a socket_timeout")
+    return ReachableCluster.from_url(url, **options)
+
+
+def feed_cache(client: Any, keys: RedisKeys, *, timeline_cap: int) -> FeedCache:
+    """The feed cache for the key layout: ``ClusterFeedCache`` for the cluster one."""
+    if keys.cluster:
+        return ClusterFeedCache(client, keys, timeline_cap=timeline_cap)
+    return FeedCache(client, keys, timeline_cap=timeline_cap)

@@ -30,7 +30,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from feedline.settings import StackSettings
-from feedline.stores.cluster_cache import ClusterFeedCache
+from feedline.stores.cluster_cache import ClusterFeedCache, cluster_client
 from feedline.stores.feed_cache import CachePage, FeedCache, PageStatus
 from feedline.stores.feed_items import Position, newest_first
 from feedline.stores.feed_reader import FeedReader
@@ -114,8 +114,8 @@ async def _caches(servers: tuple[str, str], single_keys: RedisKeys, cluster_keys
     cluster_url, single_url = servers
     return (FeedCache(Redis.from_url(single_url, decode_responses=True), single_keys,
                       timeline_cap=cap),
-            ClusterFeedCache(RedisCluster.from_url(cluster_url, decode_responses=True),
-                             cluster_keys, timeline_cap=cap))
+            ClusterFeedCache(cluster_client(cluster_url, decode_responses=True,
+                                            socket_timeout=5), cluster_keys, timeline_cap=cap))
 
 
 async def _close(*caches: FeedCache) -> None:
@@ -184,7 +184,7 @@ def test_cache_first_reader_on_the_cluster_equals_the_model(servers: tuple[str, 
     store, expected = worlds.build_world(random.Random(seed), cluster, keys, cap)
 
     async def read() -> list[str]:
-        client = RedisCluster.from_url(servers[0], decode_responses=True)
+        client = cluster_client(servers[0], decode_responses=True, socket_timeout=5)
         reader = FeedReader(ClusterFeedCache(client, keys, timeline_cap=cap),
                             store, timeline_cap=cap)  # type: ignore[arg-type]
         seen: list[str] = []
