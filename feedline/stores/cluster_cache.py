@@ -21,7 +21,7 @@ celebrities set's slot, then ``outbox_fill.lua`` on the author's), no longer ato
 writer that removes the author from the celebrities set between the two may see an outbox
 filled after its own clear. The writer's whole-key version of the outbox guards a clear
 written through ``write_guarded.lua``; the writer's unguarded rebuild (``FeedWriter._reload``)
-is not guarded — a known gap, see the branch notes.
+is not guarded — a known gap (``docs/REDIS-CLUSTER.md``).
 """
 
 from __future__ import annotations
