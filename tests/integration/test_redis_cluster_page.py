@@ -330,3 +330,34 @@ def test_a_page_costs_one_round_trip_per_shard_per_step(servers: tuple[str, str]
     assert trips[0][0] == "EVALSHA"
     assert max(calls.values()) <= 3 and len(calls) <= MASTERS
     assert len(trips) <= 1 + 2 * MASTERS
+
+
+def test_post_lookups_counters_and_ping_on_the_cluster(servers: tuple[str, str],
+                                                       prefix: str) -> None:
+    single, single_keys, cluster, cluster_keys = _both(servers, prefix)
+    posts = [f"p{i}" for i in range(30)]
+    for client, keys in ((single, single_keys), (cluster, cluster_keys)):
+        for n, post_id in enumerate(posts[:25]):
+            client.hset(keys.post(post_id), mapping={
+                "post_id": post_id, "author_id": f"a{n % 4}", "caption": f"c{n}",
+                "media": "[]", "created_ms": 1_700_000_000_000 + n})
+            if n % 3:
+                client.hset(keys.post_counters(post_id), mapping={"likes": n, "comments": 1})
+        client.hset(keys.user_counters("a1"), mapping={"followers": 7, "posts": 3})
+
+    async def read() -> None:
+        plain, sharded = await _caches(servers, single_keys, cluster_keys, 50)
+        try:
+            views = await sharded.post_views(posts)
+            assert views == await plain.post_views(posts) and len(views) == 25
+            for user in ("a1", "nobody"):
+                assert await sharded.user_counts(user) == await plain.user_counts(user)
+            assert await sharded.ping()
+        finally:
+            await _close(plain, sharded)
+
+    try:
+        asyncio.run(read())
+    finally:
+        single.close()
+        cluster.close()
