@@ -169,6 +169,10 @@ class RedisSettings(_Block):
     the local stack's ACL user with its development password."""
     key_prefix: str = "fl"
     """Prefix of every feedline key (tests use a unique one each)."""
+    cluster: bool = False
+    """``url`` names one node of a Redis Cluster: keys take the hash-tagged layout
+    (``schemas.redis_keys``) and the feed page runs one step per slot group, pipelined per
+    node (``feedline.stores.cluster_cache``). False: one Redis, the page in one script."""
     guards_url: str | None = None
     """Redis of the API's request guards (rate-limit counters, Idempotency-Key records), which
     must not be evicted: run it with ``maxmemory-policy noeviction`` (every guard key has a
@@ -386,6 +390,10 @@ class LocalStackSettings(_Block):
     redis_guards_maxmemory: str = "128mb"
     """The guards Redis's maxmemory; full, it refuses writes (noeviction) instead of dropping
     a counter, and the API's guards fall back to counting in process."""
+    redis_cluster_port: int = 6391
+    """First of the three consecutive ports of the local Redis Cluster (three masters, not
+    started by ``local up``: ``jobs.localstack.redis_cluster``); each also uses its port plus
+    10000 for the cluster bus."""
     flink_rpc_port: int = 6123
     """Flink JobManager RPC port (loopback)."""
     flink_blob_port: int = 6124

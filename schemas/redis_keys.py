@@ -15,6 +15,17 @@
 
 The hashes' fields, with their encode and decode, are in ``schemas.redis_hashes``.
 
+Redis Cluster layout (``RedisKeys(cluster=True)``, ``redis.cluster`` in the settings): the
+same keys with their owner in a hash tag, so that everything one owner's script touches
+shares a slot. A user's own keys (``tl``, ``fc``, ``uc``, ``rl``, ``idem``, and as an author
+``ob`` and ``pa``) are tagged ``{user_id}``: the reader's page script (timeline,
+followed-celebrity set, rate-limit counters) and an author's outbox with the author's
+``posts`` counter each run on one slot. A post's ``post`` and ``pc`` hashes are tagged
+``{post_id}``: hydration touches one slot per post, posts spread over the shards (readers
+pipeline them per node). The celebrities set is ``{p}:{celebs}``. A versions hash keeps
+its key's tag (``{p}:v:tl:{u1}``), so a guarded write stays on one slot. Single-node
+Redis keeps the untagged names above (the default).
+
 Notifications (``schemas.redis_notifications``): one recipient's keys put the user id in a
 hash tag (``{u1}``), so they share a Redis Cluster slot and one script reads them together.
 
@@ -46,26 +57,38 @@ class RedisKeys:
     """Builds every key for one prefix (tests use a unique prefix each)."""
 
     prefix: str = "fl"
+    cluster: bool = False
+    """Redis Cluster layout: owners in hash tags (see the module's docstring)."""
+
+    def __post_init__(self) -> None:
+        if self.cluster and ("{" in self.prefix or "}" in self.prefix):
+            raise ValueError(f"a cluster key prefix holds no hash tag braces: {self.prefix!r}")
+
+    def _owned(self, kind: str, owner: str) -> str:
+        """``{p}:KIND:OWNER``; in the cluster layout ``{p}:KIND:{OWNER}`` (one slot per owner)."""
+        if self.cluster:
+            return f"{self.prefix}:{kind}:{{{owner}}}"
+        return f"{self.prefix}:{kind}:{owner}"
 
     def timeline(self, user_id: str) -> str:
         """Home timeline ZSET of ``user_id``."""
-        return f"{self.prefix}:tl:{user_id}"
+        return self._owned("tl", user_id)
 
     def outbox(self, author_id: str) -> str:
         """Celebrity outbox ZSET of ``author_id``."""
-        return f"{self.prefix}:ob:{author_id}"
+        return self._owned("ob", author_id)
 
     def post(self, post_id: str) -> str:
         """Post payload HASH."""
-        return f"{self.prefix}:post:{post_id}"
+        return self._owned("post", post_id)
 
     def post_counters(self, post_id: str) -> str:
         """Post counters HASH (likes, comments)."""
-        return f"{self.prefix}:pc:{post_id}"
+        return self._owned("pc", post_id)
 
     def user_counters(self, user_id: str) -> str:
         """User counters HASH (followers, following, posts)."""
-        return f"{self.prefix}:uc:{user_id}"
+        return self._owned("uc", user_id)
 
     def followed_celebrities(self, user_id: str) -> str:
         """SET of celebrities ``user_id`` follows.
@@ -75,19 +98,19 @@ class RedisKeys:
         celebrities, so a set evicted and then re-created by a single add stays untrusted
         (it would hide the other celebrities' posts).
         """
-        return f"{self.prefix}:fc:{user_id}"
+        return self._owned("fc", user_id)
 
     def celebrities(self) -> str:
         """SET of authors above the celebrity threshold."""
-        return f"{self.prefix}:celebs"
+        return f"{self.prefix}:{{celebs}}" if self.cluster else f"{self.prefix}:celebs"
 
     def rate_limit(self, user_id: str, window: int) -> str:
         """Request counter of ``user_id`` in rate-limit window number ``window``."""
-        return f"{self.prefix}:rl:{user_id}:{window}"
+        return f"{self._owned('rl', user_id)}:{window}"
 
     def idempotency(self, user_id: str, key: str) -> str:
         """Event id recorded for a client's Idempotency-Key."""
-        return f"{self.prefix}:idem:{user_id}:{key}"
+        return f"{self._owned('idem', user_id)}:{key}"
 
     def versions(self, key: str) -> str:
         """HASH of the write versions of ``key``'s rows: member or field -> write time (µs).
@@ -124,4 +147,4 @@ class RedisKeys:
 
     def author_push(self, author_id: str) -> str:
         """Realtime events of a celebrity's outbox, read by every follower's stream."""
-        return f"{self.prefix}:pa:{author_id}"
+        return self._owned("pa", author_id)

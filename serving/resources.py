@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import cast
+
+from redis.asyncio import Redis
 
 from feedline.settings import ServingSettings
 from feedline.stores.async_redis import async_redis
+from feedline.stores.cluster_cache import cluster_client, feed_cache
 from feedline.stores.cql_client import CqlClient
 from feedline.stores.errors import Breaker
 from feedline.stores.event_publisher import EventPublisher
-from feedline.stores.feed_cache import FeedCache
 from feedline.stores.feed_reader import REDIS_PAUSE_S, FeedReader
 from feedline.stores.media_store import MediaStore, MediaUploads, MediaUrls
 from feedline.stores.notification_reader import NotificationReader
@@ -33,11 +36,15 @@ class Resources:
     def __init__(self, settings: ServingSettings) -> None:
         api = settings.api
         self.settings = settings
-        self.keys = RedisKeys(settings.redis.key_prefix)
-        self.redis = async_redis(settings.redis.url, decode_responses=True,
-                                    socket_timeout=api.redis_timeout_s,
-                                    socket_connect_timeout=api.redis_timeout_s)
-        self.cache = FeedCache(self.redis, self.keys, timeline_cap=settings.feed.timeline_cap)
+        self.keys = RedisKeys(settings.redis.key_prefix, cluster=settings.redis.cluster)
+        # On a Redis Cluster (redis.cluster) the cache client is redis-py's cluster client,
+        # which the readers below use through the same commands (their scripts touch one
+        # slot each in the cluster key layout).
+        client = cluster_client if settings.redis.cluster else async_redis
+        self.redis: Redis = cast(Redis, client(
+            settings.redis.url, decode_responses=True, socket_timeout=api.redis_timeout_s,
+            socket_connect_timeout=api.redis_timeout_s))
+        self.cache = feed_cache(self.redis, self.keys, timeline_cap=settings.feed.timeline_cap)
         self.cql = CqlClient(settings.cql, timeout_s=api.cql_timeout_s)
         self.posts = PostStore(self.cql, celebrity_cache_s=api.celebrity_cache_s)
         self.redis_breaker = Breaker(REDIS_PAUSE_S)

@@ -34,10 +34,12 @@ log = logging.getLogger(__name__)
 
 #: Redis errors meaning "the cache cannot serve": read from the CQL store instead. Besides
 #: unreachable, a replica promoted away (READONLY), a full instance that refuses writes
-#: (OOM: the page script counts the rate limit) and a failover in progress.
+#: (OOM: the page script counts the rate limit) and a failover in progress; on a Redis
+#: Cluster also a cluster that is down or has a slot no node serves.
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError,
               redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError,
-              redis.exceptions.MasterDownError, redis.exceptions.TryAgainError)
+              redis.exceptions.MasterDownError, redis.exceptions.TryAgainError,
+              redis.exceptions.ClusterDownError, redis.exceptions.SlotNotCoveredError)
 #: Extra candidates read per source beyond the page size: room for entries whose post is
 #: gone (the writer removes deleted posts from sets, so few); past it, another round.
 SLACK = 3

@@ -82,6 +82,14 @@ class RedisService(Service):
 
     def prepare(self) -> None:
         """Write redis.conf."""
+        (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        conf = self.home / "redis.conf"
+        conf.touch(mode=0o600)  # it holds the ACL passwords
+        conf.chmod(0o600)
+        conf.write_text("\n".join(self.config_lines()) + "\n")
+
+    def config_lines(self) -> list[str]:
+        """The lines of redis.conf."""
         host, port = self._host_port()
         # Timelines are capped at feed.timeline_cap entries of short ids: keep them in the
         # compact listpack encoding up to that size (a skiplist costs several times more).
@@ -103,11 +111,7 @@ class RedisService(Service):
             f"logfile {self.home / 'logs' / 'redis.log'}",
             *acl_lines(self.url(), exporter_password(self.settings)),
         ]
-        (self.home / "logs").mkdir(parents=True, exist_ok=True)
-        conf = self.home / "redis.conf"
-        conf.touch(mode=0o600)  # it holds the ACL passwords
-        conf.chmod(0o600)
-        conf.write_text("\n".join(lines) + "\n")
+        return lines
 
     def command(self) -> tuple[list[str], Mapping[str, str]]:
         """Run redis-server with the generated config."""

@@ -66,3 +66,23 @@ def test_each_set_rule_is_usable_as_declared() -> None:
             assert rule.marker == COMPLETE_MEMBER
         if rule.completeness is Completeness.CAPPED:
             assert rule.capped
+
+
+def test_a_script_may_require_several_files_in_order() -> None:
+    head = source("page_head.lua")
+    assert head == _own_text("rate_check.lua") + _own_text("window.lua") + _own_text(
+        "page_head.lua")
+    assert source("page_outbox.lua").startswith(_own_text("window.lua"))
+
+
+def test_the_cluster_page_steps_answer_page_statuses_and_window_shapes() -> None:
+    from typing import get_args
+
+    from feedline.stores.page_walk import Shape
+
+    head = _code(_own_text("page_head.lua"))
+    assert set(re.findall(r"return \{'(\w+)'", head)) - {"window"} <= {
+        s.value for s in PageStatus}
+    for name in ("page_head.lua", "page_outbox.lua"):
+        shapes = set(re.findall(r"shape = '(\w+)'", _code(_own_text(name))))
+        assert shapes == set(get_args(Shape))

@@ -2,8 +2,9 @@
 
 ``source`` reads a script once per process; callers register it with the client
 (``register_script``: EVALSHA, and SCRIPT LOAD when the server does not know it yet).
-A script may start with ``-- requires: NAME.lua``: that file's text is put before it (the
-page script shares the rate-limit function this way).
+A script may start with ``-- requires: NAME.lua [NAME.lua ...]``: those files' texts are put
+before it, in that order (the page scripts share the rate-limit and window functions this
+way).
 """
 
 from __future__ import annotations
@@ -20,5 +21,5 @@ def source(name: str) -> str:
     text = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
     first = text.split("\n", 1)[0]
     if first.startswith(_REQUIRES):
-        return source(first[len(_REQUIRES):].strip()) + text
+        return "".join(source(required) for required in first[len(_REQUIRES):].split()) + text
     return text

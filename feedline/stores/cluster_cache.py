@@ -1,0 +1,204 @@
+"""The serving cache's read side on Redis Cluster: a feed page in one step per slot group.
+
+``FeedCache.page`` runs ``lua/page.lua`` once, touching keys of many slots, which Redis
+Cluster refuses (CROSSSLOT). With the cluster layout of ``schemas.redis_keys`` (owners in
+hash tags), ``ClusterFeedCache.page`` gives the same answer in three steps:
+
+1. the reader's slot, one script (``lua/page_head.lua``): rate limit, timeline window,
+   followed-celebrity set — one round trip to one node;
+2. each followed celebrity's slot (``lua/page_outbox.lua``: outbox window and the author's
+   ``posts`` counter), all in one cluster pipeline — redis-py sends one pipeline per node,
+   concurrently: one round trip per shard holding an outbox;
+3. the walk of ``feedline.stores.page_walk`` (``page.lua``'s merge, in Python) hydrates
+   the posts it reaches with one pipeline per batch (post hash and counters share the
+   post's tag): one round trip per shard holding a post, one batch in the common case.
+
+The statuses, their order of precedence and the entries equal ``page.lua``'s for the same
+data. Step 2 reads the windows together with the checks, so an ``outbox_miss`` costs no
+more than a page. Repairs: a timeline repair touches only the reader's slot and runs as
+on one Redis; an outbox repair is split in two scripts (``celebrities_complete.lua`` on the
+celebrities set's slot, then ``outbox_fill.lua`` on the author's), no longer atomic: a
+writer that removes the author from the celebrities set between the two may see an outbox
+filled after its own clear. The writer's whole-key version of the outbox guards a clear
+written through ``write_guarded.lua``; the writer's unguarded rebuild (``FeedWriter._reload``)
+is not guarded — a known gap (``docs/REDIS-CLUSTER.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
+
+from feedline.stores.feed_cache import CachePage, FeedCache, PageStatus, _media
+from feedline.stores.feed_items import Position, PostView
+from feedline.stores.lua import source
+from feedline.stores.page_walk import Hash, Window, walk
+from feedline.stores.request_guards import RateLimited, RateWindow
+from schemas.redis_keys import RedisKeys
+from schemas.redis_sets import FOLLOWED_CELEBRITIES, OUTBOX, TIMELINE
+
+#: The post hash fields hydration reads, in page.lua's order.
+POST_FIELDS = ("author_id", "caption", "media")
+#: The post counters fields hydration reads.
+COUNTER_FIELDS = ("likes", "comments")
+
+
+class ClusterFeedCache(FeedCache):
+    """``FeedCache`` on a Redis Cluster (keys in the cluster layout, ``cluster=True``)."""
+
+    def __init__(self, client: RedisCluster, keys: RedisKeys, *, timeline_cap: int) -> None:
+        if not keys.cluster:
+            raise ValueError("ClusterFeedCache needs the cluster key layout (cluster=True)")
+        super().__init__(client, keys, timeline_cap=timeline_cap)  # type: ignore[arg-type]
+        self.cluster = client
+        # redis-py's register_script serves the cluster client too (its stubs name Redis).
+        scripts = cast(Any, client)
+        self._head = scripts.register_script(source("page_head.lua"))
+        self._outbox_text = source("page_outbox.lua")
+        self._outbox = scripts.register_script(self._outbox_text)
+        self._celebrities_complete = scripts.register_script(source("celebrities_complete.lua"))
+        self._outbox_fill = scripts.register_script(source("outbox_fill.lua"))
+
+    async def page(self, user_id: str, after: Position | None, limit: int, *,
+                   fetch: int, lenient_outboxes: bool = False,
+                   rate: RateWindow | None = None) -> CachePage:
+        """One feed page from the cluster: what ``FeedCache.page`` returns for the same data."""
+        k = self.keys
+        cursor_score = "" if after is None else str(after.created_ms)
+        cursor_id = "" if after is None else after.post_id
+        keys = [TIMELINE.key(k, user_id), FOLLOWED_CELEBRITIES.key(k, user_id)]
+        args: list[Any] = [fetch, self.cap, cursor_score, cursor_id]
+        if rate is None:
+            args.extend(("", "", ""))
+        else:
+            keys.extend(rate.keys)
+            args.extend(rate.args())
+        args.append(FOLLOWED_CELEBRITIES.marker)
+        head = await self._head(keys=keys, args=args)
+        status = head[0]
+        if status == PageStatus.LIMITED:
+            assert rate is not None
+            raise RateLimited(rate.decision(False, int(head[1]), int(head[2])))
+        if status in (PageStatus.MISS, PageStatus.CELEBRITIES_MISS):
+            return CachePage(PageStatus(status))
+        _, shape, celebrities, flat = head
+        windows = [Window.from_reply(shape, flat)]
+        replies = await self._outbox_steps(celebrities, fetch, cursor_score, cursor_id,
+                                           lenient_outboxes)
+        absent = tuple(a for a, r in zip(celebrities, replies, strict=True) if r[0] == "absent")
+        if absent:
+            return CachePage(PageStatus.OUTBOX_MISS, absent=absent)
+        windows += [Window.from_reply(r[1], r[2]) for r in replies if r[0] == "window"]
+        walked = await walk(windows, after, limit, self._hydrate, batch=max(fetch, limit))
+        entries: list[PostView | Position] = []
+        for (score, post_id), post in walked.entries:
+            if post is None:
+                entries.append(Position(int(score), post_id))
+            else:
+                author_id, caption, media, likes, comments = post
+                entries.append(PostView(post_id, author_id, caption, _media(media), int(score),
+                                        int(likes), int(comments)))
+        last = None if walked.last is None else Position(int(walked.last[0]), walked.last[1])
+        return CachePage(PageStatus(walked.status), tuple(entries), last)
+
+    async def _outbox_steps(self, celebrities: Sequence[str], fetch: int, cursor_score: str,
+                            cursor_id: str, lenient: bool) -> list[list[Any]]:
+        """``page_outbox.lua`` for each celebrity, in one cluster pipeline (per node)."""
+        if not celebrities:
+            return []
+        k = self.keys
+        sha = self._outbox.sha
+        calls = [(OUTBOX.key(k, author), k.user_counters(author)) for author in celebrities]
+        args: list[Any] = [fetch, cursor_score, cursor_id, "1" if lenient else "0",
+                           OUTBOX.counter_field]
+
+        async def run() -> list[Any]:
+            pipe = self.cluster.pipeline()
+            for outbox, counters in calls:
+                # ClusterPipeline blocks its evalsha method, not the command itself.
+                pipe.execute_command("EVALSHA", sha, 2, outbox, counters, *args)
+            return await pipe.execute(raise_on_error=False)
+
+        replies = await run()
+        if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+            await self.cluster.script_load(self._outbox_text)  # every primary (a restart)
+            replies = await run()
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    async def _hydrate(self, post_ids: Sequence[str]) -> dict[str, Hash | None]:
+        """Post hashes and counters, as page.lua reads them (one pipeline, per node)."""
+        pipe = self.cluster.pipeline()
+        for post_id in post_ids:
+            pipe.hmget(self.keys.post(post_id), list(POST_FIELDS))
+            pipe.hmget(self.keys.post_counters(post_id), list(COUNTER_FIELDS))
+        replies = await pipe.execute()
+        found: dict[str, Hash | None] = {}
+        for post_id, post, counts in zip(post_ids, replies[::2], replies[1::2], strict=True):
+            author_id, caption, media = post
+            found[post_id] = None if author_id is None else (
+                author_id, caption or "", media or "[]", counts[0] or "0", counts[1] or "0")
+        return found
+
+    async def repair_outbox(self, author_id: str, posts: Sequence[Position],
+                            celebrities: Sequence[str], read_at_us: int) -> bool:
+        """``FeedCache.repair_outbox`` in two steps (see the module's docstring)."""
+        if not posts and not celebrities:
+            return False
+        k = self.keys
+        every = k.celebrities()
+        member = await self._celebrities_complete(
+            keys=[every, k.versions(every)], args=[read_at_us, author_id, *celebrities])
+        if not member or not posts:
+            return False
+        args: list[Any] = [self.cap, read_at_us]
+        for p in posts[: self.cap] if OUTBOX.capped else posts:
+            args.extend((p.created_ms, p.post_id))
+        outbox = OUTBOX.key(k, author_id)
+        return bool(await self._outbox_fill(keys=[outbox, k.versions(outbox)], args=args))
+
+    async def ping(self) -> bool:
+        """Every primary answered PING."""
+        return bool(await self.cluster.ping(target_nodes=RedisCluster.PRIMARIES))
+
+
+class ReachableCluster(RedisCluster):
+    """redis-py's cluster client whose "no node reachable" is a Redis connection error.
+
+    redis-py 5 raises a bare ``RedisClusterException`` when it cannot (re)learn the cluster's
+    layout from any node; the readers fall back to the CQL store on connection errors
+    (``feed_reader.REDIS_DOWN``), so that failure is reported as one.
+    """
+
+    async def initialize(self) -> ReachableCluster:
+        """Learn the cluster's nodes and slots (on first use and after a failover)."""
+        try:
+            await super().initialize()
+        except redis.exceptions.SlotNotCoveredError:
+            raise
+        except redis.exceptions.RedisClusterException as error:
+            raise redis.exceptions.ConnectionError(f"redis cluster unreachable: {error}") from error
+        return self
+
+
+def cluster_client(url: str, **options: Any) -> RedisCluster:
+    """An async Redis Cluster client from the URL of one node (no I/O until first use).
+
+    Unlike ``async_redis`` it keeps redis-py's own connection class: redis-py's cluster
+    client takes none of its own (``ResetSafe`` writes are single-node only for now).
+    """
+    if options.get("socket_timeout") is None:
+        raise ValueError("cluster_client needs a socket_timeout")
+    return ReachableCluster.from_url(url, **options)
+
+
+def feed_cache(client: Any, keys: RedisKeys, *, timeline_cap: int) -> FeedCache:
+    """The feed cache for the key layout: ``ClusterFeedCache`` for the cluster one."""
+    if keys.cluster:
+        return ClusterFeedCache(client, keys, timeline_cap=timeline_cap)
+    return FeedCache(client, keys, timeline_cap=timeline_cap)
