@@ -108,7 +108,7 @@ def formed(urls: Sequence[str]) -> bool:
     return True
 
 
-def form_cluster(urls: Sequence[str], timeout_s: float = 30.0) -> None:
+def form_cluster(urls: Sequence[str], timeout_s: float = 120.0) -> None:
     """Give each master its slot range and introduce them; no-op once formed."""
     if formed(urls):
         return

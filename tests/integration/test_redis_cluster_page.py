@@ -42,12 +42,13 @@ from tests.integration import test_api_feed_reader as worlds
 from tests.support.fake_store import FakeStore
 
 
-def _wait(service: RedisService) -> None:
-    for _ in range(200):
+def _wait(service: RedisService, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s  # a hang guard, generous on a slow machine
+    while time.monotonic() < deadline:
         if service.healthy():
             return
         time.sleep(0.05)
-    raise RuntimeError(f"{service.name} did not answer PING")
+    raise RuntimeError(f"{service.name} did not answer PING in {timeout_s:.0f} s")
 
 
 @pytest.fixture(scope="module")
