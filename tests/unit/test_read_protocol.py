@@ -70,9 +70,14 @@ def test_each_set_rule_is_usable_as_declared() -> None:
 
 def test_a_script_may_require_several_files_in_order() -> None:
     head = source("page_head.lua")
-    assert head == _own_text("rate_check.lua") + _own_text("window.lua") + _own_text(
-        "page_head.lua")
-    assert source("page_outbox.lua").startswith(_own_text("window.lua"))
+    # Required files bring their own requirements first (window.lua needs byte_order.lua).
+    assert head == _own_text("rate_check.lua") + _own_text("byte_order.lua") + _own_text(
+        "window.lua") + _own_text("page_head.lua")
+    assert source("page_outbox.lua").startswith(_own_text("byte_order.lua")
+                                                + _own_text("window.lua"))
+    for name in ("page.lua", "notification_page.lua"):  # one byte order for every script
+        assert _own_text("byte_order.lua") in source(name)
+        assert "local function lt(" not in _own_text(name)
 
 
 def test_the_cluster_page_steps_answer_page_statuses_and_window_shapes() -> None:

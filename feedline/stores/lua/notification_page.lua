@@ -1,3 +1,4 @@
+-- requires: byte_order.lua
 -- notification_page: one page of a recipient's notification groups, newest first, with
 -- their payloads and the read marker, in one call (schemas.redis_notifications).
 --
@@ -15,13 +16,6 @@
 -- ARGV[4]  cursor group key
 -- Returns {'miss'} when the ZSET is not cached, {'partial'} when a payload is missing,
 -- else {'ok', marker or '', more ('1' or '0'), key, score, payload, key, score, ...}.
-local function lt(a, b)
-  for i = 1, math.min(#a, #b) do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x < y end
-  end
-  return #a < #b
-end
 
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'miss'} end
 local cap, limit = tonumber(ARGV[1]), tonumber(ARGV[2])

@@ -1,4 +1,4 @@
--- requires: rate_check.lua
+-- requires: rate_check.lua byte_order.lua
 -- page: one page of a home feed, read, merged and hydrated inside Redis in one call.
 --
 -- Reads the reader's timeline after a cursor, merges the outboxes of the celebrities the
@@ -50,14 +50,6 @@ local cursor_score, cursor_id = tonumber(ARGV[7]), ARGV[8]
 local lenient, user_counters_prefix = ARGV[9] == '1', ARGV[10]
 local marker, posts_field = ARGV[14], ARGV[15]
 
-local function lt(a, b)
-  if a == b then return false end
-  for i = 1, math.min(#a, #b) do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x < y end
-  end
-  return #a < #b
-end
 local function precedes(s1, id1, s2, id2)
   if s1 ~= s2 then return s1 > s2 end
   return lt(id2, id1)

@@ -1,22 +1,12 @@
--- window: functions for other scripts reading a newest-first slice of a sorted set.
+-- requires: byte_order.lua
+-- window: a function for other scripts reading a newest-first slice of a sorted set.
 --
--- lt(a, b): whether id ``a`` sorts before ``b`` byte-wise (never `<`, which follows the
--- server's locale collation).
 -- window(key, cursor_score, cursor_id, fetch): up to ``fetch`` members of ``key`` strictly
 -- after the cursor in newest-first order (score descending, then member bytes descending);
 -- ``cursor_score`` is '' for the first page. Returns a flat list member, score, member,
 -- score, ... (scores as text) and whether ``fetch`` entries were read (more may follow).
 -- Used by page_head.lua and page_outbox.lua (feedline.stores.cluster_cache); page.lua
 -- holds the same walk for the single-node page.
-local function lt(a, b)
-  if a == b then return false end
-  for i = 1, math.min(#a, #b) do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x < y end
-  end
-  return #a < #b
-end
-
 local function window(key, cursor_score, cursor_id, fetch)
   local out, n, rest = {}, 0, nil
   if cursor_score ~= '' then
