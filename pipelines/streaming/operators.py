@@ -46,6 +46,18 @@ from pipelines.streaming.fanout_state import (
 )
 
 
+def attempt_number(runtime_context: RuntimeContext) -> int:
+    """The subtask's attempt number (0 first; one more after each restart).
+
+    In thread mode PyFlink 2.2 asks the Java ``RuntimeContext`` for ``getAttemptNumber``,
+    which Flink 2 moved to its ``TaskInfo``: read it there.
+    """
+    try:
+        return int(runtime_context.get_attempt_number())
+    except AttributeError:
+        java = runtime_context._runtime_context
+        return int(java.getTaskInfo().getAttemptNumber())
+
 class _RuleOperator(KeyedProcessFunction):
     """Applies the rules of one job's keys to their keyed state, skipping recent duplicates.
 
@@ -70,7 +82,7 @@ class _RuleOperator(KeyedProcessFunction):
         self.state = runtime_context.get_state(
             ValueStateDescriptor(self.state_name, Types.PICKLED_BYTE_ARRAY())
         )
-        self.attempt = runtime_context.get_attempt_number()  # restarts (EventClock.resume)
+        self.attempt = attempt_number(runtime_context)  # restarts (EventClock.resume)
         metrics = runtime_context.get_metrics_group()
         self.duplicates = metrics.counter("duplicate_events")
         self.events = metrics.counter("events")

@@ -353,3 +353,21 @@ def test_runtime_options_come_from_the_flink_settings() -> None:
     pinned = python_options(FlinkSettings.model_validate(
         {"python_execution_mode": "thread", "python_thread_paths": ["/opt/a", "/opt/b"]}))
     assert pinned["python.pythonpath"] == os.pathsep.join(["/opt/a", "/opt/b"])
+
+
+def test_the_attempt_number_is_read_in_both_execution_modes() -> None:
+    from types import SimpleNamespace
+
+    from pipelines.streaming.operators import attempt_number
+
+    process_mode = SimpleNamespace(get_attempt_number=lambda: 3)
+    assert attempt_number(process_mode) == 3  # type: ignore[arg-type]
+
+    class ThreadMode:  # PyFlink 2.2's embedded context: the Java method moved in Flink 2
+        _runtime_context = SimpleNamespace(
+            getTaskInfo=lambda: SimpleNamespace(getAttemptNumber=lambda: 2))
+
+        def get_attempt_number(self) -> int:
+            raise AttributeError("'pemja.PyJObject' object has no attribute 'getAttemptNumber'")
+
+    assert attempt_number(ThreadMode()) == 2  # type: ignore[arg-type]
