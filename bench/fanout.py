@@ -235,9 +235,18 @@ def freshness(sb: Sandbox, fresh: list[ProducedEvent], probes: dict[str, str],
     seen_at: dict[str, float] = {}
     stop = threading.Event()
 
+    failed: list[BaseException] = []
+
     def poll() -> None:
+        try:
+            watch()
+        except BaseException as error:  # reported by the caller: no figure from a dead poller
+            failed.append(error)
+
+    def watch() -> None:
         while not stop.is_set() or len(seen_at) < len(sent_at):
-            pending = [p for p in sent_at if p not in seen_at and p in probes]
+            # A copy: the producer adds to sent_at while this thread reads it.
+            pending = [p for p in list(sent_at) if p not in seen_at and p in probes]
             if pending:
                 pipe = sb.redis.pipeline(transaction=False)
                 for post_id in pending:
@@ -258,6 +267,8 @@ def freshness(sb: Sandbox, fresh: list[ProducedEvent], probes: dict[str, str],
     stop_deadline[0] = time.monotonic() + 60
     stop.set()
     poller.join()
+    if failed:
+        raise RuntimeError(f"the freshness poller failed: {failed[0]!r}") from failed[0]
     latencies = [seen_at[p] - sent_at[p] for p in seen_at if p in sent_at]
     missing = len([p for p in sent_at if p in probes]) - len(latencies)
     return {
