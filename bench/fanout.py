@@ -314,6 +314,10 @@ def _cpus() -> int:
 
 
 def _interrupt(signum: int, _frame: object) -> None:
+    # Once: a second signal (a process group's TERM plus `timeout` passing it on) must not
+    # cut the sandbox's clean-up short.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
