@@ -222,6 +222,10 @@ def test_a_release_is_deployed_from_its_own_folder(tmp_path: Path,
 
     def submit(stack: StackSettings, script: Path, job_args: list[str], **kw: object) -> object:
         seen["argv"] = flink_run_argv(stack, script, job_args)
+        handed = Path(job_args[job_args.index("--settings-file") + 1])
+        seen["settings"] = handed.read_text()  # the client reads it before this returns
+        seen["mode"] = handed.stat().st_mode & 0o777
+        seen["file"] = handed
         return Submission("f" * 32, 0, "")
 
     monkeypatch.setattr(deploy_module, "running", lambda *_: [])
@@ -241,7 +245,11 @@ def test_a_release_is_deployed_from_its_own_folder(tmp_path: Path,
     assert argv[argv.index("-py") + 1] == str(
         release / "pipelines" / "streaming" / "notifications_job.py")
     assert argv[-2:] == ["--dedup-window-s", "60"]
-    settings = StreamingSettings.model_validate_json(argv[argv.index("--settings-json") + 1])
+    # The settings (the stores' credentials) reach the job in an owner-only file, never on
+    # the client's command line, and the file is gone once the job is submitted.
+    assert "--settings-json" not in argv and seen["mode"] == 0o600
+    assert not seen["file"].exists()  # type: ignore[attr-defined]
+    settings = StreamingSettings.model_validate_json(str(seen["settings"]))
     assert settings.flink.parallelism == 3
     from jobs import keeper
     kept = keeper.kept(stack)["feedline-notifications-t"]
