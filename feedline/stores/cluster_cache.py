@@ -37,13 +37,12 @@ from feedline.stores.feed_items import Position, PostView
 from feedline.stores.lua import source
 from feedline.stores.page_walk import Hash, Window, walk
 from feedline.stores.request_guards import RateLimited, RateWindow
+from schemas.redis_hashes import POST_COUNTER_FIELDS
 from schemas.redis_keys import RedisKeys
 from schemas.redis_sets import FOLLOWED_CELEBRITIES, OUTBOX, TIMELINE
 
 #: The post hash fields hydration reads, in page.lua's order.
 POST_FIELDS = ("author_id", "caption", "media")
-#: The post counters fields hydration reads.
-COUNTER_FIELDS = ("likes", "comments")
 
 
 class ClusterFeedCache(FeedCache):
@@ -136,7 +135,7 @@ class ClusterFeedCache(FeedCache):
         pipe = self.cluster.pipeline()
         for post_id in post_ids:
             pipe.hmget(self.keys.post(post_id), list(POST_FIELDS))
-            pipe.hmget(self.keys.post_counters(post_id), list(COUNTER_FIELDS))
+            pipe.hmget(self.keys.post_counters(post_id), list(POST_COUNTER_FIELDS))
         replies = await pipe.execute()
         found: dict[str, Hash | None] = {}
         for post_id, post, counts in zip(post_ids, replies[::2], replies[1::2], strict=True):

@@ -41,11 +41,6 @@ def cluster_urls(settings: StackSettings) -> list[str]:
             for i in range(MASTERS)]
 
 
-def cluster_url(settings: StackSettings) -> str:
-    """What ``redis.url`` is with ``redis.cluster`` on the local cluster (its first master)."""
-    return cluster_urls(settings)[0]
-
-
 class RedisClusterMaster(RedisService):
     """One master of the local Redis Cluster."""
 

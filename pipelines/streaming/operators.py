@@ -58,6 +58,7 @@ def attempt_number(runtime_context: RuntimeContext) -> int:
         java = runtime_context._runtime_context
         return int(java.getTaskInfo().getAttemptNumber())
 
+
 class _RuleOperator(KeyedProcessFunction):
     """Applies the rules of one job's keys to their keyed state, skipping recent duplicates.
 

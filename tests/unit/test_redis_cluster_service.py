@@ -10,7 +10,6 @@ from jobs.localstack import stack
 from jobs.localstack.redis_cluster import (
     MASTERS,
     SLOTS,
-    cluster_url,
     cluster_urls,
     redis_cluster_services,
     slot_ranges,
@@ -42,7 +41,6 @@ def test_three_masters_in_cluster_mode_on_consecutive_ports(tmp_path: Path) -> N
         assert master.marker() == f":{port}"
     # The cache's credentials, database 0; the first master is what redis.url names.
     assert cluster_urls(settings)[2].endswith("@127.0.0.1:7203/0")
-    assert cluster_url(settings) == cluster_urls(settings)[0]
 
 
 def test_local_up_does_not_start_the_cluster(tmp_path: Path) -> None:
