@@ -136,7 +136,7 @@ def up(settings: StackSettings, say: Say = print,
                 started[svc.name] = time.monotonic()
                 say(f"{svc.name:<20} starting (log: {svc.process.log_file})")
         for svc in phase:
-            _wait_healthy(svc, settings.local.start_timeout_s, say, started.get(svc.name))
+            wait_healthy(svc, settings.local.start_timeout_s, say, started.get(svc.name))
             svc.after_healthy()
             if on_ready is not None:
                 on_ready(svc.name)
@@ -184,7 +184,7 @@ def start_supervisor(settings: StackSettings, say: Say) -> None:
         began = time.monotonic()
         pid = supervisor.start()
         # Once `up` returns, supervision is in effect: wait for the first look.
-        _wait_healthy(supervisor, settings.local.start_timeout_s, lambda _: None, began)
+        wait_healthy(supervisor, settings.local.start_timeout_s, lambda _: None, began)
         say(f"{supervisor.name:<20} running (pid {pid}): crashed services restart by "
             f"themselves (log: {supervisor.process.log_file})")
 
@@ -199,7 +199,12 @@ def stop_supervisor(settings: StackSettings, say: Say = print) -> bool:
     return False
 
 
-def _wait_healthy(svc: Service, timeout_s: float, say: Say, started: float | None) -> None:
+def wait_healthy(svc: Service, timeout_s: float, say: Say, started: float | None) -> None:
+    """Wait until ``svc`` is healthy.
+
+    StackError (with its log's tail) when it exits first or is not healthy within
+    ``timeout_s``; ``started`` is when this caller started it (None: it was running).
+    """
     deadline = time.monotonic() + timeout_s
     last_note = time.monotonic()
     while not svc.healthy():

@@ -70,6 +70,20 @@ def build_world(rng: random.Random, client: Any, keys: RedisKeys, cap: int) -> t
     return store, expected
 
 
+async def page_through(reader: FeedReader, user: str, limit: int) -> list[str]:
+    """Every post id of ``user``'s feed, page after page, each page served from the cache."""
+    seen: list[str] = []
+    after = None
+    for _ in range(200):
+        page = await reader.home(user, after, limit)
+        assert page.degraded is None and len(page.items) <= limit
+        seen += [item.post_id for item in page.items]
+        after = page.next
+        if after is None:
+            return seen
+    raise AssertionError("paging did not end")
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[
     HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32), cap=st.sampled_from([2, 5, 50]), limit=st.integers(1, 6))
@@ -84,19 +98,10 @@ def test_cache_first_feed_equals_the_model(stack: StackSettings,
         redis = Redis.from_url(stack.redis.url, decode_responses=True)
         reader = FeedReader(FeedCache(redis, keys, timeline_cap=cap), store,  # type: ignore[arg-type]
                             timeline_cap=cap)
-        seen: list[str] = []
-        after = None
         try:
-            for _ in range(200):
-                page = await reader.home("me", after, limit)
-                assert page.degraded is None and len(page.items) <= limit
-                seen += [item.post_id for item in page.items]
-                after = page.next
-                if after is None:
-                    return seen
+            return await page_through(reader, "me", limit)
         finally:
             await redis.aclose()
-        raise AssertionError("paging did not end")
 
     try:
         assert asyncio.run(read()) == expected

@@ -37,18 +37,14 @@ from feedline.stores.feed_reader import FeedReader
 from feedline.stores.request_guards import RateLimited, RateLimiter
 from jobs.localstack.redis_cluster import MASTERS, cluster_urls, formed, redis_cluster_services
 from jobs.localstack.redis_server import RedisService
+from jobs.localstack.stack import wait_healthy
 from schemas.redis_keys import COMPLETE_MEMBER, RedisKeys
 from tests.integration import test_api_feed_reader as worlds
 from tests.support.fake_store import FakeStore
 
 
-def _wait(service: RedisService, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s  # a hang guard, generous on a slow machine
-    while time.monotonic() < deadline:
-        if service.healthy():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"{service.name} did not answer PING in {timeout_s:.0f} s")
+def _wait(service: RedisService, settings: StackSettings) -> None:
+    wait_healthy(service, settings.local.start_timeout_s, lambda _line: None, time.monotonic())
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +68,13 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
                 master.start()
                 started.append(master)
             for master in masters:
-                _wait(master)
+                _wait(master, settings)
                 master.after_healthy()
         single = RedisService(settings.model_copy(update={"redis": settings.redis.model_copy(
             update={"url": f"redis://127.0.0.1:{port + MASTERS}/0"})}))
         single.start()
         started.append(single)
-        _wait(single)
+        _wait(single, settings)
         yield urls[0], single.url()
     finally:
         for service in reversed(started):
@@ -188,19 +184,10 @@ def test_cache_first_reader_on_the_cluster_equals_the_model(servers: tuple[str, 
         client = cluster_client(servers[0], decode_responses=True, socket_timeout=5)
         reader = FeedReader(ClusterFeedCache(client, keys, timeline_cap=cap),
                             store, timeline_cap=cap)  # type: ignore[arg-type]
-        seen: list[str] = []
-        after = None
         try:
-            for _ in range(200):
-                page = await reader.home("me", after, limit)
-                assert page.degraded is None and len(page.items) <= limit
-                seen += [item.post_id for item in page.items]
-                after = page.next
-                if after is None:
-                    return seen
+            return await worlds.page_through(reader, "me", limit)
         finally:
             await client.aclose()
-        raise AssertionError("paging did not end")
 
     try:
         assert asyncio.run(read()) == expected
