@@ -88,6 +88,10 @@ def write_flink_conf(settings: StackSettings) -> Path:
         "io.tmp.dirs": str(state / "tmp"),
         "web.tmpdir": str(state / "web"),
     }
+    if thread_mode(settings):
+        # PEMJA's classes come from the cluster's class path (flink-python in its lib
+        # folder, see install_cluster_lib), never from a job's: one native load per JVM.
+        overrides["classloader.parent-first-patterns.additional"] = "pemja."
     for key, value in overrides.items():
         _set(tree, key, value)
     (conf_dir / "config.yaml").write_text(yaml.safe_dump(tree, sort_keys=True))
@@ -133,6 +137,43 @@ PUSH_JOB = "flink"
 def flink_plugins_dir(settings: StackSettings) -> Path:
     """FLINK_PLUGINS_DIR of the local cluster: the reporter jar fetched by infra/maven."""
     return settings.local.state_dir / "flink" / "plugins"
+
+
+def flink_lib_dir(settings: StackSettings) -> Path:
+    """FLINK_LIB_DIR of the cluster's processes in thread mode: Flink's lib/ + flink-python."""
+    return settings.local.state_dir / "flink" / "lib"
+
+
+def thread_mode(settings: StackSettings) -> bool:
+    """Whether the cluster is set up for thread-mode jobs (``flink.python_execution_mode``)."""
+    return settings.flink.python_execution_mode == "thread"
+
+
+def install_cluster_lib(settings: StackSettings) -> Path:
+    """Link Flink's lib/ jars and opt/flink-python into the cluster's lib folder.
+
+    Thread mode runs the Python functions in the TaskManager's JVM through PEMJA (bundled in
+    flink-python), whose native library loads once per JVM: loaded by each job's class
+    loader, every later thread-mode job on that TaskManager failed with
+    ``NoSuchFieldException: loadedLibraryNames`` (Java 17, FLINK-37727) until it restarted.
+    With flink-python on the cluster's class path and ``pemja.`` loaded parent first, it is
+    loaded once for all jobs. PEMJA alone there is not enough: it calls back into
+    flink-python's classes. Only in thread mode: flink-python brings its Beam classes, and a
+    Beam pipeline submitted to the cluster then finds two copies (``... not a subtype``).
+    """
+    home = flink_home()
+    folder = flink_lib_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    jars = [*sorted((home / "lib").glob("*.jar")),
+            *sorted((home / "opt").glob("flink-python-*.jar"))]
+    wanted = {jar.name: jar for jar in jars}
+    for link in folder.iterdir():
+        if link.name not in wanted or link.resolve() != wanted[link.name].resolve():
+            link.unlink()
+    for name, jar in wanted.items():
+        if not (folder / name).is_symlink():
+            (folder / name).symlink_to(jar)
+    return folder
 
 
 def install_metrics_reporter(settings: StackSettings) -> Path:
@@ -205,6 +246,8 @@ class _FlinkProcess(Service):
         """Generate the cluster configuration; put the metrics reporter in its plugins."""
         write_flink_conf(self.settings)
         install_metrics_reporter(self.settings)
+        if thread_mode(self.settings):
+            install_cluster_lib(self.settings)
 
     def command(self) -> tuple[list[str], Mapping[str, str]]:
         """Run Flink's launcher in the foreground (it execs the JVM, so the pid is java's)."""
@@ -212,6 +255,8 @@ class _FlinkProcess(Service):
         env = flink_env(self.settings, self.home / "logs")
         env["FLINK_ENV_JAVA_OPTS"] = f"{java_opts(self.settings)} -Dfeedline.home={self.home}"
         env["FLINK_PLUGINS_DIR"] = str(flink_plugins_dir(self.settings))
+        if thread_mode(self.settings):
+            env["FLINK_LIB_DIR"] = str(flink_lib_dir(self.settings))
         # Every job's Python workers inherit the process's environment: the PYTHONPATH of
         # whoever (re)started it — a shell in another checkout — would put that checkout's
         # code in front of every job's. Workers import the installed package, or what a job

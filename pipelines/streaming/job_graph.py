@@ -10,10 +10,12 @@ Python workers run on TaskManagers and do not share the submitter's environment.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sysconfig
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from feedline.logs import LogBudget
@@ -65,6 +67,25 @@ def parse_job_args(prog: str, argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+#: The project's top-level packages a streaming job imports.
+JOB_PACKAGES = ("feedline", "pipelines", "schemas")
+
+
+def source_roots() -> list[str]:
+    """Folders holding the project's packages as this interpreter imports them.
+
+    An editable install puts them on the path through an import hook its ``.pth`` file
+    installs; the interpreter embedded in a TaskManager reads no ``.pth`` file, so it gets
+    the folders themselves (site-packages itself for a regular install).
+    """
+    roots = []
+    for name in JOB_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin is not None:
+            roots.append(str(Path(spec.origin).resolve().parent.parent))
+    return list(dict.fromkeys(roots))
+
+
 def python_options(flink: FlinkSettings) -> dict[str, str]:
     """The PyFlink runtime options of the streaming jobs (``FlinkSettings``)."""
     options = {
@@ -78,7 +99,7 @@ def python_options(flink: FlinkSettings) -> dict[str, str]:
         paths = flink.python_thread_paths
         if paths is None:
             found = sysconfig.get_paths()
-            paths = list(dict.fromkeys([found["purelib"], found["platlib"]]))
+            paths = list(dict.fromkeys([found["purelib"], found["platlib"], *source_roots()]))
         options["python.pythonpath"] = os.pathsep.join(paths)
     return options
 

@@ -9,7 +9,13 @@ import yaml
 from feedline.settings import LocalStackSettings, StackSettings
 from feedline.stores.cql import added_field, load_migrations
 from jobs.localstack.api import ApiService
-from jobs.localstack.flink import _set, write_flink_conf
+from jobs.localstack.flink import (
+    _set,
+    flink_home,
+    install_cluster_lib,
+    thread_mode,
+    write_flink_conf,
+)
 from jobs.localstack.redis_server import RedisGuardsService, RedisService
 from pipelines.streaming.topic_counts import INVALID_KEY, key_of
 
@@ -32,6 +38,26 @@ def test_generated_flink_conf_binds_loopback_and_sizes_memory(tmp_path: Path) ->
     assert conf["execution"]["checkpointing"]["dir"].startswith(f"file://{tmp_path}")
     # Progress read through REST is at most half a second old (the default cache: 10 s).
     assert conf["metrics"]["fetcher"]["update-interval"] == "500"
+
+
+def test_thread_mode_puts_flink_python_on_the_cluster_class_path(tmp_path: Path) -> None:
+    process = StackSettings(local=LocalStackSettings(state_dir=tmp_path / "p"))
+    conf = yaml.safe_load((write_flink_conf(process) / "config.yaml").read_text())
+    assert not thread_mode(process)
+    assert "parent-first-patterns" not in conf.get("classloader", {})
+    threaded = StackSettings.model_validate(
+        {"local": {"state_dir": tmp_path / "t"}, "flink": {"python_execution_mode": "thread"}})
+    conf = yaml.safe_load((write_flink_conf(threaded) / "config.yaml").read_text())
+    assert thread_mode(threaded)
+    assert conf["classloader"]["parent-first-patterns"]["additional"] == "pemja."
+    folder = install_cluster_lib(threaded)
+    (folder / "stale.jar").symlink_to(tmp_path / "gone.jar")
+    install_cluster_lib(threaded)  # again: idempotent, and a stale link goes
+    names = sorted(link.name for link in folder.iterdir())
+    lib = sorted(jar.name for jar in (flink_home() / "lib").glob("*.jar"))
+    assert [n for n in names if not n.startswith("flink-python-")] == lib
+    assert len([n for n in names if n.startswith("flink-python-")]) == 1
+    assert all((folder / n).resolve().is_file() for n in names)
 
 
 def test_migrations_are_ordered_and_statements_idempotent() -> None:

@@ -7,6 +7,7 @@ import os
 import sysconfig
 from collections import Counter as Tally
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -349,7 +350,14 @@ def test_runtime_options_come_from_the_flink_settings() -> None:
             tuned["python.fn-execution.bundle.size"]) == ("thread", "200", "1000")
     assert "python.pythonpath" not in defaults
     # Thread mode's embedded interpreter gets the site-packages PEMJA leaves out of its path.
-    assert sysconfig.get_paths()["purelib"] in tuned["python.pythonpath"].split(os.pathsep)
+    thread_path = tuned["python.pythonpath"].split(os.pathsep)
+    assert sysconfig.get_paths()["purelib"] in thread_path
+    # ... and the folders the project's packages are imported from (an editable install
+    # reaches them through a .pth import hook, which the embedded interpreter never reads).
+    import feedline
+    import pipelines
+    assert str(Path(feedline.__file__).resolve().parent.parent) in thread_path
+    assert str(Path(pipelines.__file__).resolve().parent.parent) in thread_path
     pinned = python_options(FlinkSettings.model_validate(
         {"python_execution_mode": "thread", "python_thread_paths": ["/opt/a", "/opt/b"]}))
     assert pinned["python.pythonpath"] == os.pathsep.join(["/opt/a", "/opt/b"])
