@@ -381,6 +381,15 @@ class LocalStackSettings(_Block):
     """Cassandra max heap."""
     cassandra_storage_port: int = 7000
     """Cassandra inter-node port (bound to loopback)."""
+    cassandra_commitlog_sync: Literal["batch", "group"] = "batch"
+    """How the local Cassandra acknowledges a write: ``batch`` syncs the commit log as soon
+    as writes are pending (each write waits for one fsync, concurrent ones share it);
+    ``group`` syncs at most once per ``cassandra_commitlog_group_window_ms`` and acknowledges
+    the writes of each window together. Both acknowledge only synced writes (``periodic``,
+    which does not, lost an acknowledged edge when killed)."""
+    cassandra_commitlog_group_window_ms: int = Field(default=2, ge=1, le=1000)
+    """``commitlog_sync_group_window`` in group mode: a sequential writer waits up to this
+    long per write."""
     redis_maxmemory: str = "1gb"
     """Redis maxmemory; eviction drops least-recently-used keys (it is a rebuildable cache)."""
     redis_guards_port: int = 6380

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import yaml
 
-from feedline.settings import REPO_ROOT, CqlSettings
+from feedline.settings import REPO_ROOT, CqlSettings, StackSettings
 from jobs.localstack.base import JAVA, Service, port_open
 
 LOGBACK_XML = REPO_ROOT / "infra" / "local" / "cassandra-logback.xml"
@@ -58,6 +58,15 @@ _JAVA17_ACCESS = [
 ]
 
 
+def commitlog_sync(settings: StackSettings) -> dict[str, str]:
+    """The commit log's sync settings (``local.cassandra_commitlog_sync``)."""
+    local = settings.local
+    if local.cassandra_commitlog_sync == "group":
+        return {"commitlog_sync": "group",
+                "commitlog_sync_group_window": f"{local.cassandra_commitlog_group_window_ms}ms"}
+    return {"commitlog_sync": "batch"}
+
+
 class CassandraService(Service):
     """Single Cassandra node on loopback, keyspace migrated once healthy."""
 
@@ -83,7 +92,7 @@ class CassandraService(Service):
             # rows one by one took minutes). With the default periodic sync (10 s) a killed
             # single node (no replicas to repair from) can lose acknowledged writes: the
             # Cassandra-kill fault test lost an edge written just before SIGKILL.
-            "commitlog_sync": "batch",
+            **commitlog_sync(self.settings),
             "commitlog_directory": str(data / "commitlog"),
             "data_file_directories": [str(data / "data")],
             "hints_directory": str(data / "hints"),
