@@ -51,6 +51,11 @@ from dataclasses import dataclass
 #: Not a valid user id, so it never collides with a celebrity.
 COMPLETE_MEMBER = "."
 
+#: Field of an outbox's versions hash, cluster layout only: when the writer last dropped the
+#: outbox (µs, its clock), so that a reader's outbox repair read before it is refused
+#: (``lua/outbox_fill.lua``). Not a valid post id, so never a row's version.
+DROPPED_FIELD = "!dropped"
+
 
 @dataclass(frozen=True)
 class RedisKeys:

@@ -9,6 +9,11 @@ reads; outboxes, post hashes and counters are replaced in MULTI/EXEC pipelines. 
 Redis key it replaces gets ``T + 1`` as its version (``RedisKeys.versions``), so the
 streaming writer's guard drops a streaming write older than the rebuild, applied after
 it, in Redis as the CQL store does. CQL statements are prepared and run concurrently.
+
+On a Redis Cluster (``redis.cluster``) the same Redis commands go through
+``feedline.stores.cluster_writes.SlotTransactions``: each slot's (one owner's keys, their
+scratch copies and versions) run as one atomic step, so a key and its version still
+change together; keys of different slots no longer change in one MULTI/EXEC.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from feedline.rebuild.image import StoreImage
 from feedline.rules.memory import newest
 from feedline.rules.notification_book import newest_groups
 from feedline.rules.notifications import Group
+from feedline.stores.cluster_writes import slot_multi_script, write_pipeline
 from schemas.cql_statements import (
     USER_COUNTER_WRITES,
     bind_write,
@@ -105,6 +111,11 @@ class ImageWriter:
         self.batch_rows = batch_rows
         self.stmts = prepare(session, _STATEMENTS)
         self.rows_written = 0
+        self._slot_multi = slot_multi_script(client)  # on a cluster only
+
+    def _pipeline(self, *, transaction: bool) -> Any:
+        """The Redis pipeline of one step (``cluster_writes.write_pipeline``)."""
+        return write_pipeline(self.redis, self._slot_multi, transaction=transaction)
 
     # --- CQL plumbing -------------------------------------------------------------------
 
@@ -148,7 +159,7 @@ class ImageWriter:
         # the old value or the new one, and no long MULTI/EXEC holds Redis up for them.
         # Completeness (``schemas.redis_sets``): a timeline is capped; the followed-celebrity
         # set is written without its marker, so a reader completes it from the CQL store.
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self._pipeline(transaction=False)
         for user in users:
             entries = {post: ms for ms, post, _ in timelines.get(user, [])}
             kept = newest(entries, self.cap) if TIMELINE.capped else list(entries)
@@ -187,7 +198,7 @@ class ImageWriter:
         """
         feed = image.feed
         statements: list[Any] = []
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = self._pipeline(transaction=True)
         for author in sorted(image.authors):
             if author in feed.celebrities:
                 statements.append(self._one("celebrity_add", (author,), self.write_at))
@@ -256,7 +267,7 @@ class ImageWriter:
         """Post and user counters of the image (only ``users``' user counters when given)."""
         feed = image.feed
         statements: list[Any] = []
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = self._pipeline(transaction=True)
         if users is None:
             for post_id in sorted(image.counter_posts):
                 batch = BatchStatement(batch_type=BatchType.UNLOGGED)
@@ -313,7 +324,7 @@ class ImageWriter:
             statements.extend(self._partition("notification_groups_clear", user,
                                               "notification_group_add", rows))
         self._run(statements)
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = self._pipeline(transaction=True)
         for user in users:
             shown = newest_groups(dict(groups.get(user, {})), cap)
             zset, payloads = self.keys.notifications(user), self.keys.notification_groups(user)

@@ -18,10 +18,11 @@ data. Step 2 reads the windows together with the checks, so an ``outbox_miss`` c
 more than a page. Repairs: a timeline repair touches only the reader's slot and runs as
 on one Redis; an outbox repair is split in two scripts (``celebrities_complete.lua`` on the
 celebrities set's slot, then ``outbox_fill.lua`` on the author's), no longer atomic: a
-writer that removes the author from the celebrities set between the two may see an outbox
-filled after its own clear. The writer's whole-key version of the outbox guards a clear
-written through ``write_guarded.lua``; the writer's unguarded rebuild (``FeedWriter._reload``)
-is not guarded — a known gap (``docs/REDIS-CLUSTER.md``).
+writer may remove the author from the celebrities set between the two. The fill is then
+refused: a clear written through ``write_guarded.lua`` leaves the outbox's whole-key
+version, and the writer's rebuild that drops the outbox (``FeedWriter._reload``, on a
+cluster) the time of the drop (``schemas.redis_keys.DROPPED_FIELD``); a fill whose CQL read
+began before either does not write.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from feedline.stores.lua import source
 from feedline.stores.page_walk import Hash, Window, walk
 from feedline.stores.request_guards import RateLimited, RateWindow
 from schemas.redis_hashes import POST_COUNTER_FIELDS
-from schemas.redis_keys import RedisKeys
+from schemas.redis_keys import DROPPED_FIELD, RedisKeys
 from schemas.redis_sets import FOLLOWED_CELEBRITIES, OUTBOX, TIMELINE
 
 #: The post hash fields hydration reads, in page.lua's order.
@@ -155,7 +156,7 @@ class ClusterFeedCache(FeedCache):
             keys=[every, k.versions(every)], args=[read_at_us, author_id, *celebrities])
         if not member or not posts:
             return False
-        args: list[Any] = [self.cap, read_at_us]
+        args: list[Any] = [self.cap, read_at_us, DROPPED_FIELD]
         for p in posts[: self.cap] if OUTBOX.capped else posts:
             args.extend((p.created_ms, p.post_id))
         outbox = OUTBOX.key(k, author_id)

@@ -17,6 +17,11 @@ writer's clock, growing in effect order), and:
    ``timeline_cap``. A rebuilt set comes from CQL rows this writer wrote itself: every
    effect on one owner's rows goes through one writer (``write_order.write_owner``).
 
+On a Redis Cluster (``redis.cluster``) the same writes go through
+``feedline.stores.cluster_writes``: every script call touches one slot (a key and its
+versions hash share its tag), the pipeline is redis-py's cluster pipeline (one round trip
+per node), and a rebuild replaces each key in one atomic step of its slot.
+
 Counters are absolute values; every write is an upsert or a delete keyed by ids at its
 write time, so applying the same effects twice changes nothing.
 """
@@ -51,6 +56,7 @@ from feedline.rules.effects import (
     UserCounterSet,
 )
 from feedline.rules.write_order import StampedEffect
+from feedline.stores.cluster_writes import ScriptPipeline, slot_multi_script, write_pipeline
 from feedline.stores.lua import source
 from feedline.stores.push import PushEvent, queue, queue_feed_events
 from schemas.cql_statements import (
@@ -67,7 +73,7 @@ from schemas.redis_hashes import (
     encode_post_counters,
     encode_user_counters,
 )
-from schemas.redis_keys import RedisKeys
+from schemas.redis_keys import DROPPED_FIELD, RedisKeys
 from schemas.redis_sets import OUTBOX, SET_RULES, TIMELINE, Completeness, SetRule
 
 _TRANSIENT = (WriteTimeout, OperationTimedOut, Unavailable)
@@ -109,6 +115,7 @@ class FeedWriter:
         self.batch_size = batch_size
         self._last_micros = 0
         self._guarded = client.register_script(source("write_guarded.lua"))
+        self._slot_multi = slot_multi_script(client)  # on a cluster only
 
     # --- CQL ----------------------------------------------------------------------------
 
@@ -186,7 +193,7 @@ class FeedWriter:
     def _redis(self, items: Sequence[StampedEffect],
                pushes: Sequence[PushEvent] | None = None) -> None:
         k = self.keys
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = ScriptPipeline(self.redis)
         # One tag per queued write, to read its reply (-1: older than its row's version,
         # nothing changed; a key not cached says 0 even then): ("cached", kind, owner) for
         # an add to a sorted set kept only where cached, ("card", owner) for a removal from
@@ -196,7 +203,7 @@ class FeedWriter:
 
         def guarded(tag: tuple[str, ...], key: str, op: str, row: str, at: int,
                     *args: Any) -> None:
-            self._guarded(keys=[key, k.versions(key)], args=[op, row, at, *args], client=pipe)
+            pipe.script(self._guarded, [key, k.versions(key)], [op, row, at, *args])
             tags.append(tag)
 
         def cached_add(rule: SetRule, owner: str, at: int, score: int, member: str) -> None:
@@ -249,8 +256,8 @@ class FeedWriter:
                 case _:
                     raise TypeError(f"unknown effect {e!r}")
         # Realtime push (feedline.stores.push): the feed and delete events, same pipeline.
-        queued = (queue_feed_events(pipe, k, [e for _at, e in items]) if pushes is None
-                  else queue(pipe, k, pushes))
+        queued = (queue_feed_events(pipe.pipe, k, [e for _at, e in items]) if pushes is None
+                  else queue(pipe.pipe, k, pushes))
         tags.extend([("plain",)] * queued)
         if not tags:
             return
@@ -274,7 +281,11 @@ class FeedWriter:
     def _reload(self, targets: dict[str, tuple[str, str]]) -> None:
         """Rebuild sorted sets from the CQL store (the newest ``cap`` entries).
 
-        An outbox of an author the celebrity set does not hold goes instead.
+        An outbox of an author the celebrity set does not hold goes instead. On one Redis
+        in one MULTI/EXEC; on a cluster each key (with its versions hash) in one atomic step
+        of its slot, and a dropped outbox leaves the time of its drop (``DROPPED_FIELD``):
+        a reader's outbox repair whose CQL read began before it is refused, as it is by the
+        single-node repair's one script (``cluster_cache``'s two-step repair).
         """
         if not targets:
             return
@@ -286,11 +297,13 @@ class FeedWriter:
             concurrency=self.concurrency,
             raise_on_first_error=True,
         )
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = write_pipeline(self.redis, self._slot_multi, transaction=True)
         for (key, (kind, owner)), (_ok, rows) in zip(items, pages, strict=True):
             pipe.delete(key)
             if (SET_RULES[kind].celebrities_only
                     and not self.redis.sismember(self.keys.celebrities(), owner)):
+                if self._slot_multi is not None:  # on a cluster: when it was dropped
+                    pipe.hset(self.keys.versions(key), DROPPED_FIELD, time.time_ns() // 1000)
                 continue  # no outbox for an author who is not a celebrity
             entries = {row.post_id: dt_to_ms(row.created_at) for row in rows}
             if entries:
@@ -310,7 +323,7 @@ class FeedWriter:
         rows = execute_concurrent(
             self.session, [(self.stmts["user_counters_written"], (user,)) for user in users],
             concurrency=self.concurrency, raise_on_first_error=True)
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = ScriptPipeline(self.redis)
         for user, (_ok, found) in zip(users, rows, strict=True):
             row = found.one()
             triples: list[Any] = []
@@ -321,8 +334,8 @@ class FeedWriter:
             if not triples:
                 continue
             key = self.keys.user_counters(user)
-            self._guarded(keys=[key, self.keys.versions(key)], args=["fill_hash", "", 0, *triples],
-                          client=pipe)
+            pipe.script(self._guarded, [key, self.keys.versions(key)],
+                        ["fill_hash", "", 0, *triples])
         pipe.execute()
 
     def _write_time(self) -> int:

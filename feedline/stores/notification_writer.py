@@ -9,11 +9,13 @@ One ``write`` call takes the effects of many events, for any recipients, and:
    effects' order whatever the grouping; the statements of one recipient (one partition)
    go in unlogged batches, executed concurrently;
 2. then updates Redis (``schemas.redis_notifications``), one script call per effect in
-   one pipeline (``notification_apply.lua``): the recipient's ZSET holds the newest
-   ``cap`` groups and the HASH their payloads. A missing ZSET means "not cached": an
-   upsert rebuilds it from the CQL listing (``notification_groups_first``) instead, and a
-   full ZSET that loses a group is refilled from there, so Redis always holds exactly the
-   newest ``cap`` live groups (the ``CAPPED`` rule).
+   one pipeline (``notification_apply.lua``; on a Redis Cluster through
+   ``feedline.stores.cluster_writes``, each call on its recipient's slot): the
+   recipient's ZSET holds the newest ``cap`` groups and the HASH their payloads. A
+   missing ZSET means "not cached": an upsert rebuilds it from the CQL listing
+   (``notification_groups_first``) instead, and a full ZSET that loses a group is
+   refilled from there, so Redis always holds exactly the newest ``cap`` live groups
+   (the ``CAPPED`` rule).
 
 The writer is meant to run keyed by recipient (the notifications job): every effect of
 one recipient passes through one writer, in order, which is what makes its clock a valid
@@ -36,6 +38,7 @@ from cassandra.concurrent import execute_concurrent
 from cassandra.query import BatchStatement, BatchType
 
 from feedline.rules.effects import NotificationDelete, NotificationEffect, NotificationUpsert
+from feedline.stores.cluster_writes import ScriptPipeline, slot_multi_script, write_pipeline
 from feedline.stores.lua import source
 from feedline.stores.push import queue_notification_event
 from schemas.cql_statements import bind_write, dt_to_ms, ms_to_dt, prepare
@@ -80,6 +83,7 @@ class NotificationWriter:
         self.batch_size = batch_size
         self.stmts = prepare(session, (*_WRITES, NOTIFICATIONS_LISTING))
         self._apply = client.register_script(source("notification_apply.lua"))
+        self._slot_multi = slot_multi_script(client)  # on a cluster only
         self._last_micros = 0
 
     # --- CQL ----------------------------------------------------------------------------
@@ -134,7 +138,7 @@ class NotificationWriter:
 
     def _redis(self, effects: Sequence[NotificationEffect]) -> None:
         k, cap = self.keys, self.cap
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = ScriptPipeline(self.redis)
         for e in effects:
             zset, payloads = k.notifications(e.recipient_id), k.notification_groups(e.recipient_id)
             if isinstance(e, NotificationUpsert):
@@ -142,7 +146,7 @@ class NotificationWriter:
                 args: list[Any] = [cap, "upsert", e.group_key, e.latest_ms, payload]
             else:
                 args = [cap, "delete", e.group_key]
-            self._apply(keys=[zset, payloads], args=args, client=pipe)
+            pipe.script(self._apply, [zset, payloads], args)
         reload = {e.recipient_id for e, reply in zip(effects, pipe.execute(), strict=True)
                   if reply in (_NOT_CACHED, _REFILL)}
         self.reload(sorted(reload))
@@ -160,14 +164,18 @@ class NotificationWriter:
         pipe.execute()
 
     def reload(self, recipients: Sequence[str]) -> None:
-        """Rebuild recipients' cached lists from the CQL store (the newest ``cap`` groups)."""
+        """Rebuild recipients' cached lists from the CQL store (the newest ``cap`` groups).
+
+        On one Redis in one MULTI/EXEC; on a cluster each recipient's list (its keys share
+        the recipient's tag) in one atomic step of its slot.
+        """
         if not recipients:
             return
         pages = execute_concurrent(
             self.session,
             [(self.stmts[NOTIFICATIONS_LISTING], (r, self.cap)) for r in recipients],
             concurrency=self.concurrency, raise_on_first_error=True)
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = write_pipeline(self.redis, self._slot_multi, transaction=True)
         for recipient, (_ok, rows) in zip(recipients, pages, strict=True):
             zset, payloads = self.keys.notifications(recipient), \
                 self.keys.notification_groups(recipient)

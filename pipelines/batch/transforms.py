@@ -198,18 +198,18 @@ class StoreSink(beam.DoFn):
 
     def setup(self) -> None:
         """Connect to the CQL store and Redis."""
-        import redis
-
         from feedline.rebuild.writer import ImageWriter
+        from feedline.stores.cluster_writes import cache_client
         from feedline.stores.cql import connect
         from schemas.redis_keys import RedisKeys
 
         self.settings = self.options.settings()
         self._cluster, session = connect(self.settings.cql,
                                          keyspace=self.settings.cql.keyspace)
-        self._redis = redis.Redis.from_url(self.settings.redis.url, decode_responses=True)
+        self._redis = cache_client(self.settings.redis, decode_responses=True)
         self.writer = ImageWriter(session, self._redis,
-                                  RedisKeys(self.settings.redis.key_prefix),
+                                  RedisKeys(self.settings.redis.key_prefix,
+                                            cluster=self.settings.redis.cluster),
                                   timeline_cap=self.settings.feed.timeline_cap,
                                   write_time_us=self.options.write_time_us)
 

@@ -156,17 +156,17 @@ class RecipientNotificationOperator(_NotificationKeyOperator):
 
 def open_notification_writer(settings_json: str) -> tuple[Any, Any]:
     """A NotificationWriter on the configured stores, and the function that closes them."""
-    import redis
-
     from feedline.settings import StreamingSettings
+    from feedline.stores.cluster_writes import cache_client
     from feedline.stores.cql import connect
     from feedline.stores.notification_writer import NotificationWriter
     from schemas.redis_keys import RedisKeys
 
     settings = StreamingSettings.model_validate_json(settings_json)
     cluster, session = connect(settings.cql, keyspace=settings.cql.keyspace)
-    client = redis.Redis.from_url(settings.redis.url)
-    writer = NotificationWriter(session, client, RedisKeys(settings.redis.key_prefix))
+    client = cache_client(settings.redis)
+    writer = NotificationWriter(
+        session, client, RedisKeys(settings.redis.key_prefix, cluster=settings.redis.cluster))
 
     def close() -> None:
         cluster.shutdown()

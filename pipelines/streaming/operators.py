@@ -168,17 +168,17 @@ class CounterOperator(_RuleOperator):
 
 def open_writer(settings_json: str) -> tuple[Any, Any]:
     """A FeedWriter on the configured stores, and the function that closes them."""
-    import redis
-
     from feedline.settings import StreamingSettings
+    from feedline.stores.cluster_writes import cache_client
     from feedline.stores.cql import connect
     from feedline.stores.feed_writer import FeedWriter
     from schemas.redis_keys import RedisKeys
 
     settings = StreamingSettings.model_validate_json(settings_json)
     cluster, session = connect(settings.cql, keyspace=settings.cql.keyspace)
-    client = redis.Redis.from_url(settings.redis.url)
-    writer = FeedWriter(session, client, RedisKeys(settings.redis.key_prefix),
+    client = cache_client(settings.redis)
+    writer = FeedWriter(session, client,
+                        RedisKeys(settings.redis.key_prefix, cluster=settings.redis.cluster),
                         timeline_cap=settings.feed.timeline_cap)
 
     def close() -> None:

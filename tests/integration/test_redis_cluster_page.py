@@ -16,11 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,74 +25,18 @@ import redis.cluster
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
-from feedline.settings import StackSettings
 from feedline.stores.cluster_cache import ClusterFeedCache, cluster_client
 from feedline.stores.feed_cache import CachePage, FeedCache, PageStatus
 from feedline.stores.feed_items import Position, newest_first
 from feedline.stores.feed_reader import FeedReader
 from feedline.stores.request_guards import RateLimited, RateLimiter
-from jobs.localstack.redis_cluster import MASTERS, cluster_urls, formed, redis_cluster_services
-from jobs.localstack.redis_server import RedisService
-from jobs.localstack.stack import wait_healthy
+from jobs.localstack.redis_cluster import MASTERS
 from schemas.redis_keys import COMPLETE_MEMBER, RedisKeys
 from tests.integration import test_api_feed_reader as worlds
 from tests.support.fake_store import FakeStore
+from tests.support.redis_cluster import prefix, servers
 
-
-def _wait(service: RedisService, settings: StackSettings) -> None:
-    wait_healthy(service, settings.local.start_timeout_s, lambda _line: None, time.monotonic())
-
-
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(cluster URL, single Redis URL): started here unless the cluster runs already."""
-    base = StackSettings()
-    state = Path(tmp_path_factory.mktemp("rc-state"))
-    port = base.local.redis_cluster_port
-    settings = base.model_copy(update={"local": base.local.model_copy(
-        update={"state_dir": state})})
-    started: list[RedisService] = []
-    try:
-        urls = cluster_urls(settings)
-        try:
-            running = formed(urls)
-        except redis.RedisError:
-            running = False
-        if not running:
-            masters = redis_cluster_services(settings)
-            for master in masters:
-                master.start()
-                started.append(master)
-            for master in masters:
-                _wait(master, settings)
-                master.after_healthy()
-        single = RedisService(settings.model_copy(update={"redis": settings.redis.model_copy(
-            update={"url": f"redis://127.0.0.1:{port + MASTERS}/0"})}))
-        single.start()
-        started.append(single)
-        _wait(single, settings)
-        yield urls[0], single.url()
-    finally:
-        for service in reversed(started):
-            service.process.stop()
-
-
-@pytest.fixture
-def prefix(servers: tuple[str, str]) -> Iterator[str]:
-    """A unique key prefix; its keys go from both servers after the test."""
-    name = f"flrc_{uuid.uuid4().hex[:10]}"
-    yield name
-    cluster_url, single_url = servers
-    with redis.Redis.from_url(single_url) as single:
-        stale = list(single.scan_iter(match=f"{name}*", count=1000))
-        if stale:
-            single.delete(*stale)
-    cluster = redis.cluster.RedisCluster.from_url(cluster_url)
-    try:
-        for key in list(cluster.scan_iter(match=f"{name}*", count=1000)):
-            cluster.delete(key)
-    finally:
-        cluster.close()
+__all__ = ["prefix", "servers"]  # the fixtures
 
 
 def _both(servers: tuple[str, str], prefix: str) -> tuple[Any, RedisKeys, Any, RedisKeys]:
