@@ -97,6 +97,14 @@ def test_the_local_cassandra_logs_in_and_acknowledges_only_synced_writes(tmp_pat
     assert conf["authenticator"] == "PasswordAuthenticator"
     # Batch commit: an acknowledged write survives SIGKILL of the only node.
     assert conf["commitlog_sync"] == "batch"
+    assert "commitlog_sync_group_window" not in conf
+    grouped = CassandraService(StackSettings(local=LocalStackSettings(
+        state_dir=tmp_path / "group", cassandra_commitlog_sync="group",
+        cassandra_commitlog_group_window_ms=3)))
+    grouped.home.mkdir(parents=True)
+    grouped.prepare()
+    conf = yaml.safe_load((grouped.home / "cassandra.yaml").read_text())
+    assert (conf["commitlog_sync"], conf["commitlog_sync_group_window"]) == ("group", "3ms")
     open_node = CassandraService(StackSettings(
         local=LocalStackSettings(state_dir=tmp_path / "open"),
         cql=CqlSettings(username=None)))
