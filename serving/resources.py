@@ -55,11 +55,12 @@ class Resources:
                                                 breaker=self.redis_breaker,
                                                 redis_budget_s=settings.redis.read_budget_s)
         # Push streams wait in XREAD BLOCK up to a heartbeat: their own client, whose socket
-        # timeout outlasts the wait (the cache client's would cut it short).
-        self.push_redis = async_redis(
+        # timeout outlasts the wait (the cache client's would cut it short). On a cluster,
+        # the same kind of client as the cache's (feedline.stores.cluster_push reads there).
+        self.push_redis: Redis = cast(Redis, client(
             settings.redis.url, decode_responses=True,
             socket_timeout=api.stream_heartbeat_s + api.redis_timeout_s + 5,
-            socket_connect_timeout=api.redis_timeout_s)
+            socket_connect_timeout=api.redis_timeout_s))
         self.stream_slots = StreamSlots(per_user=api.stream_max_per_user,
                                         per_worker=api.stream_max_per_worker)
         self.media = MediaStore(self.cql)

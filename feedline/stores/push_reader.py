@@ -49,7 +49,9 @@ class PushMessage:
 
 
 @dataclass(frozen=True, slots=True)
-class _Entry:
+class StreamEntry:
+    """One stream entry as read: its id (parsed and as sent), source and fields."""
+
     entry_id: EntryId
     raw_id: str
     source: str | None
@@ -57,7 +59,7 @@ class _Entry:
 
 
 def order_entries(reply: Sequence[tuple[str | None, Sequence[tuple[str, dict[str, str]]]]],
-                  count: int) -> tuple[list[_Entry], dict[str | None, EntryId]]:
+                  count: int) -> tuple[list[StreamEntry], dict[str | None, EntryId]]:
     """The entries of one ``XREAD`` to hand out now, oldest first, and the new cursors.
 
     ``reply``: per source, its entries (oldest first). A source that returned ``count``
@@ -65,10 +67,10 @@ def order_entries(reply: Sequence[tuple[str | None, Sequence[tuple[str, dict[str
     ever handed out after a newer one (pure).
     """
     bound: EntryId | None = None
-    entries: list[_Entry] = []
+    entries: list[StreamEntry] = []
     for source, items in reply:
         for raw_id, fields in items:
-            entries.append(_Entry(EntryId.parse(raw_id), raw_id, source, fields))
+            entries.append(StreamEntry(EntryId.parse(raw_id), raw_id, source, fields))
         if len(items) >= count and items:
             last = EntryId.parse(items[-1][0])
             if bound is None or last.key() < bound.key():
@@ -170,11 +172,20 @@ class PushSubscription:
         entries, cursors = order_entries([(by_key[key], items) for key, items in reply],
                                          self.count)
         self.cursors.update(cursors)
-        out = []
-        for e in entries:
-            name = e.fields.get(EVENT_FIELD)
-            if name not in EVENTS or DATA_FIELD not in e.fields:
-                continue  # not an event this API knows: skipped, never resent
-            out.append(PushMessage(event_id(e.raw_id, e.source), str(name),
-                                   e.fields[DATA_FIELD], e.source))
-        return out
+        return messages(entries)
+
+
+def messages(entries: Iterable[StreamEntry]) -> list[PushMessage]:
+    """The events to send for ``entries``, in their order (pure).
+
+    An entry that is not an event this API knows is skipped (and, its cursor passed, never
+    resent).
+    """
+    out = []
+    for e in entries:
+        name = e.fields.get(EVENT_FIELD)
+        if name not in EVENTS or DATA_FIELD not in e.fields:
+            continue
+        out.append(PushMessage(event_id(e.raw_id, e.source), str(name),
+                               e.fields[DATA_FIELD], e.source))
+    return out

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header
 from starlette.responses import Response
 
+from feedline.stores.cluster_push import push_subscription
 from feedline.stores.errors import StoreUnavailable
 from feedline.stores.feed_reader import REDIS_DOWN
-from feedline.stores.push_reader import PushSubscription
 from schemas.redis_push import PUSH_WINDOW
 from serving.deps import CurrentUser, ResourcesDep
 from serving.problems import ApiProblem
@@ -57,8 +57,8 @@ async def stream(user: CurrentUser, resources: ResourcesDep,
                  last_event_id: LastEventId = None) -> Response:
     """Open the caller's event stream."""
     api = resources.settings.api
-    subscription = PushSubscription(resources.push_redis, resources.keys, user,
-                                    block_ms=round(api.stream_heartbeat_s * 1000))
+    subscription = push_subscription(resources.push_redis, resources.keys, user,
+                                     block_ms=round(api.stream_heartbeat_s * 1000))
 
     async def celebrities() -> list[str] | None:
         try:
