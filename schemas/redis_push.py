@@ -26,7 +26,8 @@ event is written once, to the author's stream, not once per follower.
 - **Same slot.** A user's stream carries the user's hash tag, like the notification keys
   (``schemas.redis_notifications``): a notifications script may append to it in the same
   call that changes a group. Reading a user's stream together with celebrities' streams
-  in one ``XREAD`` needs them on one node (a non-cluster Redis, like the feed page script).
+  in one ``XREAD`` needs them in one slot: on a Redis Cluster the API reads them slot by
+  slot (``feedline.stores.cluster_push``) and hands out what one ``XREAD`` would.
 - **Delivery** is at least once: a writer retried after a failure appends again, and a
   resumed stream may repeat the events of the millisecond of ``Last-Event-ID`` that came
   from other streams. Clients apply events by id (``post_id``, ``group_key``): a repeat
