@@ -136,9 +136,9 @@ bench-serve: deps ## feed reads/s and latency over HTTP with wrk (docs/BENCHMARK
 	$(FEEDCTL) local up
 	$(PY) -m bench.serve --out docs/bench-serve-$$(date -u +%F).json
 
-bench-rebuild: deps ## full rebuild of the standard workload from the archive
+bench-rebuild: deps ## full rebuild of the standard workload from the archive (REBUILD_ARGS="--runner flink": on Beam's Flink runner)
 	$(FEEDCTL) local up
-	$(PY) -m bench.rebuild
+	$(PY) -m bench.rebuild $(REBUILD_ARGS)
 
 clean-state: stop ## delete all local data and logs (keeps the fetched jars)
 	find $(STATE) -mindepth 1 -maxdepth 1 ! -name jars -exec rm -rf {} +
