@@ -11,7 +11,7 @@ FEEDCTL := $(VENV)/bin/feedctl
 STATE := .local
 STAMP := $(VENV)/.installed
 
-.PHONY: help deps system-deps test-deps venv jars run stop status test test-unit test-integration test-faults toxiproxy lint clean-state \
+.PHONY: help deps system-deps test-deps venv jars beam-runner run stop status test test-unit test-integration test-faults toxiproxy lint clean-state \
         bench-fanout bench-serve bench-rebuild
 
 help: ## list the targets
@@ -32,11 +32,33 @@ system-deps: ## redis-server and the prometheus* packages (Debian); checks java 
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q $$missing; }
 
-test-deps: deps toxiproxy ## what only the tests need: chromium (Debian package) for the /docs browser test
+test-deps: deps toxiproxy beam-runner ## what only the tests need: chromium (Debian package) for the /docs browser test
 	@command -v chromium >/dev/null || { \
 	  echo "installing chromium (Debian package, for the /docs and /redoc browser test)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+
+# The rebuild's `--runner flink` (pipelines/batch/flink_runner.py): a second virtualenv with
+# the apache-beam of Beam's Flink job server (PyFlink pins .venv's Beam to 2.61), feedline in
+# it without its dependencies, and the job server's classpath via Maven. Pinned by
+# constraints-beam.txt and infra/maven/beam-flink/pom.xml.
+BEAM_VENV := .venv-beam
+BEAM_STAMP := $(BEAM_VENV)/.installed
+BEAM_JARS := $(STATE)/jars/beam-flink-job-server/.fetched
+
+beam-runner: $(BEAM_STAMP) $(BEAM_JARS) ## the Beam venv and Flink job server of `feedctl rebuild --runner flink`
+
+$(BEAM_STAMP): requirements-beam.txt constraints-beam.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required"; exit 1; }
+	@test -x $(BEAM_VENV)/bin/python || $(PYTHON) -m venv $(BEAM_VENV)
+	$(BEAM_VENV)/bin/python -m pip install -q --upgrade pip setuptools wheel
+	$(BEAM_VENV)/bin/python -m pip install -q -c constraints-beam.txt -r requirements-beam.txt
+	$(BEAM_VENV)/bin/python -m pip install -q --no-deps -e .
+	@touch $@
+
+$(BEAM_JARS): infra/maven/pom.xml infra/maven/beam-flink/pom.xml
+	mvn -q -B -f infra/maven/beam-flink/pom.xml package -Djars.dir=$(CURDIR)/$(STATE)/jars
+	@touch $@
 
 # Toxiproxy, the fault proxy of tests/faults/test_slow_network.py, built from its pinned Go
 # module (its server command is cmd/server) into $(STATE)/bin/toxiproxy-server. Go keeps its
@@ -114,9 +136,9 @@ bench-serve: deps ## feed reads/s and latency over HTTP with wrk (docs/BENCHMARK
 	$(FEEDCTL) local up
 	$(PY) -m bench.serve --out docs/bench-serve-$$(date -u +%F).json
 
-bench-rebuild: deps ## full rebuild of the standard workload from the archive
+bench-rebuild: deps ## full rebuild of the standard workload from the archive (REBUILD_ARGS="--runner flink": on Beam's Flink runner)
 	$(FEEDCTL) local up
-	$(PY) -m bench.rebuild
+	$(PY) -m bench.rebuild $(REBUILD_ARGS)
 
 clean-state: stop ## delete all local data and logs (keeps the fetched jars)
 	find $(STATE) -mindepth 1 -maxdepth 1 ! -name jars -exec rm -rf {} +

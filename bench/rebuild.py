@@ -1,14 +1,15 @@
 """Benchmark: full rebuild of the standard workload from the archive, end to end.
 
-    .venv/bin/python -m bench.rebuild [--rounds 3]       (`make bench-rebuild`; the stack
-                                                          must be up)
+    .venv/bin/python -m bench.rebuild [--rounds 3] [--runner flink]   (`make bench-rebuild`;
+                                                                      the stack must be up)
 
 Setup (not timed): the standard workload (10,000 users, ~750,000 follows, 5,000 posts and
 their engagements) is written to a fresh archive prefix as the archiver lays it out
 (hourly partitions, parts of at most 50,000 records), with a fresh keyspace and Redis
-prefix. Timed, per round: `feedctl rebuild all` — the quality gate over every topic, the
-timelines job and the counters job on the DirectRunner (2 worker processes each),
-including every CQL and Redis write. Between rounds the timeline and counter
+prefix. Timed, per round (wall and CPU): `feedctl rebuild all` — the quality gate over every
+topic, the timelines, counters and notifications jobs on the DirectRunner (2 worker
+processes each; `--runner flink`: on Beam's Flink runner, docs/SCALING.md), including
+every CQL and Redis write. Between rounds the timeline and counter
 tables and the Redis prefix are wiped, as an operator would find them. Prints stage
 timings and medians and writes JSON to --out.
 """
@@ -105,16 +106,19 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             wipe(session, client, prefix)
             say(f"round {n + 1}/{args.rounds}: feedctl rebuild all")
             tee = Tee()
+            cpu_before = _cpu_s()
             started = time.monotonic()
             with contextlib.redirect_stderr(tee):
                 code = rebuild_all(["--settings-json", settings.model_dump_json(), *beam_args])
             elapsed = time.monotonic() - started
+            cpu = _cpu_s() - cpu_before
             if code != 0:
                 raise SystemExit(f"rebuild failed with exit code {code}")
             stages = [m.groups() for m in _STAGE.finditer("".join(tee.lines))]
             pipelines = [float(v) for k, v in stages if k == "pipeline"]
             timings = {"total_s": elapsed, "gate_and_setup_s": elapsed - sum(pipelines),
-                       "timelines_pipeline_s": pipelines[0], "counters_pipeline_s": pipelines[1]}
+                       "timelines_pipeline_s": pipelines[0], "counters_pipeline_s": pipelines[1],
+                       "notifications_pipeline_s": pipelines[2], "cpu_s": cpu}
             rounds.append(timings)
             say("  " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
         timeline_rows = session.execute(READS["timeline_rows_count"], timeout=300).one()[0]
@@ -141,6 +145,15 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args.out.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
     return results
+
+
+def _cpu_s() -> float:
+    """CPU seconds (user + system) of this process and of its children waited for: the
+    DirectRunner's worker processes, or the Flink runner's job server and Beam process."""
+    import resource
+
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 def _cpus() -> int:

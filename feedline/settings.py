@@ -31,6 +31,7 @@ from feedline.settings_blocks import (
     DEV_JWT_SECRET,
     REPO_ROOT,
     ApiSettings,
+    BeamFlinkSettings,
     CqlSettings,
     FeedSettings,
     FlinkSettings,
@@ -48,6 +49,7 @@ __all__ = [
     "DEV_JWT_SECRET",
     "REPO_ROOT",
     "ApiSettings",
+    "BeamFlinkSettings",
     "CqlSettings",
     "FeedSettings",
     "FlinkSettings",
@@ -145,6 +147,8 @@ class BatchSettings(_FeedlineSettings):
 
     archive_prefix: str = "events"
     """Object prefix of the event archive inside the archive bucket."""
+    beam_flink: BeamFlinkSettings = BeamFlinkSettings()
+    """The rebuild's Flink runner (``feedctl rebuild … --runner flink``)."""
 
 
 class StackSettings(_FeedlineSettings):

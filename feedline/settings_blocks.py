@@ -368,6 +368,30 @@ class MediaSettings(_Block):
     """Kafka consumer group of the media workers (more workers share the partitions)."""
 
 
+class BeamFlinkSettings(_Block):
+    """The rebuild's ``--runner flink``: Beam's Flink job server on an embedded Flink.
+
+    The pipeline runs in a second virtualenv whose apache-beam matches the job server
+    (``make beam-runner`` installs both); PyFlink pins the main one's Beam to 2.61.
+    """
+
+    python: Path = REPO_ROOT / ".venv-beam" / "bin" / "python"
+    """Interpreter of the Beam virtualenv (its apache-beam pin equals the job server's)."""
+    job_server_classpath: Path = REPO_ROOT / ".local" / "jars" / "beam-flink-job-server"
+    """Folder of the job server's jars (Beam's Flink runner and its runtime classpath)."""
+    job_server_heap: str = "1g"
+    """The job server's max heap; the embedded Flink runs in it."""
+    parallelism: int = Field(default=2, ge=1, le=16)
+    """Parallelism of the embedded Flink's tasks."""
+    environment_type: Literal["LOOPBACK", "EXTERNAL"] = "LOOPBACK"
+    """Where the Python steps run: LOOPBACK, in the launching process (no boot binary or
+    container needed); EXTERNAL needs ``environment_config`` (a worker pool's address)."""
+    environment_config: str = ""
+    """The SDK worker pool's host:port when ``environment_type`` is EXTERNAL."""
+    startup_timeout_s: float = 60.0
+    """How long the job server may take to listen."""
+
+
 class LocalStackSettings(_Block):
     """Ports, heaps and paths of the process-based local stack (no Docker)."""
 

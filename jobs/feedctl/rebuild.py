@@ -10,6 +10,8 @@ counters job and the notifications job: after Redis and the timeline, counter an
 notification tables were wiped, it puts back exactly what streaming had built. Every
 other flag is the jobs' own (see `python -m pipelines.batch.rebuild_timelines --help`);
 unknown flags are Beam pipeline options (`--runner=DataflowRunner --project P --region R`).
+`--runner flink` runs the jobs on Beam's Flink runner (an embedded Flink behind Beam's job
+server, both local; `make beam-runner` installs them): see pipelines/batch/flink_runner.py.
 Exit codes: 0 done, 1 the quality gate or a job failed, 2 usage error, 3 a store
 (object storage, the CQL store, Redis) is unreachable.
 """
@@ -17,12 +19,16 @@ Exit codes: 0 done, 1 the quality gate or a job failed, 2 usage error, 3 a store
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from feedline.settings import get_batch_settings
 from jobs.feedctl import deps
 from jobs.feedctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from feedline.settings import BeamFlinkSettings
 
 
 def register(nouns: Any) -> None:
@@ -54,13 +60,12 @@ def _rebuild(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         job_parser(f"feedctl rebuild {args.job}", None).parse_known_args(rest)
         require_stores(rest)
     try:
-        if args.job == "timelines":
-            return rebuild_timelines.run(rest)
-        if args.job == "counters":
-            return rebuild_counters.run(rest)
-        if args.job == "notifications":
-            return rebuild_notifications.run(rest)
-        return rebuild_all(rest)
+        if args.job == "all":
+            return rebuild_all(rest)
+        if args.help or not on_flink(rest):
+            return {"timelines": rebuild_timelines, "counters": rebuild_counters,
+                    "notifications": rebuild_notifications}[args.job].run(rest)
+        return rebuild_job(args.job, rest)
     except ValueError as err:
         if "validations errors" in str(err):  # Beam refused the pipeline options
             raise UsageError(f"Beam pipeline options: {err}") from err
@@ -82,7 +87,8 @@ def require_stores(argv: Sequence[str]) -> None:
     """Fail fast (exit 3) when a store the job uses from this machine is down.
 
     The archive is read here by the quality gate and the part listing; the CQL store and
-    Redis are written from here with the DirectRunner (a remote runner's workers connect
+    Redis are written from here with the DirectRunner and the local Flink runner (a
+    remote runner's workers connect
     from elsewhere, so they are not probed then). Endpoints come from --settings-json
     when it is given, as the job's do.
     """
@@ -97,7 +103,7 @@ def require_stores(argv: Sequence[str]) -> None:
         return  # the job reports it
     needed = [deps.storage(settings.storage)]
     runner = _flag(argv, "--runner")
-    if runner is None or runner.endswith("DirectRunner"):
+    if runner is None or runner.endswith("DirectRunner") or on_flink(argv):
         needed += [deps.cql(settings.cql), deps.redis(settings.redis)]
     deps.require(*needed)
 
@@ -127,8 +133,64 @@ def rebuild_all(rest: list[str]) -> int:
                           args.until, quarantine=args.quarantine):
         return 1
     rest = [a for a in rest if a not in ("--quarantine", "--no-gate")] + ["--no-gate"]
+    if on_flink(rest):
+        return run_on_flink(["timelines", "counters", "notifications"], rest,
+                            settings.beam_flink)
     for job in (rebuild_timelines, rebuild_counters, rebuild_notifications):
         code = job.run(rest)
         if code != 0:
             return code
+    return 0
+
+
+def on_flink(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` asks for the local Flink runner (``--runner flink``)."""
+    from pipelines.batch.flink_runner import FLINK_RUNNER
+
+    return _flag(argv, "--runner") == FLINK_RUNNER
+
+
+def rebuild_job(name: str, rest: list[str]) -> int:
+    """One job on the Flink runner: the quality gate here, then the pipeline."""
+    from pipelines.batch import rebuild_counters, rebuild_notifications, rebuild_timelines
+    from pipelines.batch.job import quality_gate
+    from pipelines.batch.options import job_parser, parse_job_args
+    from pipelines.batch.report import say
+
+    module = {"timelines": rebuild_timelines, "counters": rebuild_counters,
+              "notifications": rebuild_notifications}[name]
+    parser = job_parser(f"feedctl rebuild {name}", None)
+    module.JOB.add_flags(parser)
+    parsed = parse_job_args(parser, rest)
+    args, settings = parsed.args, parsed.settings
+    if args.no_gate:
+        say("quality gate skipped (--no-gate)")
+    else:
+        topics = [t for t, role in settings.kafka.topic_roles().items()
+                  if role in module.JOB.roles]
+        if not quality_gate(settings, topics, args.since, args.until,
+                            quarantine=args.quarantine):
+            return 1
+    rest = [a for a in rest if a not in ("--quarantine", "--no-gate")]
+    return run_on_flink([name], rest, settings.beam_flink)
+
+
+def run_on_flink(names: Sequence[str], rest: list[str], settings: BeamFlinkSettings) -> int:
+    """The named jobs one after the other on one Beam Flink job server (started here)."""
+    from pipelines.batch import flink_runner
+    from pipelines.batch.report import say
+
+    started = time.monotonic()
+    try:
+        server = flink_runner.JobServer(settings)
+        with server:
+            say(f"Beam Flink job server on {server.endpoint} (embedded Flink, parallelism "
+                f"{settings.parallelism}) up in {time.monotonic() - started:.1f} s")
+            for name in names:
+                code = flink_runner.run_job(f"pipelines.batch.rebuild_{name}", rest,
+                                            settings, server)
+                if code != 0:
+                    return code
+    except flink_runner.BeamRunnerMissing as err:
+        raise UsageError(str(err)) from err
     return 0

@@ -102,8 +102,14 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
 
 
 def worker_count(options: PipelineOptions) -> int:
-    """How many worker processes share the writes (for the per-worker rate)."""
-    return int(options.get_all_options().get("direct_num_workers") or 1)
+    """How many workers share the writes (for the per-worker rate).
+
+    The DirectRunner's processes, or a portable runner's parallelism (``--runner flink``).
+    """
+    values = options.get_all_options()
+    if str(options.view_as(StandardOptions).runner).endswith("PortableRunner"):
+        return max(1, int(values.get("parallelism") or 1))
+    return int(values.get("direct_num_workers") or 1)
 
 
 @dataclass(frozen=True)

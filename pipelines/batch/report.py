@@ -86,6 +86,8 @@ def print_metrics(result: Any) -> None:
         return
     totals: dict[str, int] = {}
     for counter in counters:
+        if counter.key.metric.namespace == "beam":  # a portable runner's own (beam:metric:…)
+            continue
         name = f"{counter.key.metric.namespace}.{counter.key.metric.name}"
         totals[name] = totals.get(name, 0) + int(counter.committed or counter.attempted or 0)
     for name in sorted(totals):

@@ -7,7 +7,10 @@ notifications job from the topics' start: at most two task slots at a time); the
 drains the same topics into the archive. Then Redis and the timeline, counter and
 notification tables are wiped and `feedctl rebuild all` runs: full dumps of every derived
 table and every Redis key must equal the dumps taken before the wipe. Then every derived
-table is wiped and rebuilt (`--all-tables`): equal again. At streaming parallelism 1 and 2.
+table is wiped and rebuilt (`--all-tables`): equal again. At streaming parallelism 1 and 2,
+on the DirectRunner; at parallelism 1 the rebuilds are then repeated on Beam's Flink runner
+(`--runner flink`: the job server and the Beam venv of `make beam-runner`), against the same
+streaming dumps.
 
 The notifications job runs the code it is shipped with: set
 ``FEEDLINE_FLINK__SHIP_PYTHON_PATHS='["/path/to/checkout"]'`` to run a checkout's own.
@@ -25,7 +28,7 @@ from feedline.settings import BatchSettings, StackSettings
 from feedline.stores.object_store import storage_client
 from feedline.workload import Workload
 from jobs import flink_rest
-from jobs.feedctl.rebuild import rebuild_all
+from jobs.feedctl.rebuild import rebuild_all, rebuild_job
 from jobs.load import produce
 from jobs.sandbox import Sandbox, open_sandbox
 from pipelines.batch import rebuild_timelines
@@ -80,9 +83,12 @@ def notifications_converged(sb: Sandbox, expected: dict[tuple[str, str], RefGrou
         time.sleep(2)
 
 
-@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize(("parallelism", "runners"), [
+    pytest.param(1, ("direct", "flink"), id="1-direct+flink"),
+    pytest.param(2, ("direct",), id="2-direct"),
+])
 def test_rebuild_from_the_archive_equals_what_streaming_built(
-        stack: StackSettings, parallelism: int) -> None:
+        stack: StackSettings, parallelism: int, runners: tuple[str, ...]) -> None:
     sb = open_sandbox(stack, FEED, stack.flink.model_copy(update={"parallelism": parallelism}))
     root = f"parity_{uuid.uuid4().hex[:10]}"
     bucket = storage_client(stack.storage).bucket(stack.storage.archive_bucket)
@@ -117,19 +123,25 @@ def test_rebuild_from_the_archive_equals_what_streaming_built(
         settings = BatchSettings(kafka=kafka, cql=sb.streaming.cql, redis=sb.streaming.redis,
                                  storage=stack.storage, feed=FEED,
                                  archive_prefix=f"{root}/events")
-        argv = ["--settings-json", settings.model_dump_json()]
+        for runner in runners:
+            argv = ["--settings-json", settings.model_dump_json()]
+            if runner == "flink":
+                argv += ["--runner", "flink"]
 
-        wipe(sb.session, sb.redis, sb.keys.prefix,
-             ("timelines", "post_counters", "user_counters", "notification_groups"))
-        assert rebuild_all(argv) == 0
-        assert differences(streaming_cql, dump_cql(sb.session)) == []
-        assert differences(streaming_redis, dump_redis(sb.redis, sb.keys.prefix)) == []
+            wipe(sb.session, sb.redis, sb.keys.prefix,
+                 ("timelines", "post_counters", "user_counters", "notification_groups"))
+            assert rebuild_all(argv) == 0, runner
+            assert differences(streaming_cql, dump_cql(sb.session)) == [], runner
+            assert differences(streaming_redis, dump_redis(sb.redis, sb.keys.prefix)) == [], runner
 
-        wipe(sb.session, sb.redis, sb.keys.prefix, tuple(TABLES))
-        assert rebuild_timelines.run([*argv, "--all-tables", "--no-gate"]) == 0
-        assert rebuild_all([*argv, "--no-gate"]) == 0
-        assert differences(streaming_cql, dump_cql(sb.session)) == []
-        assert differences(streaming_redis, dump_redis(sb.redis, sb.keys.prefix)) == []
+            wipe(sb.session, sb.redis, sb.keys.prefix, tuple(TABLES))
+            if runner == "flink":
+                assert rebuild_job("timelines", [*argv, "--all-tables", "--no-gate"]) == 0
+            else:
+                assert rebuild_timelines.run([*argv, "--all-tables", "--no-gate"]) == 0
+            assert rebuild_all([*argv, "--no-gate"]) == 0, runner
+            assert differences(streaming_cql, dump_cql(sb.session)) == [], runner
+            assert differences(streaming_redis, dump_redis(sb.redis, sb.keys.prefix)) == [], runner
     finally:
         sb.close()
         for blob in bucket.list_blobs(prefix=f"{root}/"):
