@@ -21,9 +21,11 @@ still come) unless old events are refused. The design:
   newest ``follow_merge_limit`` posts before ``H`` nor in a current follower's merge
   window (deleted posts keep their place in that count).
 
-Missing before it can be applied: the archive does not keep each record's Kafka
-timestamp (the rebuild cannot tell a late event), and the fan-out source reads values
-only.
+Missing before it can be applied: the archive keeps each record's Kafka timestamp
+(``timestamp_ms`` of ``feedline.archive.archiver.archive_line``), but the topics keep the
+producer's ``CreateTime`` (the rule needs ``message.timestamp.type=LogAppendTime``); the
+fan-out source reads values only (no record timestamps, no watermark); neither engine has
+the ``too_late`` admission rule yet.
 """
 
 from __future__ import annotations
