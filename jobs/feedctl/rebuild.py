@@ -45,8 +45,6 @@ def register(nouns: Any) -> None:
 
 
 def _rebuild(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from pipelines.batch import rebuild_counters, rebuild_notifications, rebuild_timelines
-
     rest: list[str] = list(args.rest)
     if args.job is None:
         parser.print_help()
@@ -63,8 +61,7 @@ def _rebuild(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if args.job == "all":
             return rebuild_all(rest)
         if args.help or not on_flink(rest):
-            return {"timelines": rebuild_timelines, "counters": rebuild_counters,
-                    "notifications": rebuild_notifications}[args.job].run(rest)
+            return job_module(args.job).run(rest)
         return rebuild_job(args.job, rest)
     except ValueError as err:
         if "validations errors" in str(err):  # Beam refused the pipeline options
@@ -143,6 +140,14 @@ def rebuild_all(rest: list[str]) -> int:
     return 0
 
 
+def job_module(name: str) -> Any:
+    """The rebuild job's module (``timelines``, ``counters``, ``notifications``)."""
+    from pipelines.batch import rebuild_counters, rebuild_notifications, rebuild_timelines
+
+    return {"timelines": rebuild_timelines, "counters": rebuild_counters,
+            "notifications": rebuild_notifications}[name]
+
+
 def on_flink(argv: Sequence[str]) -> bool:
     """Whether ``argv`` asks for the local Flink runner (``--runner flink``)."""
     from pipelines.batch.flink_runner import FLINK_RUNNER
@@ -152,27 +157,17 @@ def on_flink(argv: Sequence[str]) -> bool:
 
 def rebuild_job(name: str, rest: list[str]) -> int:
     """One job on the Flink runner: the quality gate here, then the pipeline."""
-    from pipelines.batch import rebuild_counters, rebuild_notifications, rebuild_timelines
-    from pipelines.batch.job import quality_gate
+    from pipelines.batch.job import job_gate
     from pipelines.batch.options import job_parser, parse_job_args
-    from pipelines.batch.report import say
 
-    module = {"timelines": rebuild_timelines, "counters": rebuild_counters,
-              "notifications": rebuild_notifications}[name]
+    job = job_module(name).JOB
     parser = job_parser(f"feedctl rebuild {name}", None)
-    module.JOB.add_flags(parser)
+    job.add_flags(parser)
     parsed = parse_job_args(parser, rest)
-    args, settings = parsed.args, parsed.settings
-    if args.no_gate:
-        say("quality gate skipped (--no-gate)")
-    else:
-        topics = [t for t, role in settings.kafka.topic_roles().items()
-                  if role in module.JOB.roles]
-        if not quality_gate(settings, topics, args.since, args.until,
-                            quarantine=args.quarantine):
-            return 1
+    if not job_gate(job, parsed.settings, parsed.args):
+        return 1
     rest = [a for a in rest if a not in ("--quarantine", "--no-gate")]
-    return run_on_flink([name], rest, settings.beam_flink)
+    return run_on_flink([name], rest, parsed.settings.beam_flink)
 
 
 def run_on_flink(names: Sequence[str], rest: list[str], settings: BeamFlinkSettings) -> int:

@@ -109,6 +109,15 @@ def read_archive(pipeline: beam.Pipeline, parts: list[PartName],
     return read
 
 
+def job_gate(job: RebuildJob, settings: BatchSettings, args: Any) -> bool:
+    """The quality gate over the job's topics (skipped with ``--no-gate``): True to go on."""
+    if args.no_gate:
+        say("quality gate skipped (--no-gate)")
+        return True
+    topics = [t for t, role in settings.kafka.topic_roles().items() if role in job.roles]
+    return quality_gate(settings, topics, args.since, args.until, quarantine=args.quarantine)
+
+
 def run_job(job: RebuildJob, argv: Sequence[str] | None = None) -> int:
     """Parse flags, run the gate, run the pipeline; returns the exit code."""
     parser = job_parser(f"rebuild_{job.name}", job.description)
@@ -121,11 +130,7 @@ def run_job(job: RebuildJob, argv: Sequence[str] | None = None) -> int:
         f"keyspace {settings.cql.keyspace}, redis prefix {settings.redis.key_prefix}"
         + (f", {len(parsed.users):,} user(s)" if parsed.users is not None else job.everyone)
         + (" (dry run)" if args.dry_run else ""))
-    topics = [t for t, role in settings.kafka.topic_roles().items() if role in job.roles]
-    if args.no_gate:
-        say("quality gate skipped (--no-gate)")
-    elif not quality_gate(settings, topics, args.since, args.until,
-                          quarantine=args.quarantine):
+    if not job_gate(job, settings, args):
         return 1
     gate_done = time.monotonic()
     parts = part_list(settings, job.roles, args.since, args.until)
