@@ -28,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 
 from feedline.settings import BeamFlinkSettings
+from jobs.localstack.base import port_open
 
 #: The value of ``--runner`` that selects this runner.
 FLINK_RUNNER = "flink"
@@ -87,20 +88,13 @@ class JobServer:
                 self.command(os.path.join(self._scratch.name, "artifacts")),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + self.settings.startup_timeout_s
-        while not self._listening():
+        while not port_open("127.0.0.1", self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self._stop()
                 raise RuntimeError(f"the Beam Flink job server did not start; its log:\n"
                                    f"{self.log_path.read_text()[-3000:]}")
             time.sleep(0.3)
         return self
-
-    def _listening(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                return True
-        except OSError:
-            return False
 
     def _stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
