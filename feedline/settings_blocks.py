@@ -424,9 +424,14 @@ class LocalStackSettings(_Block):
     """The guards Redis's maxmemory; full, it refuses writes (noeviction) instead of dropping
     a counter, and the API's guards fall back to counting in process."""
     redis_cluster_port: int = 6391
-    """First of the three consecutive ports of the local Redis Cluster (three masters, not
-    started by ``local up``: ``jobs.localstack.redis_cluster``); each also uses its port plus
-    10000 for the cluster bus."""
+    """First of the three consecutive ports of the local Redis Cluster (three masters,
+    ``jobs.localstack.redis_cluster``); each also uses its port plus 10000 for the cluster
+    bus."""
+    redis_cluster: bool = False
+    """``local up`` starts the local Redis Cluster too, beside the single cache Redis (the
+    tests start it so). With ``redis.cluster`` set, the cluster is the cache: ``local up``
+    starts it instead of the single cache Redis, and ``redis.url`` must name one of its
+    masters (``docs/REDIS-CLUSTER.md``)."""
     flink_rpc_port: int = 6123
     """Flink JobManager RPC port (loopback)."""
     flink_blob_port: int = 6124

@@ -23,6 +23,7 @@ from feedline.settings import (
     StackSettings,
     StreamingSettings,
 )
+from feedline.stores.cluster_writes import cache_client
 from feedline.stores.cql import connect, drop_keyspace, migrate
 from jobs import flink_rest, keeper
 from jobs.deploy import deploy
@@ -72,9 +73,15 @@ class Sandbox:
 
 def open_sandbox(
     stack: StackSettings, feed: FeedSettings, flink: FlinkSettings | None = None,
-    *, partitions: int = 2,
+    *, partitions: int = 2, cache: RedisSettings | None = None,
 ) -> Sandbox:
-    """Create the isolated topics, keyspace and prefix; ``Sandbox.close`` removes them."""
+    """Create the isolated topics, keyspace and prefix; ``Sandbox.close`` removes them.
+
+    ``cache``: the Redis the sandbox's jobs write to and its ``redis`` client reads, by its
+    ``url`` and ``cluster`` (None: the stack's cache). A Redis Cluster's keys take the
+    cluster layout.
+    """
+    cache = cache or stack.redis
     suffix = f"-{uuid.uuid4().hex[:8]}"
     tag = suffix[1:]
     kafka = stack.kafka.model_copy(update={  # the stack's brokers and credentials
@@ -87,12 +94,13 @@ def open_sandbox(
     migrate(stack.cql, keyspace=keyspace)
     cql = CqlSettings(**{**stack.cql.model_dump(), "keyspace": keyspace})
     prefix = f"sb{tag}"
+    sandbox_cache = RedisSettings(url=cache.url, cluster=cache.cluster, key_prefix=prefix)
     streaming = StreamingSettings(
-        kafka=kafka, cql=cql, redis=RedisSettings(url=stack.redis.url, key_prefix=prefix),
+        kafka=kafka, cql=cql, redis=sandbox_cache,
         storage=stack.storage, feed=feed, flink=flink or stack.flink,
     )
     cluster, session = connect(cql, keyspace=keyspace)
-    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    client = cache_client(sandbox_cache, decode_responses=True)
 
     def close() -> None:
         for name in JOBS:
@@ -111,4 +119,5 @@ def open_sandbox(
         finally:
             admin.close()
 
-    return Sandbox(stack, streaming, suffix, session, client, RedisKeys(prefix), close)
+    return Sandbox(stack, streaming, suffix, session, client,
+                   RedisKeys(prefix, cluster=cache.cluster), close)

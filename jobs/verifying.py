@@ -157,8 +157,6 @@ def check(settings: BatchSettings, *, users: Sequence[str] | None = None,
     Raises `BadArchive` on a record the rules cannot read, and the clients' own errors when
     a store does not answer.
     """
-    import redis
-
     from feedline.rebuild.direct import load_index, recompute_notifications
     from feedline.rebuild.drift import (
         notification_problems,
@@ -172,9 +170,9 @@ def check(settings: BatchSettings, *, users: Sequence[str] | None = None,
     from feedline.rebuild.notifications import NotificationImage
     from feedline.rebuild.tail import touched_users
     from feedline.rules.fanout import RulesConfig
+    from feedline.stores.cluster_writes import cache_client, cache_keys
     from feedline.stores.cql import connect
     from pipelines.batch.job import quality_gate
-    from schemas.redis_keys import RedisKeys
 
     if live and (since or until):
         raise ValueError("a live verify checks the whole archive: no --since or --until")
@@ -208,11 +206,11 @@ def check(settings: BatchSettings, *, users: Sequence[str] | None = None,
     progress(f"recomputed {len(chosen):,} user(s) from {index.parts:,} archive parts "
              f"in {time.monotonic() - began:.1f} s")
     cluster, session = connect(settings.cql, keyspace=settings.cql.keyspace)
-    client = redis.Redis.from_url(settings.redis.url, decode_responses=True)
+    client = cache_client(settings.redis, decode_responses=True)
     try:
         cql = read_cql_timelines(session, chosen)
         cql_counters = read_cql_user_counters(session, chosen) if counters else {}
-        keys = RedisKeys(settings.redis.key_prefix)
+        keys = cache_keys(settings.redis)
         cached, followed, cached_counters = read_redis_users(client, keys, chosen)
         cql_notes = read_cql_notifications(session, chosen) if notifications else {}
         cached_notes = read_redis_notifications(client, keys, chosen) if notifications else {}

@@ -134,6 +134,18 @@ class RedisKeys:
         """SCAN pattern matching every key of this prefix."""
         return f"{self.prefix}:*"
 
+    def kind_pattern(self, kind: str) -> str:
+        """SCAN pattern of every key of one kind (``tl``, ``nz`` …), in either layout."""
+        return f"{self.prefix}:{kind}:*"
+
+    def owner(self, key: str) -> str:
+        """The owner id of an owner's key (``timeline``, ``notifications`` …).
+
+        What follows the kind, without hash tag braces: the same in either layout.
+        """
+        owner = key[len(self.prefix) + 1:].partition(":")[2]
+        return owner[1:-1] if owner.startswith("{") and owner.endswith("}") else owner
+
     def notifications(self, user_id: str) -> str:
         """Notification groups ZSET of ``user_id``: group keys scored by latest_at (ms)."""
         return f"{self.prefix}:nz:{{{user_id}}}"

@@ -14,7 +14,8 @@ from redis.asyncio import Redis
 
 from feedline.settings import ServingSettings
 from feedline.stores.async_redis import async_redis
-from feedline.stores.cluster_cache import cluster_client, feed_cache
+from feedline.stores.cluster_cache import async_cache_client, feed_cache
+from feedline.stores.cluster_writes import cache_keys
 from feedline.stores.cql_client import CqlClient
 from feedline.stores.errors import Breaker
 from feedline.stores.event_publisher import EventPublisher
@@ -23,7 +24,6 @@ from feedline.stores.media_store import MediaStore, MediaUploads, MediaUrls
 from feedline.stores.notification_reader import NotificationReader
 from feedline.stores.post_store import PostStore
 from feedline.stores.request_guards import IdempotencyRecords, RateLimiter, RateLimits
-from schemas.redis_keys import RedisKeys
 from serving.auth import TokenVerifier, token_policy
 from serving.cursor import cursor_key
 from serving.ids import id_key
@@ -36,13 +36,12 @@ class Resources:
     def __init__(self, settings: ServingSettings) -> None:
         api = settings.api
         self.settings = settings
-        self.keys = RedisKeys(settings.redis.key_prefix, cluster=settings.redis.cluster)
+        self.keys = cache_keys(settings.redis)
         # On a Redis Cluster (redis.cluster) the cache client is redis-py's cluster client,
         # which the readers below use through the same commands (their scripts touch one
         # slot each in the cluster key layout).
-        client = cluster_client if settings.redis.cluster else async_redis
-        self.redis: Redis = cast(Redis, client(
-            settings.redis.url, decode_responses=True, socket_timeout=api.redis_timeout_s,
+        self.redis: Redis = cast(Redis, async_cache_client(
+            settings.redis, decode_responses=True, socket_timeout=api.redis_timeout_s,
             socket_connect_timeout=api.redis_timeout_s))
         self.cache = feed_cache(self.redis, self.keys, timeline_cap=settings.feed.timeline_cap)
         self.cql = CqlClient(settings.cql, timeout_s=api.cql_timeout_s)
@@ -57,8 +56,8 @@ class Resources:
         # Push streams wait in XREAD BLOCK up to a heartbeat: their own client, whose socket
         # timeout outlasts the wait (the cache client's would cut it short). On a cluster,
         # the same kind of client as the cache's (feedline.stores.cluster_push reads there).
-        self.push_redis: Redis = cast(Redis, client(
-            settings.redis.url, decode_responses=True,
+        self.push_redis: Redis = cast(Redis, async_cache_client(
+            settings.redis, decode_responses=True,
             socket_timeout=api.stream_heartbeat_s + api.redis_timeout_s + 5,
             socket_connect_timeout=api.redis_timeout_s))
         self.stream_slots = StreamSlots(per_user=api.stream_max_per_user,

@@ -33,6 +33,8 @@ from typing import Any, cast
 import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 
+from feedline.settings_blocks import RedisSettings
+from feedline.stores.async_redis import async_redis
 from feedline.stores.feed_cache import CachePage, FeedCache, PageStatus, _media
 from feedline.stores.feed_items import Position, PostView
 from feedline.stores.lua import source
@@ -195,6 +197,16 @@ def cluster_client(url: str, **options: Any) -> RedisCluster:
     if options.get("socket_timeout") is None:
         raise ValueError("cluster_client needs a socket_timeout")
     return ReachableCluster.from_url(url, **options)
+
+
+def async_cache_client(settings: RedisSettings, **options: Any) -> Any:
+    """The async client of the cache at ``settings`` (no I/O until first use).
+
+    ``cluster_client`` on a Redis Cluster (``settings.cluster``), otherwise ``async_redis``.
+    """
+    if settings.cluster:
+        return cluster_client(settings.url, **options)
+    return async_redis(settings.url, **options)
 
 
 def feed_cache(client: Any, keys: RedisKeys, *, timeline_cap: int) -> FeedCache:

@@ -38,6 +38,7 @@ from redis.crc import key_slot
 
 from feedline.settings_blocks import RedisSettings
 from feedline.stores.lua import source
+from schemas.redis_keys import RedisKeys
 
 #: Commands ``slot_multi.lua`` runs (``SlotTransactions``).
 SLOT_COMMANDS = ("DEL", "ZADD", "HSET", "SADD", "SREM", "RENAME")
@@ -52,6 +53,11 @@ def cache_client(settings: RedisSettings, **options: Any) -> redis.Redis:
     if settings.cluster:
         return cast(redis.Redis, redis.cluster.RedisCluster.from_url(settings.url, **options))
     return redis.Redis.from_url(settings.url, **options)
+
+
+def cache_keys(settings: RedisSettings) -> RedisKeys:
+    """The key layout of the cache at ``settings``: hash-tagged on a cluster."""
+    return RedisKeys(settings.key_prefix, cluster=settings.cluster)
 
 
 def is_cluster(client: Any) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from feedline.stores.cluster_writes import is_cluster
 from feedline.stores.notification_reader import NotificationItem
 from schemas.cql_statements import dt_to_ms, ms_to_dt, prepare
 from schemas.redis_keys import RedisKeys
@@ -64,7 +65,9 @@ class NotificationLookup:
 
     def _from_redis(self, user_id: str, limit: int) -> NotificationListing | None:
         zset, payloads = self.keys.notifications(user_id), self.keys.notification_groups(user_id)
-        pipe = self.redis.pipeline(transaction=True)
+        # One round trip (the keys share the user's slot on a cluster, whose client has no
+        # MULTI pipelines; the reads below are not in it either).
+        pipe = self.redis.pipeline(transaction=not is_cluster(self.redis))
         pipe.zrevrangebyscore(zset, "+inf", "-inf", start=0, num=limit)
         pipe.get(self.keys.notifications_read(user_id))
         members, marker = pipe.execute()

@@ -82,18 +82,15 @@ def _backfill(args: argparse.Namespace) -> int:
 def backfill_one(user: str, since: Any, until: Any, *, dry_run: bool, quarantine: bool,
                  gate: bool = True) -> int:
     """One user's timeline, recomputed in-process and written (or compared)."""
-    import redis
-
     from feedline.rebuild.direct import load_index
     from feedline.rebuild.drift import read_cql_timelines, read_redis_users, user_drift
     from feedline.rebuild.writer import ImageWriter, rebuild_write_time
     from feedline.rules.fanout import RulesConfig
+    from feedline.stores.cluster_writes import cache_client, cache_keys
     from feedline.stores.cql import connect
     from pipelines.batch.job import quality_gate
     from pipelines.batch.report import say
     from schemas.event_contracts import InvalidEvent
-    from schemas.redis_keys import RedisKeys
-
     settings = get_batch_settings()
     kafka = settings.kafka
     deps.require(deps.storage(settings.storage), deps.cql(settings.cql),
@@ -117,8 +114,8 @@ def backfill_one(user: str, since: Any, until: Any, *, dry_run: bool, quarantine
         f"{len(index.followees.get(user, ())):,} followed authors "
         f"({time.monotonic() - started:.1f} s)")
     cluster, session = connect(settings.cql, keyspace=settings.cql.keyspace)
-    client = redis.Redis.from_url(settings.redis.url, decode_responses=True)
-    keys = RedisKeys(settings.redis.key_prefix)
+    client = cache_client(settings.redis, decode_responses=True)
+    keys = cache_keys(settings.redis)
     try:
         cql = read_cql_timelines(session, [user])
         cached, celebrities, _ = read_redis_users(client, keys, [user])

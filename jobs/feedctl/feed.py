@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from redis.asyncio import Redis as AsyncRedis
 
 from feedline.settings import StackSettings, get_stack_settings
+from feedline.stores.cluster_cache import async_cache_client, feed_cache
+from feedline.stores.cluster_writes import cache_client, cache_keys
 from feedline.stores.cql_client import CqlClient
-from feedline.stores.feed_cache import FeedCache
 from feedline.stores.feed_items import PostView
 from feedline.stores.feed_reader import FeedReader
 from feedline.stores.post_store import PostStore
@@ -45,9 +45,9 @@ def _feed(args: argparse.Namespace) -> int:
         print("feedctl feed: give a USER_ID or --sample", file=sys.stderr)
         return 2
     deps.require(deps.redis(settings.redis), deps.cql(settings.cql))
-    client = redis.Redis.from_url(settings.redis.url, decode_responses=True,
-                                  socket_connect_timeout=deps.PROBE_TIMEOUT_S)
-    keys = RedisKeys(settings.redis.key_prefix)
+    client = cache_client(settings.redis, decode_responses=True,
+                          socket_connect_timeout=deps.PROBE_TIMEOUT_S)
+    keys = cache_keys(settings.redis)
     if args.sample:
         args.user_id = _sample_user(client, keys)
     if not args.user_id:
@@ -68,14 +68,13 @@ def _feed(args: argparse.Namespace) -> int:
 
 async def _read_feed(settings: StackSettings, user_id: str, limit: int) -> list[PostView]:
     """The first page of the user's home feed, read as the API reads it (``FeedReader``)."""
-    client = AsyncRedis.from_url(settings.redis.url, decode_responses=True,
-                                 socket_connect_timeout=deps.PROBE_TIMEOUT_S)
+    client = async_cache_client(settings.redis, decode_responses=True, socket_timeout=10.0,
+                                socket_connect_timeout=deps.PROBE_TIMEOUT_S)
     cql = CqlClient(settings.cql, timeout_s=10.0)
-    keys = RedisKeys(settings.redis.key_prefix)
     cap = settings.feed.timeline_cap
     try:
-        reader = FeedReader(FeedCache(client, keys, timeline_cap=cap), PostStore(cql),
-                            timeline_cap=cap)
+        reader = FeedReader(feed_cache(client, cache_keys(settings.redis), timeline_cap=cap),
+                            PostStore(cql), timeline_cap=cap)
         return (await reader.home(user_id, None, limit)).items
     finally:
         await client.aclose()
@@ -113,11 +112,10 @@ def _api_hint(user_id: str, limit: int) -> int:
 def _sample_user(client: redis.Redis, keys: RedisKeys, scan: int = 500) -> str | None:
     """Among up to ``scan`` cached timelines, the user with the most entries."""
     best, size = None, 0
-    prefix = keys.timeline("")
-    for n, key in enumerate(client.scan_iter(match=f"{prefix}*", count=500)):
+    for n, key in enumerate(client.scan_iter(match=keys.kind_pattern("tl"), count=500)):
         card: int = client.zcard(key)  # type: ignore[assignment]  # sync client
         if card > size:
-            best, size = key[len(prefix):], card
+            best, size = keys.owner(key), card
         if n >= scan:
             break
     return best

@@ -19,6 +19,7 @@ from typing import Any
 import redis
 
 from feedline.settings import get_stack_settings
+from feedline.stores.cluster_writes import cache_client, cache_keys
 from feedline.stores.cql import connect
 from feedline.stores.notification_listing import NotificationListing, NotificationLookup
 from jobs.feedctl import deps
@@ -61,9 +62,9 @@ def _notifications(args: argparse.Namespace) -> int:
         raise UsageError(f"not a user id: {args.user_id!r} (1-64 of A-Z a-z 0-9 _ -)")
     settings = get_stack_settings()
     deps.require(deps.redis(settings.redis), deps.cql(settings.cql))
-    keys = RedisKeys(settings.redis.key_prefix)
-    client = redis.Redis.from_url(settings.redis.url, decode_responses=True,
-                                  socket_connect_timeout=deps.PROBE_TIMEOUT_S)
+    keys = cache_keys(settings.redis)
+    client = cache_client(settings.redis, decode_responses=True,
+                          socket_connect_timeout=deps.PROBE_TIMEOUT_S)
     cluster, session = connect(settings.cql, keyspace=settings.cql.keyspace)
     try:
         user = args.user_id or _sample_user(client, keys)
@@ -111,11 +112,10 @@ def _print(listing: NotificationListing) -> None:
 def _sample_user(client: redis.Redis, keys: RedisKeys, scan: int = 500) -> str | None:
     """Among up to ``scan`` cached lists, the user with the most groups."""
     best, size = None, 0
-    prefix = keys.notifications("")[:-1]  # "{p}:nz:{": the key without a user and "}"
-    for n, key in enumerate(client.scan_iter(match=f"{prefix}*", count=500)):
+    for n, key in enumerate(client.scan_iter(match=keys.kind_pattern("nz"), count=500)):
         card: int = client.zcard(key)  # type: ignore[assignment]  # sync client
         if card > size:
-            best, size = key[len(prefix):-1], card
+            best, size = keys.owner(key), card
         if n >= scan:
             break
     return best

@@ -34,6 +34,7 @@ SERVICE_FILES: dict[str, tuple[str, ...]] = {
     "flink-taskmanager": ("flink--taskexecutor-*.log",),
     "redis": ("redis.log", "console.log"),
     "redis-guards": ("redis.log", "console.log"),
+    **{f"redis-cluster-{i}": ("redis.log", "console.log") for i in (1, 2, 3)},
 }
 #: Read at most this much at a time (a follower never holds a whole big file).
 CHUNK_BYTES = 1 << 20

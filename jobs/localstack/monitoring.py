@@ -29,7 +29,7 @@ import shutil
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +39,7 @@ from pydantic import BaseModel
 
 from feedline.settings import REPO_ROOT, StackSettings
 from jobs.localstack.base import Service
+from jobs.localstack.redis_cluster import cluster_urls
 from jobs.localstack.redis_server import guards_url
 
 #: The alert rules (and their promtool unit tests beside them).
@@ -81,9 +82,25 @@ def local_targets(settings: StackSettings) -> Targets:
         redis_exporter=f"127.0.0.1:{mon.redis_exporter_port}",
         freshness_probe=f"127.0.0.1:{mon.freshness_probe_port}",
         verifier=f"127.0.0.1:{mon.verifier_port}",
-        redis={"redis": address(settings.redis.url, 6379),
-               "redis-guards": address(guards_url(settings), 6380)},
+        redis=_redis_targets(settings, address),
     )
+
+
+def _redis_targets(settings: StackSettings, address: Callable[[str, int], str]) \
+        -> dict[str, str]:
+    """The stack's Redis servers by name, the cache first.
+
+    The cache is the single one, or each master of the local cluster when it runs
+    (``redis.cluster`` or ``local.redis_cluster``); then the guards.
+    """
+    targets: dict[str, str] = {}
+    if not settings.redis.cluster:
+        targets["redis"] = address(settings.redis.url, 6379)
+    if settings.redis.cluster or settings.local.redis_cluster:
+        targets.update({f"redis-cluster-{i + 1}": address(url, 6379)
+                        for i, url in enumerate(cluster_urls(settings))})
+    targets["redis-guards"] = address(guards_url(settings), 6380)
+    return targets
 
 
 def scrape_config(targets: Targets, scrape_interval_s: int = 15) -> dict[str, Any]:
@@ -250,7 +267,7 @@ class RedisExporterService(Service):
         """``/metrics`` reads the cache; ``/scrape?target=`` any server."""
         from jobs.localstack.redis_server import EXPORTER_USER, exporter_password
 
-        cache = local_targets(self.settings).redis["redis"]
+        cache = next(iter(local_targets(self.settings).redis.values()))  # the cache first
         # Its own read-only ACL user, in the environment (not on the command line); the
         # servers only know it when the stack's Redis URL carries credentials.
         env = ({"REDIS_USER": EXPORTER_USER, "REDIS_PASSWORD": exporter_password(self.settings)}

@@ -1,13 +1,13 @@
 """A local Redis Cluster from the Debian redis-server: three masters, no replicas.
 
-Not one of the stack's default services (``local up`` starts the single cache Redis): the
-serving path's cluster mode (``redis.cluster``, ``feedline.stores.cluster_cache``) is tested
-against it. Each master is a ``RedisService`` with ``cluster-enabled yes`` on
-``local.redis_cluster_port`` + 0, 1, 2 (and the cluster bus on each port + 10000), with the
-cache's credentials and eviction. Once the last master is healthy, ``form_cluster`` gives
-each master a third of the 16384 slots (``CLUSTER ADDSLOTSRANGE``) and introduces them
-(``CLUSTER MEET``); it is idempotent, and masters restarted later rejoin from their
-``nodes.conf``.
+``local up`` starts it as the cache when ``redis.cluster`` is set (``redis.url`` naming one
+of its masters), and beside the single cache Redis when ``local.redis_cluster`` is (the
+tests' stack: the cluster tests and the API e2e's cluster variant use it). Each master is
+a ``RedisService`` with ``cluster-enabled yes`` on ``local.redis_cluster_port`` + 0, 1, 2
+(and the cluster bus on each port + 10000), with the cache's credentials and eviction.
+Once the last master is healthy, ``form_cluster`` gives each master a third of the 16384
+slots (``CLUSTER ADDSLOTSRANGE``) and introduces them (``CLUSTER MEET``); it is idempotent,
+and masters restarted later rejoin from their ``nodes.conf``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-from feedline.settings import StackSettings
+from feedline.settings import StackSettings, redact_url
 from jobs.localstack.redis_server import RedisService
 
 #: Hash slots of a Redis Cluster.
@@ -62,6 +62,25 @@ class RedisClusterMaster(RedisService):
         """The last master forms the cluster (the others were started and waited for first)."""
         if self.index == MASTERS - 1:
             form_cluster(cluster_urls(self.settings))
+
+
+def check_cluster_url(settings: StackSettings) -> str | None:
+    """Why ``redis.url`` cannot be the local cluster's (None: it can, or no cluster cache).
+
+    With ``redis.cluster`` the stack starts no single cache Redis: the URL every process
+    reads must name one of the masters it starts.
+    """
+    if not settings.redis.cluster:
+        return None
+    parts = urlsplit(settings.redis.url)
+    first = settings.local.redis_cluster_port
+    if parts.hostname in ("127.0.0.1", "localhost") and \
+            first <= (parts.port or 6379) < first + MASTERS:
+        return None
+    return (f"redis.cluster is set but FEEDLINE_REDIS__URL ({redact_url(settings.redis.url)})"
+            f" names no master of the local Redis Cluster: use port {first}, {first + 1} or "
+            f"{first + 2} of 127.0.0.1 (local.redis_cluster_port), e.g. "
+            f"{redact_url(cluster_urls(settings)[0])}")
 
 
 def redis_cluster_services(settings: StackSettings) -> list[RedisService]:

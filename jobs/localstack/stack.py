@@ -19,6 +19,7 @@ from jobs.localstack.gcs import GcsEmulatorService
 from jobs.localstack.kafka import KafkaService
 from jobs.localstack.media_worker import MediaWorkerService
 from jobs.localstack.monitoring import monitoring_services
+from jobs.localstack.redis_cluster import check_cluster_url, redis_cluster_services
 from jobs.localstack.redis_server import RedisGuardsService, RedisService
 from jobs.localstack.restarts import RestartRecord
 from jobs.localstack.supervise import SupervisorService
@@ -26,12 +27,20 @@ from jobs.localstack.supervise import SupervisorService
 Say = Callable[[str], object]
 
 
-def services(settings: StackSettings) -> list[Service]:
-    """The stack's services, in start order (slowest first so their boot overlaps)."""
+def services(settings: StackSettings, *, every: bool = False) -> list[Service]:
+    """The stack's services, in start order (slowest first so their boot overlaps).
+
+    The cache is the single Redis, or with ``redis.cluster`` the local Redis Cluster's
+    masters (started also beside the single one with ``local.redis_cluster``). ``every``:
+    both kinds, whatever the settings (`down` stops whatever an earlier `up` started).
+    """
+    single = every or not settings.redis.cluster
+    cluster = every or settings.redis.cluster or settings.local.redis_cluster
     return [
         CassandraService(settings),
         KafkaService(settings),
-        RedisService(settings),
+        *([RedisService(settings)] if single else []),
+        *(redis_cluster_services(settings) if cluster else []),
         RedisGuardsService(settings),
         GcsEmulatorService(settings),
         FlinkJobManagerService(settings),
@@ -123,27 +132,36 @@ def up(settings: StackSettings, say: Say = print,
     service is healthy and set up (a progress bar's step). Returns the seconds it took.
     """
     began = time.monotonic()
+    problem = check_cluster_url(settings)
+    if problem:
+        raise StackError(problem)
     settings.local.state_dir.mkdir(parents=True, exist_ok=True)
     ensure_jars(settings, say)
-    started: dict[str, float] = {}
     all_services = services(settings)
     # The servers first, then the helpers (the archiver) once every server is healthy: a
     # helper started with them found Kafka still recovering its logs and exited.
     for phase in ([s for s in all_services if s.essential],
                   [s for s in all_services if not s.essential]):
-        for svc in phase:
-            if _start_unless_running(svc):
-                started[svc.name] = time.monotonic()
-                say(f"{svc.name:<20} starting (log: {svc.process.log_file})")
-        for svc in phase:
-            wait_healthy(svc, settings.local.start_timeout_s, say, started.get(svc.name))
-            svc.after_healthy()
-            if on_ready is not None:
-                on_ready(svc.name)
+        start_services(phase, settings, say, on_ready)
     start_supervisor(settings, say)
     took = time.monotonic() - began
     say(f"stack up in {took:.1f}s")
     return took
+
+
+def start_services(group: list[Service], settings: StackSettings, say: Say = print,
+                   on_ready: Callable[[str], object] | None = None) -> None:
+    """Start those of ``group`` that do not run, together; wait for each and set it up."""
+    started: dict[str, float] = {}
+    for svc in group:
+        if _start_unless_running(svc):
+            started[svc.name] = time.monotonic()
+            say(f"{svc.name:<20} starting (log: {svc.process.log_file})")
+    for svc in group:
+        wait_healthy(svc, settings.local.start_timeout_s, say, started.get(svc.name))
+        svc.after_healthy()
+        if on_ready is not None:
+            on_ready(svc.name)
 
 
 def _start_unless_running(svc: Service) -> bool:
@@ -233,7 +251,7 @@ def down(settings: StackSettings, say: Say = print) -> int:
     """
     stop_supervisor(settings, say)
     stopped = 0
-    for svc in reversed(services(settings)):
+    for svc in reversed(services(settings, every=True)):
         pid = svc.process.pid()
         restarts.forget(svc.home)
         if svc.process.stop():

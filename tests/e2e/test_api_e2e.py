@@ -1,5 +1,7 @@
 """A client story through the whole platform: the API produces the events, both streaming
 jobs (an isolated sandbox on the local Flink cluster) derive the stores, the API serves them.
+Twice: on the stack's single Redis, and on its 3-master Redis Cluster (``redis.cluster``: the
+jobs write and the API reads the cluster key layout).
 
 alice follows bob; bob uploads a photo through a signed URL (a real PUT into the GCS
 emulator), completes it, waits until the media worker (its own topic, in a thread) made it
@@ -23,8 +25,17 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from feedline.media.worker import MediaWorker
-from feedline.settings import ApiSettings, FeedSettings, ServingSettings, StackSettings
+from feedline.settings import (
+    ApiSettings,
+    FeedSettings,
+    RedisSettings,
+    ServingSettings,
+    StackSettings,
+    get_stack_settings,
+)
+from jobs.feedctl.main import main as feedctl
 from jobs.localstack.kafka import ensure_topics
+from jobs.localstack.redis_cluster import cluster_urls
 from jobs.sandbox import Sandbox, open_sandbox
 from serving.auth import issue_token
 from serving.main import create_app
@@ -39,9 +50,14 @@ PHOTO = photo(1600, 1200)
 T = TypeVar("T")
 
 
-@pytest.fixture(scope="module")
-def platform(stack: StackSettings) -> Iterator[tuple[Sandbox, ServingSettings]]:
-    sandbox = open_sandbox(stack, FEED)
+@pytest.fixture(scope="module", params=["redis", "redis-cluster"])
+def platform(stack: StackSettings,
+             request: pytest.FixtureRequest) -> Iterator[tuple[Sandbox, ServingSettings]]:
+    """The sandbox and the API's settings, on the stack's single Redis or on its cluster."""
+    cache = None
+    if request.param == "redis-cluster":
+        cache = RedisSettings(url=cluster_urls(stack)[0], cluster=True)
+    sandbox = open_sandbox(stack, FEED, cache=cache)
     try:
         sandbox.deploy("fanout")
         sandbox.deploy("counters")
@@ -75,7 +91,27 @@ def headers(settings: ServingSettings, user: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token(settings.api.jwt_secret, user, ttl_s=3600)}"}
 
 
-def test_follow_post_read_engage_delete(platform: tuple[Sandbox, ServingSettings]) -> None:
+def feedctl_feed(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch,
+                 capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """What `feedctl feed ARGS` prints on the sandbox's stores (its settings by environment)."""
+    cache = sandbox.streaming.redis
+    with monkeypatch.context() as env:
+        for name, value in (("REDIS__URL", cache.url), ("REDIS__CLUSTER", str(cache.cluster)),
+                            ("REDIS__KEY_PREFIX", cache.key_prefix),
+                            ("CQL__KEYSPACE", sandbox.streaming.cql.keyspace)):
+            env.setenv(f"FEEDLINE_{name}", value)
+        get_stack_settings.cache_clear()
+        try:
+            capsys.readouterr()
+            assert feedctl(["feed", *args]) == 0
+            return capsys.readouterr().out
+        finally:
+            get_stack_settings.cache_clear()
+
+
+def test_follow_post_read_engage_delete(platform: tuple[Sandbox, ServingSettings],
+                                        monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     sandbox, settings = platform
     alice, bob = headers(settings, "alice"), headers(settings, "bob")
     with TestClient(create_app(settings)) as api:
@@ -105,10 +141,21 @@ def test_follow_post_read_engage_delete(platform: tuple[Sandbox, ServingSettings
             post_id = created.json()["post_id"]
 
             def in_feed() -> dict[str, Any] | None:
-                page = api.get("/v1/feed", headers=alice).json()
+                response = api.get("/v1/feed", headers=alice)
+                # Served from the cache (a failing Redis path would fall back to the CQL
+                # store and say so).
+                assert "X-Feed-Degraded" not in response.headers, response.headers
+                page = response.json()
                 return next((p for p in page["items"] if p["post_id"] == post_id), None)
 
             item = eventually(in_feed, "the post in alice's feed")
+            # The jobs wrote it to this sandbox's cache, in its key layout; the operators'
+            # `feedctl feed` reads it there too, and finds a timeline to sample there.
+            assert sandbox.redis.zscore(sandbox.keys.timeline("alice"), post_id) is not None
+            for args in (["alice"], ["--sample"]):
+                shown_by_feedctl = feedctl_feed(sandbox, monkeypatch, capsys, *args)
+                assert f"{post_id} " in shown_by_feedctl, shown_by_feedctl
+                assert "first light" in shown_by_feedctl
             assert item["author_id"] == "bob" and item["caption"] == "first light"
             [shown] = item["media"]
             assert shown["media_id"] == media["media_id"]

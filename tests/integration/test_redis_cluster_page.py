@@ -5,11 +5,9 @@ outboxes, deletions, evictions, tied timestamps) are written to a single Redis i
 default layout and to a Redis Cluster in the cluster layout (``RedisKeys(cluster=True)``);
 ``ClusterFeedCache.page`` must answer exactly what ``FeedCache.page`` (``lua/page.lua``)
 answers, page after page, and the cache-first reader must page through the same feed,
-repairs included. Needs no stack: the fixtures start their own servers from the Debian
-redis-server — the cluster of ``jobs.localstack.redis_cluster`` on
-``local.redis_cluster_port`` (``FEEDLINE_LOCAL__REDIS_CLUSTER_PORT``; a cluster already
-formed there is used as it is) and a single Redis on the port after its three — and stop
-what they started.
+repairs included. Servers (``tests/support/redis_cluster.py``): the local stack's Redis
+Cluster (``jobs.localstack.redis_cluster``, on ``local.redis_cluster_port``) and a single
+Redis of the fixture's own.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ layout; ``push_subscription`` (``PushSubscription`` there, ``ClusterPushSubscrip
 must hand out the same events in the same order, resume the same way from a
 ``Last-Event-ID``, and wake up as soon as a stream on another node is written. The reader
 follows celebrities whose streams live on another node than the user's, and one on the same
-node in another slot. Servers: ``tests/support/redis_cluster.py`` (no stack).
+node in another slot. Servers: ``tests/support/redis_cluster.py`` (the stack's cluster).
 """
 
 from __future__ import annotations

@@ -12,9 +12,8 @@ of the prefix, versions hashes and push streams (entries without their ids) incl
 be equal, key names compared without the hash-tag braces. The cluster's outbox versions
 may hold one field more (``DROPPED_FIELD``, cluster only), left out of the comparison.
 
-Needs no stack but the CQL store: the Redis servers are this module's own
-(``tests.support.redis_cluster``); the keyspaces go on the CQL store of the stack settings
-(``feedctl local up``), and the module is skipped when that store does not answer.
+On the local stack: its Redis Cluster and a single Redis of the fixture's own
+(``tests.support.redis_cluster``); the keyspaces go on the stack's CQL store.
 """
 
 from __future__ import annotations
@@ -68,14 +67,9 @@ class Side:
 
 
 @pytest.fixture(scope="module")
-def sessions() -> Iterator[tuple[Any, Any]]:
-    """Sessions on two new keyspaces (single, cluster); dropped afterwards."""
-    cql = StackSettings().cql
-    try:
-        probe, _ = connect(cql, timeout_s=5)
-        probe.shutdown()
-    except Exception as error:  # any failure to connect: not up
-        pytest.skip(f"the CQL store of the stack settings does not answer: {error}")
+def sessions(stack: StackSettings) -> Iterator[tuple[Any, Any]]:
+    """Sessions on two new keyspaces (single, cluster) of the stack's store; dropped after."""
+    cql = stack.cql
     names = [unique("ks_rcw"), unique("ks_rcw")]
     opened = []
     try:

@@ -21,6 +21,7 @@ from feedline.stores.cql import connect, drop_keyspace, migrate
 from feedline.stores.object_store import storage_client
 from jobs.localstack import stack as local_stack
 from jobs.localstack.kafka import ensure_topics
+from jobs.localstack.redis_cluster import redis_cluster_services
 from schemas.redis_keys import RedisKeys
 
 
@@ -40,13 +41,27 @@ def stack_settled(settings: StackSettings, timeout_s: float = 300) -> bool:
     return True
 
 
+def with_redis_cluster(settings: StackSettings) -> StackSettings:
+    """``settings`` with the local Redis Cluster started too (``local.redis_cluster``)."""
+    return settings.model_copy(update={"local": settings.local.model_copy(
+        update={"redis_cluster": True})})
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[StackSettings]:
-    """The healthy local stack's settings."""
+    """The healthy local stack's settings, its Redis Cluster running too.
+
+    The cluster tests and the API e2e's cluster variant use the stack's Redis Cluster: a
+    stack that was up without it gets it started here (`feedctl local down` stops it).
+    """
     settings = get_stack_settings()
     already_up = stack_settled(settings)
+    settings = with_redis_cluster(settings)
     if not already_up:
         local_stack.up(settings, say=lambda m: print(f"[stack] {m}", flush=True))
+    else:
+        local_stack.start_services(redis_cluster_services(settings), settings,
+                                   say=lambda m: print(f"[stack] {m}", flush=True))
     yield settings
     if not already_up and os.environ.get("FEEDLINE_KEEP_STACK") != "1":
         local_stack.down(settings, say=lambda m: print(f"[stack] {m}", flush=True))

@@ -1,10 +1,9 @@
-"""Fixtures of the Redis Cluster tests: a 3-master cluster and a single Redis, no stack.
+"""Fixtures of the Redis Cluster tests: the stack's 3-master cluster and a single Redis.
 
-``servers`` starts the cluster of ``jobs.localstack.redis_cluster`` on
-``local.redis_cluster_port`` (``FEEDLINE_LOCAL__REDIS_CLUSTER_PORT``; a cluster already
-formed there is used as it is) and a single Redis on the port after its three, from the
-Debian redis-server, and stops what it started. ``prefix`` is a unique key prefix whose
-keys go from both servers after the test.
+``servers`` gives the local stack's Redis Cluster (``jobs.localstack.redis_cluster``, on
+``local.redis_cluster_port``; the ``stack`` fixture starts it) and starts a single Redis of
+its own on the port after its three, from the Debian redis-server, stopped afterwards.
+``prefix`` is a unique key prefix whose keys go from both servers after the test.
 """
 
 from __future__ import annotations
@@ -19,47 +18,30 @@ import redis
 import redis.cluster
 
 from feedline.settings import StackSettings
-from jobs.localstack.redis_cluster import MASTERS, cluster_urls, formed, redis_cluster_services
+from jobs.localstack.redis_cluster import MASTERS, cluster_urls, formed
 from jobs.localstack.redis_server import RedisService
 from jobs.localstack.stack import wait_healthy
 
 
-def _wait(service: RedisService, settings: StackSettings) -> None:
-    wait_healthy(service, settings.local.start_timeout_s, lambda _line: None, time.monotonic())
-
-
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(cluster URL, single Redis URL): started here unless the cluster runs already."""
-    base = StackSettings()
+def servers(stack: StackSettings,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(cluster URL, single Redis URL): the stack's Redis Cluster, a single Redis of its own."""
+    urls = cluster_urls(stack)
+    assert formed(urls), "the stack's Redis Cluster is not formed"
     state = Path(tmp_path_factory.mktemp("rc-state"))
-    port = base.local.redis_cluster_port
-    settings = base.model_copy(update={"local": base.local.model_copy(
+    settings = stack.model_copy(update={"local": stack.local.model_copy(
         update={"state_dir": state})})
-    started: list[RedisService] = []
+    port = stack.local.redis_cluster_port + MASTERS
+    single = RedisService(settings.model_copy(update={"redis": settings.redis.model_copy(
+        update={"url": f"redis://127.0.0.1:{port}/0"})}))
+    single.start()
     try:
-        urls = cluster_urls(settings)
-        try:
-            running = formed(urls)
-        except redis.RedisError:
-            running = False
-        if not running:
-            masters = redis_cluster_services(settings)
-            for master in masters:
-                master.start()
-                started.append(master)
-            for master in masters:
-                _wait(master, settings)
-                master.after_healthy()
-        single = RedisService(settings.model_copy(update={"redis": settings.redis.model_copy(
-            update={"url": f"redis://127.0.0.1:{port + MASTERS}/0"})}))
-        single.start()
-        started.append(single)
-        _wait(single, settings)
+        wait_healthy(single, settings.local.start_timeout_s, lambda _line: None,
+                     time.monotonic())
         yield urls[0], single.url()
     finally:
-        for service in reversed(started):
-            service.process.stop()
+        single.process.stop()
 
 
 @pytest.fixture

@@ -95,6 +95,24 @@ def test_scrape_config_targets_come_from_the_settings(settings: StackSettings) -
     assert config["rule_files"] == ["alerts.yml"]
 
 
+def test_each_master_of_the_local_redis_cluster_is_scraped(settings: StackSettings) -> None:
+    def servers(stack: StackSettings) -> dict[str, str]:
+        return monitoring.local_targets(stack).redis
+
+    port = settings.local.redis_cluster_port
+    masters = {f"redis-cluster-{i + 1}": f"127.0.0.1:{port + i}" for i in range(3)}
+    beside = settings.model_copy(update={"local": settings.local.model_copy(
+        update={"redis_cluster": True})})
+    assert servers(beside) == {"redis": "127.0.0.1:6379", **masters,
+                               "redis-guards": "127.0.0.1:6380"}
+    # The cluster as the cache: no single Redis runs; the exporter's own page reads a master.
+    as_cache = settings.model_copy(update={"redis": settings.redis.model_copy(
+        update={"cluster": True, "url": f"redis://127.0.0.1:{port + 1}/0"})})
+    assert servers(as_cache) == {**masters, "redis-guards": "127.0.0.1:6380"}
+    argv, _ = monitoring.RedisExporterService(as_cache).command()
+    assert f"-redis.addr=redis://127.0.0.1:{port}" in argv
+
+
 def test_prometheus_runs_on_loopback_with_its_data_and_rules_in_its_home(
         settings: StackSettings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(monitoring, "_binary", lambda name: f"/usr/bin/{name}")

@@ -101,3 +101,16 @@ def test_a_cluster_prefix_with_braces_is_refused() -> None:
     with pytest.raises(ValueError, match="hash tag"):
         RedisKeys("fl{x}", cluster=True)
     assert RedisKeys("fl{x}").timeline("u1") == "fl{x}:tl:u1"
+
+
+@pytest.mark.parametrize("cluster", [False, True])
+def test_a_scan_by_kind_finds_owner_keys_and_gives_their_owner(cluster: bool) -> None:
+    keys = RedisKeys("fx", cluster=cluster)
+    pattern = keys.kind_pattern("tl").removesuffix("*")
+    for owner in ("u1", "user-with-dash", "a_b"):
+        for key, kind in ((keys.timeline(owner), "tl"), (keys.notifications(owner), "nz"),
+                          (keys.user_counters(owner), "uc")):
+            assert keys.owner(key) == owner
+            assert key.startswith(keys.kind_pattern(kind).removesuffix("*"))
+    assert not keys.outbox("u1").startswith(pattern)
+    assert not keys.versions(keys.timeline("u1")).startswith(pattern)
