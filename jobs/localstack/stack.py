@@ -207,6 +207,22 @@ def start_supervisor(settings: StackSettings, say: Say) -> None:
             f"themselves (log: {supervisor.process.log_file})")
 
 
+def supervised_names(settings: StackSettings) -> list[str]:
+    """The services the running supervisor watches (none when it does not run).
+
+    Those of the settings it was started with: an `up` with other settings (e.g. the tests'
+    Redis Cluster) may have added some it does not know.
+    """
+    supervisor = SupervisorService(settings)
+    if supervisor.process.pid() is None:
+        return []
+    try:
+        started_with = StackSettings.model_validate_json(supervisor.settings_file.read_text())
+    except (OSError, ValueError):
+        return []
+    return [svc.name for svc in services(started_with)]
+
+
 def stop_supervisor(settings: StackSettings, say: Say = print) -> bool:
     """Stop the supervisor (first, so that it does not start again what is being stopped)."""
     supervisor = SupervisorService(settings)

@@ -22,7 +22,8 @@ producer cannot reach it). Afterwards:
 Redis keeps nothing across a restart (the local one has no persistence: it is a cache), so
 after its kill (d) holds for the CQL store (after a freeze, for both), and the API's feeds
 must still equal the reference: the reader falls back to CQL and refills the cache as feeds
-are read.
+are read. The same with the sandbox on the stack's Redis Cluster and one of its masters
+killed (a third of the keys gone, the cluster down until the master is back).
 
 Each test kills one of the shared stack's servers: every other user of the stack sees it
 down for a while (Cassandra longest: its restart replays the commit log).
@@ -38,9 +39,16 @@ from functools import partial
 
 import pytest
 
-from feedline.settings import ApiSettings, FeedSettings, ServingSettings, StackSettings
+from feedline.settings import (
+    ApiSettings,
+    FeedSettings,
+    RedisSettings,
+    ServingSettings,
+    StackSettings,
+)
 from feedline.workload import Workload, WorkloadSpec, user_id
 from jobs.load import produce
+from jobs.localstack.redis_cluster import cluster_urls
 from jobs.localstack.redis_server import guards_url
 from jobs.sandbox import Sandbox, open_sandbox
 from tests.support.faults import (
@@ -75,14 +83,17 @@ FREEZE_S = 20.0
 FREEZE_MAX_S = 45.0
 READERS = [user_id(n) for n in range(12)]
 #: The readiness name of each killed service.
-DEPENDENCY = {"kafka": "kafka", "cassandra": "cql", "redis": "redis"}
+DEPENDENCY = {"kafka": "kafka", "cassandra": "cql", "redis": "redis",
+              "redis-cluster-2": "redis"}
 
 
 @contextmanager
-def pipeline(stack: StackSettings) -> Iterator[tuple[Sandbox, ServingSettings]]:
-    """A sandbox running both streaming jobs, and API settings on its stores."""
+def pipeline(stack: StackSettings,
+             cache: RedisSettings | None = None) -> Iterator[tuple[Sandbox, ServingSettings]]:
+    """A sandbox running both streaming jobs, and API settings on its stores (its cache:
+    ``cache``, else the stack's)."""
     flink = stack.flink.model_copy(update={"checkpoint_interval_ms": 1000})
-    sandbox = open_sandbox(stack, FEED, flink)
+    sandbox = open_sandbox(stack, FEED, flink, cache=cache)
     try:
         for name in ("fanout", "counters"):
             sandbox.deploy(name)
@@ -103,12 +114,12 @@ def answered_after(answers: list[Answer], moment: float, status: int) -> Answer 
 
 
 def fault_mid_workload(stack: StackSettings, service: str, seed: int,
-                       how: str = "kill") -> None:
+                       how: str = "kill", cache: RedisSettings | None = None) -> None:
     if how == "kill":
         supervised_service(stack, service)  # skips when nothing would restart it
     produced = list(Workload(replace(SPEC, seed=seed)).events())
     half = len(produced) // 2
-    with pipeline(stack) as (sandbox, settings):
+    with pipeline(stack, cache) as (sandbox, settings):
         kafka = sandbox.streaming.kafka
         produce(kafka, produced[:half])
         with InProcessApi(settings) as api, Traffic(
@@ -149,7 +160,7 @@ def fault_mid_workload(stack: StackSettings, service: str, seed: int,
               f"{traffic.summary()}")
         check_answers(traffic, fault, DEPENDENCY[service])
         expected = check_kafka_and_reference(settings, traffic)
-        store = "cql" if service == "redis" and how == "kill" else None
+        store = "cql" if DEPENDENCY[service] == "redis" and how == "kill" else None
         assert wait_converged(sandbox, expected, store=store) == []
         with InProcessApi(settings) as api:
             read_feeds_twice(api, settings, READERS,
@@ -199,6 +210,13 @@ def test_cassandra_killed_mid_workload(stack: StackSettings) -> None:
 
 def test_redis_killed_mid_workload(stack: StackSettings) -> None:
     fault_mid_workload(stack, "redis", seed=63)
+
+
+def test_a_redis_cluster_master_killed_mid_workload(stack: StackSettings) -> None:
+    """The jobs write to and the API reads from the stack's Redis Cluster; one of its three
+    masters is killed. It comes back empty, owning its slots again (``nodes.conf``)."""
+    cluster = RedisSettings(url=cluster_urls(stack)[0], cluster=True)
+    fault_mid_workload(stack, "redis-cluster-2", seed=65, cache=cluster)
 
 
 @pytest.mark.parametrize("service", ["kafka", "cassandra", "redis"])

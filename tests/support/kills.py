@@ -43,6 +43,9 @@ def supervised_service(stack: StackSettings, name: str) -> Any:
     if not local_stack.supervisor_status(stack).healthy:
         pytest.skip("no supervisor runs on this stack, so nothing would restart a killed "
                     "service (`feedctl local up` starts one)")
+    if name not in local_stack.supervised_names(stack):
+        pytest.skip(f"this stack's supervisor does not watch {name} (it was started with "
+                    "other settings: `feedctl local down` and let the tests start the stack)")
     return service
 
 
