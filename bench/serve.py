@@ -28,7 +28,6 @@ import platform
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from bench.common import emit
 from feedline.rules.effects import MediaRef, PostUpsert
 from feedline.settings import ApiSettings, CqlSettings, RedisSettings, get_stack_settings
 from feedline.stores.cql import drop_keyspace, migrate
+from jobs.localstack.base import free_port
 from schemas.redis_hashes import encode_post, encode_post_counters, encode_user_counters
 from schemas.redis_keys import COMPLETE_MEMBER, RedisKeys
 from serving.auth import issue_token
@@ -103,12 +103,6 @@ def seed(client: redis.Redis, keys: RedisKeys, rng: random.Random) -> dict[str, 
     return {"users": USERS, "timeline_entries": entries, "mean_timeline": entries / USERS,
             "posts": POSTS, "celebrities": CELEBRITIES,
             "seconds": round(time.monotonic() - started, 1)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_api(env: dict[str, str], port: int, workers: int, log: Path) -> subprocess.Popen:

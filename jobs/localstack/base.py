@@ -22,6 +22,13 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
         return False
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now on 127.0.0.1 (the kernel's pick; free until used)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 class Service(ABC):
     """A server of the local stack, run as a process the stack owns."""
 

@@ -18,7 +18,6 @@ groups. The local Flink 2.2 cluster is not used: see docs/SCALING.md.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 
 from feedline.settings import BeamFlinkSettings
-from jobs.localstack.base import port_open
+from jobs.localstack.base import free_port, port_open
 
 #: The value of ``--runner`` that selects this runner.
 FLINK_RUNNER = "flink"
@@ -38,13 +37,6 @@ DRIVER = "org.apache.beam.runners.flink.FlinkJobServerDriver"
 
 class BeamRunnerMissing(RuntimeError):
     """The Beam virtualenv or the job server's jars are not installed."""
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def check_installed(settings: BeamFlinkSettings) -> None:

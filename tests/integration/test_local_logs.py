@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -24,6 +23,7 @@ import httpx
 import pytest
 
 from feedline.settings import REPO_ROOT, ServingSettings, StackSettings
+from jobs.localstack.base import free_port
 from tests.integration import test_api_stack
 from tests.integration.test_api_stack import auth
 from tests.support.waiting import eventually
@@ -31,13 +31,6 @@ from tests.support.waiting import eventually
 # The shared fixtures (pytest finds fixtures among module attributes).
 api_settings = test_api_stack.api_settings
 seeder = test_api_stack.seeder
-
-
-def free_port() -> int:
-    """A port nothing listens on now (loopback)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def start(argv: list[str], log: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:

@@ -24,7 +24,7 @@ import pytest
 from feedline.settings import LocalStackSettings, StackSettings
 from jobs.localstack import restarts
 from jobs.localstack import stack as local_stack
-from jobs.localstack.base import Service
+from jobs.localstack.base import Service, free_port
 from jobs.localstack.gcs import GcsEmulatorService
 from jobs.localstack.restarts import Backoff
 from jobs.localstack.supervise import SupervisorService
@@ -75,12 +75,6 @@ def gcs_only(settings: StackSettings) -> list[Service]:
     return [GcsEmulatorService(settings)]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _kill(svc: Service) -> int:
     pid = svc.process.pid()
     assert pid is not None, f"{svc.name} is not running"
@@ -99,7 +93,7 @@ Toy = tuple[ToyHttpService, SupervisorService]
 @pytest.fixture
 def toy(tmp_path: Path) -> Iterator[Toy]:
     settings = StackSettings(local=LocalStackSettings(state_dir=tmp_path))
-    (tmp_path / PORT_FILE).write_text(f"{_free_port()}\n")
+    (tmp_path / PORT_FILE).write_text(f"{free_port()}\n")
     service = ToyHttpService(settings)
     supervisor = SupervisorService(settings, services=f"{__name__}:toy_services",
                                    backoff=Backoff(first_s=0.2, cap_s=2.0, stable_s=3600),

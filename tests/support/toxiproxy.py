@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,17 +18,11 @@ from typing import Any
 
 import httpx
 
+from jobs.localstack.base import free_port
 from tests.support.waiting import eventually
 
 #: Where ``make toxiproxy`` puts the server, below the stack's state directory.
 SERVER_IN_STATE_DIR = Path("bin") / "toxiproxy-server"
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def server_binary(state_dir: Path) -> Path | None:

@@ -15,16 +15,11 @@ from collections.abc import Iterator
 import pytest
 
 from feedline.settings import REPO_ROOT
+from jobs.localstack.base import free_port
 from tests.support.waiting import eventually
 
 PROTOCOL = "serving.http_protocol:GuardedHttpToolsProtocol"
 MAX_HEADER_BYTES = 8192
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ from feedline.stores.errors import StoreUnavailable
 from jobs import exporter, freshness_probe
 from jobs.lag import PartitionLag
 from jobs.localstack import monitoring, restarts
+from jobs.localstack.base import free_port
 from jobs.localstack.flink import (
     FlinkJobManagerService,
     FlinkTaskManagerService,
@@ -381,16 +382,10 @@ def test_the_exporter_reports_the_local_stacks_processes(settings: StackSettings
 # --- the archiver's metrics --------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_the_archiver_counts_what_it_writes() -> None:
     from jobs.feedctl.archive import _serve_metrics
 
-    port = _free_port()
+    port = free_port()
     on_written = _serve_metrics("127.0.0.1", port)
     on_written(WrittenBatch("uploads", 0, 10, 19, ("a", "b")))
     on_written(WrittenBatch("uploads", 1, 0, 4, ("c",)))
