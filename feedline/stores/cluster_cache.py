@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import redis.exceptions
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from feedline.settings_blocks import RedisSettings
 from feedline.stores.async_redis import async_redis
@@ -169,6 +169,11 @@ class ClusterFeedCache(FeedCache):
         return bool(await self.cluster.ping(target_nodes=RedisCluster.PRIMARIES))
 
 
+#: What ``ReachableCluster.get_default_node`` answers between a reset and the next
+#: initialisation: a node no pipeline ever sends to (so none matches its name).
+_NO_DEFAULT_NODE = ClusterNode("0.0.0.0", 0)  # noqa: S104 (never connected to)
+
+
 class ReachableCluster(RedisCluster):
     """redis-py's cluster client whose "no node reachable" is a Redis connection error.
 
@@ -176,6 +181,18 @@ class ReachableCluster(RedisCluster):
     layout from any node; the readers fall back to the CQL store on connection errors
     (``feed_reader.REDIS_DOWN``), so that failure is reported as one.
     """
+
+    def get_default_node(self) -> ClusterNode:
+        """The default node; a placeholder while the client is reset to be re-learned.
+
+        redis-py 5.3 resets its node manager after some errors (a MOVED now and then, a
+        connection error) and learns the layout again on the next command; a pipeline that
+        got redirections meanwhile asks ``get_default_node().name`` and failed with an
+        ``AttributeError`` on None (seen while a slot was resharded:
+        ``test_redis_cluster_resharding``; redis-py 6 checks for None itself).
+        """
+        node = super().get_default_node()
+        return _NO_DEFAULT_NODE if node is None else node
 
     async def initialize(self) -> ReachableCluster:
         """Learn the cluster's nodes and slots (on first use and after a failover)."""

@@ -35,11 +35,14 @@ log = logging.getLogger(__name__)
 #: Redis errors meaning "the cache cannot serve": read from the CQL store instead. Besides
 #: unreachable, a replica promoted away (READONLY), a full instance that refuses writes
 #: (OOM: the page script counts the rate limit) and a failover in progress; on a Redis
-#: Cluster also a cluster that is down or has a slot no node serves.
+#: Cluster also a cluster that is down or has a slot no node serves, and a call whose
+#: redirections ran out (``ClusterError``: "TTL exhausted", e.g. TRYAGAIN after TRYAGAIN
+#: while the slot of a script's keys is being resharded and they are split between nodes).
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError,
               redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError,
               redis.exceptions.MasterDownError, redis.exceptions.TryAgainError,
-              redis.exceptions.ClusterDownError, redis.exceptions.SlotNotCoveredError)
+              redis.exceptions.ClusterDownError, redis.exceptions.SlotNotCoveredError,
+              redis.exceptions.ClusterError)
 #: Extra candidates read per source beyond the page size: room for entries whose post is
 #: gone (the writer removes deleted posts from sets, so few); past it, another round.
 SLACK = 3
