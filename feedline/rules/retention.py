@@ -21,11 +21,20 @@ still come) unless old events are refused. The design:
   newest ``follow_merge_limit`` posts before ``H`` nor in a current follower's merge
   window (deleted posts keep their place in that count).
 
-Missing before it can be applied: the archive keeps each record's Kafka timestamp
-(``timestamp_ms`` of ``feedline.archive.archiver.archive_line``), but the topics keep the
-producer's ``CreateTime`` (the rule needs ``message.timestamp.type=LogAppendTime``); the
-fan-out source reads values only (no record timestamps, no watermark); neither engine has
-the ``too_late`` admission rule yet.
+Missing before it can be applied:
+
+* the archive keeps a record's bytes as they are (``feedline.archive.archiver.archive_line``):
+  only the envelope of a record that is not one JSON line carries its Kafka timestamp
+  (``_kafka.timestamp_ms``), so the rebuild cannot see an ordinary event's arrival time —
+  the archive's line format needs the timestamp of every record (and its readers, the
+  quality gate included, the new format);
+* the topics keep the producer's ``CreateTime``; the rule needs
+  ``message.timestamp.type=LogAppendTime`` (set on creation, altered on existing topics);
+* the streaming sources read values, partition and offset only (no ``timestamp`` metadata
+  column, no watermark: ``pipelines.streaming.job_graph.kafka_rows``);
+* neither engine has the ``too_late`` admission rule, and no setting holds ``L``. It would
+  be off by default: the sample workload's events carry fixed times
+  (``feedline.workload.EPOCH``), which any bound refuses as they age.
 """
 
 from __future__ import annotations
