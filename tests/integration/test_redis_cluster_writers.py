@@ -48,6 +48,7 @@ from feedline.stores.cluster_writes import SlotTransactions, cache_client
 from feedline.stores.cql import connect, drop_keyspace, migrate
 from feedline.stores.feed_writer import FeedWriter
 from feedline.stores.lua import source
+from feedline.stores.notification_listing import NotificationLookup
 from feedline.stores.notification_writer import NotificationWriter
 from schemas.redis_keys import DROPPED_FIELD, RedisKeys
 from tests.support.dump import TABLES
@@ -227,6 +228,13 @@ def test_notification_writers_leave_the_same_contents_on_the_cluster(
             forget_scripts(rng, cluster)
     stored = assert_equal_contents(single, cluster)
     assert any(name.split(":")[1] == "nz" for name in stored)
+    # `feedctl notifications` reads the same listings on both (its lookup on the cluster
+    # runs without MULTI: the cluster client has no transactions).
+    for user in ["r0", "r1", "r2", "r3"]:
+        single_list, cluster_list = (NotificationLookup(side.session, side.client, side.keys,
+                                                        cap=cap).read(user, cap)
+                                     for side in (single, cluster))
+        assert cluster_list == single_list
 
 
 @pytest.mark.parametrize("seed", range(4))
