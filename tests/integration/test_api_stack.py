@@ -31,6 +31,7 @@ from feedline.stores.feed_writer import FeedWriter
 from schemas.event_contracts import Event, new_event
 from serving.auth import issue_token
 from serving.main import create_app
+from tests.support.fixtures import cache_url
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
@@ -50,7 +51,8 @@ def api_settings(stack: StackSettings, keyspace: str, redis_keys: Any,
     return ServingSettings(
         environment="test", kafka=kafka,
         cql=CqlSettings(**{**stack.cql.model_dump(), "keyspace": keyspace}),
-        redis=RedisSettings(url=stack.redis.url, key_prefix=keys.prefix),
+        redis=RedisSettings(url=cache_url(stack, keys), key_prefix=keys.prefix,
+                            cluster=keys.cluster),
         storage=stack.storage, feed=FEED,
         api=ApiSettings(rate_limit_per_minute=100_000, celebrity_cache_s=0,
                         kafka_max_block_ms=3000, kafka_delivery_timeout_ms=5000,

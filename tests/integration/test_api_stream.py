@@ -1,7 +1,8 @@
 """GET /v1/stream over real HTTP (uvicorn in a thread) with a real SSE client (httpx-sse),
-on the real Redis and Cassandra: feed, delete and notification events from the writers,
-a followed celebrity's posts, Last-Event-ID resume and its window, heartbeats, 401/400,
-the per-user cap, and a client that stops reading.
+on the real Redis (the stack's single one, then its Redis Cluster) and Cassandra: feed,
+delete and notification events from the writers, a followed celebrity's posts,
+Last-Event-ID resume and its window, heartbeats, 401/400, the per-user cap, and a client
+that stops reading.
 
 Events are written by the same writer the fan-out job uses (``FeedWriter`` through the
 shared ``Seeder``) and, for notifications, by the publish function the notifications
@@ -21,17 +22,27 @@ import pytest
 import uvicorn
 from httpx_sse import ServerSentEvent, connect_sse
 
-from feedline.settings import ServingSettings
+from feedline.settings import ServingSettings, StackSettings
 from feedline.stores.push import PushEvent, queue, queue_notification_event
+from schemas.redis_keys import RedisKeys
 from schemas.redis_notifications import GroupPayload
 from schemas.redis_push import NOTIFICATION, PUSH_WINDOW, notification_data
 from serving.main import create_app
 from tests.integration import test_api_stack
 from tests.integration.test_api_stack import Seeder, auth
+from tests.support.fixtures import keyed_cache
 from tests.support.waiting import eventually
 
 api_settings = test_api_stack.api_settings
 seeder = test_api_stack.seeder
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def redis_keys(stack: StackSettings,
+               request: pytest.FixtureRequest) -> Iterator[tuple[Any, RedisKeys]]:
+    """Every test twice: on the stack's single Redis, and on its Redis Cluster (the API's
+    ``ClusterPushSubscription``, the writers' cluster pipelines, the cluster key layout)."""
+    yield from keyed_cache(stack, cluster=request.param == "redis-cluster")
 
 #: Hang guard of one read from a stream (heartbeats arrive every HEARTBEAT_S when idle).
 READ_GUARD_S = 120.0

@@ -16,12 +16,13 @@ import pytest
 import redis
 from kafka import KafkaAdminClient
 
-from feedline.settings import StackSettings, get_stack_settings
+from feedline.settings import RedisSettings, StackSettings, get_stack_settings
+from feedline.stores.cluster_writes import cache_client
 from feedline.stores.cql import connect, drop_keyspace, migrate
 from feedline.stores.object_store import storage_client
 from jobs.localstack import stack as local_stack
 from jobs.localstack.kafka import ensure_topics
-from jobs.localstack.redis_cluster import redis_cluster_services
+from jobs.localstack.redis_cluster import cluster_urls, redis_cluster_services
 from schemas.redis_keys import RedisKeys
 
 
@@ -109,16 +110,29 @@ def cql_session(stack: StackSettings, keyspace: str) -> Iterator[object]:
     cluster.shutdown()
 
 
-@pytest.fixture
-def redis_keys(stack: StackSettings) -> Iterator[tuple[redis.Redis, RedisKeys]]:
-    """A Redis client and a unique key prefix; the prefix's keys are deleted after."""
-    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
-    keys = RedisKeys(prefix=unique("fltest"))
+def cache_url(stack: StackSettings, keys: RedisKeys) -> str:
+    """The URL of the stack's Redis for ``keys``: its cluster's for the cluster layout."""
+    return cluster_urls(stack)[0] if keys.cluster else stack.redis.url
+
+
+def keyed_cache(stack: StackSettings, *,
+                cluster: bool) -> Iterator[tuple[redis.Redis, RedisKeys]]:
+    """A client of the stack's single Redis or of its Redis Cluster, and a unique key
+    prefix in that layout; the prefix's keys are deleted after."""
+    keys = RedisKeys(prefix=unique("fltest"), cluster=cluster)
+    client = cache_client(RedisSettings(url=cache_url(stack, keys), cluster=cluster),
+                          decode_responses=True)
     yield client, keys
     stale = list(client.scan_iter(match=keys.pattern(), count=1000))
     if stale:
         client.delete(*stale)
     client.close()
+
+
+@pytest.fixture
+def redis_keys(stack: StackSettings) -> Iterator[tuple[redis.Redis, RedisKeys]]:
+    """A Redis client and a unique key prefix; the prefix's keys are deleted after."""
+    yield from keyed_cache(stack, cluster=False)
 
 
 @pytest.fixture
