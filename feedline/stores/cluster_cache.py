@@ -194,8 +194,22 @@ class ReachableCluster(RedisCluster):
         node = super().get_default_node()
         return _NO_DEFAULT_NODE if node is None else node
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._seeds = dict(self.nodes_manager.startup_nodes)
+        """The nodes it was given (its URL's), kept apart from redis-py's startup nodes."""
+
     async def initialize(self) -> ReachableCluster:
-        """Learn the cluster's nodes and slots (on first use and after a failover)."""
+        """Learn the cluster's nodes and slots (on first use and after a failover).
+
+        redis-py 5.3 drops a node from the nodes it learns from on each connection error to
+        it, and learns again only from those left: once every node has failed once (a
+        master killed, then reads and readiness pings while the cluster is down), none is
+        left and the client stays down for good ("at least one reachable node: None")
+        although the cluster is back. The seeds are put back first, so it learns again.
+        """
+        for name, node in self._seeds.items():
+            self.nodes_manager.startup_nodes.setdefault(name, node)
         try:
             await super().initialize()
         except redis.exceptions.SlotNotCoveredError:

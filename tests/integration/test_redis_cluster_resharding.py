@@ -21,6 +21,7 @@ import random
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -32,17 +33,32 @@ from redis.crc import key_slot
 from feedline.settings import LocalStackSettings, StackSettings
 from feedline.stores.cluster_cache import ClusterFeedCache, cluster_client
 from feedline.stores.errors import Breaker
-from feedline.stores.feed_reader import FeedReader
+from feedline.stores.feed_reader import REDIS_DOWN, FeedReader
 from jobs.localstack.redis_cluster import cluster_urls, redis_cluster_services
+from jobs.localstack.redis_server import RedisService
 from jobs.localstack.stack import start_services
 from schemas.redis_keys import COMPLETE_MEMBER, RedisKeys
 from tests.integration import test_api_feed_reader as worlds
 from tests.support.fake_store import FakeStore
+from tests.support.waiting import eventually
+
+
+@dataclass(frozen=True)
+class Private:
+    """A private cluster: its settings and its masters."""
+
+    settings: StackSettings
+    services: list[RedisService]
+
+    @property
+    def urls(self) -> list[str]:
+        """The masters' URLs."""
+        return cluster_urls(self.settings)
 
 
 @pytest.fixture(scope="module")
-def masters() -> Iterator[list[str]]:
-    """The URLs of a private 3-master cluster, formed; stopped afterwards."""
+def private() -> Iterator[Private]:
+    """A private 3-master cluster, formed; stopped afterwards."""
     base = StackSettings()
     with tempfile.TemporaryDirectory(prefix="fl-reshard-") as state:
         settings = base.model_copy(update={"local": LocalStackSettings(
@@ -50,10 +66,16 @@ def masters() -> Iterator[list[str]]:
         services = redis_cluster_services(settings)
         try:
             start_services(services, settings, say=lambda _line: None)
-            yield cluster_urls(settings)
+            yield Private(settings, services)
         finally:
             for service in services:
                 service.process.stop()
+
+
+@pytest.fixture(scope="module")
+def masters(private: Private) -> list[str]:
+    """The URLs of the private cluster's masters."""
+    return private.urls
 
 
 def _admin(url: str) -> redis.Redis:
@@ -160,3 +182,46 @@ def test_feeds_stay_exact_while_their_slots_move(masters: list[str], seed: int) 
     # Before and after the moves, Redis answered every read (misses are not degradations).
     assert steps[0][2] == set() and steps[-1][2] == set(), (steps[0], steps[-1])
     assert all(_owner(masters, slot) == target for slot, target in targets.items())
+
+
+def test_the_client_learns_the_cluster_again_after_a_master_restarts(private: Private) -> None:
+    """A master stops while reads and readiness pings go on (each node fails some of them:
+    the cluster is down meanwhile), then starts again from its ``nodes.conf``: the same
+    client object must serve again by itself (redis-py 5.3 had dropped every node it could
+    learn from: ``ReachableCluster.initialize`` puts its seeds back)."""
+    keys = RedisKeys(f"flrr{time.monotonic_ns() % 10**6}", cluster=True)
+    victim = private.services[1]
+    outcomes: list[str] = []
+
+    async def scenario() -> None:
+        client = cluster_client(private.urls[0], decode_responses=True, socket_timeout=2,
+                                socket_connect_timeout=2)
+        cache = ClusterFeedCache(client, keys, timeline_cap=5)
+
+        async def attempt() -> bool:
+            try:
+                await cache.ping()
+                await cache.post_views([f"p{i}" for i in range(30)])  # posts on every node
+            except REDIS_DOWN as error:
+                outcomes.append(type(error).__name__)
+                return False
+            outcomes.append("ok")
+            return True
+
+        try:
+            assert await attempt()
+            victim.process.stop()
+            for _ in range(20):
+                assert not await attempt()
+                await asyncio.sleep(0.25)
+            start_services([victim], private.settings, say=lambda _line: None)
+            deadline = time.monotonic() + 120
+            while not await attempt():
+                assert time.monotonic() < deadline, f"never served again: {outcomes[-5:]}"
+                await asyncio.sleep(0.5)
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+    eventually(lambda: victim.healthy(), "the master healthy again")
+    print(f"outcomes: {outcomes[:3]} … {outcomes[-3:]} ({len(outcomes)} attempts)")
