@@ -23,7 +23,7 @@ from feedline.settings import (
     StackSettings,
     StreamingSettings,
 )
-from feedline.stores.cluster_writes import cache_client
+from feedline.stores.cluster_writes import cache_client, cache_keys
 from feedline.stores.cql import connect, drop_keyspace, migrate
 from jobs import flink_rest, keeper
 from jobs.deploy import deploy
@@ -119,5 +119,5 @@ def open_sandbox(
         finally:
             admin.close()
 
-    return Sandbox(stack, streaming, suffix, session, client,
-                   RedisKeys(prefix, cluster=cache.cluster), close)
+    return Sandbox(stack, streaming, suffix, session, client, cache_keys(sandbox_cache),
+                   close)

@@ -91,6 +91,7 @@ def backfill_one(user: str, since: Any, until: Any, *, dry_run: bool, quarantine
     from pipelines.batch.job import quality_gate
     from pipelines.batch.report import say
     from schemas.event_contracts import InvalidEvent
+
     settings = get_batch_settings()
     kafka = settings.kafka
     deps.require(deps.storage(settings.storage), deps.cql(settings.cql),

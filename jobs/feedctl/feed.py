@@ -49,7 +49,7 @@ def _feed(args: argparse.Namespace) -> int:
                           socket_connect_timeout=deps.PROBE_TIMEOUT_S)
     keys = cache_keys(settings.redis)
     if args.sample:
-        args.user_id = _sample_user(client, keys)
+        args.user_id = fullest_owner(client, keys, "tl")
     if not args.user_id:
         print("feedctl feed: no cached timeline to sample (nothing delivered yet?)",
               file=sys.stderr)
@@ -109,10 +109,15 @@ def _api_hint(user_id: str, limit: int) -> int:
     return 0
 
 
-def _sample_user(client: redis.Redis, keys: RedisKeys, scan: int = 500) -> str | None:
-    """Among up to ``scan`` cached timelines, the user with the most entries."""
+def fullest_owner(client: redis.Redis, keys: RedisKeys, kind: str,
+                  scan: int = 500) -> str | None:
+    """The owner of the fullest among up to ``scan`` cached sorted sets of one ``kind``.
+
+    ``tl``: home timelines (`feedctl feed --sample`); ``nz``: notification lists
+    (`feedctl notifications --sample`). Either key layout.
+    """
     best, size = None, 0
-    for n, key in enumerate(client.scan_iter(match=keys.kind_pattern("tl"), count=500)):
+    for n, key in enumerate(client.scan_iter(match=keys.kind_pattern(kind), count=500)):
         card: int = client.zcard(key)  # type: ignore[assignment]  # sync client
         if card > size:
             best, size = keys.owner(key), card

@@ -16,16 +16,14 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
-
 from feedline.settings import get_stack_settings
 from feedline.stores.cluster_writes import cache_client, cache_keys
 from feedline.stores.cql import connect
 from feedline.stores.notification_listing import NotificationListing, NotificationLookup
 from jobs.feedctl import deps
 from jobs.feedctl.errors import UsageError
+from jobs.feedctl.feed import fullest_owner
 from jobs.feedctl.output import add_json_flag, print_json
-from schemas.redis_keys import RedisKeys
 from schemas.redis_notifications import NOTIFICATION_CAP
 
 _USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
@@ -67,7 +65,7 @@ def _notifications(args: argparse.Namespace) -> int:
                           socket_connect_timeout=deps.PROBE_TIMEOUT_S)
     cluster, session = connect(settings.cql, keyspace=settings.cql.keyspace)
     try:
-        user = args.user_id or _sample_user(client, keys)
+        user = args.user_id or fullest_owner(client, keys, "nz")
         if user is None:
             print("feedctl notifications: no cached notifications to sample (nothing "
                   "delivered yet? deploy the notifications job)", file=sys.stderr)
@@ -107,15 +105,3 @@ def _print(listing: NotificationListing) -> None:
             actors += f" and {more} more" if actors else f"{more} others"
         print(f"{when} {'*' if item.unread else ' '} {item.type:<8} "
               f"{item.post_id or '-':<14} {item.count:>5}  {actors}")
-
-
-def _sample_user(client: redis.Redis, keys: RedisKeys, scan: int = 500) -> str | None:
-    """Among up to ``scan`` cached lists, the user with the most groups."""
-    best, size = None, 0
-    for n, key in enumerate(client.scan_iter(match=keys.kind_pattern("nz"), count=500)):
-        card: int = client.zcard(key)  # type: ignore[assignment]  # sync client
-        if card > size:
-            best, size = keys.owner(key), card
-        if n >= scan:
-            break
-    return best

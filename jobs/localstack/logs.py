@@ -25,6 +25,7 @@ from typing import IO
 
 from feedline.settings import StackSettings
 from jobs.localstack.log_lines import EntryAssembler, LogEntry
+from jobs.localstack.redis_cluster import MASTERS
 
 #: Log files of the services that do not (only) write console.log, as globs.
 SERVICE_FILES: dict[str, tuple[str, ...]] = {
@@ -34,7 +35,7 @@ SERVICE_FILES: dict[str, tuple[str, ...]] = {
     "flink-taskmanager": ("flink--taskexecutor-*.log",),
     "redis": ("redis.log", "console.log"),
     "redis-guards": ("redis.log", "console.log"),
-    **{f"redis-cluster-{i}": ("redis.log", "console.log") for i in (1, 2, 3)},
+    **{f"redis-cluster-{i + 1}": ("redis.log", "console.log") for i in range(MASTERS)},
 }
 #: Read at most this much at a time (a follower never holds a whole big file).
 CHUNK_BYTES = 1 << 20

@@ -39,7 +39,7 @@ from pydantic import BaseModel
 
 from feedline.settings import REPO_ROOT, StackSettings
 from jobs.localstack.base import Service
-from jobs.localstack.redis_cluster import cluster_urls
+from jobs.localstack.redis_cluster import cluster_runs, cluster_urls
 from jobs.localstack.redis_server import guards_url
 
 #: The alert rules (and their promtool unit tests beside them).
@@ -96,7 +96,7 @@ def _redis_targets(settings: StackSettings, address: Callable[[str, int], str]) 
     targets: dict[str, str] = {}
     if not settings.redis.cluster:
         targets["redis"] = address(settings.redis.url, 6379)
-    if settings.redis.cluster or settings.local.redis_cluster:
+    if cluster_runs(settings):
         targets.update({f"redis-cluster-{i + 1}": address(url, 6379)
                         for i, url in enumerate(cluster_urls(settings))})
     targets["redis-guards"] = address(guards_url(settings), 6380)

@@ -64,6 +64,11 @@ class RedisClusterMaster(RedisService):
             form_cluster(cluster_urls(self.settings))
 
 
+def cluster_runs(settings: StackSettings) -> bool:
+    """Whether the stack runs the local cluster (as the cache, or beside the single one)."""
+    return settings.redis.cluster or settings.local.redis_cluster
+
+
 def check_cluster_url(settings: StackSettings) -> str | None:
     """Why ``redis.url`` cannot be the local cluster's (None: it can, or no cluster cache).
 

@@ -19,7 +19,11 @@ from jobs.localstack.gcs import GcsEmulatorService
 from jobs.localstack.kafka import KafkaService
 from jobs.localstack.media_worker import MediaWorkerService
 from jobs.localstack.monitoring import monitoring_services
-from jobs.localstack.redis_cluster import check_cluster_url, redis_cluster_services
+from jobs.localstack.redis_cluster import (
+    check_cluster_url,
+    cluster_runs,
+    redis_cluster_services,
+)
 from jobs.localstack.redis_server import RedisGuardsService, RedisService
 from jobs.localstack.restarts import RestartRecord
 from jobs.localstack.supervise import SupervisorService
@@ -35,7 +39,7 @@ def services(settings: StackSettings, *, every: bool = False) -> list[Service]:
     both kinds, whatever the settings (`down` stops whatever an earlier `up` started).
     """
     single = every or not settings.redis.cluster
-    cluster = every or settings.redis.cluster or settings.local.redis_cluster
+    cluster = every or cluster_runs(settings)
     return [
         CassandraService(settings),
         KafkaService(settings),

@@ -28,18 +28,16 @@ from feedline.media.worker import MediaWorker
 from feedline.settings import (
     ApiSettings,
     FeedSettings,
-    RedisSettings,
     ServingSettings,
     StackSettings,
     get_stack_settings,
 )
 from jobs.feedctl.main import main as feedctl
 from jobs.localstack.kafka import ensure_topics
-from jobs.localstack.redis_cluster import cluster_urls
 from jobs.sandbox import Sandbox, open_sandbox
 from serving.auth import issue_token
 from serving.main import create_app
-from tests.support.fixtures import unique
+from tests.support.fixtures import cluster_cache, unique
 from tests.support.media import carries_metadata, photo, remove_media
 from tests.support.waiting import eventually
 
@@ -56,7 +54,7 @@ def platform(stack: StackSettings,
     """The sandbox and the API's settings, on the stack's single Redis or on its cluster."""
     cache = None
     if request.param == "redis-cluster":
-        cache = RedisSettings(url=cluster_urls(stack)[0], cluster=True)
+        cache = cluster_cache(stack)
     sandbox = open_sandbox(stack, FEED, cache=cache)
     try:
         sandbox.deploy("fanout")

@@ -48,7 +48,6 @@ from feedline.settings import (
 )
 from feedline.workload import Workload, WorkloadSpec, user_id
 from jobs.load import produce
-from jobs.localstack.redis_cluster import cluster_urls
 from jobs.localstack.redis_server import guards_url
 from jobs.sandbox import Sandbox, open_sandbox
 from tests.support.faults import (
@@ -61,6 +60,7 @@ from tests.support.faults import (
     freeze,
     read_feeds_twice,
 )
+from tests.support.fixtures import cluster_cache
 from tests.support.kills import Kill, kill, supervised_service, topic_events
 from tests.support.pipeline import wait_converged
 from tests.support.reference import Expected, reference_for
@@ -215,8 +215,7 @@ def test_redis_killed_mid_workload(stack: StackSettings) -> None:
 def test_a_redis_cluster_master_killed_mid_workload(stack: StackSettings) -> None:
     """The jobs write to and the API reads from the stack's Redis Cluster; one of its three
     masters is killed. It comes back empty, owning its slots again (``nodes.conf``)."""
-    cluster = RedisSettings(url=cluster_urls(stack)[0], cluster=True)
-    fault_mid_workload(stack, "redis-cluster-2", seed=65, cache=cluster)
+    fault_mid_workload(stack, "redis-cluster-2", seed=65, cache=cluster_cache(stack))
 
 
 @pytest.mark.parametrize("service", ["kafka", "cassandra", "redis"])

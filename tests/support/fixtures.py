@@ -110,6 +110,11 @@ def cql_session(stack: StackSettings, keyspace: str) -> Iterator[object]:
     cluster.shutdown()
 
 
+def cluster_cache(stack: StackSettings) -> RedisSettings:
+    """The stack's Redis Cluster as a cache setting (a sandbox's ``cache``)."""
+    return RedisSettings(url=cluster_urls(stack)[0], cluster=True)
+
+
 def cache_url(stack: StackSettings, keys: RedisKeys) -> str:
     """The URL of the stack's Redis for ``keys``: its cluster's for the cluster layout."""
     return cluster_urls(stack)[0] if keys.cluster else stack.redis.url
