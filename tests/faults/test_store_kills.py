@@ -6,7 +6,9 @@ deploys the fan-out and counters jobs with 1 s checkpoints, produces half of a g
 workload and runs the API in-process on the sandbox with feed readers, writers (follows;
 one of them with an Idempotency-Key, retried with the same key on a 5xx) and a /readyz
 poller. Then it kills one store, and the stack's supervisor must start it again with no
-manual step (within ``RESTART_BOUND_S``); or freezes it for ``FREEZE_S`` to ``FREEZE_MAX_S``
+manual step (within ``RESTART_BOUND_S``; the supervisor is held until /readyz said the store
+was down, at most ``FREEZE_MAX_S``: a Redis restarts faster than a slow machine polls); or
+freezes it for ``FREEZE_S`` to ``FREEZE_MAX_S``
 (until /readyz said it was down), and it must be used again by itself after SIGCONT. The
 rest of the workload is produced while the store is down (after it is back, for Kafka: a
 producer cannot reach it). Afterwards:
@@ -133,18 +135,21 @@ def fault_mid_workload(stack: StackSettings, service: str, seed: int,
             # The rest of the workload arrives while the store is down; for Kafka, once
             # it is back (a producer cannot reach a dead broker).
             while_down = (lambda: None) if service == "kafka" else produce_rest
+            dependency = DEPENDENCY[service]
+
+            def said_down(since: float) -> bool:
+                return any(a.started > since and down_in(a, dependency)
+                           for a in list(traffic.readiness))
+
             fault: Kill | Freeze
             if how == "kill":
+                # Until /readyz said so, the supervisor waits: a Redis is back within a
+                # couple of seconds, less than a slow machine's poll takes.
                 fault = kill(stack, service, timeout_s=RESTART_BOUND_S,
-                             detail=traffic.summary, on_killed=while_down)
+                             detail=traffic.summary, on_killed=while_down, seen=said_down,
+                             seen_max_s=FREEZE_MAX_S)
                 hit, back = fault.killed_at, fault.back_at
             else:
-                dependency = DEPENDENCY[service]
-
-                def said_down(frozen_at: float) -> bool:
-                    return any(a.started > frozen_at and down_in(a, dependency)
-                               for a in list(traffic.readiness))
-
                 fault = freeze(stack, service, min_s=FREEZE_S, max_s=FREEZE_MAX_S,
                                seen=said_down, on_frozen=while_down)
                 hit, back = fault.frozen_at, fault.thawed_at

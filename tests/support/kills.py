@@ -51,19 +51,39 @@ def supervised_service(stack: StackSettings, name: str) -> Any:
 
 def kill(stack: StackSettings, name: str, *, timeout_s: float,
          detail: Callable[[], str] = lambda: "",
-         on_killed: Callable[[], object] = lambda: None) -> Kill:
+         on_killed: Callable[[], object] = lambda: None,
+         seen: Callable[[float], bool] | None = None, seen_max_s: float = 45.0) -> Kill:
     """SIGKILL the service ``name`` (its process group), call ``on_killed``, and wait until
-    the stack's supervisor has started it again and it is healthy: no manual step."""
+    the stack's supervisor has started it again and it is healthy: no manual step.
+
+    ``seen(killed_at)``: the supervisor is held (SIGSTOP) from before the kill until it is
+    true or ``seen_max_s`` passed, so a service that restarts in a second or two (a Redis)
+    stays down long enough for the clients to notice, however slow the machine; then the
+    supervisor goes on and must restart it by itself.
+    """
     service = supervised_service(stack, name)
     pid = service.process.pid()
+    supervisor = local_stack.supervisor_status(stack).pid if seen is not None else None
     note(f"killing {name} (SIGKILL group {pid})")
     print(f"\nkilling {name} (pid {pid})")
-    killed_at = time.monotonic()
+    if supervisor is not None:
+        os.kill(supervisor, signal.SIGSTOP)
     try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        os.kill(pid, signal.SIGKILL)
-    on_killed()
+        killed_at = time.monotonic()
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            os.kill(pid, signal.SIGKILL)
+        on_killed()
+        if seen is not None:
+            while not (noticed := seen(killed_at)) \
+                    and time.monotonic() - killed_at < seen_max_s:
+                time.sleep(0.2)
+            print(f"supervisor held {time.monotonic() - killed_at:.1f} s: {name} down "
+                  f"{'noticed' if noticed else 'not noticed'} by the clients")
+    finally:
+        if supervisor is not None:
+            os.kill(supervisor, signal.SIGCONT)
 
     def restarted() -> bool:
         new = service.process.pid()
