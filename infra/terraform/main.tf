@@ -160,6 +160,9 @@ resource "google_managed_kafka_topic" "event" {
   location           = var.region
   partition_count    = var.event_topic_partitions
   replication_factor = var.kafka_replication_factor
+  configs = {
+    "message.timestamp.type" = "LogAppendTime"
+  }
 }
 
 resource "google_managed_kafka_topic" "dead_letter" {
@@ -170,7 +173,8 @@ resource "google_managed_kafka_topic" "dead_letter" {
   partition_count    = 1
   replication_factor = var.kafka_replication_factor
   configs = {
-    "retention.ms" = tostring(var.dlq_retention_days * 24 * 60 * 60 * 1000)
+    "retention.ms"           = tostring(var.dlq_retention_days * 24 * 60 * 60 * 1000)
+    "message.timestamp.type" = "LogAppendTime"
   }
 }
 
@@ -181,6 +185,9 @@ resource "google_managed_kafka_topic" "media" {
   location           = var.region
   partition_count    = var.event_topic_partitions
   replication_factor = var.kafka_replication_factor
+  configs = {
+    "message.timestamp.type" = "LogAppendTime"
+  }
 }
 
 resource "google_managed_kafka_topic" "media_dead_letter" {
@@ -190,7 +197,8 @@ resource "google_managed_kafka_topic" "media_dead_letter" {
   partition_count    = 1
   replication_factor = var.kafka_replication_factor
   configs = {
-    "retention.ms" = tostring(var.dlq_retention_days * 24 * 60 * 60 * 1000)
+    "retention.ms"           = tostring(var.dlq_retention_days * 24 * 60 * 60 * 1000)
+    "message.timestamp.type" = "LogAppendTime"
   }
 }
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from feedline.settings import REPO_ROOT
@@ -127,13 +127,24 @@ class KafkaService(Service):
         return topics
 
 
+#: Every topic the project creates: its records carry the broker's append time, which never
+#: decreases within a partition, whatever time a producer set (the arrival time of the
+#: retention rule: ``feedline.rules.retention``).
+TOPIC_CONFIGS: Mapping[str, str] = {"message.timestamp.type": "LogAppendTime"}
+
+
 def ensure_topics(bootstrap: str, topics: Mapping[str, int]) -> list[str]:
-    """Create the missing topics (partitions as given); returns the ones created."""
+    """Create the missing topics (partitions as given); returns the ones created.
+
+    Every topic of ``topics`` ends with ``TOPIC_CONFIGS``: new ones are created with them,
+    existing ones (made before them, or by hand) are altered where a value differs.
+    """
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="feedline-admin")
     try:
         existing = set(admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=parts, replication_factor=1)
+            NewTopic(name, num_partitions=parts, replication_factor=1,
+                     topic_configs=dict(TOPIC_CONFIGS))
             for name, parts in topics.items()
             if name not in existing
         ]
@@ -142,9 +153,29 @@ def ensure_topics(bootstrap: str, topics: Mapping[str, int]) -> list[str]:
                 admin.create_topics(missing)
             except TopicAlreadyExistsError:
                 pass
+        older = [name for name in topics if name in existing]
+        if older:
+            _configure(admin, older)
         return [t.name for t in missing]
     finally:
         admin.close()
+
+
+def _configure(admin: KafkaAdminClient, names: list[str]) -> None:
+    """Set ``TOPIC_CONFIGS`` on the topics ``names`` where a value differs.
+
+    Incrementally: their other settings stay.
+    """
+    described = admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name, list(TOPIC_CONFIGS)) for name in names],
+        config_filter="all")
+    current = described.get("topic", {})
+    stale = [name for name in names
+             if any(current.get(name, {}).get(key, {}).get("value") != value
+                    for key, value in TOPIC_CONFIGS.items())]
+    if stale:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, dict(TOPIC_CONFIGS))
+                             for name in stale], incremental=True)
 
 
 def new_cluster_id() -> str:

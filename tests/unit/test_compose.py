@@ -36,6 +36,7 @@ from feedline.settings import (
 )
 from jobs.feedctl.main import build_parser
 from jobs.flink_submit import flink_run_argv, savepoint_target
+from jobs.localstack.kafka import TOPIC_CONFIGS
 from jobs.specs import JOBS
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -288,8 +289,13 @@ def kafka_and_bucket_problems(compose: Compose, defaults: StackSettings) -> list
         "BUCKETS": (environment(compose["services"]["gcs"]).get("BUCKETS", "").split(),
                     [storage.media_bucket, storage.archive_bucket]),
     }
-    return [f"{key} is {have}, settings say {want}" for key, (have, want) in found.items()
-            if have != want]
+    problems = [f"{key} is {have}, settings say {want}" for key, (have, want) in found.items()
+                if have != want]
+    script = "\n".join(compose["services"]["kafka-init"].get("command", []))
+    problems += [f"kafka-init does not create topics with {key}={value}"
+                 for key, value in TOPIC_CONFIGS.items()
+                 if f"--config {key}={value}" not in script]
+    return problems
 
 
 # --- fixtures ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from feedline.settings import (
     StackSettings,
     StreamingSettings,
 )
+from jobs.localstack.kafka import TOPIC_CONFIGS
 
 TERRAFORM = REPO_ROOT / "infra" / "terraform"
 BLOCK = r"^{kind}\s+{labels}\s*\{{\n(.*?)^\}}"
@@ -116,6 +117,18 @@ def test_kafka_topics_and_dead_letter_topics_are_declared() -> None:
     assert attribute(events, "partition_count") == "var.event_topic_partitions"
     assert attribute(dead_letters, "topic_id") == '"${each.value}${var.dlq_suffix}"'
     assert attribute(dead_letters, "partition_count") == "1"
+
+
+def test_every_topic_takes_the_brokers_append_time() -> None:
+    """The local stack's ``TOPIC_CONFIGS`` on every declared topic (the arrival time of
+    ``feedline.rules.retention``)."""
+    declared = resources()
+    topics = {labels[1]: body for labels, body in declared.items()
+              if labels[0] == "google_managed_kafka_topic"}
+    assert set(topics) == {"event", "dead_letter", "media", "media_dead_letter"}
+    for name, body in topics.items():
+        for key, value in TOPIC_CONFIGS.items():
+            assert re.search(rf'"{re.escape(key)}"\s*=\s*"{value}"', body), name
 
 
 def test_media_cors_allows_signed_url_puts_and_archive_gets_colder() -> None:
