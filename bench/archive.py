@@ -21,6 +21,7 @@ from pathlib import Path
 from kafka import KafkaAdminClient
 
 from feedline.archive.archiver import Archiver
+from feedline.archive.layout import PART_SUFFIX
 from feedline.settings import BatchSettings, KafkaSettings, get_stack_settings
 from feedline.stores.object_store import storage_client
 from feedline.workload import Workload, WorkloadSpec
@@ -63,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         archived = archiver.drain(timeout_s=1800)
         took = time.monotonic() - started
-        objects = sum(1 for _ in storage_client(stack.storage)
-                      .bucket(stack.storage.archive_bucket).list_blobs(prefix=f"bench_{tag}/"))
+        objects = sum(1 for blob in storage_client(stack.storage)
+                      .bucket(stack.storage.archive_bucket).list_blobs(prefix=f"bench_{tag}/")
+                      if blob.name.endswith(PART_SUFFIX))  # parts (each has its arrivals)
         out.update(archived=archived, archive_s=round(took, 1),
                    archive_per_s=round(archived / took), objects=objects)
         say(f"archived {archived:,} records in {took:.1f}s ({archived / took:,.0f}/s), "

@@ -252,17 +252,18 @@ class Archiver:
         """
         objects = []
         for start in range(0, len(buffer.records), self.max_records):
-            groups: dict[Partition, list[tuple[int, bytes, str | None]]] = {}
+            groups: dict[Partition, list[tuple[int, int, bytes, str | None]]] = {}
             for offset, timestamp_ms, value in buffer.records[start:start + self.max_records]:
                 partition, event_id = event_facts(tp.topic, value, timestamp_ms)
                 line = archive_line(value, tp.topic, tp.partition, offset, timestamp_ms)
-                groups.setdefault(partition, []).append((offset, line, event_id))
+                groups.setdefault(partition, []).append((offset, timestamp_ms, line, event_id))
             for partition, rows in sorted(groups.items()):
                 name = part_name(tp.partition, rows[0][0], rows[-1][0])
-                obj = self.archive.write_part(partition, name, (li for _, li, _ in rows))
+                obj = self.archive.write_part(partition, name, (li for _, _, li, _ in rows),
+                                              arrivals=[(offset, at) for offset, at, _, _ in rows])
                 objects.append(obj)
                 log_archived_ids(tp.topic, tp.partition, str(obj),
-                                 [(offset, event_id) for offset, _, event_id in rows])
+                                 [(offset, event_id) for offset, _, _, event_id in rows])
         return WrittenBatch(tp.topic, tp.partition, buffer.records[0][0],
                             buffer.records[-1][0], tuple(objects))
 

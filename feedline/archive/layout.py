@@ -11,17 +11,26 @@ Part names come from the Kafka coordinates of the batch that produced them
 crash writes the same name, and a differently cut batch leaves duplicates that readers drop
 by ``event_id``. A part the quality gate rewrote without its quarantined records carries a
 revision (``….r1.jsonl.gz``).
+
+Beside each part written since Kafka stamps records with the broker's append time, its
+*arrivals* (``….arrivals.json.gz``: a gzip JSON list of ``[offset, Kafka timestamp ms]``,
+one per line of the part, in the same order) keep what the line itself does not: when each
+record reached Kafka and where it sat in its partition (the arrival time of
+``feedline.rules.retention``). It is uploaded before its part, so every part has one
+unless it was archived before arrivals existed.
 """
 
 from __future__ import annotations
 
 import gzip
+import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 PART_SUFFIX = ".jsonl.gz"
+ARRIVALS_SUFFIX = ".arrivals.json.gz"
 _PART = re.compile(
     r"^p(?P<partition>\d{3})-(?P<first>\d{12})-(?P<last>\d{12})(?:\.r(?P<rev>\d+))?\.jsonl\.gz$"
 )
@@ -120,3 +129,23 @@ def decode_part(blob: bytes) -> Iterator[bytes]:
     for line in gzip.decompress(blob).split(b"\n"):
         if line:
             yield line
+
+
+#: A record's arrival: ``(Kafka offset, Kafka record timestamp ms)``.
+Arrival = tuple[int, int]
+
+
+def arrivals_name(part: str) -> str:
+    """The arrivals object beside part ``part`` (a full object name or a short one)."""
+    return part.removesuffix(PART_SUFFIX) + ARRIVALS_SUFFIX
+
+
+def encode_arrivals(arrivals: Sequence[Arrival]) -> bytes:
+    """Gzip JSON of ``[[offset, timestamp ms], …]``."""
+    body = json.dumps([[offset, at] for offset, at in arrivals], separators=(",", ":"))
+    return gzip.compress(body.encode(), compresslevel=6, mtime=0)
+
+
+def decode_arrivals(blob: bytes) -> list[Arrival]:
+    """The arrivals of a part, in its lines' order."""
+    return [(int(offset), int(at)) for offset, at in json.loads(gzip.decompress(blob))]

@@ -8,17 +8,22 @@ may repeat events) and can return raw lines for the quality gate.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from google.api_core.exceptions import NotFound
 from google.cloud import storage
 
 from feedline.archive.layout import (
     PART_SUFFIX,
+    Arrival,
     Partition,
+    arrivals_name,
+    decode_arrivals,
     decode_part,
+    encode_arrivals,
     encode_part,
     parse_partition,
     partitions_between,
@@ -39,9 +44,16 @@ class Archive:
         """The archive in the configured archive bucket."""
         return cls(storage_client(settings).bucket(settings.archive_bucket), root)
 
-    def write_part(self, partition: Partition, name: str, lines: Iterable[bytes]) -> str:
-        """Upload one complete part; returns its object name."""
+    def write_part(self, partition: Partition, name: str, lines: Iterable[bytes],
+                   arrivals: Sequence[Arrival] | None = None) -> str:
+        """Upload one complete part; returns its object name.
+
+        ``arrivals``, one per line, are uploaded first when given.
+        """
         object_name = partition.prefix(self.root) + name
+        if arrivals is not None:
+            self.bucket.blob(arrivals_name(object_name)).upload_from_string(
+                encode_arrivals(arrivals), content_type="application/gzip", timeout=60)
         blob = self.bucket.blob(object_name)
         blob.upload_from_string(encode_part(lines), content_type="application/gzip",
                                 timeout=60)
@@ -71,6 +83,25 @@ class Archive:
     def read_lines(self, object_name: str) -> list[bytes]:
         """The raw records of one part."""
         return list(decode_part(self.bucket.blob(object_name).download_as_bytes(timeout=60)))
+
+    def read_arrivals(self, object_name: str) -> list[Arrival] | None:
+        """The arrivals of part ``object_name``, one per line.
+
+        None for a part archived before arrivals were kept.
+        """
+        try:
+            blob = self.bucket.blob(arrivals_name(object_name)).download_as_bytes(timeout=60)
+        except NotFound:
+            return None
+        return decode_arrivals(blob)
+
+    def delete_part(self, object_name: str) -> None:
+        """Delete a part, then its arrivals (a crash between leaves arrivals no part reads)."""
+        self.bucket.blob(object_name).delete()
+        try:
+            self.bucket.blob(arrivals_name(object_name)).delete()
+        except NotFound:
+            pass
 
     def partition_lines(self, partition: Partition) -> Iterator[tuple[str, bytes]]:
         """``(object name, raw record)`` for every record of a partition, duplicates kept."""

@@ -21,15 +21,14 @@ still come) unless old events are refused. The design:
   newest ``follow_merge_limit`` posts before ``H`` nor in a current follower's merge
   window (deleted posts keep their place in that count).
 
+In place: the topics stamp records with the broker's append time (``TOPIC_CONFIGS`` of
+``jobs.localstack.kafka``, the compose file, Terraform; existing topics are altered), and
+the archive keeps each line's offset and record timestamp beside its part
+(``feedline.archive.layout``: arrivals; parts archived before that have none).
+
 Missing before it can be applied:
 
-* the archive keeps a record's bytes as they are (``feedline.archive.archiver.archive_line``):
-  only the envelope of a record that is not one JSON line carries its Kafka timestamp
-  (``_kafka.timestamp_ms``), so the rebuild cannot see an ordinary event's arrival time —
-  the archive's line format needs the timestamp of every record (and its readers, the
-  quality gate included, the new format);
-* the topics keep the producer's ``CreateTime``; the rule needs
-  ``message.timestamp.type=LogAppendTime`` (set on creation, altered on existing topics);
+* the rebuild does not read the arrivals yet (and a part without any could not be judged);
 * the streaming sources read values, partition and offset only (no ``timestamp`` metadata
   column, no watermark: ``pipelines.streaming.job_graph.kafka_rows``);
 * neither engine has the ``too_late`` admission rule, and no setting holds ``L``. It would

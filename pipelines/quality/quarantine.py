@@ -5,7 +5,7 @@ For each part holding a flagged record: write the flagged records with their rea
 them under a new revision name, then delete the old part. Every step is one complete
 object upload or delete, so a crash at any point loses nothing: a rerun finds the old part
 (or its duplicate records, dropped by ``event_id``) and quarantines again, overwriting the
-same quarantine object.
+same quarantine object. The new revision keeps the arrivals of the records it keeps.
 """
 
 from __future__ import annotations
@@ -49,15 +49,18 @@ def quarantine_rows(archive: Archive, frames: RecordFrames,
     for partition, lines in flagged.items():
         for name in archive.part_names(partition):
             records = archive.read_lines(name)
-            keep = [line for line in records if line not in lines]
-            if len(keep) == len(records):
+            kept = [n for n, line in enumerate(records) if line not in lines]
+            if len(kept) == len(records):
                 continue
+            arrivals = archive.read_arrivals(name)
             short = name.rsplit("/", 1)[-1]
             quarantine.write_part(partition, short, (
                 quarantine_record(name, line, lines[line]) for line in records if line in lines))
-            if keep:
-                archive.write_part(partition, revised_part_name(short), keep)
-            archive.bucket.blob(name).delete()
-            log.info("quarantined %d record(s) of %s", len(records) - len(keep), name)
+            if kept:
+                archive.write_part(partition, revised_part_name(short),
+                                   [records[n] for n in kept],
+                                   None if arrivals is None else [arrivals[n] for n in kept])
+            archive.delete_part(name)
+            log.info("quarantined %d record(s) of %s", len(records) - len(kept), name)
         moved[partition] = len(lines)
     return moved

@@ -11,10 +11,11 @@ import threading
 from collections import Counter
 
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from feedline.archive.archiver import RAW_ENVELOPE_KEY, Archiver
 from feedline.archive.lag import archive_lag
+from feedline.archive.layout import PART_SUFFIX, part_offsets
 from feedline.archive.store import Archive
 from feedline.settings import KafkaSettings, StackSettings
 from feedline.workload import Workload, WorkloadSpec
@@ -62,6 +63,50 @@ def _archived(archive: Archive, kafka: KafkaSettings) -> tuple[Counter[str], lis
     return ids, other
 
 
+def _kafka_records(kafka: KafkaSettings) -> dict[tuple[str, int, int], tuple[int, bytes]]:
+    """Every record of the event topics: ``(topic, partition, offset) -> (timestamp, value)``."""
+    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers,
+                             enable_auto_commit=False, consumer_timeout_ms=10_000)
+    try:
+        partitions = [TopicPartition(t, n) for t in kafka.event_topics
+                      for n in sorted(consumer.partitions_for_topic(t) or ())]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        records: dict[tuple[str, int, int], tuple[int, bytes]] = {}
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            for tp, batch in consumer.poll(timeout_ms=1000).items():
+                for r in batch:
+                    records[(tp.topic, tp.partition, r.offset)] = (r.timestamp, r.value or b"")
+        return records
+    finally:
+        consumer.close()
+
+
+def _check_arrivals(archive: Archive, kafka: KafkaSettings) -> int:
+    """Every part's arrivals are its lines' Kafka offsets and record timestamps (the
+    broker's append time), in line order; returns the parts checked."""
+    records = _kafka_records(kafka)
+    checked = 0
+    for topic in kafka.event_topics:
+        for partition in archive.partitions(topic):
+            for name in archive.part_names(partition):
+                lines, arrivals = archive.read_lines(name), archive.read_arrivals(name)
+                assert arrivals is not None and len(arrivals) == len(lines), name
+                coordinates = part_offsets(name.rsplit("/", 1)[-1])
+                assert coordinates is not None
+                kafka_partition, first, last = coordinates
+                assert [o for o, _ in arrivals] == sorted(o for o, _ in arrivals)
+                assert (arrivals[0][0], arrivals[-1][0]) == (first, last), name
+                for line, (offset, at) in zip(lines, arrivals, strict=True):
+                    timestamp, value = records[(topic, kafka_partition, offset)]
+                    assert at == timestamp, (name, offset)
+                    if b"\n" not in value and value:  # stored as its bytes
+                        assert line == value, (name, offset)
+                checked += 1
+    return checked
+
+
 def test_crash_after_write_before_commit_loses_nothing(stack, topic_factory, object_prefix):
     kafka = _kafka(stack, topic_factory)
     produced = _produce_all(kafka)
@@ -101,6 +146,8 @@ def test_crash_after_write_before_commit_loses_nothing(stack, topic_factory, obj
                for line in other)
     assert json.dumps({"event_type": "follow", "oops": 1},
                       separators=(",", ":")).encode() in other
+    # Each record's arrival is kept beside its line, duplicates' too.
+    assert _check_arrivals(archive, kafka) >= 4
     # A later drain with nothing new writes nothing.
     assert second.drain(timeout_s=HANG_GUARD_S) == 0
 
@@ -122,7 +169,8 @@ def test_killed_archiver_process_resumes_from_committed_offsets(stack, topic_fac
     try:
         def wrote_three_parts() -> bool:
             assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            return len(list(archive.bucket.list_blobs(prefix=root))) >= 3
+            return len([b for b in archive.bucket.list_blobs(prefix=root)
+                        if b.name.endswith(PART_SUFFIX)]) >= 3
 
         eventually(wrote_three_parts, "the archiver process to write three parts", every_s=0.2)
     finally:

@@ -7,7 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from feedline.archive.layout import part_name, partition_of, revised_part_name
+from feedline.archive.layout import (
+    arrivals_name,
+    part_name,
+    partition_of,
+    revised_part_name,
+)
 from feedline.archive.store import Archive
 from feedline.settings import BatchSettings, StackSettings
 from feedline.workload import Workload, WorkloadSpec
@@ -61,7 +66,9 @@ def test_gate_catches_bad_records_and_quarantine_makes_the_partition_pass(
     good = written[target]
     bad = _bad_uploads(good, target.start)
     # A re-archived batch repeats good records byte for byte: not a failure.
-    archive.write_part(target, part_name(1, 100, 200), [*bad, good[0], good[1]])
+    rearchived = [*bad, good[0], good[1]]
+    arrivals = [(100 + n, 1_700_000_000_000 + n) for n in range(len(rearchived))]
+    archive.write_part(target, part_name(1, 100, 200), rearchived, arrivals)
 
     result = run_gate(settings, [topic], None, None, results_dir=tmp_path / "r1")
     assert not result.passed
@@ -95,6 +102,13 @@ def test_gate_catches_bad_records_and_quarantine_makes_the_partition_pass(
     assert len({q["record"] for q in quarantined}) == 6
     assert all(q["reasons"] for q in quarantined)
     assert {q["record"] for q in quarantined} >= {b.decode() for b in bad}
+    # The part's new revision keeps the arrivals of the records it keeps (good[1] only);
+    # the old part's arrivals went with it.
+    revised = target.prefix(root) + revised_part_name(part_name(1, 100, 200))
+    assert archive.read_lines(revised) == [good[1]]
+    assert archive.read_arrivals(revised) == [arrivals[-1]]
+    old = target.prefix(root) + part_name(1, 100, 200)
+    assert not archive.bucket.blob(arrivals_name(old)).exists()
 
     again = run_gate(settings, [topic], None, None)
     assert again.passed and again.quarantined == 0

@@ -5,8 +5,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from feedline.archive.layout import (
+    PART_SUFFIX,
     Partition,
+    arrivals_name,
+    decode_arrivals,
     decode_part,
+    encode_arrivals,
     encode_part,
     parse_partition,
     part_name,
@@ -45,3 +49,17 @@ def test_part_encoding_keeps_records_and_order() -> None:
     lines = [b'{"a":1}', b'{"b":"x\\ny"}', b"not json"]
     assert list(decode_part(encode_part(lines))) == lines
     assert encode_part(lines) == encode_part(lines)  # deterministic bytes (no gzip mtime)
+
+
+def test_arrivals_round_trip_beside_their_part_and_are_never_listed_as_one() -> None:
+    arrivals = [(0, 1_764_547_200_000), (3, 1_764_547_200_001), (2**40, 2**41)]
+    assert decode_arrivals(encode_arrivals(arrivals)) == arrivals
+    assert decode_arrivals(encode_arrivals([])) == []
+    name = "events/follows/dt=2026-11-01/hr=22/" + part_name(1, 5, 9)
+    beside = arrivals_name(name)
+    assert beside == "events/follows/dt=2026-11-01/hr=22/p001-000000000005-000000000009" \
+        ".arrivals.json.gz"
+    # Readers list parts by their suffix and name: an arrivals object is neither.
+    assert not beside.endswith(PART_SUFFIX) and part_offsets(beside) is None
+    assert arrivals_name(part_name(1, 5, 9).replace(PART_SUFFIX, ".r2" + PART_SUFFIX)) \
+        == "p001-000000000005-000000000009.r2.arrivals.json.gz"
