@@ -9,6 +9,11 @@ every recorded job that the cluster no longer runs from its newest complete chec
 far). The JobManager's set-up step runs it after each (re)start, which the supervisor
 triggers; `feedctl jobs resume` runs it by hand. In production the same role is played by
 Flink's Kubernetes HA services or the Flink Kubernetes Operator's last-state upgrade mode.
+
+A job recorded with a Redis this stack no longer runs (deployed on the Redis Cluster, then
+the stack switched back to a single Redis, or the other way round) resumes on the stack's
+cache instead, and says so: on its recorded Redis it would fail and restart for ever (seen:
+a counters job restarting every few seconds, a core busy, after such a switch).
 """
 
 from __future__ import annotations
@@ -20,9 +25,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from feedline.settings import REPO_ROOT, StackSettings, StreamingSettings
+from feedline.settings import REPO_ROOT, RedisSettings, StackSettings, StreamingSettings
+from feedline.settings_blocks import redact_url
 from jobs import flink_rest
+from jobs.localstack.redis_cluster import cluster_runs, cluster_urls
 from jobs.spec_model import entry_script
 from jobs.specs import JOBS, JobSpec
 
@@ -157,6 +165,44 @@ def lost(stack: StackSettings) -> list[KeptJob]:
             if not flink_rest.running(stack.flink.rest_url, job.job_name)]
 
 
+def _address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    return ("127.0.0.1" if host == "localhost" else host), parts.port or 6379
+
+
+def runs_cache(stack: StackSettings, redis: RedisSettings) -> bool:
+    """Whether this stack runs the Redis ``redis`` names (as the kind it names).
+
+    A cluster: one of the local cluster's masters, while the stack runs that cluster (as its
+    cache or beside it). A single Redis: the stack's cache, while that is a single Redis.
+    """
+    if redis.cluster:
+        return cluster_runs(stack) and _address(redis.url) in {
+            _address(url) for url in cluster_urls(stack)}
+    return not stack.redis.cluster and _address(redis.url) == _address(stack.redis.url)
+
+
+def on_this_stack(stack: StackSettings,
+                  streaming: StreamingSettings) -> tuple[StreamingSettings, str | None]:
+    """The settings to resume a job with, and why they differ from its record (or None).
+
+    A job keeps the settings it was deployed with, but a Redis the stack no longer runs is
+    replaced by the stack's cache (its key prefix stays).
+    """
+    if runs_cache(stack, streaming.redis):
+        return streaming, None
+    redis = streaming.redis.model_copy(update={"url": stack.redis.url,
+                                               "cluster": stack.redis.cluster})
+
+    def kind(r: RedisSettings) -> str:
+        return f"{'Redis Cluster' if r.cluster else 'Redis'} at {redact_url(r.url)}"
+
+    why = (f"it was deployed on the {kind(streaming.redis)}, which this stack does not run; "
+           f"it resumes on the stack's {kind(redis)}")
+    return streaming.model_copy(update={"redis": redis}), why
+
+
 def resume_lost(stack: StackSettings, say: Say = print, *, dry_run: bool = False) -> list[str]:
     """Start every lost job again from its restore point; returns their job names.
 
@@ -170,13 +216,16 @@ def resume_lost(stack: StackSettings, say: Say = print, *, dry_run: bool = False
             continue  # forgotten (cancelled on purpose) or redeployed while we resumed others
         point = restore_point(stack, job)
         origin = f"from {point}" if point else "from nothing (it never checkpointed)"
+        streaming, moved = on_this_stack(stack, StreamingSettings.model_validate_json(
+            job.streaming))
+        if moved:
+            say(f"{job.job_name}: {moved}")
         if dry_run:
             say(f"would resume {job.job_name} {origin}")
             resumed.append(job.job_name)
             continue
         say(f"resuming {job.job_name} {origin} ...")
         try:
-            streaming = StreamingSettings.model_validate_json(job.streaming)
             job_id = deploy(stack, streaming, job.name, suffix=job.suffix, from_savepoint=point,
                             spec=replace(_spec_of(job), parallelism=streaming.flink.parallelism),
                             release=Path(job.release) if job.release else None)
@@ -188,7 +237,8 @@ def resume_lost(stack: StackSettings, say: Say = print, *, dry_run: bool = False
             flink_rest.cancel(stack.flink.rest_url, job_id)
             say(f"{job.job_name} was cancelled while it resumed; stopped it again")
             continue
-        remember(stack, replace(job, job_id=job_id, restored_from=point))
+        remember(stack, replace(job, job_id=job_id, restored_from=point,
+                                streaming=streaming.model_dump_json()))
         say(f"{job.job_name} running again as {job_id}")
         resumed.append(job.job_name)
     return resumed
