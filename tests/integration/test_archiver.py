@@ -11,7 +11,7 @@ import threading
 from collections import Counter
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from feedline.archive.archiver import RAW_ENVELOPE_KEY, Archiver
 from feedline.archive.lag import archive_lag
@@ -20,6 +20,7 @@ from feedline.archive.store import Archive
 from feedline.settings import KafkaSettings, StackSettings
 from feedline.workload import Workload, WorkloadSpec
 from jobs.load import produce
+from tests.support.kills import topic_records
 from tests.support.waiting import HANG_GUARD_S, eventually
 
 SPEC = WorkloadSpec(users=120, posts=60, mean_followers=6, max_followers=30, seed=7)
@@ -63,30 +64,11 @@ def _archived(archive: Archive, kafka: KafkaSettings) -> tuple[Counter[str], lis
     return ids, other
 
 
-def _kafka_records(kafka: KafkaSettings) -> dict[tuple[str, int, int], tuple[int, bytes]]:
-    """Every record of the event topics: ``(topic, partition, offset) -> (timestamp, value)``."""
-    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers,
-                             enable_auto_commit=False, consumer_timeout_ms=10_000)
-    try:
-        partitions = [TopicPartition(t, n) for t in kafka.event_topics
-                      for n in sorted(consumer.partitions_for_topic(t) or ())]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        records: dict[tuple[str, int, int], tuple[int, bytes]] = {}
-        while any(consumer.position(tp) < ends[tp] for tp in partitions):
-            for tp, batch in consumer.poll(timeout_ms=1000).items():
-                for r in batch:
-                    records[(tp.topic, tp.partition, r.offset)] = (r.timestamp, r.value or b"")
-        return records
-    finally:
-        consumer.close()
-
-
 def _check_arrivals(archive: Archive, kafka: KafkaSettings) -> int:
     """Every part's arrivals are its lines' Kafka offsets and record timestamps (the
     broker's append time), in line order; returns the parts checked."""
-    records = _kafka_records(kafka)
+    records = {(r.topic, r.partition, r.offset): (r.timestamp, r.value or b"")
+               for r in topic_records(kafka.bootstrap_servers, kafka.event_topics)}
     checked = 0
     for topic in kafka.event_topics:
         for partition in archive.partitions(topic):

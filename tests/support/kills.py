@@ -97,23 +97,26 @@ def kill(stack: StackSettings, name: str, *, timeout_s: float,
     return Kill(name, killed_at, back_at)
 
 
-def topic_events(settings: ServingSettings, topics: Iterable[str]) -> list[Any]:
-    """Every event in ``topics`` (all partitions, up to their end offsets now), parsed."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers,
-                             enable_auto_commit=False)
+def topic_records(bootstrap: str, topics: Iterable[str]) -> list[Any]:
+    """Every record in ``topics`` (all partitions, up to their end offsets now), as the
+    consumer gives them (``topic``, ``partition``, ``offset``, ``timestamp``, ``value``)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
         partitions = [TopicPartition(topic, p) for topic in topics
                       for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         ends = consumer.end_offsets(partitions)
-        events = []
+        found = []
         while any(consumer.position(tp) < end for tp, end in ends.items()):
             for tp, records in consumer.poll(timeout_ms=1000).items():
-                for record in records:
-                    if record.offset < ends[tp]:
-                        body = json.loads(record.value)
-                        events.append(parse_event(role_of(body["event_type"]), record.value))
-        return events
+                found.extend(record for record in records if record.offset < ends[tp])
+        return found
     finally:
         consumer.close()
+
+
+def topic_events(settings: ServingSettings, topics: Iterable[str]) -> list[Any]:
+    """Every event in ``topics`` (all partitions, up to their end offsets now), parsed."""
+    return [parse_event(role_of(json.loads(record.value)["event_type"]), record.value)
+            for record in topic_records(settings.kafka.bootstrap_servers, topics)]
