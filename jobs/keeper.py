@@ -25,12 +25,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from feedline.settings import REPO_ROOT, RedisSettings, StackSettings, StreamingSettings
 from feedline.settings_blocks import redact_url
 from jobs import flink_rest
 from jobs.localstack.redis_cluster import cluster_runs, cluster_urls
+from jobs.localstack.redis_server import redis_address
 from jobs.spec_model import entry_script
 from jobs.specs import JOBS, JobSpec
 
@@ -166,9 +166,8 @@ def lost(stack: StackSettings) -> list[KeptJob]:
 
 
 def _address(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    host = parts.hostname or "127.0.0.1"
-    return ("127.0.0.1" if host == "localhost" else host), parts.port or 6379
+    host, port = redis_address(url)
+    return ("127.0.0.1" if host == "localhost" else host), port
 
 
 def runs_cache(stack: StackSettings, redis: RedisSettings) -> bool:

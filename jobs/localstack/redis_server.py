@@ -57,6 +57,12 @@ def acl_lines(url: str, exporter_secret: str) -> list[str]:
     return lines
 
 
+def redis_address(url: str) -> tuple[str, int]:
+    """The host and port a Redis URL names (127.0.0.1 and 6379 when left out)."""
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 6379
+
+
 class RedisService(Service):
     """redis-server on loopback: no persistence, LRU eviction, compact sorted sets."""
 
@@ -73,8 +79,7 @@ class RedisService(Service):
         return self.settings.local.redis_maxmemory
 
     def _host_port(self) -> tuple[str, int]:
-        parts = urlsplit(self.url())
-        return parts.hostname or "127.0.0.1", parts.port or 6379
+        return redis_address(self.url())
 
     def endpoint(self) -> str:
         """Connection URL (password hidden)."""
