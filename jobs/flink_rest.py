@@ -6,6 +6,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,14 +89,31 @@ def running_tasks(base_url: str, job_id: str) -> bool:
     return bool(vertices) and all(v.get("status") == "RUNNING" for v in vertices)
 
 
-def task_placement(base_url: str, job_id: str) -> dict[str, set[str]]:
-    """Each vertex's name and the TaskManagers (resource ids) running its subtasks."""
+def _vertex_taskmanagers(base_url: str, job_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(vertex name, a TaskManager's entry) for each TaskManager running its subtasks."""
     detail = call(base_url, "GET", f"/jobs/{job_id}")
-    out: dict[str, set[str]] = {}
     for vertex in detail.get("vertices", []):
         info = call(base_url, "GET", f"/jobs/{job_id}/vertices/{vertex['id']}/taskmanagers")
-        out[vertex["name"]] = {tm["taskmanager-id"] for tm in info.get("taskmanagers", [])
-                               if tm.get("taskmanager-id")}
+        for tm in info.get("taskmanagers", []):
+            if tm.get("taskmanager-id"):
+                yield vertex["name"], tm
+
+
+def task_placement(base_url: str, job_id: str) -> dict[str, set[str]]:
+    """Each vertex's name and the TaskManagers (resource ids) running its subtasks."""
+    out: dict[str, set[str]] = {}
+    for name, tm in _vertex_taskmanagers(base_url, job_id):
+        out.setdefault(name, set()).add(tm["taskmanager-id"])
+    return out
+
+
+def subtasks_per_taskmanager(base_url: str, job_id: str) -> dict[str, int]:
+    """How many of the job's subtasks each TaskManager (resource id) runs."""
+    out: dict[str, int] = {}
+    for _name, tm in _vertex_taskmanagers(base_url, job_id):
+        counts = tm.get("status-counts") or {}
+        out[tm["taskmanager-id"]] = out.get(tm["taskmanager-id"], 0) + sum(
+            int(n) for n in counts.values())
     return out
 
 

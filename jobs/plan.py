@@ -10,7 +10,8 @@ it. New uids are fine (their operators start empty).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -169,27 +170,41 @@ def read_current(stack: StackSettings, job_name: str) -> Current | None:
                    flink_rest.latest_state(url, job.job_id))
 
 
-def running_state(url: str, job_id: str, newest: str | None = None,
-                  attempts: int = 5) -> tuple[str, SavepointOperators]:
+#: How long a running job's newest state may stay named while unreadable: Flink deletes a
+#: checkpoint once a newer one completes, and its REST API caches checkpoint statistics for
+#: a few seconds (``rest.cache.checkpoint-statistics.timeout``, 3 s by default), so with
+#: checkpoints every second it can name one already deleted for that long.
+STALE_STATE_S = 20.0
+
+
+def running_state(url: str, job_id: str, newest: str | None = None, *,
+                  stale_s: float = STALE_STATE_S,
+                  clock: Callable[[], float] = time.monotonic,
+                  sleep: Callable[[float], None] = time.sleep) -> tuple[str, SavepointOperators]:
     """A running job's newest savepoint or checkpoint and its operators.
 
-    Flink deletes a checkpoint once a newer one completes (only the newest is retained), so
-    the one named newest can be gone by the time it is read: then the newer one is read.
-    Raises OSError/ValueError when the state cannot be read for another reason, or when
-    the job has none.
+    Flink keeps only the newest checkpoint, so the one named newest can be gone by the
+    time it is read: then the REST API is asked again (every half second, for at most
+    ``stale_s``) until it names a newer one, which is read instead. Raises
+    OSError/ValueError when the state cannot be read for another reason (the same one
+    stays named that long), or when the job has none.
     """
     state = newest or flink_rest.latest_state(url, job_id)
-    for _ in range(attempts):
+    deadline = clock() + stale_s
+    while True:
         if state is None:
             raise ValueError(f"job {job_id} has no savepoint or checkpoint yet")
         try:
             return state, read_operators(state)
         except (OSError, ValueError):
-            newer = flink_rest.latest_state(url, job_id)
-            if newer == state:
-                raise
-            state = newer
-    raise ValueError(f"job {job_id}: its newest checkpoint kept being replaced while read")
+            failed = state
+            while True:
+                if clock() >= deadline:
+                    raise
+                state = flink_rest.latest_state(url, job_id)
+                if state != failed:
+                    break
+                sleep(0.5)
 
 
 def make_plan(stack: StackSettings, spec: JobSpec, version: str, suffix: str = "",

@@ -116,12 +116,13 @@ def test_plan_apply_upgrade_rollback_history(stack: StackSettings, sandbox: Sand
 
     code, planned = run("plan", "notifications")
     [plan] = planned["plans"]
-    assert code == 0 and plan["action"] == "none" and plan["running_job_id"] == first["job_id"]
+    assert code == 0 and plan["action"] == "none", planned
+    assert plan["running_job_id"] == first["job_id"], planned
 
     flagged = _spec_file(tmp_path, "flagged", flags=["--dedup-window-s", "1800"])
     code, planned = run("plan", str(flagged))
     [plan] = planned["plans"]
-    assert code == 0 and plan["action"] == "upgrade" and plan["compatible"]
+    assert code == 0 and plan["action"] == "upgrade" and plan["compatible"], planned
     assert plan["changes"] == [{"field": "flags", "current": [],
                                 "desired": ["--dedup-window-s", "1800"]}]
     assert {"npost-state", "recipient-state", "write-notifications"} <= set(plan["saved_uids"])
@@ -131,11 +132,11 @@ def test_plan_apply_upgrade_rollback_history(stack: StackSettings, sandbox: Sand
     renamed = _spec_file(tmp_path, "renamed", flags=["--dedup-window-s", "1800"],
                          operator_uids=[*uids, "post-state"])
     code, planned = run("plan", str(renamed))
-    assert code == 1 and planned["plans"][0]["missing_uids"] == ["npost-state"]
+    assert code == 1 and planned["plans"][0]["missing_uids"] == ["npost-state"], planned
     code, _ = run("upgrade", str(renamed))
     assert code == 1  # refused before anything was stopped
     code, dry = run("upgrade", str(flagged), "--dry-run")
-    assert code == 0 and dry["deployed"] is None
+    assert code == 0 and dry["deployed"] is None, dry
     assert flink_rest.running(stack.flink.rest_url, JOBS["notifications"].job_name(
         sandbox.suffix))[0].job_id == first["job_id"]
 
@@ -158,7 +159,7 @@ def test_plan_apply_upgrade_rollback_history(stack: StackSettings, sandbox: Sand
     assert flink_rest.job_state(stack.flink.rest_url, reverted.job_id) == "RUNNING"
 
     code, dry = run("rollback", "notifications", "--dry-run")
-    assert code == 0 and (dry["from_revision"], dry["to_revision"]) == (3, 1)
+    assert code == 0 and (dry["from_revision"], dry["to_revision"]) == (3, 1), dry
     assert dry["start_from"] == second["previous_stopped_with"] and dry["compatible"]
     code, rolled = run("rollback", "notifications")
     assert code == 0, rolled
@@ -167,7 +168,7 @@ def test_plan_apply_upgrade_rollback_history(stack: StackSettings, sandbox: Sand
     code, listed = run("history", "notifications")
     records = listed["deployments"]
     assert code == 0 and [(r["revision"], r["action"]) for r in records] == [
-        (1, "apply"), (2, "upgrade"), (3, "revert"), (4, "rollback")]
+        (1, "apply"), (2, "upgrade"), (3, "revert"), (4, "rollback")], listed
     third = records[3]
     assert third["version"] == first["version"] and third["spec"] == first["spec"]
     assert third["started_from"] == second["previous_stopped_with"]

@@ -10,8 +10,10 @@ to another master the way ``redis-cli --cluster reshard`` moves them: the target
 (``FeedReader`` over ``ClusterFeedCache``, the CQL store a ``FakeStore``) pages through the
 feed, which must be exactly the model's: from the cache, or from the store, marked
 degraded, while one step's keys are split between two nodes (the script gets TRYAGAIN).
-After the last slot moved, every page comes from the cache again: the client followed
-the MOVED redirections. Needs no stack (Debian's redis-server only).
+Before the first move and after the last, pages come from the cache again: the client
+followed the MOVED redirections (a degraded read there is retried, for at most a minute: a
+loaded machine's cluster can be slow to answer, and once was in CI).
+Needs no stack (Debian's redis-server only).
 """
 
 from __future__ import annotations
@@ -137,8 +139,27 @@ async def _feed(reader: FeedReader, limit: int) -> tuple[list[str], set[str]]:
     raise AssertionError("paging did not end")
 
 
+async def _settled_feed(reader: FeedReader, limit: int,
+                       timeout_s: float = 60.0) -> tuple[list[str], set[str], int]:
+    """``_feed`` once Redis answers it whole, and how many reads before were degraded.
+
+    With no slot moving, every read should come from Redis; a degraded one is tolerated
+    (the cluster can be slow to answer on a loaded machine: a page then honestly comes
+    from the store), but Redis must answer one by itself within ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    failed = 0
+    while True:
+        seen, degraded = await _feed(reader, limit)
+        if not degraded or time.monotonic() >= deadline:
+            return seen, degraded, failed
+        failed += 1
+        await asyncio.sleep(1.0)
+
+
 @pytest.mark.parametrize("seed", range(8))
-def test_feeds_stay_exact_while_their_slots_move(masters: list[str], seed: int) -> None:
+def test_feeds_stay_exact_while_their_slots_move(masters: list[str], seed: int,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
     rng = random.Random(seed)
     cap, limit = rng.choice([5, 50]), rng.randint(1, 6)
     keys = RedisKeys(f"flrs{seed}x{time.monotonic_ns() % 10**6}", cluster=True)
@@ -148,6 +169,7 @@ def test_feeds_stay_exact_while_their_slots_move(masters: list[str], seed: int) 
     slots = _slots_in_use(keys, store)
     targets: dict[int, str] = {}
     steps: list[tuple[str, list[str], set[str]]] = []
+    retried: dict[str, int] = {}
 
     async def read_while_moving() -> None:
         client = cluster_client(masters[0], decode_responses=True, socket_timeout=5)
@@ -157,13 +179,15 @@ def test_feeds_stay_exact_while_their_slots_move(masters: list[str], seed: int) 
                             store, timeline_cap=cap,  # type: ignore[arg-type]
                             breaker=Breaker(0.0))
         try:
-            steps.append(("before", *await _feed(reader, limit)))
+            seen, degraded, retried["before"] = await _settled_feed(reader, limit)
+            steps.append(("before", seen, degraded))
             for slot in slots:
                 source = _owner(masters, slot)
                 target = targets[slot] = masters[(masters.index(source) + 1) % len(masters)]
                 for step in move_slot(masters, slot, target):
                     steps.append((f"{step} {slot}", *await _feed(reader, limit)))
-            steps.append(("after", *await _feed(reader, limit)))
+            seen, degraded, retried["after"] = await _settled_feed(reader, limit)
+            steps.append(("after", seen, degraded))
         finally:
             await client.aclose()
 
@@ -174,13 +198,17 @@ def test_feeds_stay_exact_while_their_slots_move(masters: list[str], seed: int) 
             writer.delete(key)
         writer.close()
     degraded = [name for name, _, how in steps if how]
+    why = sorted({r.getMessage() for r in caplog.records if "redis" in r.getMessage()})
     print(f"{len(slots)} slots moved in {len(steps) - 2} steps; {len(degraded)} feeds read "
-          f"from the store meanwhile ({', '.join(degraded[:4])}…)")
+          f"from the store meanwhile ({', '.join(degraded[:4])}…); degraded reads with no "
+          f"slot moving: {retried}; "
+          f"why: {why[:4]}")
     assert len(steps) > 2 + len(slots)  # keys moved one by one, pages read between
     wrong = [(name, feed) for name, feed, _ in steps if feed != expected]
     assert not wrong, f"feeds differ from the model at {wrong[:3]} (expected {expected})"
-    # Before and after the moves, Redis answered every read (misses are not degradations).
-    assert steps[0][2] == set() and steps[-1][2] == set(), (steps[0], steps[-1])
+    # Before and after the moves, Redis answered (misses are not degradations): after
+    # them, by following the MOVED redirections.
+    assert steps[0][2] == set() and steps[-1][2] == set(), (steps[0], steps[-1], retried)
     assert all(_owner(masters, slot) == target for slot, target in targets.items())
 
 
