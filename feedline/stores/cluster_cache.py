@@ -35,14 +35,21 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from feedline.settings_blocks import RedisSettings
 from feedline.stores.async_redis import async_redis
-from feedline.stores.feed_cache import CachePage, FeedCache, PageStatus, _media
+from feedline.stores.feed_cache import (
+    CachePage,
+    FeedCache,
+    PageStatus,
+    _media,
+    page_call,
+    settled_page,
+)
 from feedline.stores.feed_items import Position, PostView
 from feedline.stores.lua import source
 from feedline.stores.page_walk import Hash, Window, walk
-from feedline.stores.request_guards import RateLimited, RateWindow
+from feedline.stores.request_guards import RateWindow
 from schemas.redis_hashes import POST_COUNTER_FIELDS
 from schemas.redis_keys import DROPPED_FIELD, RedisKeys
-from schemas.redis_sets import FOLLOWED_CELEBRITIES, OUTBOX, TIMELINE
+from schemas.redis_sets import OUTBOX
 
 #: The post hash fields hydration reads, in page.lua's order.
 POST_FIELDS = ("author_id", "caption", "media")
@@ -71,21 +78,10 @@ class ClusterFeedCache(FeedCache):
         k = self.keys
         cursor_score = "" if after is None else str(after.created_ms)
         cursor_id = "" if after is None else after.post_id
-        keys = [TIMELINE.key(k, user_id), FOLLOWED_CELEBRITIES.key(k, user_id)]
-        args: list[Any] = [fetch, self.cap, cursor_score, cursor_id]
-        if rate is None:
-            args.extend(("", "", ""))
-        else:
-            keys.extend(rate.keys)
-            args.extend(rate.args())
-        args.append(FOLLOWED_CELEBRITIES.marker)
+        keys, args = page_call(k, user_id, [fetch, self.cap, cursor_score, cursor_id], rate)
         head = await self._head(keys=keys, args=args)
-        status = head[0]
-        if status == PageStatus.LIMITED:
-            assert rate is not None
-            raise RateLimited(rate.decision(False, int(head[1]), int(head[2])))
-        if status in (PageStatus.MISS, PageStatus.CELEBRITIES_MISS):
-            return CachePage(PageStatus(status))
+        if (settled := settled_page(head, rate)) is not None:
+            return settled
         _, shape, celebrities, flat = head
         windows = [Window.from_reply(shape, flat)]
         replies = await self._outbox_steps(celebrities, fetch, cursor_score, cursor_id,

@@ -66,6 +66,37 @@ class CachePage:
     absent: tuple[str, ...] = ()
 
 
+def page_call(k: RedisKeys, user_id: str, args: list[Any],
+              rate: RateWindow | None) -> tuple[list[str], list[Any]]:
+    """The KEYS and ARGV a page script (single node or cluster) starts with.
+
+    KEYS: the reader's timeline, followed celebrities and, with ``rate``, the rate window's
+    keys; ARGV: ``args``, the rate window's arguments (three blanks without one), then the
+    followed-celebrity set's completeness marker.
+    """
+    keys = [TIMELINE.key(k, user_id), FOLLOWED_CELEBRITIES.key(k, user_id)]
+    if rate is None:
+        args = [*args, "", "", ""]
+    else:
+        keys.extend(rate.keys)
+        args = [*args, *rate.args()]
+    return keys, [*args, FOLLOWED_CELEBRITIES.marker]
+
+
+def settled_page(reply: Sequence[Any], rate: RateWindow | None) -> CachePage | None:
+    """The page a script's reply settles at once, else None (it holds entries to read).
+
+    A miss gives its ``CachePage``; over the rate limit, ``RateLimited`` is raised.
+    """
+    status = reply[0]  # the cluster's head script has statuses of its own ("window")
+    if status == PageStatus.LIMITED:
+        assert rate is not None
+        raise RateLimited(rate.decision(False, int(reply[1]), int(reply[2])))
+    if status in (PageStatus.MISS, PageStatus.CELEBRITIES_MISS):
+        return CachePage(PageStatus(status))
+    return None
+
+
 class FeedCache:
     """Feed reads and repairs on one key prefix (async client, ``decode_responses=True``)."""
 
@@ -86,24 +117,15 @@ class FeedCache:
         same call; over it, ``RateLimited`` is raised and nothing is read.
         """
         k = self.keys
-        args: list[Any] = [k.outbox(""), k.post(""), k.post_counters(""), limit, fetch, self.cap,
-                           "" if after is None else after.created_ms,
-                           "" if after is None else after.post_id,
-                           "1" if lenient_outboxes else "0", k.user_counters("")]
-        keys = [TIMELINE.key(k, user_id), FOLLOWED_CELEBRITIES.key(k, user_id)]
-        if rate is None:
-            args.extend(("", "", ""))
-        else:
-            keys.extend(rate.keys)
-            args.extend(rate.args())
-        args.extend((FOLLOWED_CELEBRITIES.marker, OUTBOX.counter_field))
+        keys, args = page_call(k, user_id, [
+            k.outbox(""), k.post(""), k.post_counters(""), limit, fetch, self.cap,
+            "" if after is None else after.created_ms, "" if after is None else after.post_id,
+            "1" if lenient_outboxes else "0", k.user_counters("")], rate)
+        args.append(OUTBOX.counter_field)
         reply = await self._page(keys=keys, args=args)
+        if (settled := settled_page(reply, rate)) is not None:
+            return settled
         status = PageStatus(reply[0])
-        if status is PageStatus.LIMITED:
-            assert rate is not None
-            raise RateLimited(rate.decision(False, int(reply[1]), int(reply[2])))
-        if status in (PageStatus.MISS, PageStatus.CELEBRITIES_MISS):
-            return CachePage(status)
         if status is PageStatus.OUTBOX_MISS:
             return CachePage(status, absent=tuple(reply[1]))
         last = Position(int(reply[1]), reply[2]) if reply[2] else None
