@@ -259,6 +259,11 @@ class FeedSettings(_Block):
     """Authors with more followers than this are not fanned out (outbox, merged on read)."""
     follow_merge_limit: int = Field(default=200, ge=0)
     """How many of a followee's recent posts a new follow merges into the timeline."""
+    lateness_bound_s: float | None = Field(default=None, gt=0)
+    """An event that reached Kafka (its record's broker append time) more than this after
+    its own ``event_time`` is refused: the streaming jobs dead-letter it (``too_late``),
+    the rebuild skips it (``feedline.rules.retention``). None: none is refused (the default;
+    the sample workload's events carry fixed times, which any bound refuses as they age)."""
 
 
 class ApiSettings(_Block):

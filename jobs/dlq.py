@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,6 +27,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from feedline.rules.retention import TOO_LATE, too_late
 from feedline.settings import KafkaSettings
 from schemas.event_contracts import InvalidEvent, encode_event, parse_event
 
@@ -173,8 +175,14 @@ def load_fixes(role: str, lines: list[str]) -> tuple[dict[str, bytes], dict[int,
 
 
 def replay_dlq(kafka: KafkaSettings, topic: str, role: str, *, fix_lines: Sequence[str] = (),
-               dry_run: bool = False, group_id: str = REPLAY_GROUP) -> ReplayReport:
-    """Re-publish the pending dead letters of ``topic`` that now pass (see module doc)."""
+               dry_run: bool = False, group_id: str = REPLAY_GROUP,
+               lateness_bound_ms: int | None = None) -> ReplayReport:
+    """Re-publish the pending dead letters of ``topic`` that now pass (see module doc).
+
+    With a lateness bound, an event that would arrive too late if published now (its
+    ``event_time`` older than the bound) stays parked as ``too_late``: the jobs would only
+    dead-letter it again.
+    """
     dlq = kafka.dlq_topic(topic)
     by_id, by_offset, problems = load_fixes(role, list(fix_lines))
     report = ReplayReport(bad_fixes=problems, dry_run=dry_run)
@@ -195,14 +203,25 @@ def replay_dlq(kafka: KafkaSettings, topic: str, role: str, *, fix_lines: Sequen
             if fix is None and event_id is not None:
                 fix = by_id.get(event_id)
             candidate = fix if fix is not None else letter.payload
+            refused: tuple[str, str] | None = None
             try:
                 event = parse_event(role, candidate)
             except InvalidEvent as err:
-                report.still_broken.append((letter, f"{err.reason}: {err.detail}"))
+                refused = (err.reason, err.detail)
+            else:
+                now_ms = time.time_ns() // 1_000_000
+                if too_late(now_ms, event.event_time_ms, lateness_bound_ms):
+                    refused = (TOO_LATE, (
+                        f"$.event_time: {now_ms - event.event_time_ms} ms old, more than the "
+                        f"bound {lateness_bound_ms} ms (feed.lateness_bound_s): the jobs "
+                        "would refuse it again"))
+            if refused is not None:
+                reason, detail = refused
+                report.still_broken.append((letter, f"{reason}: {detail}"))
                 if producer is not None:
                     parked = dict(letter.letter or {"payload_b64": base64.b64encode(
                         letter.payload).decode("ascii"), "topic": topic})
-                    parked.update(reason=err.reason, detail=err.detail,
+                    parked.update(reason=reason, detail=detail,
                                   replays=int(parked.get("replays", 0)) + 1)
                     producer.send(dlq, value=json.dumps(parked, sort_keys=True).encode())
                 continue

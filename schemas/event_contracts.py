@@ -165,7 +165,18 @@ class Event(Record):
     @property
     def event_time_ms(self) -> int:
         """``event_time`` in whole milliseconds since the Unix epoch (floored)."""
-        return (self.event_time_dt - _EPOCH) // timedelta(milliseconds=1)
+        return epoch_ms(self.event_time)
+
+
+def epoch_ms(event_time: str) -> int:
+    """An offset-carrying ISO 8601 time in whole milliseconds since the Unix epoch (floored).
+
+    ``ValueError`` when it is not one (no offset, or no such time).
+    """
+    moment = datetime.fromisoformat(event_time)
+    if moment.utcoffset() is None:
+        raise ValueError(f"{event_time!r} carries no UTC offset")
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def event_class(event_type: str) -> type[Event]:

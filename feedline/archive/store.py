@@ -28,8 +28,20 @@ from feedline.archive.layout import (
     parse_partition,
     partitions_between,
 )
+from feedline.rules.retention import line_too_late
 from feedline.settings import StorageSettings
 from feedline.stores.object_store import storage_client
+
+
+class MissingArrivals(RuntimeError):
+    """A part without arrivals (archived before they were kept): no lateness bound applies."""
+
+    def __init__(self, object_name: str) -> None:
+        super().__init__(
+            f"{object_name} has no arrivals (archived before the archive kept them): the "
+            "lateness bound (feed.lateness_bound_s) cannot be applied to its events; "
+            "rebuild without the bound, or from parts archived since")
+        self.object_name = object_name
 
 
 @dataclass
@@ -94,6 +106,24 @@ class Archive:
         except NotFound:
             return None
         return decode_arrivals(blob)
+
+    def admitted_lines(self, object_name: str,
+                       lateness_bound_ms: int | None) -> tuple[list[bytes], int]:
+        """The part's lines an engine applies under a lateness bound, and how many are too late.
+
+        Each line is judged by ``feedline.rules.retention.too_late`` on its arrival. With no
+        bound, every line. ``MissingArrivals`` when a bound is set and the part was
+        archived before arrivals were kept: its lines cannot be judged.
+        """
+        lines = self.read_lines(object_name)
+        if lateness_bound_ms is None:
+            return lines, 0
+        arrivals = self.read_arrivals(object_name)
+        if arrivals is None or len(arrivals) != len(lines):
+            raise MissingArrivals(object_name)
+        admitted = [line for line, (_, arrival_ms) in zip(lines, arrivals, strict=True)
+                    if not line_too_late(line, arrival_ms, lateness_bound_ms)]
+        return admitted, len(lines) - len(admitted)
 
     def delete_part(self, object_name: str) -> None:
         """Delete a part, then its arrivals (a crash between leaves arrivals no part reads)."""

@@ -28,6 +28,7 @@ from feedline.rebuild.source import in_window, list_parts
 from feedline.rebuild.tail import mentions_in
 from feedline.rules.fanout import RulesConfig
 from feedline.rules.keys import Job, KeyKind, RuleKey, record_keys
+from feedline.rules.retention import bound_ms
 from feedline.settings import BatchSettings
 from schemas.event_contracts import parse_event
 
@@ -97,10 +98,11 @@ def load_index(settings: BatchSettings, since: datetime | None, until: datetime 
     roles = {t: r for t, r in settings.kafka.topic_roles().items()
              if r in ("uploads", "follows")}
     parts = list_parts(archive, roles, since, until)
+    lateness = bound_ms(settings.feed.lateness_bound_s)
     index = ArchiveIndex(since, until)
     bar = progress_bar("read archive", len(parts), "part", iterable=parts)
     for n, part in enumerate(bar, 1):
-        for line in archive.read_lines(part.object_name):
+        for line in archive.admitted_lines(part.object_name, lateness)[0]:
             record = json.loads(line)
             for key in record_keys(record, Job.FANOUT):
                 index.records.setdefault(key, []).append((part.role, line))
@@ -129,9 +131,10 @@ def recompute_notifications(settings: BatchSettings, since: datetime | None,
     roles = {t: r for t, r in settings.kafka.topic_roles().items()
              if r in ("uploads", "follows", "engagements")}
     parts = list_parts(archive, roles, since, until)
+    lateness = bound_ms(settings.feed.lateness_bound_s)
     records: dict[RuleKey, list[tuple[str, bytes]]] = {}
     for n, part in enumerate(parts, 1):
-        for line in archive.read_lines(part.object_name):
+        for line in archive.admitted_lines(part.object_name, lateness)[0]:
             record = json.loads(line)
             for key in record_keys(record, Job.NOTIFICATIONS):
                 if key.kind is KeyKind.NOTIFIED_POST or key.ident in wanted:

@@ -22,23 +22,63 @@ still come) unless old events are refused. The design:
   window (deleted posts keep their place in that count).
 
 In place: the topics stamp records with the broker's append time (``TOPIC_CONFIGS`` of
-``jobs.localstack.kafka``, the compose file, Terraform; existing topics are altered), and
-the archive keeps each line's offset and record timestamp beside its part
-(``feedline.archive.layout``: arrivals; parts archived before that have none).
+``jobs.localstack.kafka``, the compose file, Terraform; existing topics are altered); the
+archive keeps each line's offset and record timestamp beside its part
+(``feedline.archive.layout``: arrivals; parts archived before that have none); and the
+admission rule: ``feed.lateness_bound_s`` (off by default: the sample workload's events
+carry fixed times, ``feedline.workload.EPOCH``, which any bound refuses as they age),
+``too_late`` in the streaming parse (``pipelines.streaming.parse``, on the source's
+``timestamp`` metadata column) and in every archive read (``Archive.admitted_lines``).
 
-Missing before it can be applied:
-
-* the rebuild does not read the arrivals yet (and a part without any could not be judged);
-* the streaming sources read values, partition and offset only (no ``timestamp`` metadata
-  column, no watermark: ``pipelines.streaming.job_graph.kafka_rows``);
-* neither engine has the ``too_late`` admission rule, and no setting holds ``L``. It would
-  be off by default: the sample workload's events carry fixed times
-  (``feedline.workload.EPOCH``), which any bound refuses as they age.
+Missing before pruning can be applied: a watermark over the arrival times in the streaming
+fan-out (per partition, without idleness), and ``prune_edges`` called with ``W - L`` in both
+engines (the rebuild's ``W``: the newest arrival it read).
 """
 
 from __future__ import annotations
 
+import json
+
 from feedline.rules.fanout import AuthorState, Edge
+from schemas.event_contracts import epoch_ms
+
+#: The dead-letter reason of an event refused by the lateness bound.
+TOO_LATE = "too_late"
+
+
+def bound_ms(lateness_bound_s: float | None) -> int | None:
+    """``feed.lateness_bound_s`` in whole milliseconds, as ``too_late`` takes it."""
+    return None if lateness_bound_s is None else round(lateness_bound_s * 1000)
+
+
+def too_late(arrival_ms: int, event_time_ms: int, bound_ms: int | None) -> bool:
+    """Whether an event arrived more than ``bound_ms`` after its own time (None: never).
+
+    ``arrival_ms`` is its Kafka record's timestamp (the broker's append time); every engine
+    applies this same test to the same two numbers, so they admit the same events.
+    """
+    return bound_ms is not None and arrival_ms - event_time_ms > bound_ms
+
+
+def line_event_time_ms(line: bytes) -> int | None:
+    """The ``event_time`` of an archived line, as ``too_late`` reads it.
+
+    None when the line is not a JSON object with an offset-carrying ``event_time`` (such a
+    line is no valid event: the rules refuse it whatever its time).
+    """
+    try:
+        record = json.loads(line)
+        return epoch_ms(record["event_time"]) if isinstance(record, dict) else None
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return None
+
+
+def line_too_late(line: bytes, arrival_ms: int, bound_ms: int | None) -> bool:
+    """``too_late`` for an archived line (a line with no event time is never too late)."""
+    if bound_ms is None:
+        return False
+    moment = line_event_time_ms(line)
+    return moment is not None and too_late(arrival_ms, moment, bound_ms)
 
 
 def prune_edges(state: AuthorState, horizon_ms: int) -> int:

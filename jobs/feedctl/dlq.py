@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from feedline.rules.retention import bound_ms
 from feedline.settings import get_batch_settings
 from jobs.dlq import REPLAY_GROUP, inspect_dlq, replay_dlq
 from jobs.feedctl import deps
@@ -79,7 +80,8 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    kafka = get_batch_settings().kafka
+    settings = get_batch_settings()
+    kafka = settings.kafka
     role = _role(args.topic)
     if role is None:
         print(f"feedctl dlq replay: {args.topic!r} is not an event topic", file=sys.stderr)
@@ -94,7 +96,8 @@ def _replay(args: argparse.Namespace) -> int:
     deps.require(deps.kafka(kafka))
     try:
         report = replay_dlq(kafka, args.topic, role, fix_lines=lines, dry_run=args.dry_run,
-                            group_id=args.group)
+                            group_id=args.group,
+                            lateness_bound_ms=bound_ms(settings.feed.lateness_bound_s))
     except ValueError as err:  # the dead-letter topic does not exist
         print(f"feedctl dlq replay: {err}", file=sys.stderr)
         return 1

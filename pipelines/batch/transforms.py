@@ -108,27 +108,35 @@ def parse_shard(batches: Iterable[ShardRecords], since: datetime | None,
 
 
 class ReadParts(beam.DoFn):
-    """An archive part's name in, its raw lines out (google-cloud-storage; no Beam GCP IO)."""
+    """An archive part's name in, its raw lines out (google-cloud-storage; no Beam GCP IO).
+
+    Lines the lateness bound refuses (``feed.lateness_bound_s``) are left out and counted
+    (``read/too_late``), as the streaming jobs dead-letter them.
+    """
 
     def __init__(self, settings_json: str) -> None:
         self.settings_json = settings_json
         self.parts = beam.metrics.Metrics.counter("read", "parts")
         self.records = beam.metrics.Metrics.counter("read", "records")
+        self.too_late = beam.metrics.Metrics.counter("read", "too_late")
 
     def setup(self) -> None:
         """Open the archive."""
         from feedline.archive.store import Archive
+        from feedline.rules.retention import bound_ms
         from feedline.settings import BatchSettings
 
         settings = BatchSettings.model_validate_json(self.settings_json)
         self.archive = Archive.open(settings.storage, settings.archive_prefix)
+        self.lateness = bound_ms(settings.feed.lateness_bound_s)
 
     def process(self, part: PartName) -> Iterator[PartLines]:
-        """Download one part."""
+        """Download one part; with a lateness bound, without its too-late events."""
         role, object_name = part
-        lines = self.archive.read_lines(object_name)
+        lines, late = self.archive.admitted_lines(object_name, self.lateness)
         self.parts.inc()
-        self.records.inc(len(lines))
+        self.records.inc(len(lines) + late)
+        self.too_late.inc(late)
         yield role, object_name, lines
 
 

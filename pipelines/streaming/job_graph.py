@@ -20,13 +20,14 @@ from typing import Any
 
 from feedline.logs import LogBudget
 from feedline.rules.keys import Job
+from feedline.rules.retention import bound_ms
 from feedline.settings import (
     FlinkSettings,
     KafkaSettings,
     StreamingSettings,
     get_streaming_settings,
 )
-from pipelines.streaming.parse import dead_letter_line, parse_or_dead_letter
+from pipelines.streaming.parse import arrival_ms, dead_letter_line, parse_or_dead_letter
 
 #: In Flink, the Python worker's log handler sends these lines to the TaskManager's log.
 log = logging.getLogger("feedline.streaming")
@@ -130,7 +131,10 @@ def build_environment(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def kafka_rows(t_env: Any, settings: StreamingSettings, topic: str, group_id: str) -> Any:
-    """A DataStream of Row(payload: bytes, src_partition: int, src_offset: int) for a topic.
+    """A DataStream of Row(payload, src_partition, src_offset, src_timestamp) for a topic.
+
+    ``src_timestamp`` is the record's Kafka timestamp (the broker's append time), which
+    ``parse.arrival_ms`` reads.
 
     Starts from the group's committed offsets (earliest for a new group); the offsets
     live in Flink checkpoints, so a restore resumes exactly where the state was taken.
@@ -141,7 +145,8 @@ def kafka_rows(t_env: Any, settings: StreamingSettings, topic: str, group_id: st
         CREATE TEMPORARY TABLE IF NOT EXISTS `{table}` (
             `payload` BYTES,
             `src_partition` INT METADATA FROM 'partition' VIRTUAL,
-            `src_offset` BIGINT METADATA FROM 'offset' VIRTUAL
+            `src_offset` BIGINT METADATA FROM 'offset' VIRTUAL,
+            `src_timestamp` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL
         ) WITH (
             'connector' = 'kafka',
             'topic' = '{topic}',
@@ -226,10 +231,13 @@ def parsed_events(
             metrics = runtime_context.get_metrics_group()
             self.dead = metrics.counter("dead_letters" if dead_letters else "skipped_invalid")
             self.log_budget = LogBudget()
+            self.lateness = bound_ms(settings.feed.lateness_bound_s)
 
         def process_element(self, row: Any, ctx: Any) -> Iterator[Any]:
             payload = bytes(row[0] or b"")
-            event, letter = parse_or_dead_letter(role, job, topic, row[1], row[2], payload)
+            arrival = arrival_ms(row[3]) if self.lateness is not None else None
+            event, letter = parse_or_dead_letter(role, job, topic, row[1], row[2], payload,
+                                                 arrival, self.lateness)
             if letter is None:
                 yield event
                 return

@@ -8,14 +8,27 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from feedline.rules.keys import Job, UnknownEventType, rule_keys
+from feedline.rules.retention import TOO_LATE, too_late
 from schemas.event_contracts import InvalidEvent, parse_event
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a valid event is not applied (a dead letter's ``reason`` and ``detail``)."""
+
+    reason: str
+    detail: str
 
 
 def dead_letter(
-    topic: str, partition: int, offset: int, payload: bytes, error: InvalidEvent
+    topic: str, partition: int, offset: int, payload: bytes, error: InvalidEvent | Refusal
 ) -> str:
     """The JSON record written to ``<topic>.dlq``: reason, source position, original bytes."""
     return json.dumps(
@@ -56,12 +69,16 @@ def dead_letter_line(topic: str, partition: int, offset: int, payload: bytes,
 
 
 def parse_or_dead_letter(
-    role: str, job: Job, topic: str, partition: int, offset: int, payload: bytes
+    role: str, job: Job, topic: str, partition: int, offset: int, payload: bytes,
+    arrival_ms: int | None = None, lateness_bound_ms: int | None = None,
 ) -> tuple[Any, str | None]:
     """(event, None) for a valid record; (None, dead-letter JSON) for a broken one.
 
     A valid event of a type no rule knows is broken too (``unknown_event_type``): routing
-    it to ``job``'s keys would fail, and the job must keep going.
+    it to ``job``'s keys would fail, and the job must keep going. So is a valid event that
+    arrived (``arrival_ms``, its record's Kafka timestamp) more than ``lateness_bound_ms``
+    after its own time (``too_late``: ``feedline.rules.retention``, which the rebuild
+    applies to the same two numbers).
     """
     try:
         event = parse_event(role, payload)
@@ -71,4 +88,27 @@ def parse_or_dead_letter(
     except UnknownEventType as error:
         invalid = InvalidEvent("unknown_event_type", f"$.event_type: {error}")
         return None, dead_letter(topic, partition, offset, payload, invalid)
+    if arrival_ms is not None and too_late(arrival_ms, event.event_time_ms, lateness_bound_ms):
+        late = Refusal(TOO_LATE, f"$.event_time: arrived {arrival_ms - event.event_time_ms} ms "
+                                 f"after it, more than the bound {lateness_bound_ms} ms")
+        return None, dead_letter(topic, partition, offset, payload, late)
     return event, None
+
+
+def arrival_ms(value: Any) -> int | None:
+    """A record's Kafka timestamp in epoch milliseconds (None when absent).
+
+    As the Table source's ``TIMESTAMP_LTZ(3)`` metadata column reaches Python: a PyFlink
+    ``Instant``; an aware ``datetime`` or epoch milliseconds are accepted too.
+    """
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if hasattr(value, "to_epoch_milli"):
+        return int(value.to_epoch_milli())
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise TypeError(f"a Kafka timestamp without a zone: {value!r}")
+        return (value - _EPOCH) // timedelta(milliseconds=1)
+    raise TypeError(f"unexpected Kafka timestamp {value!r} ({type(value).__name__})")

@@ -12,6 +12,12 @@ on the DirectRunner; at parallelism 1 the rebuilds are then repeated on Beam's F
 (`--runner flink`: the job server and the Beam venv of `make beam-runner`), against the same
 streaming dumps.
 
+The lateness bound is set (``feed.lateness_bound_s``, far longer than the workload's age),
+and a few events dated years back are produced with the rest: both engines must refuse them
+(``feedline.rules.retention.too_late`` on the records' broker append times), streaming as
+``too_late`` dead letters, the rebuild by the arrivals the archiver kept. The references are
+computed without them, so every store comparison is one of the bound's too.
+
 The notifications job runs the code it is shipped with: set
 ``FEEDLINE_FLINK__SHIP_PYTHON_PATHS='["/path/to/checkout"]'`` to run a checkout's own.
 """
@@ -20,18 +26,22 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
 from feedline.archive.archiver import Archiver
-from feedline.settings import BatchSettings, StackSettings
+from feedline.rules.retention import TOO_LATE
+from feedline.settings import BatchSettings, KafkaSettings, StackSettings
 from feedline.stores.object_store import storage_client
-from feedline.workload import Workload
+from feedline.workload import EPOCH, ProducedEvent, Workload, user_id
 from jobs import flink_rest
+from jobs.dlq import inspect_dlq
 from jobs.feedctl.rebuild import rebuild_all, rebuild_job
 from jobs.load import produce
 from jobs.sandbox import Sandbox, open_sandbox
 from pipelines.batch import rebuild_timelines
+from schemas.event_contracts import new_event
 from schemas.redis_notifications import NOTIFICATION_CAP
 from tests.e2e.test_streaming_e2e import FEED, SPEC
 from tests.support.dump import TABLES, differences, dump_cql, dump_redis, wipe
@@ -46,6 +56,34 @@ from tests.support.notifications_reference import RefGroup, reference_notificati
 from tests.support.pipeline import events_of, wait_converged
 from tests.support.reference import reference_for
 from tests.support.waiting import HANG_GUARD_S
+
+#: 30 days longer than the workload's events are old (fixed times from
+#: ``feedline.workload.EPOCH``), whenever the test runs; events dated 2020 are older still.
+LATENESS_S = (datetime.now(UTC) - EPOCH).total_seconds() + 30 * 86_400
+BOUNDED = FEED.model_copy(update={"lateness_bound_s": LATENESS_S})
+
+
+def late_events(on_time: list[ProducedEvent]) -> list[ProducedEvent]:
+    """Events dated 2020 that would change timelines, counters and notifications if
+    applied: a follow, a post, a like and a comment on a workload post."""
+    post = next(p.event for p in on_time if p.event.event_type == "post_created")
+    at = datetime(2020, 1, 1, tzinfo=UTC)
+    made = [
+        new_event("follow", follower_id=user_id(0), followee_id=user_id(1), event_time=at),
+        new_event("post_created", post_id="late-post", author_id=user_id(1),
+                  caption="from 2020", media=post.media, event_time=at),
+        new_event("like", user_id=user_id(2), post_id=post.post_id,
+                  post_author_id=post.author_id, event_time=at),
+        new_event("comment", user_id=user_id(3), post_id=post.post_id, comment_id="late-c",
+                  text=f"hi @{user_id(4)}", post_author_id=post.author_id, event_time=at),
+    ]
+    return [ProducedEvent(e.role, e.key, e) for e in made]
+
+
+def dead_letters_too_late(kafka: KafkaSettings) -> dict[str, int]:
+    """Per event topic, the ``too_late`` dead letters its jobs wrote."""
+    return {topic: inspect_dlq(kafka, topic, samples=0).total[TOO_LATE]
+            for topic in kafka.event_topics}
 
 
 def cancel_all(sb: Sandbox) -> None:
@@ -89,7 +127,8 @@ def notifications_converged(sb: Sandbox, expected: dict[tuple[str, str], RefGrou
 ])
 def test_rebuild_from_the_archive_equals_what_streaming_built(
         stack: StackSettings, parallelism: int, runners: tuple[str, ...]) -> None:
-    sb = open_sandbox(stack, FEED, stack.flink.model_copy(update={"parallelism": parallelism}))
+    sb = open_sandbox(stack, BOUNDED,
+                      stack.flink.model_copy(update={"parallelism": parallelism}))
     root = f"parity_{uuid.uuid4().hex[:10]}"
     bucket = storage_client(stack.storage).bucket(stack.storage.archive_bucket)
     try:
@@ -100,18 +139,26 @@ def test_rebuild_from_the_archive_equals_what_streaming_built(
         notes = sorted([*noted.follows(250), *noted.activity(),
                         *noted.heavy_recipient(NOTIFICATION_CAP + 20, 10)],
                        key=lambda p: (p.event.event_time_ms, p.event.event_id))
-        produced = [*Workload(SPEC).events(), *notes]
+        on_time = [*Workload(SPEC).events(), *notes]
+        late = late_events(on_time)
+        produced = [*on_time, *late]
         kafka = sb.streaming.kafka
         produce(kafka, produced)
-        expected = reference_for(events_of(produced), FEED)
+        # The references never see the late events: every engine must refuse them.
+        expected = reference_for(events_of(on_time), FEED)
         assert expected.celebrities and expected.deleted_posts
-        notified = reference_notifications(events_of(produced), known_users_only=True)
+        notified = reference_notifications(events_of(on_time), known_users_only=True)
         assert {g[0] for g in notified.values()} == {"like", "comment", "follow", "mention"}
         assert wait_converged(sb, expected) == []
         cancel_all(sb)
         sb.deploy("notifications")
         assert notifications_converged(sb, notified) == []
         cancel_all(sb)  # nothing may write behind the rebuild's back
+        # Each late event was dead-lettered once, by the job that owns its topic's letters.
+        topic_of = {role: topic for topic, role in kafka.topic_roles().items()}
+        assert dead_letters_too_late(kafka) == {
+            topic: sum(1 for p in late if topic_of[p.role] == topic)
+            for topic in kafka.event_topics}
         archived = Archiver(kafka, stack.storage, topics=list(kafka.event_topics),
                             root=f"{root}/events", group_id=f"archiver-{root}").drain(HANG_GUARD_S)
         assert archived == len(produced)
@@ -121,7 +168,7 @@ def test_rebuild_from_the_archive_equals_what_streaming_built(
         assert streaming_cql["timelines"] and streaming_cql["user_counters"]
         assert len(streaming_cql["notification_groups"]) == len(notified)
         settings = BatchSettings(kafka=kafka, cql=sb.streaming.cql, redis=sb.streaming.redis,
-                                 storage=stack.storage, feed=FEED,
+                                 storage=stack.storage, feed=BOUNDED,
                                  archive_prefix=f"{root}/events")
         for runner in runners:
             argv = ["--settings-json", settings.model_dump_json()]

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
+from feedline.rules.retention import TOO_LATE
 from feedline.settings import KafkaSettings
 from jobs.dlq import inspect_dlq, new_replay_group, replay_dlq
 from jobs.localstack.kafka import ensure_topics
-from pipelines.streaming.parse import dead_letter
+from pipelines.streaming.parse import Refusal, dead_letter
 from schemas.event_contracts import InvalidEvent, encode_event, new_event
 
 MOMENT = datetime(2026, 11, 1, 12, tzinfo=UTC)
@@ -103,3 +104,33 @@ def test_inspect_and_replay_publish_each_fixed_letter_once(dlq_kafka, tmp_path):
     after = inspect_dlq(kafka, topic, group_id=group)
     assert sum(after.pending.values()) == 1
     assert after.pending == {"unparseable": 1}
+
+
+def test_replay_keeps_a_too_late_letter_parked_while_the_bound_refuses_it(dlq_kafka):
+    """A letter the jobs refused as too late (``feed.lateness_bound_s``) stays parked as
+    ``too_late`` when replayed under a bound it still breaks; once the bound allows it
+    (here: no bound), the same replay group publishes it, once."""
+    kafka = dlq_kafka
+    topic, dlq = kafka.uploads_topic, kafka.dlq_topic(kafka.uploads_topic)
+    late = encode_event(new_event("post_deleted", event_id="toolate00001", event_time=MOMENT,
+                                  author_id="u3", post_id="p3"))
+    age_ms = int((datetime.now(UTC) - MOMENT).total_seconds() * 1000)
+    refusal = Refusal(TOO_LATE, "arrived after the bound")
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    producer.send(dlq, value=dead_letter(topic, 0, 7, late, refusal).encode())
+    producer.flush()
+    producer.close()
+    group = new_replay_group()
+
+    kept = replay_dlq(kafka, topic, "uploads", group_id=group, lateness_bound_ms=age_ms // 2)
+    assert (kept.published, len(kept.still_broken)) == (0, 1)
+    assert kept.still_broken[0][1].startswith(f"{TOO_LATE}: $.event_time: ")
+    assert _published(kafka) == []
+    parked = inspect_dlq(kafka, topic, group_id=group)
+    assert parked.pending == {TOO_LATE: 1}, parked.pending
+
+    allowed = replay_dlq(kafka, topic, "uploads", group_id=group,
+                         lateness_bound_ms=age_ms * 2)
+    assert (allowed.published, len(allowed.still_broken)) == (1, 0)
+    assert [(key, event["event_id"]) for key, event in _published(kafka)] == [
+        (b"u3", "toolate00001")]
