@@ -6,9 +6,9 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from pathlib import Path
 from urllib.parse import urlsplit
 
+from feedline.settings import REPO_ROOT
 from feedline.stores.object_store import storage_client
 from jobs.localstack.base import Service
 
@@ -32,11 +32,13 @@ class GcsEmulatorService(Service):
         """Nothing to write: the emulator keeps its files in its working directory."""
 
     def command(self) -> tuple[list[str], Mapping[str, str]]:
-        """Run the emulator's console script from this interpreter's environment."""
+        """Run the emulator through ``jobs.localstack.gcs_emulator``.
+
+        That entry point writes the emulator's files so that a kill cannot tear them.
+        """
         parts = urlsplit(self._url())
-        script = Path(sys.executable).parent / "gcp-storage-emulator"
         argv = [
-            str(script),
+            sys.executable, "-m", "jobs.localstack.gcs_emulator",
             "start",
             "--host",
             parts.hostname or "127.0.0.1",
@@ -46,7 +48,7 @@ class GcsEmulatorService(Service):
             self.settings.storage.media_bucket,
             "--quiet",
         ]
-        return argv, {}
+        return argv, {"PYTHONPATH": str(REPO_ROOT)}
 
     def marker(self) -> str:
         """The emulator's command line names its port."""
