@@ -69,11 +69,8 @@ def _patch() -> None:
     def write_bytes(self: storage._FileStore, rel: str, content: bytes) -> None:
         if self._use_memory:
             original(self, rel, content)
-            return
-        rel = self._norm(rel)
-        if "/" in rel:
-            self.makedirs(self._norm(str(Path(rel).parent)))
-        write_atomically(self._disk_path(rel), content)
+        else:  # _disk_path normalises rel; write_atomically makes the parent folders
+            write_atomically(self._disk_path(rel), content)
 
     storage._FileStore.write_bytes = write_bytes
 
