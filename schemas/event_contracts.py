@@ -176,6 +176,11 @@ def epoch_ms(event_time: str) -> int:
     moment = datetime.fromisoformat(event_time)
     if moment.utcoffset() is None:
         raise ValueError(f"{event_time!r} carries no UTC offset")
+    return moment_ms(moment)
+
+
+def moment_ms(moment: datetime) -> int:
+    """An aware ``datetime`` in whole milliseconds since the Unix epoch (floored)."""
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from feedline.rules.keys import Job, UnknownEventType, rule_keys
 from feedline.rules.retention import TOO_LATE, too_late
-from schemas.event_contracts import InvalidEvent, parse_event
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from schemas.event_contracts import InvalidEvent, moment_ms, parse_event
 
 
 @dataclass(frozen=True)
@@ -110,5 +108,5 @@ def arrival_ms(value: Any) -> int | None:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise TypeError(f"a Kafka timestamp without a zone: {value!r}")
-        return (value - _EPOCH) // timedelta(milliseconds=1)
+        return moment_ms(value)
     raise TypeError(f"unexpected Kafka timestamp {value!r} ({type(value).__name__})")
