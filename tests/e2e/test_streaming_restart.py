@@ -45,14 +45,8 @@ def _restored(rest: str, job_id: str) -> bool:
     return latest.get("restored") is not None
 
 
-def _taskmanagers(rest: str, job_id: str) -> set[str]:
-    """The TaskManagers (resource ids: service names) running the job's subtasks."""
-    return set().union(*flink_rest.task_placement(rest, job_id).values())
-
-
-def _busiest(rest: str, job_id: str) -> str:
-    """The TaskManager running the most of the job's subtasks (by name, on a tie)."""
-    count = flink_rest.subtasks_per_taskmanager(rest, job_id)
+def _busiest(count: dict[str, int]) -> str:
+    """The TaskManager running the most subtasks in ``count`` (by name, on a tie)."""
     return min(count, key=lambda name: (-count[name], name))
 
 
@@ -82,9 +76,12 @@ def test_kill_taskmanager_then_savepoint_restart_loses_and_doubles_nothing(
               "first writes")
         assert all(flink_rest.job_parallelism(rest, job) == parallelism
                    for job in (fanout, counters))
-        placed = {job_id: _taskmanagers(rest, job_id) for job_id in (fanout, counters)}
-        print(f"placement: fan-out {sorted(placed[fanout])}, counters {sorted(placed[counters])}")
-        victim = services[_busiest(rest, fanout)]
+        # Subtasks per TaskManager (resource ids: service names), read once per job.
+        counts = {job_id: flink_rest.subtasks_per_taskmanager(rest, job_id)
+                  for job_id in (fanout, counters)}
+        placed = {job_id: set(count) for job_id, count in counts.items()}
+        print(f"placement: fan-out {counts[fanout]}, counters {counts[counters]}")
+        victim = services[_busiest(counts[fanout])]
         pid = victim.process.pid()
         assert pid is not None
         os.killpg(pid, signal.SIGKILL)  # the TaskManager and its Python workers die at once
