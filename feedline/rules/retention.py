@@ -1,4 +1,4 @@
-"""Retention of the fan-out state: designed; ``prune_edges`` exists, no engine applies it yet.
+"""Retention of the fan-out state: the lateness bound, and pruning edges behind it.
 
 Exact, order-independent rules must remember every unfollow (a follow older than it may
 still come) unless old events are refused. The design:
@@ -30,9 +30,13 @@ carry fixed times, ``feedline.workload.EPOCH``, which any bound refuses as they 
 ``too_late`` in the streaming parse (``pipelines.streaming.parse``, on the source's
 ``timestamp`` metadata column) and in every archive read (``Archive.admitted_lines``).
 
-Missing before pruning can be applied: a watermark over the arrival times in the streaming
-fan-out (per partition, without idleness), and ``prune_edges`` called with ``W - L`` in both
-engines (the rebuild's ``W``: the newest arrival it read).
+Pruning, in streaming: with a bound, the sources' watermark is the records' append time
+(``pipelines.streaming.job_graph.kafka_rows``), and the fan-out operator prunes each
+follow change's edge once the watermark passes ``prune_due`` (an event-time timer per
+change: ``pipelines.streaming.operators.FanoutOperator``). The rebuild does not prune:
+``prune_edge`` changes no effect of an admitted event, so the stores are equal either
+way (``tests/e2e/test_state_retention.py`` checks the streaming side against the
+reference). Not pruned yet: deleted posts (the last point above).
 """
 
 from __future__ import annotations
@@ -81,31 +85,48 @@ def line_too_late(line: bytes, arrival_ms: int, bound_ms: int | None) -> bool:
     return moment is not None and too_late(arrival_ms, moment, bound_ms)
 
 
-def prune_edges(state: AuthorState, horizon_ms: int) -> int:
-    """Forget what no event at or after ``horizon_ms`` can tell apart; returns edges dropped.
+#: The events that change an edge (and so may leave something to prune).
+FOLLOW_KINDS = frozenset({"follow", "unfollow"})
 
-    An unfollow tombstone (an edge not following) whose last unfollow is older than the
-    horizon goes; a following edge forgets its older unfollow and the follows older than
-    the horizon but the one it started with. Every later event of an edge has a newer
-    version than anything dropped, so it is accepted and has the same effects either way.
-    Sound only where no event older than the horizon can still arrive: no engine applies
-    it yet (module docstring).
+
+def prune_due(event_time_ms: int, bound_ms: int) -> int:
+    """The watermark at which an edge change at ``event_time_ms`` can be pruned.
+
+    From that arrival time on, ``W - L`` exceeds the change's event time.
     """
-    dropped = [
-        follower_id
-        for follower_id, edge in state.edges.items()
-        if not edge.following
-        and (edge.last_unfollow is None or edge.last_unfollow[0] < horizon_ms)
-    ]
-    for follower_id in dropped:
-        del state.edges[follower_id]
-    shrunk = {}
-    for follower_id, edge in state.edges.items():
-        follows = edge.follows[:1] + [v for v in edge.follows[1:] if v[0] >= horizon_ms]
-        last = edge.last_unfollow
-        if last is not None and last[0] < horizon_ms:
-            last = None
-        if follows != edge.follows or last != edge.last_unfollow:
-            shrunk[follower_id] = Edge(last, follows)
-    state.edges.update(shrunk)
-    return len(dropped)
+    return event_time_ms + bound_ms + 1
+
+
+def prune_edge(edge: Edge, horizon_ms: int) -> Edge | None:
+    """The edge with what no event at or after ``horizon_ms`` can tell apart forgotten.
+
+    None: the edge can go (an unfollow tombstone whose last unfollow is older than the
+    horizon). A following edge forgets an unfollow older than the horizon and its follows
+    older than the horizon but the one it started with (its ``since_ms``). Every later
+    event of the edge has a newer version than anything forgotten, so it is accepted and
+    has the same effects either way. The edge returned is ``edge`` itself when nothing
+    changed. Sound only where no event older than the horizon can still arrive (the
+    module docstring).
+    """
+    if not edge.following:
+        return None if edge.last_unfollow is None or edge.last_unfollow[0] < horizon_ms else edge
+    follows = edge.follows[:1] + [v for v in edge.follows[1:] if v[0] >= horizon_ms]
+    last = edge.last_unfollow
+    if last is not None and last[0] < horizon_ms:
+        last = None
+    if follows == edge.follows and last == edge.last_unfollow:
+        return edge
+    return Edge(last, follows)
+
+
+def prune_edges(state: AuthorState, horizon_ms: int) -> int:
+    """``prune_edge`` on every edge of an author; returns the edges dropped."""
+    dropped = 0
+    for follower_id, edge in list(state.edges.items()):
+        kept = prune_edge(edge, horizon_ms)
+        if kept is None:
+            del state.edges[follower_id]
+            dropped += 1
+        elif kept is not edge:
+            state.edges[follower_id] = kept
+    return dropped

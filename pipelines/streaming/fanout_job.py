@@ -27,6 +27,7 @@ def run(argv: Sequence[str] | None = None) -> None:
 
     from feedline.rules.fanout import RulesConfig
     from feedline.rules.keys import Job
+    from feedline.rules.retention import bound_ms
     from pipelines.streaming.job_graph import (
         build_environment,
         parse_job_args,
@@ -45,7 +46,8 @@ def run(argv: Sequence[str] | None = None) -> None:
     effects = (
         uploads.union(follows)
         .key_by(author_key, key_type=Types.STRING())
-        .process(FanoutOperator(RulesConfig.from_settings(settings.feed), args.dedup_window_s),
+        .process(FanoutOperator(RulesConfig.from_settings(settings.feed), args.dedup_window_s,
+                                bound_ms(settings.feed.lateness_bound_s)),
                  output_type=Types.PICKLED_BYTE_ARRAY())
         .name("fan-out-state")
         .uid("fan-out-state")

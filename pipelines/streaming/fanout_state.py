@@ -36,6 +36,8 @@ from pipelines.streaming.state_map import MapStateLike, StateMap
 
 EDGES_STATE = "author-edges"
 """Name of the map state of follower edges (savepoints restore it by this name)."""
+EXPIRY_STATE = "edge-expiry"
+"""Name of the map state of edges due for pruning: event-time timer -> follower ids."""
 EDGES_IN_MAP_STATE = "edges-in-map-state"
 """The fourth element of the ``author-state`` tuple: this module's layout."""
 

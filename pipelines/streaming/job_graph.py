@@ -134,19 +134,24 @@ def kafka_rows(t_env: Any, settings: StreamingSettings, topic: str, group_id: st
     """A DataStream of Row(payload, src_partition, src_offset, src_timestamp) for a topic.
 
     ``src_timestamp`` is the record's Kafka timestamp (the broker's append time), which
-    ``parse.arrival_ms`` reads.
+    ``parse.arrival_ms`` reads. With a lateness bound (``feed.lateness_bound_s``) it is
+    also the stream's event time, and the source's watermark is the smallest of its
+    partitions' newest append times (no idleness: an idle partition holds it back), which
+    the fan-out's pruning timers wait on (``operators.FanoutOperator``).
 
     Starts from the group's committed offsets (earliest for a new group); the offsets
     live in Flink checkpoints, so a restore resumes exactly where the state was taken.
     """
     table = f"src_{topic.replace('.', '_').replace('-', '_')}"
+    watermark = ("" if settings.feed.lateness_bound_s is None else
+                 ",\n            WATERMARK FOR `src_timestamp` AS `src_timestamp`")
     t_env.execute_sql(
         f"""
         CREATE TEMPORARY TABLE IF NOT EXISTS `{table}` (
             `payload` BYTES,
             `src_partition` INT METADATA FROM 'partition' VIRTUAL,
             `src_offset` BIGINT METADATA FROM 'offset' VIRTUAL,
-            `src_timestamp` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL
+            `src_timestamp` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL{watermark}
         ) WITH (
             'connector' = 'kafka',
             'topic' = '{topic}',

@@ -16,12 +16,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from feedline.rules.fanout import Edge
 from feedline.rules.keys import Job
 from feedline.rules.retention import (
     TOO_LATE,
     bound_ms,
     line_event_time_ms,
     line_too_late,
+    prune_due,
+    prune_edge,
     too_late,
 )
 from feedline.settings import FeedSettings
@@ -115,3 +118,26 @@ def test_the_kafka_timestamp_as_pyflink_hands_it_over() -> None:
     assert arrival_ms(None) is None
     with pytest.raises(TypeError, match="zone"):
         arrival_ms(datetime(2025, 12, 1))  # noqa: DTZ001 (the case refused)
+
+
+@given(t=st.integers(0, 2**41), bound=st.integers(1, 10**10), ahead=st.integers(0, 10**6))
+def test_an_edge_change_is_pruned_only_once_no_event_before_it_can_come(
+        t: int, bound: int, ahead: int) -> None:
+    """At the watermark ``prune_due`` names (or later), the horizon W - L is past the
+    change, and every event still admitted (arriving at W or later) is newer than it."""
+    watermark = prune_due(t, bound) + ahead
+    horizon = watermark - bound
+    assert horizon > t
+    assert not too_late(watermark, horizon, bound)  # the horizon itself is still admitted
+    assert too_late(watermark, t, bound)  # the change's own time no longer is
+
+
+def test_prune_edge_drops_old_tombstones_and_keeps_what_a_later_event_needs() -> None:
+    tomb = Edge((100, "e1"), [])
+    assert prune_edge(tomb, 101) is None
+    assert prune_edge(tomb, 100) is tomb  # not older than the horizon: kept as it is
+    following = Edge((50, "e0"), [(60, "e2"), (70, "e3"), (200, "e4")])
+    kept = prune_edge(following, 100)
+    assert kept == Edge(None, [(60, "e2"), (200, "e4")])  # its start (since_ms) stays
+    assert kept is not None and kept.since_ms == following.since_ms
+    assert prune_edge(kept, 100) is kept

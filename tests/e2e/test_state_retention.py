@@ -1,0 +1,116 @@
+"""Pruning the fan-out state under a lateness bound, on the real stack: exact after it.
+
+With ``feed.lateness_bound_s`` = L, the fan-out job's watermark is the Kafka records'
+append time, and an unfollow at event time t leaves a tombstone that goes once the
+watermark passes t + L (``operators.FanoutOperator``): no event older than the horizon
+W - L can be admitted any more, so nothing it could tell apart is lost. Here followers
+follow an author, half unfollow, the tombstones are pruned (the job's ``edges_pruned``
+metric counts them: the watermark is pushed on by records sent to every partition of both
+topics), then some of them follow again and the author posts once more: the stores must
+equal the reference model of every event, computed with nothing pruned.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from kafka import KafkaProducer
+
+from feedline.settings import FeedSettings, KafkaSettings, StackSettings
+from feedline.workload import ProducedEvent
+from jobs import flink_rest
+from jobs.load import produce
+from jobs.sandbox import open_sandbox
+from schemas.event_contracts import Event, encode_event, new_event
+from tests.support.pipeline import events_of, wait_converged
+from tests.support.reference import reference_for
+from tests.support.waiting import eventually
+
+#: The lateness bound: an event may arrive up to a minute after its own time.
+LATENESS_S = 60
+FEED = FeedSettings(celebrity_threshold=50, follow_merge_limit=4, timeline_cap=12,
+                    lateness_bound_s=LATENESS_S)
+MEDIA = [{"media_id": "m1", "content_type": "image/jpeg", "uri": "gs://b/m1"}]
+AUTHOR = "ret-author"
+FOLLOWERS = [f"ret-f{i}" for i in range(8)]
+UNFOLLOWED = FOLLOWERS[:4]
+
+
+def _made(events: list[Event]) -> list[ProducedEvent]:
+    return [ProducedEvent(e.role, e.key, e) for e in events]
+
+
+def _post(post_id: str, at: datetime, author: str = AUTHOR) -> Event:
+    return new_event("post_created", post_id=post_id, author_id=author, caption=post_id,
+                     media=MEDIA, event_time=at)
+
+
+def _ticks(kafka: KafkaSettings, serial: int) -> list[ProducedEvent]:
+    """One event, dated now, to every partition of the uploads and follows topics (the
+    watermark is the smallest of the partitions' newest append times)."""
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    sent = []
+    try:
+        for topic in (kafka.uploads_topic, kafka.follows_topic):
+            for partition in sorted(producer.partitions_for(topic)):
+                name = f"tick{serial}-{partition}"
+                event = (_post(name, datetime.now(UTC), author=f"ret-tick-{partition}")
+                         if topic == kafka.uploads_topic else
+                         new_event("follow", follower_id=f"ret-tock-{name}",
+                                   followee_id=f"ret-tick-{partition}"))
+                producer.send(topic, key=event.key.encode(), value=encode_event(event),
+                              partition=partition)
+                sent.append(ProducedEvent(event.role, event.key, event))
+        producer.flush()
+    finally:
+        producer.close()
+    return sent
+
+
+def test_tombstones_pruned_behind_the_watermark_change_nothing(stack: StackSettings) -> None:
+    sb = open_sandbox(stack, FEED)
+    rest = stack.flink.rest_url
+    kafka = sb.streaming.kafka
+    start = datetime.now(UTC) - timedelta(seconds=5)
+    at = [start + timedelta(milliseconds=10 * i) for i in range(100)]
+    try:
+        fanout = sb.deploy("fanout")
+        sb.deploy("counters")
+        first = _made([
+            *[new_event("follow", follower_id=f, followee_id=AUTHOR, event_time=at[i])
+              for i, f in enumerate(FOLLOWERS)],
+            _post("ret-p1", at[10]),
+            *[new_event("unfollow", follower_id=f, followee_id=AUTHOR, event_time=at[20 + i])
+              for i, f in enumerate(UNFOLLOWED)],
+            _post("ret-p2", at[30]),
+        ])
+        produce(kafka, first)
+        produced = list(first)
+
+        def pruned() -> bool:
+            # Records arriving later than t + L push the watermark past every tombstone's
+            # pruning time; until then the ticks only add events (all in the reference).
+            produced.extend(_ticks(kafka, len(produced)))
+            done = flink_rest.operator_metric(rest, fanout, "fan-out-state", "edges_pruned")
+            assert done <= len(UNFOLLOWED), done
+            return done == len(UNFOLLOWED)
+
+        eventually(pruned, "the unfollow tombstones pruned", timeout_s=20 * LATENESS_S,
+                   every_s=5.0)
+        now = datetime.now(UTC)
+        again = _made([
+            *[new_event("follow", follower_id=f, followee_id=AUTHOR, event_time=now)
+              for f in UNFOLLOWED[:2]],
+            new_event("unfollow", follower_id=UNFOLLOWED[2], followee_id=AUTHOR,
+                      event_time=now),
+            _post("ret-p3", now + timedelta(milliseconds=5)),
+        ])
+        produce(kafka, again)
+        produced += again
+
+        expected = reference_for(events_of(produced), FEED)
+        assert {f for f in FOLLOWERS if "ret-p3" in expected.timelines.get(f, {})} == {
+            *FOLLOWERS[4:], *UNFOLLOWED[:2]}
+        assert wait_converged(sb, expected) == []
+    finally:
+        sb.close()
