@@ -98,7 +98,7 @@ def add_old_posts(rules: AuthorState, count: int) -> None:
     for i in range(count):
         post_id = f"old{i:06d}"
         version = (BASE_MS - (count - i) * 60_000, f"post-{post_id}")
-        rules.posts[post_id] = PostState(created=version, caption="an older post")
+        rules.posts[post_id] = PostState(created=version)
         rules.order.append((version[0], post_id))
 
 

@@ -106,12 +106,16 @@ class Edge:
 
 @dataclass
 class PostState:
-    """What the author's state remembers of one post."""
+    """What the author's state remembers of one post: its winning create, and a flag.
+
+    Never its payload: the caption and media leave with the ``PostUpsert`` of the
+    create that carries them and no rule reads them again, so a post costs the state its
+    version and a flag, a deleted one no more (``feedline.rules.retention``). A state
+    pickled when the class still had payload fields keeps them as unread attributes.
+    """
 
     created: Version | None = None
     deleted: bool = False
-    caption: str = ""
-    media: tuple[MediaRef, ...] = ()
 
 
 @dataclass
@@ -203,7 +207,7 @@ def apply_post_created(
         return []
     if post.created is not None:  # an earlier create of the same id: re-place the post
         return _recreate(state, post_id, version, caption, media, config)
-    post.created, post.caption, post.media = version, caption, media
+    post.created = version
     key: PostKey = (version[0], post_id)
     insort(state.order, key)
     effects: list[Effect] = []
@@ -248,7 +252,7 @@ def _recreate(
     effects: list[Effect] = []
     if not post.deleted:
         effects.append(PostRetract(post_id, state.author_id, post.created[0]))
-    post.created, post.caption, post.media = version, caption, media
+    post.created = version
     insort(state.order, (version[0], post_id))
     if not post.deleted:
         effects.append(
