@@ -15,7 +15,8 @@ still come) unless old events are refused. The design:
   Every event admitted later has ``event_time >= arrival - L >= W - L = H``;
 * ``prune_edges(state, H)`` changes no effect of any event at or after ``H``, so the
   stores stay equal whether and whenever an engine prunes (parity holds);
-* deleted posts: the payload can go at once; the post id only if every create of a post
+* deleted posts: the payload can go at once (done: the state never keeps a post's
+  payload, ``feedline.rules.fanout.PostState``); the post id only if every create of a post
   id carries the same event time (true for API-minted ids; otherwise a later, different
   create would revive it), and its slot in ``order`` only once it is neither among the
   newest ``follow_merge_limit`` posts before ``H`` nor in a current follower's merge
@@ -36,7 +37,8 @@ follow change's edge once the watermark passes ``prune_due`` (an event-time time
 change: ``pipelines.streaming.operators.FanoutOperator``). The rebuild does not prune:
 ``prune_edge`` changes no effect of an admitted event, so the stores are equal either
 way (``tests/e2e/test_state_retention.py`` checks the streaming side against the
-reference). Not pruned yet: deleted posts (the last point above).
+reference). Not pruned yet: deleted posts' ids and places in ``order`` (the last point
+above).
 """
 
 from __future__ import annotations
