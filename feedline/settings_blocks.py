@@ -218,6 +218,10 @@ class FlinkSettings(_Block):
     python_execution_mode: Literal["process", "thread"] = "process"
     """``python.execution-mode``: Python workers as processes (Beam harness) or in the
     TaskManager's JVM through PEMJA (``thread``)."""
+    state_backend: Literal["hashmap", "rocksdb"] = "hashmap"
+    """``state.backend.type`` of the streaming jobs: keyed state on the TaskManagers' heap
+    (``hashmap``) or in RocksDB, with incremental checkpoints (state beyond memory); the
+    two side by side: docs/BENCHMARKS.md."""
     writer_flush_ms: int = Field(default=100, ge=1)
     """The streaming writers write what waited this long (``BufferedWriteEffects``)."""
     writer_flush_effects: int = Field(default=2000, ge=1)

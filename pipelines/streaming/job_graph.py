@@ -105,6 +105,18 @@ def python_options(flink: FlinkSettings) -> dict[str, str]:
     return options
 
 
+def state_options(flink: FlinkSettings) -> dict[str, str]:
+    """The keyed state backend of the streaming jobs (``FlinkSettings.state_backend``).
+
+    RocksDB checkpoints incrementally (only the files written since the last checkpoint);
+    the heap backend writes its whole state each time.
+    """
+    options: dict[str, str] = {"state.backend.type": flink.state_backend}
+    if flink.state_backend == "rocksdb":
+        options["execution.checkpointing.incremental"] = "true"
+    return options
+
+
 def build_environment(args: argparse.Namespace) -> tuple[Any, Any]:
     """Stream and table environments with checkpointing, restarts and connector jars."""
     from pyflink.common import Configuration
@@ -118,7 +130,7 @@ def build_environment(args: argparse.Namespace) -> tuple[Any, Any]:
     config.set_string("restart-strategy.fixed-delay.delay", "2 s")
     config.set_string("execution.checkpointing.externalized-checkpoint-retention",
                       "RETAIN_ON_CANCELLATION")
-    for key, value in python_options(settings.flink).items():
+    for key, value in {**state_options(settings.flink), **python_options(settings.flink)}.items():
         config.set_string(key, value)
     env = StreamExecutionEnvironment.get_execution_environment(config)
     env.set_parallelism(settings.flink.parallelism)

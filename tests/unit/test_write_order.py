@@ -39,7 +39,7 @@ from feedline.rules.write_order import (
 from feedline.settings import FlinkSettings
 from feedline.stores.push import feed_events
 from pipelines.streaming import operators
-from pipelines.streaming.job_graph import python_options, split_for_writers
+from pipelines.streaming.job_graph import python_options, split_for_writers, state_options
 
 
 def test_the_clock_follows_the_wall_clock_and_never_goes_back() -> None:
@@ -361,6 +361,14 @@ def test_runtime_options_come_from_the_flink_settings() -> None:
     pinned = python_options(FlinkSettings.model_validate(
         {"python_execution_mode": "thread", "python_thread_paths": ["/opt/a", "/opt/b"]}))
     assert pinned["python.pythonpath"] == os.pathsep.join(["/opt/a", "/opt/b"])
+
+
+def test_the_state_backend_comes_from_the_flink_settings() -> None:
+    assert state_options(FlinkSettings()) == {"state.backend.type": "hashmap"}
+    assert state_options(FlinkSettings.model_validate({"state_backend": "rocksdb"})) == {
+        "state.backend.type": "rocksdb", "execution.checkpointing.incremental": "true"}
+    with pytest.raises(ValueError, match="state_backend"):
+        FlinkSettings.model_validate({"state_backend": "memory"})
 
 
 def test_the_attempt_number_is_read_in_both_execution_modes() -> None:
