@@ -38,7 +38,7 @@ _CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("feedline_log_context",
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message", "asctime", "taskName"}
 #: Client libraries that log every connection at INFO.
-CHATTY_LOGGERS = ("kafka", "cassandra", "google", "urllib3")
+CHATTY_LOGGERS = ("kafka", "cassandra", "google", "urllib3", "httpx")
 
 
 def log_context() -> dict[str, Any]:
@@ -104,6 +104,27 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class StdoutHandler(logging.StreamHandler):
+    """A stream handler writing to whatever ``sys.stdout`` is when a record comes.
+
+    Bound to the object ``sys.stdout`` was at set-up instead, a handler outlives a swap:
+    a test runner's capture file, replaced and closed after the test, made every later
+    record of the process fail with "I/O operation on closed file".
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self) -> IO[str]:
+        """The current ``sys.stdout``."""
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value: IO[str]) -> None:
+        """Ignored: the stream is always the current ``sys.stdout``."""
+
+
 def configure_logging(service: str, *, level: str | int = "INFO",
                       stream: IO[str] | None = None) -> logging.Handler:
     """Send every record of this process to ``stream`` (stdout) as JSON lines; idempotent.
@@ -117,14 +138,15 @@ def configure_logging(service: str, *, level: str | int = "INFO",
             handler.setFormatter(JsonFormatter(service))
             root.setLevel(level)
             return handler
-    handler = logging.StreamHandler(stream or sys.stdout)
-    handler.setFormatter(JsonFormatter(service))
-    handler._feedline_json = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
+    added: logging.Handler = (StdoutHandler() if stream is None
+                              else logging.StreamHandler(stream))
+    added.setFormatter(JsonFormatter(service))
+    added._feedline_json = True  # type: ignore[attr-defined]
+    root.addHandler(added)
     root.setLevel(level)
     for chatty in CHATTY_LOGGERS:
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    return handler
+    return added
 
 
 class LogBudget:

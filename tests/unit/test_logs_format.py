@@ -7,6 +7,7 @@ import contextvars
 import io
 import json
 import logging
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -105,6 +106,20 @@ def test_configure_logging_adds_one_handler_and_renames_on_a_second_call(
     entry = json.loads(stream.getvalue().splitlines()[-1])
     assert entry["service"] == "media-worker" and entry["media_id"] == "m1"
     assert logging.getLogger("kafka").level == logging.WARNING
+
+
+def test_the_stdout_handler_follows_a_swapped_stdout(
+        root_logger: logging.Logger, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", first)
+    configure_logging("archiver")
+    logging.getLogger("feedline.archiver").info("one")
+    first.close()  # what a test runner does to its capture file after a test
+    second = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", second)
+    logging.getLogger("feedline.archiver").info("two")
+    assert json.loads(second.getvalue())["msg"] == "two"
+    assert logging.getLogger("httpx").level == logging.WARNING  # a line per request
 
 
 def test_log_budget_limits_lines_per_window_and_reports_what_it_left_out() -> None:
