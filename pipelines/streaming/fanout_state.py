@@ -37,7 +37,9 @@ from pipelines.streaming.state_map import MapStateLike, StateMap
 EDGES_STATE = "author-edges"
 """Name of the map state of follower edges (savepoints restore it by this name)."""
 EXPIRY_STATE = "edge-expiry"
-"""Name of the map state of edges due for pruning: event-time timer -> follower ids."""
+"""Name of the map state of edges due for pruning: ``"<timer>/<i>"`` -> follower id."""
+EXPIRY_COUNT_STATE = "edge-expiry-count"
+"""Name of the map state of how many followers each pruning timer has: timer -> count."""
 EDGES_IN_MAP_STATE = "edges-in-map-state"
 """The fourth element of the ``author-state`` tuple: this module's layout."""
 
@@ -73,6 +75,37 @@ class EdgeEntries:
         """Every (follower id, edge)."""
         for key, stored in self._state.items():
             yield key, _edge(stored)
+
+
+class ExpiryQueue:
+    """The follower ids due for pruning at each event-time timer of one author.
+
+    One entry per follow change (``"<timer>/<i>"``) beside a count per timer, so noting a
+    change reads and writes two small entries however many share its timer (a list per
+    timer would be re-pickled whole on each: quadratic for a bulk of follows stamped
+    alike). A follower noted twice under one timer is pruned twice, which is harmless.
+    """
+
+    def __init__(self, entries: MapStateLike, counts: MapStateLike) -> None:
+        self._entries = entries
+        self._counts = counts
+
+    def note(self, due: int, follower_id: str) -> None:
+        """Note ``follower_id`` for the timer at ``due``."""
+        count = self._counts.get(due) or 0
+        self._entries.put(f"{due}/{count}", follower_id)
+        self._counts.put(due, count + 1)
+
+    def take(self, due: int) -> list[str]:
+        """The follower ids noted for ``due``, in order, forgotten."""
+        count = self._counts.get(due) or 0
+        taken = []
+        for i in range(count):
+            key = f"{due}/{i}"
+            taken.append(self._entries.get(key))
+            self._entries.remove(key)
+        self._counts.remove(due)
+        return taken
 
 
 def _edge(stored: StoredEdge) -> Edge:

@@ -14,10 +14,10 @@ restored Kafka offsets, an exactly-once *effect* from at-least-once delivery plu
 that are idempotent and ordered by their write times.
 
 Savepoints restore by operator uid (``job_graph`` and the job modules) and state name
-(``state_name``, ``fanout_state.EDGES_STATE`` and ``EXPIRY_STATE``, ``pending-effects``):
-those strings never change; the fan-out author state's layout and its migration are in
-``fanout_state``. The state holds only ``feedline.rules`` objects and effects, never a
-class of this module.
+(``state_name``, ``fanout_state.EDGES_STATE``, ``EXPIRY_STATE``, ``EXPIRY_COUNT_STATE``,
+``pending-effects``): those strings never change; the fan-out author state's layout and its
+migration are in ``fanout_state``. The state holds only ``feedline.rules`` objects and
+effects, never a class of this module.
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ from feedline.stores.push import feed_events
 from pipelines.streaming.fanout_state import (
     EDGES_IN_MAP_STATE,
     EDGES_STATE,
+    EXPIRY_COUNT_STATE,
     EXPIRY_STATE,
     EdgeEntries,
+    ExpiryQueue,
     attach_edges,
     detach_edges,
 )
@@ -139,12 +141,13 @@ class FanoutOperator(_RuleOperator):
 
     With a lateness bound ``L`` (``feed.lateness_bound_s``) the edges are pruned
     (``feedline.rules.retention``): a follow or unfollow at event time ``t`` sets an
-    event-time timer at ``t + L + 1`` and notes its follower under that time (map state
-    ``edge-expiry``); the watermark is the Kafka records' append time (``job_graph``), so
-    when the timer fires every event still to come has an event time after
-    ``W - L >= t + 1``, and ``prune_edge`` with that horizon drops the follower's
-    tombstone (or the follows it no longer needs). The work is one entry per follow
-    change, never a walk of the author's followers.
+    event-time timer at ``t + L + 1`` and notes its follower under that time
+    (``fanout_state.ExpiryQueue``: map states ``edge-expiry`` and ``edge-expiry-count``);
+    the watermark is the Kafka records' append time (``job_graph``), so when the timer
+    fires every event still to come has an event time after ``W - L >= t + 1``, and
+    ``prune_edge`` with that horizon drops the follower's tombstone (or the follows it no
+    longer needs). The work is two small entries per follow change, never a walk of the
+    author's followers.
     """
 
     state_name = "author-state"
@@ -160,8 +163,11 @@ class FanoutOperator(_RuleOperator):
         super().open(runtime_context)
         self.edges = runtime_context.get_map_state(
             MapStateDescriptor(EDGES_STATE, Types.STRING(), Types.PICKLED_BYTE_ARRAY()))
-        self.expiry = runtime_context.get_map_state(
-            MapStateDescriptor(EXPIRY_STATE, Types.LONG(), Types.PICKLED_BYTE_ARRAY()))
+        self.expiry = ExpiryQueue(
+            runtime_context.get_map_state(
+                MapStateDescriptor(EXPIRY_STATE, Types.STRING(), Types.STRING())),
+            runtime_context.get_map_state(
+                MapStateDescriptor(EXPIRY_COUNT_STATE, Types.LONG(), Types.INT())))
         metrics = runtime_context.get_metrics_group()
         self.edge_writes = metrics.counter("edge_writes")
         self.edges_migrated = metrics.counter("edges_migrated")
@@ -173,14 +179,12 @@ class FanoutOperator(_RuleOperator):
         event = value[1] if isinstance(value, tuple) else value
         if self.lateness_bound_ms is not None and event.event_type in FOLLOW_KINDS:
             due = prune_due(event.event_time_ms, self.lateness_bound_ms)
-            waiting = self.expiry.get(due) or ()
-            if event.follower_id not in waiting:
-                self.expiry.put(due, (*waiting, event.follower_id))
+            self.expiry.note(due, event.follower_id)
             ctx.timer_service().register_event_time_timer(due)
 
     def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
         """Prune the edges noted under ``timestamp`` with the horizon ``W - L``."""
-        waiting = self.expiry.get(timestamp)
+        waiting = self.expiry.take(timestamp)
         if waiting and self.lateness_bound_ms is not None:
             horizon = ctx.timer_service().current_watermark() - self.lateness_bound_ms
             entries = EdgeEntries(self.edges)
@@ -192,7 +196,6 @@ class FanoutOperator(_RuleOperator):
                     self.edges_pruned.inc()
                 elif kept is not None and kept is not edge:
                     entries.put(follower_id, kept)
-        self.expiry.remove(timestamp)
         yield from ()
 
     def _apply(self, rules: Any, event: Any) -> list[Any]:

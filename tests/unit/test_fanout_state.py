@@ -23,7 +23,7 @@ from feedline.rules.fanout import AuthorState, RulesConfig
 from feedline.rules.keys import Job, KeyKind, apply_event, new_state, rule_keys
 from feedline.rules.memory import FeedState
 from feedline.rules.retention import prune_edges
-from pipelines.streaming.fanout_state import attach_edges, detach_edges
+from pipelines.streaming.fanout_state import ExpiryQueue, attach_edges, detach_edges
 from schemas.event_contracts import new_event
 from tests.support.reference import reference_for
 from tests.unit.test_notification_steps import FakeMapState
@@ -190,3 +190,18 @@ def test_an_old_unfollow_tombstone_is_dropped_and_a_new_follow_still_counts() ->
     again = new_event("follow", event_id="follow-new", event_time=at[3],
                       follower_id="f", followee_id="a")
     assert job.apply(again) == kept.apply(again) != []
+
+
+def test_the_expiry_queue_costs_the_same_per_change_however_many_share_a_timer() -> None:
+    entries, counts = FakeMapState(), FakeMapState()
+    queue = ExpiryQueue(entries, counts)  # type: ignore[arg-type]
+    for i in range(1_000):  # a bulk of follows stamped alike: one timer
+        queue.note(5_000, f"f{i}")
+    queue.note(6_000, "late")
+    # Two small entries per change, never the timer's whole list re-written.
+    assert max(len(raw) for raw in entries.data.values()) < 64
+    assert entries.puts == 1_001 and counts.puts == 1_001
+    assert queue.take(5_000) == [f"f{i}" for i in range(1_000)]
+    assert queue.take(5_000) == []  # taken once
+    assert sorted(entries.data) == ["6000/0"] and queue.take(6_000) == ["late"]
+    assert not entries.data and not counts.data
