@@ -65,6 +65,11 @@ def attempt_number(runtime_context: RuntimeContext) -> int:
         return int(java.getTaskInfo().getAttemptNumber())
 
 
+def _event_of(value: Any) -> Any:
+    """The event of an input element (a bare event, or ``(arrival, event)``)."""
+    return value[1] if isinstance(value, tuple) else value
+
+
 class _RuleOperator(KeyedProcessFunction):
     """Applies the rules of one job's keys to their keyed state, skipping recent duplicates.
 
@@ -96,7 +101,7 @@ class _RuleOperator(KeyedProcessFunction):
 
     def process_element(self, value: Any, ctx: Any) -> Iterator[tuple[int, list[Any]]]:
         """Skip a recent duplicate; otherwise apply the event and emit its stamped effects."""
-        event = value[1] if isinstance(value, tuple) else value
+        event = _event_of(value)
         rules, recent, clock = self._stored()
         clock.resume(self.attempt)
         if recent.check_and_add(event.event_id, event.event_time_ms):
@@ -176,7 +181,7 @@ class FanoutOperator(_RuleOperator):
     def process_element(self, value: Any, ctx: Any) -> Iterator[tuple[int, list[Any]]]:
         """``_RuleOperator.process_element``; a follow change is then due for pruning."""
         yield from super().process_element(value, ctx)
-        event = value[1] if isinstance(value, tuple) else value
+        event = _event_of(value)
         if self.lateness_bound_ms is not None and event.event_type in FOLLOW_KINDS:
             due = prune_due(event.event_time_ms, self.lateness_bound_ms)
             self.expiry.note(due, event.follower_id)
@@ -190,11 +195,13 @@ class FanoutOperator(_RuleOperator):
             entries = EdgeEntries(self.edges)
             for follower_id in waiting:
                 edge = entries.get(follower_id)
-                kept = None if edge is None else prune_edge(edge, horizon)
-                if edge is not None and kept is None:
+                if edge is None:
+                    continue  # pruned already (noted twice under this timer)
+                kept = prune_edge(edge, horizon)
+                if kept is None:
                     entries.remove(follower_id)
                     self.edges_pruned.inc()
-                elif kept is not None and kept is not edge:
+                elif kept is not edge:
                     entries.put(follower_id, kept)
         yield from ()
 

@@ -53,7 +53,7 @@ from tests.support.notification_workload import (
     stored_groups,
 )
 from tests.support.notifications_reference import RefGroup, reference_notifications
-from tests.support.pipeline import events_of, wait_converged
+from tests.support.pipeline import as_produced, events_of, wait_converged
 from tests.support.reference import reference_for
 from tests.support.waiting import HANG_GUARD_S
 
@@ -77,7 +77,7 @@ def late_events(on_time: list[ProducedEvent]) -> list[ProducedEvent]:
         new_event("comment", user_id=user_id(3), post_id=post.post_id, comment_id="late-c",
                   text=f"hi @{user_id(4)}", post_author_id=post.author_id, event_time=at),
     ]
-    return [ProducedEvent(e.role, e.key, e) for e in made]
+    return as_produced(made)
 
 
 def dead_letters_too_late(kafka: KafkaSettings) -> dict[str, int]:

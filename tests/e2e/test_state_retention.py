@@ -14,15 +14,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from kafka import KafkaProducer
-
 from feedline.settings import FeedSettings, KafkaSettings, StackSettings
 from feedline.workload import ProducedEvent
 from jobs import flink_rest
-from jobs.load import produce
+from jobs.load import produce, producer
 from jobs.sandbox import open_sandbox
 from schemas.event_contracts import Event, encode_event, new_event
-from tests.support.pipeline import events_of, wait_converged
+from tests.support.pipeline import as_produced, events_of, wait_converged
 from tests.support.reference import reference_for
 from tests.support.waiting import eventually
 
@@ -36,10 +34,6 @@ FOLLOWERS = [f"ret-f{i}" for i in range(8)]
 UNFOLLOWED = FOLLOWERS[:4]
 
 
-def _made(events: list[Event]) -> list[ProducedEvent]:
-    return [ProducedEvent(e.role, e.key, e) for e in events]
-
-
 def _post(post_id: str, at: datetime, author: str = AUTHOR) -> Event:
     return new_event("post_created", post_id=post_id, author_id=author, caption=post_id,
                      media=MEDIA, event_time=at)
@@ -48,23 +42,23 @@ def _post(post_id: str, at: datetime, author: str = AUTHOR) -> Event:
 def _ticks(kafka: KafkaSettings, serial: int) -> list[ProducedEvent]:
     """One event, dated now, to every partition of the uploads and follows topics (the
     watermark is the smallest of the partitions' newest append times)."""
-    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    client = producer(kafka)
     sent = []
     try:
         for topic in (kafka.uploads_topic, kafka.follows_topic):
-            for partition in sorted(producer.partitions_for(topic)):
+            for partition in sorted(client.partitions_for(topic)):
                 name = f"tick{serial}-{partition}"
                 event = (_post(name, datetime.now(UTC), author=f"ret-tick-{partition}")
                          if topic == kafka.uploads_topic else
                          new_event("follow", follower_id=f"ret-tock-{name}",
                                    followee_id=f"ret-tick-{partition}"))
-                producer.send(topic, key=event.key.encode(), value=encode_event(event),
-                              partition=partition)
-                sent.append(ProducedEvent(event.role, event.key, event))
-        producer.flush()
+                client.send(topic, key=event.key, value=encode_event(event),
+                            partition=partition)
+                sent.append(event)
+        client.flush()
     finally:
-        producer.close()
-    return sent
+        client.close()
+    return as_produced(sent)
 
 
 def test_tombstones_pruned_behind_the_watermark_change_nothing(stack: StackSettings) -> None:
@@ -77,7 +71,7 @@ def test_tombstones_pruned_behind_the_watermark_change_nothing(stack: StackSetti
         # Dated just before they are sent (after the deploys): well inside the bound.
         start = datetime.now(UTC) - timedelta(seconds=5)
         at = [start + timedelta(milliseconds=10 * i) for i in range(100)]
-        first = _made([
+        first = as_produced([
             *[new_event("follow", follower_id=f, followee_id=AUTHOR, event_time=at[i])
               for i, f in enumerate(FOLLOWERS)],
             _post("ret-p1", at[10]),
@@ -99,7 +93,7 @@ def test_tombstones_pruned_behind_the_watermark_change_nothing(stack: StackSetti
         eventually(pruned, "the unfollow tombstones pruned", timeout_s=20 * LATENESS_S,
                    every_s=5.0)
         now = datetime.now(UTC)
-        again = _made([
+        again = as_produced([
             *[new_event("follow", follower_id=f, followee_id=AUTHOR, event_time=now)
               for f in UNFOLLOWED[:2]],
             new_event("unfollow", follower_id=UNFOLLOWED[2], followee_id=AUTHOR,

@@ -11,6 +11,7 @@ import redis
 from cassandra import DriverException
 from cassandra.cluster import NoHostAvailable
 
+from feedline.workload import ProducedEvent
 from jobs.sandbox import Sandbox
 from tests.support.compare import mismatches
 from tests.support.reference import Expected
@@ -37,6 +38,11 @@ def wait_converged(sb: Sandbox, expected: Expected, timeout_s: float = HANG_GUAR
             return diff
         sb.assert_jobs_alive()
         time.sleep(2)
+
+
+def as_produced(events: Iterable[Any]) -> list[ProducedEvent]:
+    """Events as ``jobs.load.produce`` takes them (topic role and key from each event)."""
+    return [ProducedEvent(e.role, e.key, e) for e in events]
 
 
 def events_of(produced: Iterable[Any]) -> list[Any]:
