@@ -131,6 +131,11 @@ class AuthorState:
     view of its keyed map state here for the length of one event (one entry per follower:
     ``pipelines.streaming.fanout_state``); so the rules only look up, set and walk it."""
     celebrity: bool = False
+    retired: list[PostKey] | None = field(default=None, repr=False, compare=False)
+    """Deleted posts placed in ``order``, oldest noted first: what
+    ``feedline.rules.retention.prune_posts`` looks at instead of walking ``order``. A key
+    may have left ``order`` since (a re-create moves a post); None until first needed (a
+    state pickled before this field existed reads the class default)."""
     _followers: int | None = field(default=None, init=False, repr=False, compare=False)
     """``follower_count()`` kept up to date by ``apply_follow_change``; None until first
     asked (a state pickled before this field existed reads the class default)."""
@@ -152,6 +157,18 @@ class AuthorState:
         for follower_id, edge in sorted(self.edges.items(), key=_first):
             if edge.following:
                 yield follower_id, edge.since_ms
+
+    def retired_keys(self) -> list[PostKey]:
+        """``retired``, found in ``order`` the first time (a state of before the field)."""
+        if self.retired is None:
+            self.retired = [k for k in self.order if self.posts[k[1]].deleted]
+        return self.retired
+
+    def retire(self, key: PostKey) -> None:
+        """Note a deleted post placed at ``key`` in ``order`` (``retired``)."""
+        retired = self.retired_keys()
+        if not retired or retired[-1] != key:
+            retired.append(key)
 
     def live(self, post_id: str) -> bool:
         """Created and not deleted."""
@@ -215,6 +232,8 @@ def apply_post_created(
         effects.append(
             PostUpsert(post_id, state.author_id, version[0], caption, media, version[1])
         )
+    else:
+        state.retire(key)
     if state.celebrity:
         if not post.deleted:
             effects.append(OutboxAdd(state.author_id, post_id, version[0]))
@@ -258,6 +277,8 @@ def _recreate(
         effects.append(
             PostUpsert(post_id, state.author_id, version[0], caption, media, version[1])
         )
+    else:
+        state.retire((version[0], post_id))
     effects.extend(_diff(state, before, _snapshot(state, config)))
     if state.celebrity:
         effects.append(OutboxClear(state.author_id))
@@ -278,6 +299,7 @@ def apply_post_deleted(
     if created_ms is None:
         return effects
     key: PostKey = (created_ms, post_id)
+    state.retire(key)
     if state.celebrity:
         # The outbox keeps the newest timeline_cap live posts: when it is full, the oldest
         # of the new window may be one that moves in (adding it again is harmless).

@@ -15,12 +15,15 @@ still come) unless old events are refused. The design:
   Every event admitted later has ``event_time >= arrival - L >= W - L = H``;
 * ``prune_edges(state, H)`` changes no effect of any event at or after ``H``, so the
   stores stay equal whether and whenever an engine prunes (parity holds);
-* deleted posts: the payload can go at once (done: the state never keeps a post's
-  payload, ``feedline.rules.fanout.PostState``); the post id only if every create of a post
-  id carries the same event time (true for API-minted ids; otherwise a later, different
-  create would revive it), and its slot in ``order`` only once it is neither among the
-  newest ``follow_merge_limit`` posts before ``H`` nor in a current follower's merge
-  window (deleted posts keep their place in that count).
+* deleted posts: the payload goes at once (the state never keeps a post's payload,
+  ``feedline.rules.fanout.PostState``); its place in ``order`` and its id once it is
+  neither among the newest ``follow_merge_limit`` posts before ``H`` nor in a current
+  follower's merge window (deleted posts keep their place in that count): ``prune_posts``.
+  Dropping the id is sound where every create of a post id carries the same event time
+  (true for API-minted ids): any other create of it is then older than ``H``, so too late.
+  A second, distinct delete of a pruned post retracts it again (the post stays retracted;
+  its ``deleted_at`` in CQL moves to that write) and leaves a small entry (deleted, never
+  created) that is not pruned; so does a delete whose create never came.
 
 In place: the topics stamp records with the broker's append time (``TOPIC_CONFIGS`` of
 ``jobs.localstack.kafka``, the compose file, Terraform; existing topics are altered); the
@@ -34,18 +37,20 @@ carry fixed times, ``feedline.workload.EPOCH``, which any bound refuses as they 
 Pruning, in streaming: with a bound, the sources' watermark is the records' append time
 (``pipelines.streaming.job_graph.kafka_rows``), and the fan-out operator prunes each
 follow change's edge once the watermark passes ``prune_due`` (an event-time timer per
-change: ``pipelines.streaming.operators.FanoutOperator``). The rebuild does not prune:
-``prune_edge`` changes no effect of an admitted event, so the stores are equal either
-way (``tests/e2e/test_state_retention.py`` checks the streaming side against the
-reference). Not pruned yet: deleted posts' ids and places in ``order`` (the last point
-above).
+change), and runs ``prune_posts`` at the ``prune_due`` of each post event (a created post
+moves the window of a new follow; a delete makes a candidate):
+``pipelines.streaming.operators.FanoutOperator``. The rebuild does not prune: pruning
+changes no effect of an admitted event (but the repeated retraction above), so the stores
+are equal either way (``tests/e2e/test_state_retention.py`` checks the streaming side
+against the reference).
 """
 
 from __future__ import annotations
 
 import json
+from bisect import bisect_left, bisect_right
 
-from feedline.rules.fanout import AuthorState, Edge
+from feedline.rules.fanout import AuthorState, Edge, PostKey, RulesConfig
 from schemas.event_contracts import epoch_ms
 
 #: The dead-letter reason of an event refused by the lateness bound.
@@ -89,6 +94,8 @@ def line_too_late(line: bytes, arrival_ms: int, bound_ms: int | None) -> bool:
 
 #: The events that change an edge (and so may leave something to prune).
 FOLLOW_KINDS = frozenset({"follow", "unfollow"})
+#: The events after which deleted posts may be pruned (a post moves the horizon's window).
+POST_KINDS = frozenset({"post_created", "post_deleted"})
 
 
 def prune_due(event_time_ms: int, bound_ms: int) -> int:
@@ -132,3 +139,52 @@ def prune_edges(state: AuthorState, horizon_ms: int) -> int:
         elif kept is not edge:
             state.edges[follower_id] = kept
     return dropped
+
+
+def prune_posts(state: AuthorState, horizon_ms: int, config: RulesConfig) -> int:
+    """Drop the deleted posts no window can reach any more; returns how many went.
+
+    A deleted post ``p`` created before ``horizon_ms`` leaves ``order`` and ``posts`` once
+    it is outside every follow-merge window still to be asked for: the window of a follow
+    at or after the horizon (``p`` has at least ``follow_merge_limit`` posts between it and
+    the horizon) and that of each current follower (none of them started following within
+    ``follow_merge_limit`` posts after ``p``). Removing posts outside a window changes no
+    window, so no rule gives another answer for any event at or after the horizon (every
+    since a follower can still get is a current one or one at or after it). Its id goes
+    too, which is sound where every create of a post id carries one event time, as the
+    API's ids do: any other create of it is older than the horizon, so refused as too
+    late. A current follower's start is read only when some post is a candidate: one
+    walk of the edges, as a post's fan-out does.
+    """
+    if not state.retired_keys():
+        return 0
+    order, limit = state.order, config.follow_merge_limit
+    cut = bisect_left(order, (horizon_ms, "")) - limit
+    noted = sorted({key for key in state.retired_keys() if _placed_deleted(state, key)})
+    candidates = [key for key in noted if bisect_left(order, key) < cut]
+    if not candidates:
+        state.retired = noted
+        return 0
+    oldest = candidates[0][0]
+    splits = sorted({bisect_left(order, (edge.since_ms, ""))
+                     for _follower, edge in state.edges.items()
+                     if edge.following and oldest < edge.since_ms < horizon_ms})
+    gone: set[PostKey] = set()
+    for key in candidates:
+        index = bisect_left(order, key)
+        # Held while a follower's window (the ``limit`` posts before its start) has it.
+        if bisect_right(splits, index + limit) == bisect_right(splits, index):
+            gone.add(key)
+    if gone:
+        state.order = [key for key in order if key not in gone]
+        for _created, post_id in gone:
+            del state.posts[post_id]
+    state.retired = [key for key in noted if key not in gone]
+    return len(gone)
+
+
+def _placed_deleted(state: AuthorState, key: PostKey) -> bool:
+    """Whether ``key`` is still a deleted post's place in ``order``."""
+    post = state.posts.get(key[1])
+    return post is not None and post.deleted and post.created is not None \
+        and post.created[0] == key[0]

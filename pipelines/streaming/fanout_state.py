@@ -40,6 +40,8 @@ EXPIRY_STATE = "edge-expiry"
 """Name of the map state of edges due for pruning: ``"<timer>/<i>"`` -> follower id."""
 EXPIRY_COUNT_STATE = "edge-expiry-count"
 """Name of the map state of how many followers each pruning timer has: timer -> count."""
+POST_SWEEP_STATE = "post-sweep"
+"""Name of the map state of the timers at which deleted posts are looked at: timer -> True."""
 EDGES_IN_MAP_STATE = "edges-in-map-state"
 """The fourth element of the ``author-state`` tuple: this module's layout."""
 

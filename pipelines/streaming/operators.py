@@ -37,7 +37,13 @@ from pyflink.datastream.state import (
 from feedline.rules.dedup import RecentEvents
 from feedline.rules.fanout import RulesConfig
 from feedline.rules.keys import Job, RuleKey, apply_event, new_state
-from feedline.rules.retention import FOLLOW_KINDS, prune_due, prune_edge
+from feedline.rules.retention import (
+    FOLLOW_KINDS,
+    POST_KINDS,
+    prune_due,
+    prune_edge,
+    prune_posts,
+)
 from feedline.rules.write_order import EventClock
 from feedline.stores.push import feed_events
 from pipelines.streaming.fanout_state import (
@@ -45,6 +51,7 @@ from pipelines.streaming.fanout_state import (
     EDGES_STATE,
     EXPIRY_COUNT_STATE,
     EXPIRY_STATE,
+    POST_SWEEP_STATE,
     EdgeEntries,
     ExpiryQueue,
     attach_edges,
@@ -173,25 +180,47 @@ class FanoutOperator(_RuleOperator):
                 MapStateDescriptor(EXPIRY_STATE, Types.STRING(), Types.STRING())),
             runtime_context.get_map_state(
                 MapStateDescriptor(EXPIRY_COUNT_STATE, Types.LONG(), Types.INT())))
+        self.sweeps = runtime_context.get_map_state(
+            MapStateDescriptor(POST_SWEEP_STATE, Types.LONG(), Types.BOOLEAN()))
         metrics = runtime_context.get_metrics_group()
         self.edge_writes = metrics.counter("edge_writes")
         self.edges_migrated = metrics.counter("edges_migrated")
         self.edges_pruned = metrics.counter("edges_pruned")
+        self.posts_pruned = metrics.counter("posts_pruned")
 
     def process_element(self, value: Any, ctx: Any) -> Iterator[tuple[int, list[Any]]]:
-        """``_RuleOperator.process_element``; a follow change is then due for pruning."""
+        """``_RuleOperator.process_element``, then note what is due for pruning.
+
+        A follow change's edge; after a post event, the author's deleted posts.
+        """
         yield from super().process_element(value, ctx)
         event = _event_of(value)
-        if self.lateness_bound_ms is not None and event.event_type in FOLLOW_KINDS:
+        if self.lateness_bound_ms is None:
+            return
+        if event.event_type in FOLLOW_KINDS:
             due = prune_due(event.event_time_ms, self.lateness_bound_ms)
             self.expiry.note(due, event.follower_id)
             ctx.timer_service().register_event_time_timer(due)
+        elif event.event_type in POST_KINDS:
+            due = prune_due(event.event_time_ms, self.lateness_bound_ms)
+            self.sweeps.put(due, True)
+            ctx.timer_service().register_event_time_timer(due)
 
     def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
-        """Prune the edges noted under ``timestamp`` with the horizon ``W - L``."""
+        """Prune with the horizon ``W - L``: the edges noted under ``timestamp``.
+
+        At a post event's timer, also the deleted posts no window reaches.
+        """
         waiting = self.expiry.take(timestamp)
-        if waiting and self.lateness_bound_ms is not None:
-            horizon = ctx.timer_service().current_watermark() - self.lateness_bound_ms
+        sweep = self.sweeps.contains(timestamp)
+        if sweep:
+            self.sweeps.remove(timestamp)
+        if self.lateness_bound_ms is None:
+            return
+        horizon = ctx.timer_service().current_watermark() - self.lateness_bound_ms
+        if sweep:
+            self._sweep_posts(horizon)
+        if waiting:
             entries = EdgeEntries(self.edges)
             for follower_id in waiting:
                 edge = entries.get(follower_id)
@@ -204,6 +233,23 @@ class FanoutOperator(_RuleOperator):
                 elif kept is not edge:
                     entries.put(follower_id, kept)
         yield from ()
+
+    def _sweep_posts(self, horizon_ms: int) -> None:
+        """``prune_posts`` on this author's state.
+
+        It walks the edges only when a deleted post is old enough to go.
+        """
+        rules, recent, clock = self._stored()
+        if rules is None or not rules.retired_keys():
+            return
+        view, migrated = attach_edges(rules, self.edges)
+        try:
+            pruned = prune_posts(rules, horizon_ms, self.config)
+        finally:
+            self.edge_writes.inc(detach_edges(rules, view))
+        self.edges_migrated.inc(migrated)
+        self.posts_pruned.inc(pruned)
+        self._save(rules, recent, clock)
 
     def _apply(self, rules: Any, event: Any) -> list[Any]:
         view, migrated = attach_edges(rules, self.edges)

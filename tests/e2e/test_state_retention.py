@@ -3,11 +3,15 @@
 With ``feed.lateness_bound_s`` = L, the fan-out job's watermark is the Kafka records'
 append time, and an unfollow at event time t leaves a tombstone that goes once the
 watermark passes t + L (``operators.FanoutOperator``): no event older than the horizon
-W - L can be admitted any more, so nothing it could tell apart is lost. Here followers
-follow an author, half unfollow, the tombstones are pruned (the job's ``edges_pruned``
-metric counts them: the watermark is pushed on by records sent to every partition of both
-topics), then some of them follow again and the author posts once more: the stores must
-equal the reference model of every event, computed with nothing pruned.
+W - L can be admitted any more, so nothing it could tell apart is lost. A deleted post
+goes too once it is outside every follow-merge window still to be asked for. Here
+followers follow an author, half unfollow; the author posts seven times and deletes its
+oldest post (more than ``follow_merge_limit`` posts back) and its newest (within the
+window a new follow gets: kept). The tombstones and the old post are pruned (the job's
+``edges_pruned`` and ``posts_pruned`` metrics count them: the watermark is pushed on by
+records sent to every partition of both topics), then some followers follow again, the
+pruned post is deleted again and the author posts once more: the stores must equal the
+reference model of every event, computed with nothing pruned.
 """
 
 from __future__ import annotations
@@ -75,9 +79,12 @@ def test_tombstones_pruned_behind_the_watermark_change_nothing(stack: StackSetti
             *[new_event("follow", follower_id=f, followee_id=AUTHOR, event_time=at[i])
               for i, f in enumerate(FOLLOWERS)],
             _post("ret-p1", at[10]),
+            *[_post(f"ret-q{i}", at[11 + i]) for i in range(5)],
             *[new_event("unfollow", follower_id=f, followee_id=AUTHOR, event_time=at[20 + i])
               for i, f in enumerate(UNFOLLOWED)],
             _post("ret-p2", at[30]),
+            *[new_event("post_deleted", post_id=p, author_id=AUTHOR, event_time=at[40 + i])
+              for i, p in enumerate(["ret-p1", "ret-q4"])],
         ])
         produce(kafka, first)
         produced = list(first)
@@ -86,18 +93,20 @@ def test_tombstones_pruned_behind_the_watermark_change_nothing(stack: StackSetti
             # Records arriving later than t + L push the watermark past every tombstone's
             # pruning time; until then the ticks only add events (all in the reference).
             produced.extend(_ticks(kafka, len(produced)))
-            done = flink_rest.operator_metric(rest, fanout, "fan-out-state", "edges_pruned")
-            assert done <= len(UNFOLLOWED), done
-            return done == len(UNFOLLOWED)
+            edges = flink_rest.operator_metric(rest, fanout, "fan-out-state", "edges_pruned")
+            posts = flink_rest.operator_metric(rest, fanout, "fan-out-state", "posts_pruned")
+            assert edges <= len(UNFOLLOWED) and posts <= 1, (edges, posts)
+            return edges == len(UNFOLLOWED) and posts == 1
 
-        eventually(pruned, "the unfollow tombstones pruned", timeout_s=20 * LATENESS_S,
-                   every_s=5.0)
+        eventually(pruned, "the unfollow tombstones and the old deleted post pruned",
+                   timeout_s=20 * LATENESS_S, every_s=5.0)
         now = datetime.now(UTC)
         again = as_produced([
             *[new_event("follow", follower_id=f, followee_id=AUTHOR, event_time=now)
               for f in UNFOLLOWED[:2]],
             new_event("unfollow", follower_id=UNFOLLOWED[2], followee_id=AUTHOR,
                       event_time=now),
+            new_event("post_deleted", post_id="ret-p1", author_id=AUTHOR, event_time=now),
             _post("ret-p3", now + timedelta(milliseconds=5)),
         ])
         produce(kafka, again)
@@ -106,6 +115,8 @@ def test_tombstones_pruned_behind_the_watermark_change_nothing(stack: StackSetti
         expected = reference_for(events_of(produced), FEED)
         assert {f for f in FOLLOWERS if "ret-p3" in expected.timelines.get(f, {})} == {
             *FOLLOWERS[4:], *UNFOLLOWED[:2]}
+        # Followed again: the window of the 4 newest posts, the deleted ret-q4 among them.
+        assert set(expected.timelines[UNFOLLOWED[0]]) == {"ret-q2", "ret-q3", "ret-p2", "ret-p3"}
         assert wait_converged(sb, expected) == []
     finally:
         sb.close()

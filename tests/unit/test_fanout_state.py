@@ -15,14 +15,15 @@ from datetime import timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
+from hypothesis import event as event_note
 from hypothesis import strategies as st
 
-from feedline.rules.effects import Effect, TimelineAdd
+from feedline.rules.effects import Effect, PostRetract, TimelineAdd
 from feedline.rules.engine import RulesEngine
 from feedline.rules.fanout import AuthorState, RulesConfig
 from feedline.rules.keys import Job, KeyKind, apply_event, new_state, rule_keys
 from feedline.rules.memory import FeedState
-from feedline.rules.retention import prune_edges
+from feedline.rules.retention import prune_edges, prune_posts
 from pipelines.streaming.fanout_state import ExpiryQueue, attach_edges, detach_edges
 from schemas.event_contracts import new_event
 from tests.support.reference import reference_for
@@ -116,12 +117,15 @@ def test_a_post_walks_the_edges_once_and_writes_none() -> None:
     assert len(job.summaries["a"]) == size_300
 
 
-def _prune_all(job: FanoutJob, horizon_ms: int) -> int:
+def _prune_all(job: FanoutJob, horizon_ms: int, posts: bool = False) -> int:
+    """Prune every author's edges (and deleted posts, with ``posts``) at the horizon."""
     dropped = 0
     for author, raw in job.summaries.items():
         rules = pickle.loads(raw)
         view, _ = attach_edges(rules, job.edges.setdefault(author, FakeMapState()))
         dropped += prune_edges(rules, horizon_ms)
+        if posts:
+            dropped += prune_posts(rules, horizon_ms, job.config)
         detach_edges(rules, view)
         job.summaries[author] = pickle.dumps(rules)
     return dropped
@@ -205,3 +209,137 @@ def test_the_expiry_queue_costs_the_same_per_change_however_many_share_a_timer()
     assert queue.take(5_000) == []  # taken once
     assert sorted(entries.data) == ["6000/0"] and queue.take(6_000) == ["late"]
     assert not entries.data and not counts.data
+
+
+def _created(author: str, j: int, i: int) -> Any:
+    """Post ``j`` of ``author``, created at one time whichever event carries it (as the
+    API's ids are: the contract under which a deleted post's id may go)."""
+    return new_event("post_created", event_id=f"evt{i:05d}", author_id=author,
+                     event_time=BASE + timedelta(seconds=j), post_id=f"{author}-p{j}",
+                     caption="", media=[{"media_id": "m1", "content_type": "image/jpeg",
+                                         "uri": "gs://b/m1"}])
+
+
+@st.composite
+def post_events(draw: st.DrawFn) -> list[Any]:
+    """Many posts and deletes by two authors, follows among five users."""
+    events = []
+    for i in range(draw(st.integers(1, 45))):
+        kind = draw(st.sampled_from(["post_created"] * 4 + ["post_deleted"] * 3
+                                    + ["follow", "follow", "unfollow"]))
+        when = BASE + timedelta(seconds=draw(st.integers(0, 12)))
+        author = draw(st.sampled_from(["u0", "u1"]))
+        j = draw(st.integers(0, 12))
+        if kind == "post_created":
+            events.append(_created(author, j, i))
+        elif kind == "post_deleted":
+            events.append(new_event(kind, event_id=f"evt{i:05d}", event_time=when,
+                                    author_id=author, post_id=f"{author}-p{j}"))
+        else:
+            user = draw(st.sampled_from(["u1", "u2", "u3", "u4"] if author == "u0"
+                                        else ["u0", "u2", "u3", "u4"]))
+            events.append(new_event(kind, event_id=f"evt{i:05d}", event_time=when,
+                                    follower_id=user, followee_id=author))
+    return events
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=post_events(), config=CONFIGS, horizon_s=st.integers(0, 13),
+       prune_at=st.lists(st.integers(0, 45), max_size=3), data=st.data())
+def test_pruned_deleted_posts_change_no_state_a_later_event_reaches(
+        events, config, horizon_s, prune_at, data) -> None:
+    """Before the pruning, events at any time; after, only those at or after the horizon
+    (an older one would be too late), pruned again at random points. Every event has the
+    effects it has with nothing pruned, but for a delete of a post already gone, which
+    retracts it again (the stores have it retracted already); the stores equal the
+    reference."""
+    horizon_ms = int((BASE + timedelta(seconds=horizon_s)).timestamp() * 1000)
+    later = data.draw(st.lists(st.booleans(), min_size=len(events), max_size=len(events)),
+                      label="after the pruning")
+    before = [e for e, after in zip(events, later, strict=True)
+              if not (after and e.event_time_ms >= horizon_ms)]
+    after = data.draw(st.permutations([e for e in events if e not in before]),
+                      label="order after")
+    kept, pruned = RulesEngine(config), FanoutJob(config)
+    derived = FeedState(outbox_cap=config.timeline_cap)
+    derived_kept = FeedState(outbox_cap=config.timeline_cap)
+    for event in data.draw(st.permutations(before), label="order before"):
+        effects = kept.apply(event)
+        assert pruned.apply(event) == effects
+        derived.apply(effects)
+        derived_kept.apply(effects)
+    held = _posts_held(pruned)
+    _prune_all(pruned, horizon_ms, posts=True)
+    event_note("deleted posts pruned" if _posts_held(pruned) < held else "none pruned")
+    _assert_same_windows(kept, pruned, horizon_ms)
+    for i, event in enumerate(after):
+        effects, got = kept.apply(event), pruned.apply(event)
+        if event.event_type == "post_deleted" and got != effects:
+            assert effects == [] and len(got) == 1 and isinstance(got[0], PostRetract)
+        else:
+            assert got == effects
+        derived.apply(got)
+        derived_kept.apply(effects)
+        if i in prune_at:
+            _prune_all(pruned, horizon_ms, posts=True)
+            _assert_same_windows(kept, pruned, horizon_ms)
+    reference = reference_for(events, config)
+    assert_matches(derived, reference, config)
+    assert_matches(derived_kept, reference, config)
+
+
+def _assert_same_windows(kept: RulesEngine, pruned: FanoutJob, horizon_ms: int) -> None:
+    """What each current follower has, and what a follow at or after the horizon would
+    get, is the same with and without the pruning."""
+    for key, whole in kept.states.items():
+        if not isinstance(whole, AuthorState):
+            continue
+        rules = pickle.loads(pruned.summaries[key.text])
+        starts = [since for _f, since in whole.followers()]
+        for since in [*starts, horizon_ms, horizon_ms + 1, horizon_ms + 5_000, 2 ** 62]:
+            assert rules.delivered(since, pruned.config) == whole.delivered(since, kept.config)
+        assert rules.outbox(pruned.config) == whole.outbox(kept.config)
+
+
+def _posts_held(job: FanoutJob) -> int:
+    return sum(len(pickle.loads(raw).posts) for raw in job.summaries.values())
+
+
+def _post_of(author: str, j: int, rules: AuthorState) -> bool:
+    return f"{author}-p{j}" in rules.posts
+
+
+def test_a_deleted_post_goes_once_no_window_reaches_it() -> None:
+    """Posts 0..5 by ``a``, the merge window 2 posts: post 1 deleted. At a horizon after
+    post 5 it is 4 posts back, out of any new follower's window; a follower who started
+    at post 2 still has it in hers (1 post back) and holds it until she unfollows."""
+    config = RulesConfig(follow_merge_limit=2)
+    job = FanoutJob(config)
+    for j in range(6):
+        job.apply(_created("a", j, j))
+    job.apply(new_event("follow", event_id="follow-f1", event_time=BASE + timedelta(seconds=2),
+                        follower_id="f", followee_id="a"))
+    job.apply(new_event("post_deleted", event_id="delete-p1", author_id="a", post_id="a-p1",
+                        event_time=BASE + timedelta(seconds=6)))
+    horizon = int((BASE + timedelta(seconds=7)).timestamp() * 1000)
+    assert _prune_all(job, horizon, posts=True) == 0  # in f's window
+    assert _post_of("a", 1, pickle.loads(job.summaries["a"]))
+    job.apply(new_event("unfollow", event_id="unfollow-f1", event_time=BASE + timedelta(seconds=8),
+                        follower_id="f", followee_id="a"))
+    assert _prune_all(job, horizon, posts=True) == 1
+    rules = pickle.loads(job.summaries["a"])
+    assert not _post_of("a", 1, rules) and [k[1] for k in rules.order] == [
+        "a-p0", "a-p2", "a-p3", "a-p4", "a-p5"]
+    assert rules.retired == []
+    # Not yet at a horizon with fewer than 2 posts between it and the post.
+    job.apply(new_event("post_deleted", event_id="delete-p4", author_id="a", post_id="a-p4",
+                        event_time=BASE + timedelta(seconds=9)))
+    assert _prune_all(job, horizon, posts=True) == 0
+    later = int((BASE + timedelta(seconds=30)).timestamp() * 1000)
+    _prune_all(job, later, posts=True)  # f's tombstone goes
+    # Still among the 2 newest posts: a new follow's window has it.
+    assert _post_of("a", 4, pickle.loads(job.summaries["a"]))
+    for j in range(6, 8):
+        job.apply(_created("a", j, j))
+    assert _prune_all(job, later, posts=True) == 1
+    assert not _post_of("a", 4, pickle.loads(job.summaries["a"]))
