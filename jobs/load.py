@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from kafka import KafkaProducer
+from kafka.serializer import DefaultSerializer
 
 from feedline.settings import KafkaSettings
 from feedline.workload import ProducedEvent, Workload, WorkloadSpec
@@ -53,7 +54,8 @@ def producer(kafka: KafkaSettings, **overrides: Any) -> KafkaProducer:
         "enable_idempotence": True,
         "linger_ms": 5,
         "batch_size": 256 * 1024,
-        "key_serializer": str.encode,
+        "key_serializer": DefaultSerializer(),  # str keys as UTF-8 (a bare function is
+        # deprecated since kafka-python 3: one DeprecationWarning per producer)
         "client_id": "feedline-load",
     }
     options.update(overrides)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from kafka.serializer import DefaultSerializer, JsonSerializer
 
 from feedline.settings import StackSettings
 from jobs.localstack.kafka import TOPIC_CONFIGS, ensure_topics
@@ -31,8 +31,8 @@ def test_produce_and_consume_round_trip_keeps_order_per_key(
     producer = KafkaProducer(
         bootstrap_servers=stack.kafka.bootstrap_servers,
         acks="all",
-        key_serializer=str.encode,
-        value_serializer=lambda v: json.dumps(v).encode(),
+        key_serializer=DefaultSerializer(),
+        value_serializer=JsonSerializer(),
     )
     sent = [{"author_id": f"u{i % 4}", "seq": i} for i in range(200)]
     for record in sent:
@@ -45,7 +45,7 @@ def test_produce_and_consume_round_trip_keeps_order_per_key(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=300_000,  # a hang guard: every record was acked before
-        value_deserializer=lambda b: json.loads(b),
+        value_deserializer=JsonSerializer(),
     )
     consumer.assign([TopicPartition(topic, p) for p in range(3)])
     received = [msg.value for _, msg in zip(range(len(sent)), consumer, strict=False)]
