@@ -23,8 +23,8 @@ effects, never a class of this module.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from pyflink.common import Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
@@ -57,6 +57,8 @@ from pipelines.streaming.fanout_state import (
     attach_edges,
     detach_edges,
 )
+
+T = TypeVar("T")
 
 
 def attempt_number(runtime_context: RuntimeContext) -> int:
@@ -242,23 +244,22 @@ class FanoutOperator(_RuleOperator):
         rules, recent, clock = self._stored()
         if rules is None or not rules.retired_keys():
             return
-        view, migrated = attach_edges(rules, self.edges)
-        try:
-            pruned = prune_posts(rules, horizon_ms, self.config)
-        finally:
-            self.edge_writes.inc(detach_edges(rules, view))
-        self.edges_migrated.inc(migrated)
-        self.posts_pruned.inc(pruned)
+        self.posts_pruned.inc(
+            self._with_edges(rules, lambda: prune_posts(rules, horizon_ms, self.config)))
         self._save(rules, recent, clock)
 
     def _apply(self, rules: Any, event: Any) -> list[Any]:
+        return self._with_edges(rules, lambda: apply_event(rules, event, self.config))
+
+    def _with_edges(self, rules: Any, step: Callable[[], T]) -> T:
+        """``step()`` with the author's edges attached to ``rules``, written back after."""
         view, migrated = attach_edges(rules, self.edges)
         try:
-            effects = apply_event(rules, event, self.config)
+            result = step()
         finally:
             self.edge_writes.inc(detach_edges(rules, view))
         self.edges_migrated.inc(migrated)
-        return effects
+        return result
 
     def _save(self, rules: Any, recent: RecentEvents, clock: EventClock) -> None:
         self.state.update((rules, recent, clock, EDGES_IN_MAP_STATE))
