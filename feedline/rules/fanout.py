@@ -132,10 +132,13 @@ class AuthorState:
     ``pipelines.streaming.fanout_state``); so the rules only look up, set and walk it."""
     celebrity: bool = False
     retired: list[PostKey] | None = field(default=None, repr=False, compare=False)
-    """Deleted posts placed in ``order``, oldest noted first: what
+    """Deleted posts placed in ``order`` (in the order noted, sorted by each sweep): what
     ``feedline.rules.retention.prune_posts`` looks at instead of walking ``order``. A key
     may have left ``order`` since (a re-create moves a post); None until first needed (a
     state pickled before this field existed reads the class default)."""
+    held: list[PostKey] | None = field(default=None, repr=False, compare=False)
+    """The deleted posts the last walk of the followers found in a follower's window:
+    ``prune_posts`` walks again only for a post not among them."""
     _followers: int | None = field(default=None, init=False, repr=False, compare=False)
     """``follower_count()`` kept up to date by ``apply_follow_change``; None until first
     asked (a state pickled before this field existed reads the class default)."""
@@ -169,6 +172,19 @@ class AuthorState:
         retired = self.retired_keys()
         if not retired or retired[-1] != key:
             retired.append(key)
+
+    def release_held(self, since_ms: int, config: RulesConfig) -> None:
+        """Forget ``held`` if the window of a follower since ``since_ms`` had one of them.
+
+        Called when that follower stops (or starts anew): the next ``prune_posts`` then
+        walks the followers again.
+        """
+        if not self.held:
+            return
+        split = bisect_left(self.order, (since_ms, ""))
+        if any(split - config.follow_merge_limit <= bisect_left(self.order, key) < split
+               for key in self.held):
+            self.held = None
 
     def live(self, post_id: str) -> bool:
         """Created and not deleted."""
@@ -335,6 +351,9 @@ def apply_follow_change(
     if not edge.apply(version, follow):
         return []
     state._followers = count + int(edge.following) - int(was_following)
+    stopped = edge.since_ms != old_since if edge.following else was_following
+    if old_since is not None and stopped:  # the follower's old window is no longer asked for
+        state.release_held(old_since, config)
     effects: list[Effect] = []
     if edge.following and (not was_following or edge.since_ms != old_since):
         effects.append(EdgeUpsert(state.author_id, follower_id, edge.since_ms))

@@ -153,8 +153,10 @@ def prune_posts(state: AuthorState, horizon_ms: int, config: RulesConfig) -> int
     since a follower can still get is a current one or one at or after it). Its id goes
     too, which is sound where every create of a post id carries one event time, as the
     API's ids do: any other create of it is older than the horizon, so refused as too
-    late. A current follower's start is read only when some post is a candidate: one
-    walk of the edges, as a post's fan-out does.
+    late. The followers' starts are read only when some post is a candidate that no
+    earlier walk found held (``AuthorState.held``): one walk of the edges per deleted post
+    at most, so a celebrity, whose posts walk no follower, is not walked per post either.
+    A held post is looked at again at the next walk (a later candidate's).
     """
     if not state.retired_keys():
         return 0
@@ -162,7 +164,8 @@ def prune_posts(state: AuthorState, horizon_ms: int, config: RulesConfig) -> int
     cut = bisect_left(order, (horizon_ms, "")) - limit
     noted = sorted({key for key in state.retired_keys() if _placed_deleted(state, key)})
     candidates = [key for key in noted if bisect_left(order, key) < cut]
-    if not candidates:
+    walked = state.held
+    if not candidates or (walked is not None and set(candidates) <= set(walked)):
         state.retired = noted
         return 0
     oldest = candidates[0][0]
@@ -180,6 +183,7 @@ def prune_posts(state: AuthorState, horizon_ms: int, config: RulesConfig) -> int
         for _created, post_id in gone:
             del state.posts[post_id]
     state.retired = [key for key in noted if key not in gone]
+    state.held = [key for key in candidates if key not in gone]
     return len(gone)
 
 

@@ -237,16 +237,18 @@ class FanoutOperator(_RuleOperator):
         yield from ()
 
     def _sweep_posts(self, horizon_ms: int) -> None:
-        """``prune_posts`` on this author's state.
+        """``prune_posts`` on this author's state, stored again only if it changed.
 
-        It walks the edges only when a deleted post is old enough to go.
+        It walks the edges only for a deleted post old enough to go and not found held.
         """
         rules, recent, clock = self._stored()
         if rules is None or not rules.retired_keys():
             return
-        self.posts_pruned.inc(
-            self._with_edges(rules, lambda: prune_posts(rules, horizon_ms, self.config)))
-        self._save(rules, recent, clock)
+        before = (list(rules.retired_keys()), rules.held, bool(rules.edges))  # edges: old layout
+        pruned = self._with_edges(rules, lambda: prune_posts(rules, horizon_ms, self.config))
+        self.posts_pruned.inc(pruned)
+        if pruned or (rules.retired, rules.held, False) != before:
+            self._save(rules, recent, clock)  # else unchanged: no write
 
     def _apply(self, rules: Any, event: Any) -> list[Any]:
         return self._with_edges(rules, lambda: apply_event(rules, event, self.config))

@@ -18,6 +18,7 @@ from feedline.rules.effects import PostRetract
 from feedline.rules.engine import RulesEngine
 from feedline.rules.fanout import RulesConfig
 from feedline.rules.keys import Job
+from pipelines.streaming.fanout_state import EDGES_STATE, POST_SWEEP_STATE
 from pipelines.streaming.operators import FanoutOperator
 from schemas.event_contracts import new_event
 from tests.unit.test_notification_steps import FakeMapState
@@ -75,6 +76,7 @@ class MapState:
         return self._map().keys()
 
     def items(self) -> Any:
+        self.backend.counts[f"walks of {self.name}"] += 1
         return self._map().items()
 
 
@@ -121,11 +123,11 @@ class Context:
 
 
 class Harness:
-    def __init__(self, bound_ms: int | None = BOUND_MS) -> None:
+    def __init__(self, bound_ms: int | None = BOUND_MS, config: RulesConfig = CONFIG) -> None:
         self.backend = Backend()
-        self.op = FanoutOperator(CONFIG, dedup_window_s=60, lateness_bound_ms=bound_ms)
+        self.op = FanoutOperator(config, dedup_window_s=60, lateness_bound_ms=bound_ms)
         self.op.open(Context(self.backend))
-        self.reference = RulesEngine(CONFIG)
+        self.reference = RulesEngine(config)
 
     def send(self, event: Any, *, pruned_post: bool = False) -> None:
         """Apply an event: its effects are the unpruned rules' — but for a delete of a
@@ -193,6 +195,7 @@ def test_timers_prune_tombstones_and_deleted_posts_and_nothing_a_later_event_nee
     h.advance(_ms(12) + BOUND_MS + 1)
     assert h.backend.counts["edges_pruned"] == 1  # f's tombstone
     assert h.backend.counts["posts_pruned"] == 2  # p1 and p5, out of every window now
+    assert not h.backend.maps[("a", POST_SWEEP_STATE)].data  # every fired sweep forgotten
     # Later events (at or after the horizon) have the unpruned rules' effects.
     h.send(_edge("follow", "f", 20))
     h.send(_delete(1, 21), pruned_post=True)
@@ -207,3 +210,38 @@ def test_without_a_bound_no_timer_is_set() -> None:
     h.send(_edge("follow", "f", 1))
     h.send(_delete(0, 2))
     assert h.backend.timers == set()
+
+
+def test_a_held_post_costs_one_walk_of_the_followers_not_one_per_post() -> None:
+    """A celebrity's posts walk no follower; neither may the sweep after each of them. A
+    deleted post in a follower's window is found held once and looked at again only when
+    a follower who held it leaves (or another deleted post becomes a candidate)."""
+    h = Harness(config=RulesConfig(celebrity_threshold=2, follow_merge_limit=2))
+    for j in range(3):
+        h.send(_post(j))
+    for follower in ("v", "w"):
+        h.send(_edge("follow", follower, 0))  # windows empty: nothing before second 0
+    for follower in ("x", "y", "z"):  # five followers: a celebrity, two of them left
+        h.send(_edge("follow", follower, 2))  # x, y and z hold p0 and p1 in their windows
+    h.send(_delete(1, 3))
+    walks = f"walks of {EDGES_STATE}"
+    base = h.backend.counts[walks]  # the follows' walks (crossing the threshold)
+
+    def walked() -> int:
+        return h.backend.counts[walks] - base
+
+    h.advance(_ms(3) + BOUND_MS + 1)
+    assert walked() == 0  # p1 is not yet 2 posts back from the horizon
+    for j in range(10, 30):
+        h.send(_post(j))  # a celebrity's post walks no follower
+        h.advance(_ms(j) + BOUND_MS + 1)
+    assert walked() == 1 and h.backend.counts["posts_pruned"] == 0
+    for follower in ("x", "y"):
+        h.send(_edge("unfollow", follower, 40))
+    h.send(_post(41))
+    h.advance(_ms(41) + BOUND_MS + 1)
+    assert walked() == 2 and h.backend.counts["posts_pruned"] == 0  # z holds it still
+    h.send(_edge("unfollow", "z", 42))
+    h.send(_post(43))
+    h.advance(_ms(43) + BOUND_MS + 1)
+    assert h.backend.counts["posts_pruned"] == 1

@@ -343,3 +343,27 @@ def test_a_deleted_post_goes_once_no_window_reaches_it() -> None:
         job.apply(_created("a", j, j))
     assert _prune_all(job, later, posts=True) == 1
     assert not _post_of("a", 4, pickle.loads(job.summaries["a"]))
+
+
+def test_a_post_deleted_before_its_create_arrives_or_moved_by_a_re_create_is_noted() -> None:
+    """Every way a deleted post gets a place in ``order`` notes it (``retired``): the
+    create that places a post whose delete came first, and a re-create moving it (two
+    creates of one id at different times: outside the pruning contract, but noted)."""
+    config = RulesConfig(follow_merge_limit=0)
+    job = FanoutJob(config)
+    job.apply(new_event("post_deleted", event_id="delete-p1", author_id="a", post_id="a-p1",
+                        event_time=BASE + timedelta(seconds=5)))
+    job.apply(_created("a", 1, 1))
+    rules = pickle.loads(job.summaries["a"])
+    assert rules.retired_keys() == [rules.order[0]]
+    moved = _created("a", 0, 2)  # an older create of another id: a plain new post
+    job.apply(moved)
+    early = new_event("post_created", event_id="evt-early", author_id="a", post_id="a-p1",
+                      event_time=BASE, caption="",
+                      media=[{"media_id": "m1", "content_type": "image/jpeg", "uri": "gs://b/m1"}])
+    job.apply(early)  # the same id created earlier: the deleted post moves
+    rules = pickle.loads(job.summaries["a"])
+    assert (int(BASE.timestamp() * 1000), "a-p1") in rules.retired_keys()
+    assert _prune_all(job, int((BASE + timedelta(seconds=9)).timestamp() * 1000),
+                      posts=True) == 1
+    assert not _post_of("a", 1, pickle.loads(job.summaries["a"]))
