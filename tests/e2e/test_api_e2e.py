@@ -39,7 +39,7 @@ from serving.auth import issue_token
 from serving.main import create_app
 from tests.support.fixtures import cluster_cache, unique
 from tests.support.media import carries_metadata, photo, remove_media
-from tests.support.waiting import eventually
+from tests.support.waiting import CONTENT_READ_BUDGET_S, eventually
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
@@ -65,7 +65,9 @@ def platform(stack: StackSettings,
                       {media_topic: 1, streaming.kafka.dlq_topic(media_topic): 1})
         kafka = streaming.kafka.model_copy(update={"media_topic": media_topic})
         settings = ServingSettings(environment="test", kafka=kafka, cql=streaming.cql,
-                                   redis=streaming.redis, storage=streaming.storage, feed=FEED,
+                                   redis=streaming.redis.model_copy(
+                                       update={"read_budget_s": CONTENT_READ_BUDGET_S}),
+                                   storage=streaming.storage, feed=FEED,
                                    api=ApiSettings(rate_limit_per_minute=100_000,
                                                    gc_freeze=False))
         stop = threading.Event()

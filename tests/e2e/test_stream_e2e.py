@@ -30,7 +30,7 @@ from schemas.cql_statements import READS
 from serving.auth import issue_token
 from serving.main import create_app
 from tests.support.media import photo, processed_inline, remove_media
-from tests.support.waiting import HANG_GUARD_S, eventually
+from tests.support.waiting import CONTENT_READ_BUDGET_S, HANG_GUARD_S, eventually
 
 FEED = FeedSettings(celebrity_threshold=50, follow_merge_limit=20, timeline_cap=50)
 PHOTO = photo(64, 48)  # a real JPEG: posts show only media the media worker made ready
@@ -52,7 +52,9 @@ def platform(stack: StackSettings,
         sandbox.deploy("fanout", parallelism=request.param)
         streaming = sandbox.streaming
         settings = ServingSettings(environment="test", kafka=streaming.kafka, cql=streaming.cql,
-                                   redis=streaming.redis, storage=streaming.storage, feed=FEED,
+                                   redis=streaming.redis.model_copy(
+                                       update={"read_budget_s": CONTENT_READ_BUDGET_S}),
+                                   storage=streaming.storage, feed=FEED,
                                    api=ApiSettings(rate_limit_per_minute=100_000,
                                                    gc_freeze=False, stream_heartbeat_s=1.0))
         server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning",

@@ -24,6 +24,7 @@ from feedline.stores.feed_items import Position, PostView, newest_first
 from feedline.stores.feed_reader import FeedReader
 from schemas.redis_keys import COMPLETE_MEMBER, RedisKeys
 from tests.support.fake_store import FakeStore
+from tests.support.waiting import CONTENT_READ_BUDGET_S
 
 
 def build_world(rng: random.Random, client: Any, keys: RedisKeys, cap: int) -> tuple[
@@ -96,10 +97,9 @@ def test_cache_first_feed_equals_the_model(stack: StackSettings,
 
     async def read() -> list[str]:
         redis = Redis.from_url(stack.redis.url, decode_responses=True)
-        # A budget no slow machine meets by accident: this test is about the page's content
-        # (the budget's fallback is tested in tests/faults/test_slow_network.py).
+        # This test is about the page's content, not the read budget's fallback.
         reader = FeedReader(FeedCache(redis, keys, timeline_cap=cap), store,  # type: ignore[arg-type]
-                            timeline_cap=cap, redis_budget_s=60.0)
+                            timeline_cap=cap, redis_budget_s=CONTENT_READ_BUDGET_S)
         try:
             return await page_through(reader, "me", limit)
         finally:

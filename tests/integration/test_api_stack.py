@@ -32,6 +32,7 @@ from schemas.event_contracts import Event, new_event
 from serving.auth import issue_token
 from serving.main import create_app
 from tests.support.fixtures import cache_url
+from tests.support.waiting import CONTENT_READ_BUDGET_S
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
@@ -52,7 +53,7 @@ def api_settings(stack: StackSettings, keyspace: str, redis_keys: Any,
         environment="test", kafka=kafka,
         cql=CqlSettings(**{**stack.cql.model_dump(), "keyspace": keyspace}),
         redis=RedisSettings(url=cache_url(stack, keys), key_prefix=keys.prefix,
-                            cluster=keys.cluster),
+                            cluster=keys.cluster, read_budget_s=CONTENT_READ_BUDGET_S),
         storage=stack.storage, feed=FEED,
         api=ApiSettings(rate_limit_per_minute=100_000, celebrity_cache_s=0,
                         kafka_max_block_ms=3000, kafka_delivery_timeout_ms=5000,

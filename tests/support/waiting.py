@@ -16,6 +16,12 @@ T = TypeVar("T")
 #: How long any wait may take before the test fails as hung (seconds).
 HANG_GUARD_S = 900.0
 
+#: The Redis read budget (``redis.read_budget_s``) of tests about what a page holds: one a
+#: loaded machine never overruns by accident (the default 0.5 s degrades a page to the CQL
+#: store when a slow sitting makes Redis late). The budget's own fallback is tested with a
+#: slowed Redis in ``tests/faults/test_slow_network.py``.
+CONTENT_READ_BUDGET_S = 60.0
+
 
 def eventually(probe: Callable[[], T | None], what: str, *, timeout_s: float = HANG_GUARD_S,
                every_s: float = 0.5, detail: Callable[[], str] | None = None) -> T:
