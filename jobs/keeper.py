@@ -18,10 +18,12 @@ a counters job restarting every few seconds, a core busy, after such a switch).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -121,20 +123,38 @@ def _save(stack: StackSettings, jobs: dict[str, KeptJob]) -> None:
     _write(path, {n: {k: r[k] for k in _BASE} for n, r in records.items()})
 
 
+@contextmanager
+def _changing(stack: StackSettings) -> Iterator[None]:
+    """Hold the record's lock while it is read, changed and written again.
+
+    Deployments made side by side (threads or processes) each keep their entry.
+    """
+    path = records_file(stack)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
 def remember(stack: StackSettings, job: KeptJob) -> None:
     """Record a deployment (replacing the job name's previous one)."""
-    jobs = kept(stack)
-    jobs[job.job_name] = job
-    _save(stack, jobs)
+    with _changing(stack):
+        jobs = kept(stack)
+        jobs[job.job_name] = job
+        _save(stack, jobs)
 
 
 def forget(stack: StackSettings, job_name: str) -> bool:
     """Drop a job from the record (it was cancelled on purpose); True if it was there."""
-    jobs = kept(stack)
-    if jobs.pop(job_name, None) is None:
-        return False
-    _save(stack, jobs)
-    return True
+    with _changing(stack):
+        jobs = kept(stack)
+        if jobs.pop(job_name, None) is None:
+            return False
+        _save(stack, jobs)
+        return True
 
 
 def latest_checkpoint(stack: StackSettings, job_id: str) -> Path | None:

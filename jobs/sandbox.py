@@ -8,7 +8,8 @@ never touch (or see) the stack's default data.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,27 @@ class Sandbox:
                                     from_savepoint=from_savepoint, wait_running_s=wait_running_s,
                                     keep=keep)
         return self.job_ids[name]
+
+    def deploy_all(self, names: Sequence[str],
+                   from_savepoints: Mapping[str, str] | None = None, *,
+                   wait_running_s: float = 900, keep: bool = False,
+                   parallelism: int | None = None) -> dict[str, str]:
+        """Start several jobs of this sandbox side by side; their Flink job ids by name.
+
+        Each `flink run` client is a JVM and a Python process, and the cluster takes the
+        submissions in parallel, so jobs start sooner than with ``deploy`` one by one.
+
+        ``from_savepoints`` gives the savepoint a job restores, by name. If one job fails to
+        start, the others may run: ``close`` cancels them with the rest.
+        """
+        points = from_savepoints or {}
+        with ThreadPoolExecutor(max_workers=max(1, len(names)),
+                                thread_name_prefix="deploy") as pool:
+            started = {name: pool.submit(self.deploy, name, points.get(name),
+                                         wait_running_s=wait_running_s, keep=keep,
+                                         parallelism=parallelism)
+                       for name in names}
+        return {name: future.result() for name, future in started.items()}
 
     def assert_jobs_alive(self) -> None:
         """Raise when a deployed job has ended (it should run until cancelled)."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -94,11 +96,28 @@ def write_flink_conf(settings: StackSettings) -> Path:
         overrides["classloader.parent-first-patterns.additional"] = "pemja."
     for key, value in overrides.items():
         _set(tree, key, value)
-    (conf_dir / "config.yaml").write_text(yaml.safe_dump(tree, sort_keys=True))
+    _replace(conf_dir / "config.yaml", yaml.safe_dump(tree, sort_keys=True))
     for name in ("log4j-console.properties", "log4j-cli.properties", "log4j.properties"):
-        (conf_dir / name).write_text((home / "conf" / name).read_text())
+        _replace(conf_dir / name, (home / "conf" / name).read_text())
     (state / "tmp").mkdir(parents=True, exist_ok=True)
     return conf_dir
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all.
+
+    Clients started side by side each rewrite the configuration; one must never read a
+    file another is halfway through.
+    """
+    descriptor, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.chmod(partial, 0o644)
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
 
 
 def java_opts(settings: StackSettings) -> str:

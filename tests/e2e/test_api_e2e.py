@@ -57,8 +57,7 @@ def platform(stack: StackSettings,
         cache = cluster_cache(stack)
     sandbox = open_sandbox(stack, FEED, cache=cache)
     try:
-        sandbox.deploy("fanout")
-        sandbox.deploy("counters")
+        sandbox.deploy_all(("fanout", "counters"))
         streaming = sandbox.streaming
         media_topic = unique("media")
         ensure_topics(stack.kafka.bootstrap_servers,

@@ -29,14 +29,13 @@ def test_rescale_one_two_one_from_savepoints_keeps_state_exact(stack: StackSetti
     third = len(produced) // 3
     phases = [produced[:third], produced[third:2 * third], produced[2 * third:]]
     try:
-        ids = {name: sb.deploy(name) for name in JOBS}
+        ids = sb.deploy_all(JOBS)
         for phase, (parallelism, events) in enumerate(zip((1, 2, 1), phases, strict=True)):
             if phase:
                 target = savepoint_target(stack)
                 points = {name: flink_rest.stop_with_savepoint(rest, ids[name], target)
                           for name in JOBS}
-                ids = {name: sb.deploy(name, from_savepoint=points[name],
-                                       parallelism=parallelism) for name in JOBS}
+                ids = sb.deploy_all(JOBS, points, parallelism=parallelism)
             for name in JOBS:
                 placed = flink_rest.task_placement(rest, ids[name])
                 subtasks = flink_rest.call(rest, "GET", f"/jobs/{ids[name]}")["vertices"]

@@ -70,8 +70,7 @@ def test_tombstones_pruned_behind_the_watermark_change_nothing(stack: StackSetti
     rest = stack.flink.rest_url
     kafka = sb.streaming.kafka
     try:
-        fanout = sb.deploy("fanout")
-        sb.deploy("counters")
+        fanout = sb.deploy_all(("fanout", "counters"))["fanout"]
         # Dated just before they are sent (after the deploys): well inside the bound.
         start = datetime.now(UTC) - timedelta(seconds=5)
         at = [start + timedelta(milliseconds=10 * i) for i in range(100)]

@@ -53,8 +53,7 @@ def run(stack: StackSettings, request: pytest.FixtureRequest
     flink = stack.flink.model_copy(update={"parallelism": request.param})
     pipeline = open_sandbox(stack, FEED, flink)
     try:
-        pipeline.deploy("fanout")
-        pipeline.deploy("counters")
+        pipeline.deploy_all(("fanout", "counters"))
         produced = list(Workload(SPEC).events())
         kafka = pipeline.streaming.kafka
         topic = {"uploads": kafka.uploads_topic, "follows": kafka.follows_topic,

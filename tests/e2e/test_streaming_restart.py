@@ -65,7 +65,8 @@ def test_kill_taskmanager_then_savepoint_restart_loses_and_doubles_nothing(
     thirds = [produced[: len(produced) // 3], produced[len(produced) // 3: 2 * len(produced) // 3],
               produced[2 * len(produced) // 3:]]
     try:
-        fanout, counters = pipeline.deploy("fanout"), pipeline.deploy("counters")
+        ids = pipeline.deploy_all(("fanout", "counters"))
+        fanout, counters = ids["fanout"], ids["counters"]
         kafka = pipeline.streaming.kafka
         produce(kafka, thirds[0])
 
@@ -101,8 +102,7 @@ def test_kill_taskmanager_then_savepoint_restart_loses_and_doubles_nothing(
             name: flink_rest.stop_with_savepoint(rest, job_id, target)
             for name, job_id in (("fanout", fanout), ("counters", counters))
         }
-        for name, path in savepoints.items():
-            pipeline.deploy(name, from_savepoint=path)
+        pipeline.deploy_all(list(savepoints), savepoints)
         produce(kafka, thirds[2])
 
         events = events_of(produced)

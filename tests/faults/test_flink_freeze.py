@@ -70,7 +70,7 @@ def test_flink_frozen_past_its_heartbeat_timeout_recovers_exactly(
     services = ([FlinkJobManagerService(stack)] if frozen == "jobmanager"
                 else taskmanager_services(stack))
     try:
-        jobs = {name: pipeline.deploy(name) for name in ("fanout", "counters")}
+        jobs = pipeline.deploy_all(("fanout", "counters"))
         kafka = pipeline.streaming.kafka
         produce(kafka, produced[:half])
         eventually(lambda: all(_completed(rest, j) >= 2 for j in jobs.values()),

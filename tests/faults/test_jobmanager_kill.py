@@ -72,7 +72,7 @@ def test_jobmanager_killed_jobs_resume_from_their_checkpoints(stack: StackSettin
     jobmanager = FlinkJobManagerService(stack)
     restarts_before = restarts.load(jobmanager.home).restarts
     try:
-        old = {name: pipeline.deploy(name, keep=True) for name in ("fanout", "counters")}
+        old = pipeline.deploy_all(("fanout", "counters"), keep=True)
         kafka = pipeline.streaming.kafka
         produce(kafka, produced[:half])
         eventually(lambda: all(_checkpoints(rest, j) >= 2 for j in old.values()), "checkpoints")

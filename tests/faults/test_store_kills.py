@@ -97,8 +97,7 @@ def pipeline(stack: StackSettings,
     flink = stack.flink.model_copy(update={"checkpoint_interval_ms": 1000})
     sandbox = open_sandbox(stack, FEED, flink, cache=cache)
     try:
-        for name in ("fanout", "counters"):
-            sandbox.deploy(name)
+        sandbox.deploy_all(("fanout", "counters"))
         streaming = sandbox.streaming
         redis = streaming.redis.model_copy(update={"guards_url": guards_url(stack)})
         settings = ServingSettings(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,22 @@ def test_remember_replaces_by_job_name_and_forget_drops(stack: StackSettings) ->
     assert {path.name: path.stat().st_mode & 0o777 for path in (
         keeper.records_file(stack), keeper._specs_file(stack))} == {
         keeper.records_file(stack).name: 0o600, keeper._specs_file(stack).name: 0o600}
+
+
+def test_deployments_recorded_side_by_side_each_keep_their_entry(stack: StackSettings) -> None:
+    """``Sandbox.deploy_all`` (and two operators) record jobs at once: none may be lost to
+    another's read-change-write of the record."""
+    suffixes = [f"-s{n}" for n in range(24)]
+
+    def record(suffix: str) -> None:
+        keeper.remember(stack, _job(suffix[2:].rjust(32, "0"), suffix=suffix))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(record, suffixes))
+    assert sorted(keeper.kept(stack)) == sorted(f"feedline-fanout{s}" for s in suffixes)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert all(pool.map(lambda s: keeper.forget(stack, f"feedline-fanout{s}"), suffixes))
+    assert keeper.kept(stack) == {}
 
 
 def test_a_job_reads_its_settings_from_a_file(tmp_path: Path) -> None:

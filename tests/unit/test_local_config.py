@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from pathlib import Path
 
 import yaml
@@ -38,6 +39,32 @@ def test_generated_flink_conf_binds_loopback_and_sizes_memory(tmp_path: Path) ->
     assert conf["execution"]["checkpointing"]["dir"].startswith(f"file://{tmp_path}")
     # Progress read through REST is at most half a second old (the default cache: 10 s).
     assert conf["metrics"]["fetcher"]["update-interval"] == "500"
+
+
+def test_a_client_never_reads_a_half_written_flink_conf(tmp_path: Path) -> None:
+    """Clients started side by side (``Sandbox.deploy_all``) each rewrite the configuration
+    while the others' launchers read it: a reader sees the whole file, always."""
+    settings = StackSettings(local=LocalStackSettings(state_dir=tmp_path))
+    conf = write_flink_conf(settings) / "config.yaml"
+    whole = conf.read_text()
+    done = threading.Event()
+
+    def rewrite() -> None:
+        for _ in range(40):
+            write_flink_conf(settings)
+        done.set()
+
+    writers = [threading.Thread(target=rewrite) for _ in range(3)]
+    for writer in writers:
+        writer.start()
+    read = []
+    while not done.is_set():
+        read.append(conf.read_text())
+    for writer in writers:
+        writer.join()
+    assert read and all(text == whole for text in read)
+    assert sorted(p.name for p in conf.parent.iterdir()) == sorted(
+        ["config.yaml", "log4j-console.properties", "log4j-cli.properties", "log4j.properties"])
 
 
 def test_thread_mode_puts_flink_python_on_the_cluster_class_path(tmp_path: Path) -> None:
