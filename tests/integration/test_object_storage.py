@@ -27,3 +27,18 @@ def test_archive_object_round_trip_and_listing(stack: StackSettings, object_pref
     assert [n.rsplit("/", 2)[1] for n in names] == ["hr=00", "hr=01"]
     back = gzip.decompress(bucket.blob(names[0]).download_as_bytes()).decode().splitlines()
     assert [json.loads(line) for line in back] == records
+
+
+def test_a_deleted_object_is_gone_not_soft_deleted(stack: StackSettings,
+                                                   object_prefix: str) -> None:
+    """The stack's buckets keep no soft-deleted copies: the emulator would hold each in its
+    one metadata file, rewritten on every change, for the 7 days GCS defaults to."""
+    client = storage_client(stack.storage)
+    for name in (stack.storage.media_bucket, stack.storage.archive_bucket):
+        bucket = client.get_bucket(name)
+        assert bucket.soft_delete_policy.retention_duration_seconds == 0, name
+        blob = bucket.blob(f"{object_prefix}gone.txt")
+        blob.upload_from_string(b"x")
+        blob.delete()
+        assert list(client.list_blobs(bucket, prefix=f"{object_prefix}gone",
+                                      soft_deleted=True)) == [], name
