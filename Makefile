@@ -122,7 +122,7 @@ test-faults: deps toxiproxy ## fault injection on the real local stack (freezes 
 	$(VENV)/bin/pytest -m faults tests/faults -q
 
 test: test-deps lint ## lint, then every test; the fixtures start the stack if it is not up
-	$(VENV)/bin/pytest -q --durations=30
+	$(VENV)/bin/pytest -q --durations=60
 
 bench-fanout: deps ## fan-out throughput and freshness (docs/BENCHMARKS.md)
 	$(FEEDCTL) local up
