@@ -221,6 +221,11 @@ def measure(sb: Sandbox, args: argparse.Namespace, graph: list[ProducedEvent],
                        written_before + len(post_effects), timeout_s=3600)
     used = cpu.stop()
     results["cpu_seconds"] = used
+    # The pipeline's CPU split: the TaskManagers' JVMs against their Python workers.
+    results["pipeline_cpu_seconds"] = {"jvm": cpu.split["pipeline"]["roots"],
+                                       "python": cpu.split["pipeline"]["descendants"]}
+    results["pipeline_python_us_per_delivery"] = (
+        1e6 * cpu.split["pipeline"]["descendants"] / max(deliveries, 1))
     results["deliveries_per_core_s"] = deliveries / max(used["pipeline"], 1e-9)
     results["store_cpu_us_per_delivery"] = 1e6 * used["stores"] / max(deliveries, 1)
     results["cores_busy"] = {name: s / (done - started) for name, s in used.items()}

@@ -44,12 +44,15 @@ class CpuMeter:
     """CPU seconds used by groups of process trees between ``start`` and ``stop``.
 
     ``groups`` maps a name ("pipeline", "stores" ...) to root pids; every process of their
-    trees is read at both ends, so Python workers started in between count in full.
+    trees is read at both ends, so Python workers started in between count in full. After
+    ``stop``, ``split`` says per group how much went to the roots themselves and how much to
+    their descendants (a TaskManager's JVM against its Python workers).
     """
 
     def __init__(self, groups: Mapping[str, Iterable[int]]) -> None:
         self.groups = {name: list(pids) for name, pids in groups.items()}
         self._start: dict[int, float] = {}
+        self.split: dict[str, dict[str, float]] = {}
 
     def _read(self) -> dict[int, float]:
         return {pid: cpu_seconds(pid) for roots in self.groups.values()
@@ -60,12 +63,16 @@ class CpuMeter:
         self._start = self._read()
 
     def stop(self) -> dict[str, float]:
-        """CPU seconds per group since ``start``."""
-        used: dict[str, float] = {}
+        """CPU seconds per group since ``start`` (``split`` keeps where they went)."""
+        self.split = {}
         for name, roots in self.groups.items():
-            used[name] = sum(max(0.0, cpu_seconds(pid) - self._start.get(pid, 0.0))
-                             for root in roots for pid in tree(root))
-        return used
+            part = {"roots": 0.0, "descendants": 0.0}
+            for root in roots:
+                for pid in tree(root):
+                    used = max(0.0, cpu_seconds(pid) - self._start.get(pid, 0.0))
+                    part["roots" if pid == root else "descendants"] += used
+            self.split[name] = part
+        return {name: part["roots"] + part["descendants"] for name, part in self.split.items()}
 
 
 class StackMemory:

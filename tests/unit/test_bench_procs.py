@@ -43,6 +43,9 @@ def test_cpu_of_a_process_tree_counts_its_children() -> None:
         assert busy.stdout.readline().strip() == "burnt"
         used = meter.stop()
         assert used["busy"] >= 0.25  # the child's burn, read in the parent's tree
+        assert meter.split["busy"]["descendants"] >= 0.25  # and counted as the child's
+        assert meter.split["busy"]["roots"] < 0.25
+        assert sum(meter.split["busy"].values()) == used["busy"]
         assert used["idle"] < 0.05 and used["gone"] == 0.0
         assert cpu_seconds(2**22 + 7) == 0.0
     finally:
