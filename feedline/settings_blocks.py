@@ -226,6 +226,11 @@ class FlinkSettings(_Block):
     """The streaming writers write what waited this long (``BufferedWriteEffects``)."""
     writer_flush_effects: int = Field(default=2000, ge=1)
     """... or as soon as this many effects are buffered."""
+    writer_slot_group: str | None = None
+    """The streaming writers' slot sharing group; None: the default group, shared with the
+    rule operators. Named, the writers take slots of their own, so in process mode they run
+    in Python workers of their own (two processes, two interpreter locks, at parallelism 1)
+    and a job needs twice the slots (docs/BENCHMARKS.md measures both)."""
     task_slots: int = Field(default=6, ge=1)
     """Task slots of the local TaskManager: the three jobs of ``make run`` (one slot each at
     parallelism 1), a test's sandbox copies of two of them and one to spare."""

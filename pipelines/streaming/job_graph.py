@@ -370,7 +370,7 @@ def write_and_end(effects: Any, t_env: Any, settings: StreamingSettings, step: s
 
     from pipelines.streaming.operators import BufferedWriteEffects
 
-    (
+    writers = (
         effects.flat_map(split_for_writers, output_type=Types.PICKLED_BYTE_ARRAY())
         .name(f"split-{step}")
         .uid(f"split-{step}")
@@ -382,7 +382,7 @@ def write_and_end(effects: Any, t_env: Any, settings: StreamingSettings, step: s
                  output_type=Types.LONG())
         .name(f"write-{step}")  # the name the benchmarks read the writers' metrics by
         .uid(f"write-rows-{step}")
-        .sink_to(discarding_sink())
-        .name(f"end-{step}")
-        .uid(f"end-{step}")
     )
+    if settings.flink.writer_slot_group:  # the sink inherits it
+        writers = writers.slot_sharing_group(settings.flink.writer_slot_group)
+    writers.sink_to(discarding_sink()).name(f"end-{step}").uid(f"end-{step}")
