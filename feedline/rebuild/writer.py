@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from cassandra.concurrent import execute_concurrent
 from cassandra.query import BatchStatement, BatchType
 
 from feedline.rebuild.image import StoreImage
@@ -32,6 +31,7 @@ from feedline.rules.memory import newest
 from feedline.rules.notification_book import newest_groups
 from feedline.rules.notifications import Group
 from feedline.stores.cluster_writes import slot_multi_script, write_pipeline
+from feedline.stores.cql import execute_all
 from schemas.cql_statements import (
     USER_COUNTER_WRITES,
     bind_write,
@@ -140,8 +140,8 @@ class ImageWriter:
 
     def _run(self, statements: list[Any]) -> None:
         if statements:
-            execute_concurrent(self.session, [(s, None) for s in statements],
-                               concurrency=self.concurrency, raise_on_first_error=True)
+            execute_all(self.session, [(s, None) for s in statements],
+                        concurrency=self.concurrency)
 
     # --- readers' timelines -------------------------------------------------------------
 

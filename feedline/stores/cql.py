@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -87,6 +88,29 @@ def connect(
         cluster.shutdown()
         raise
     return cluster, session
+
+
+def execute_all(session: Session, statements: Iterable[tuple[Any, Any]], *,
+                concurrency: int = 16) -> list[Any]:
+    """Run (statement, parameters) pairs, at most ``concurrency`` in flight; their results.
+
+    The results come in the pairs' order; the first error is raised (requests still in
+    flight are left to finish on their own: callers retry whole, idempotent batches).
+    Unlike the driver's ``execute_concurrent``, which sends its requests with no client
+    timeout, each request has the session profile's ``request_timeout``: a response lost
+    to a frozen or half-dead node raises ``OperationTimedOut`` instead of leaving the
+    caller waiting for ever (a streaming writer waited so, after a Cassandra freeze, with
+    its job running and writing nothing).
+    """
+    in_flight: deque[Any] = deque()
+    results: list[Any] = []
+    for statement, parameters in statements:
+        if len(in_flight) >= concurrency:
+            results.append(in_flight.popleft().result())
+        in_flight.append(session.execute_async(statement, parameters))
+    while in_flight:
+        results.append(in_flight.popleft().result())
+    return results
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,6 @@ from typing import Any
 
 import redis
 from cassandra import OperationTimedOut, Unavailable, WriteTimeout
-from cassandra.concurrent import execute_concurrent
 from cassandra.query import BatchStatement, BatchType
 
 from feedline.rules.effects import (
@@ -57,6 +56,7 @@ from feedline.rules.effects import (
 )
 from feedline.rules.write_order import StampedEffect
 from feedline.stores.cluster_writes import ScriptPipeline, slot_multi_script, write_pipeline
+from feedline.stores.cql import execute_all
 from feedline.stores.lua import source
 from feedline.stores.push import PushEvent, queue, queue_feed_events
 from schemas.cql_statements import (
@@ -129,11 +129,11 @@ class FeedWriter:
         upserts = [(at, e.post_id) for at, e in items if isinstance(e, PostUpsert)]
         if not upserts:
             return set()
-        rows = execute_concurrent(
+        rows = execute_all(
             self.session, [(self.stmts["post_written"], (post_id,)) for _at, post_id in upserts],
-            concurrency=self.concurrency, raise_on_first_error=True)
+            concurrency=self.concurrency)
         done = set()
-        for (at, post_id), (_ok, result) in zip(upserts, rows, strict=True):
+        for (at, post_id), result in zip(upserts, rows, strict=True):
             row = result.one()
             if row is not None and row.written is not None and row.written >= at:
                 done.add((post_id, at))
@@ -290,15 +290,14 @@ class FeedWriter:
         if not targets:
             return
         items = list(targets.items())
-        pages = execute_concurrent(
+        pages = execute_all(
             self.session,
             [(self.stmts[str(SET_RULES[kind].listing)], (owner, self.cap))
              for _key, (kind, owner) in items],
             concurrency=self.concurrency,
-            raise_on_first_error=True,
         )
         pipe = write_pipeline(self.redis, self._slot_multi, transaction=True)
-        for (key, (kind, owner)), (_ok, rows) in zip(items, pages, strict=True):
+        for (key, (kind, owner)), rows in zip(items, pages, strict=True):
             pipe.delete(key)
             if (SET_RULES[kind].celebrities_only
                     and not self.redis.sismember(self.keys.celebrities(), owner)):
@@ -320,11 +319,11 @@ class FeedWriter:
         """
         if not users:
             return
-        rows = execute_concurrent(
+        rows = execute_all(
             self.session, [(self.stmts["user_counters_written"], (user,)) for user in users],
-            concurrency=self.concurrency, raise_on_first_error=True)
+            concurrency=self.concurrency)
         pipe = ScriptPipeline(self.redis)
-        for user, (_ok, found) in zip(users, rows, strict=True):
+        for user, found in zip(users, rows, strict=True):
             row = found.one()
             triples: list[Any] = []
             for name in USER_COUNTER_FIELDS:
@@ -386,8 +385,7 @@ class FeedWriter:
             try:
                 statements = self._batches(self._cql(batch, self._written_posts(batch)))
                 if statements:
-                    execute_concurrent(self.session, statements, concurrency=self.concurrency,
-                                       raise_on_first_error=True)
+                    execute_all(self.session, statements, concurrency=self.concurrency)
                 break
             except _TRANSIENT:
                 if attempt == self.retries:

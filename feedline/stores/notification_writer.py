@@ -34,11 +34,11 @@ from typing import Any
 
 import redis
 from cassandra import OperationTimedOut, Unavailable, WriteTimeout
-from cassandra.concurrent import execute_concurrent
 from cassandra.query import BatchStatement, BatchType
 
 from feedline.rules.effects import NotificationDelete, NotificationEffect, NotificationUpsert
 from feedline.stores.cluster_writes import ScriptPipeline, slot_multi_script, write_pipeline
+from feedline.stores.cql import execute_all
 from feedline.stores.lua import source
 from feedline.stores.push import queue_notification_event
 from schemas.cql_statements import bind_write, dt_to_ms, ms_to_dt, prepare
@@ -126,8 +126,7 @@ class NotificationWriter:
     def _run_cql(self, statements: list[Any]) -> None:
         for attempt in range(self.retries + 1):
             try:
-                execute_concurrent(self.session, statements, concurrency=self.concurrency,
-                                   raise_on_first_error=True)
+                execute_all(self.session, statements, concurrency=self.concurrency)
                 return
             except _TRANSIENT:
                 if attempt == self.retries:
@@ -171,12 +170,12 @@ class NotificationWriter:
         """
         if not recipients:
             return
-        pages = execute_concurrent(
+        pages = execute_all(
             self.session,
             [(self.stmts[NOTIFICATIONS_LISTING], (r, self.cap)) for r in recipients],
-            concurrency=self.concurrency, raise_on_first_error=True)
+            concurrency=self.concurrency)
         pipe = write_pipeline(self.redis, self._slot_multi, transaction=True)
-        for recipient, (_ok, rows) in zip(recipients, pages, strict=True):
+        for recipient, rows in zip(recipients, pages, strict=True):
             zset, payloads = self.keys.notifications(recipient), \
                 self.keys.notification_groups(recipient)
             pipe.delete(zset, payloads)

@@ -389,3 +389,67 @@ def test_slow_and_resetting_cql_answers_or_refuses_precisely(
         assert_served(phase(client, settings, "erin", "cql after, not cached", results,
                             reads=10, before_each=uncache), expected)
     print("\n".join(["", *results]))
+
+
+#: How long a writer whose CQL answers are lost may take to give up: several times the
+#: driver's request timeout (10 s, ``feedline.stores.cql.connect``); a hang guard.
+LOST_ANSWERS_GUARD_S = 90.0
+
+
+def test_a_writer_whose_cql_answers_are_lost_raises_instead_of_waiting(
+        stack: StackSettings, proxies: Proxies, keyspace: str, redis_keys: Any) -> None:
+    """The streaming writers' CQL requests carry the request timeout.
+
+    With Toxiproxy's ``timeout`` toxic (timeout 0) the proxy keeps the connection open and
+    drops whatever comes back, so requests sent then are never answered. The driver's
+    ``execute_concurrent`` sends requests with no timeout and would wait for ever (a writer
+    did, after a Cassandra freeze: its job running, writing nothing). The writer must raise
+    ``OperationTimedOut`` instead (its job then restarts from a checkpoint), and write again
+    once the answers come back (the driver closes the connection whose answers were lost and
+    opens a new one by itself; meanwhile a write may find no host).
+    """
+    from cassandra import OperationTimedOut
+    from cassandra.cluster import NoHostAvailable
+
+    from feedline.rules.effects import TimelineAdd
+    from feedline.stores.cql import connect
+    from feedline.stores.feed_writer import FeedWriter
+
+    client, keys = redis_keys
+    cql = CqlSettings(**{**stack.cql.model_dump(), "contact_points": ("127.0.0.1",),
+                         "port": proxies.cql.port})
+    cluster, session = connect(cql, keyspace=keyspace)
+    try:
+        writer = FeedWriter(session, client, keys, timeline_cap=10, retries=0)
+        base_ms = 1_780_000_000_000
+        writer.write([TimelineAdd("reader", "p1", base_ms, "author")])
+        outcome: list[object] = []
+
+        def write() -> None:
+            try:
+                writer.write([TimelineAdd("reader", "p2", base_ms + 1, "author")])
+                outcome.append("written")
+            except Exception as exc:  # what the writer raised is the outcome asserted
+                outcome.append(exc)
+
+        with proxies.cql.toxic("timeout", timeout=0):
+            thread = threading.Thread(target=write, daemon=True)
+            thread.start()
+            thread.join(LOST_ANSWERS_GUARD_S)
+        assert not thread.is_alive(), \
+            f"the writer still waits for lost CQL answers after {LOST_ANSWERS_GUARD_S:.0f} s"
+        assert len(outcome) == 1 and isinstance(outcome[0], OperationTimedOut), outcome
+
+        def written_again() -> bool:
+            try:
+                writer.write([TimelineAdd("reader", "p3", base_ms + 2, "author")])
+            except (OperationTimedOut, NoHostAvailable):  # the driver reconnects by itself
+                return False
+            return True
+
+        eventually(written_again, "the writer writes again once CQL answers",
+                   timeout_s=RECOVERY_BOUND_S, every_s=1.0)
+        rows = session.execute("SELECT post_id FROM timelines WHERE user_id = %s", ("reader",))
+        assert {row.post_id for row in rows} >= {"p1", "p3"}
+    finally:
+        cluster.shutdown()
