@@ -33,6 +33,7 @@ from schemas.redis_keys import COMPLETE_MEMBER, RedisKeys
 from tests.integration import test_api_feed_reader as worlds
 from tests.support.fake_store import FakeStore
 from tests.support.redis_cluster import prefix, servers
+from tests.support.waiting import CONTENT_READ_BUDGET_S
 
 __all__ = ["prefix", "servers"]  # the fixtures
 
@@ -120,8 +121,11 @@ def test_cache_first_reader_on_the_cluster_equals_the_model(servers: tuple[str, 
 
     async def read() -> list[str]:
         client = cluster_client(servers[0], decode_responses=True, socket_timeout=5)
+        # A test of what the pages hold: a slow sitting must not degrade them (the budget's
+        # fallback is tested in test_redis_budget).
         reader = FeedReader(ClusterFeedCache(client, keys, timeline_cap=cap),
-                            store, timeline_cap=cap)  # type: ignore[arg-type]
+                            store, timeline_cap=cap,  # type: ignore[arg-type]
+                            redis_budget_s=CONTENT_READ_BUDGET_S)
         try:
             return await worlds.page_through(reader, "me", limit)
         finally:
