@@ -48,6 +48,17 @@ CONNECTION_CLASSES: dict[str, type[AbstractConnection]] = {
     "redis": ResetSafeConnection, "rediss": ResetSafeSSLConnection}
 
 
+def reset_safe(connection_class: type[Any]) -> type[Any]:
+    """The `ResetSafe` class of redis-py's ``Connection``, ``SSLConnection`` (others kept)."""
+    if issubclass(connection_class, ResetSafe):
+        return connection_class
+    if connection_class is SSLConnection:
+        return ResetSafeSSLConnection
+    if connection_class is Connection:
+        return ResetSafeConnection
+    return connection_class
+
+
 def async_redis(url: str, **options: Any) -> Redis:
     """``redis.asyncio.Redis.from_url`` on a `ResetSafe` connection class.
 

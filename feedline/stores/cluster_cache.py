@@ -32,9 +32,10 @@ from typing import Any, cast
 
 import redis.exceptions
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import Connection
 
 from feedline.settings_blocks import RedisSettings
-from feedline.stores.async_redis import async_redis
+from feedline.stores.async_redis import async_redis, reset_safe
 from feedline.stores.feed_cache import (
     CachePage,
     FeedCache,
@@ -192,6 +193,16 @@ class ReachableCluster(RedisCluster):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Every node's connections write as `ResetSafe`: redis-py's cluster client picks
+        # its connection class itself (it takes none), and on a connection error it closes
+        # every node's connections, also those another request is opening or writing on
+        # at that moment; the write then hits a writer already gone (``AttributeError``,
+        # seen as 500s while a master was killed). The nodes it learns later are made from
+        # the same keyword arguments (the node manager shares the dict).
+        options = self.nodes_manager.connection_kwargs
+        options["connection_class"] = reset_safe(options.get("connection_class", Connection))
+        for node in self.nodes_manager.startup_nodes.values():
+            node.connection_class = reset_safe(node.connection_class)
         self._seeds = dict(self.nodes_manager.startup_nodes)
         """The nodes it was given (its URL's), kept apart from redis-py's startup nodes."""
 
@@ -218,8 +229,8 @@ class ReachableCluster(RedisCluster):
 def cluster_client(url: str, **options: Any) -> RedisCluster:
     """An async Redis Cluster client from the URL of one node (no I/O until first use).
 
-    Unlike ``async_redis`` it keeps redis-py's own connection class: redis-py's cluster
-    client takes none of its own (``ResetSafe`` writes are single-node only for now).
+    Its nodes connect with ``async_redis``'s `ResetSafe` connection classes too
+    (``ReachableCluster.__init__``).
     """
     if options.get("socket_timeout") is None:
         raise ValueError("cluster_client needs a socket_timeout")
