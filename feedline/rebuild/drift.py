@@ -1,7 +1,9 @@
 """Read rebuilt state back from the stores and say how it differs from an image.
 
 ``feedctl verify`` and the jobs' ``--dry-run`` use these: reads are prepared statements run
-concurrently (CQL) and pipelines (Redis), for a list of users at a time.
+concurrently (CQL, ``execute_all``: each under the session's request timeout, so a frozen
+node fails a check instead of hanging it) and pipelines (Redis), for a list of users at a
+time.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from cassandra.concurrent import execute_concurrent_with_args
 
 from feedline.rules.memory import newest
 from feedline.rules.notification_book import newest_groups
 from feedline.rules.notifications import Group
+from feedline.stores.cql import execute_all
 from schemas.cql_statements import READS, dt_to_ms
 from schemas.redis_hashes import USER_COUNTER_FIELDS, decode_user_counters
 from schemas.redis_keys import COMPLETE_MEMBER, RedisKeys
@@ -44,20 +46,18 @@ def read_cql_timelines(session: Any, users: Sequence[str],
                        concurrency: int = 32) -> dict[str, dict[str, int]]:
     """Every row of the users' CQL timelines: user -> {post_id: created_ms}."""
     stmt = session.prepare(READS["timeline_all"])
-    results = execute_concurrent_with_args(session, stmt, [(u,) for u in users],
-                                           concurrency=concurrency, raise_on_first_error=True)
+    results = execute_all(session, [(stmt, (u,)) for u in users], concurrency=concurrency)
     return {user: {row.post_id: dt_to_ms(row.created_at) for row in rows}
-            for user, (_ok, rows) in zip(users, results, strict=True)}
+            for user, rows in zip(users, results, strict=True)}
 
 
 def read_cql_user_counters(session: Any, users: Sequence[str],
                            concurrency: int = 32) -> dict[str, dict[str, int]]:
     """The users' counter cells that hold a value: user -> {field: value}."""
     stmt = session.prepare(READS["user_counters"])
-    results = execute_concurrent_with_args(session, stmt, [(u,) for u in users],
-                                           concurrency=concurrency, raise_on_first_error=True)
+    results = execute_all(session, [(stmt, (u,)) for u in users], concurrency=concurrency)
     out: dict[str, dict[str, int]] = {}
-    for user, (_ok, rows) in zip(users, results, strict=True):
+    for user, rows in zip(users, results, strict=True):
         row = rows.one()
         cells = {} if row is None else {
             "followers": row.followers, "following": row.following, "posts": row.posts}
@@ -156,12 +156,12 @@ def read_cql_notifications(session: Any, users: Sequence[str],
     A list, not a map: a group stored twice (at two ``latest_at``) is drift to report.
     """
     stmt = session.prepare(READS["notification_groups_first"])
-    results = execute_concurrent_with_args(session, stmt, [(u, _EVERY_ROW) for u in users],
-                                           concurrency=concurrency, raise_on_first_error=True)
+    results = execute_all(session, [(stmt, (u, _EVERY_ROW)) for u in users],
+                          concurrency=concurrency)
     return {user: [(row.group_key, Group(row.type, row.post_id, int(row.count),
                                          tuple(row.actors or ()), dt_to_ms(row.latest_at)))
                    for row in rows]
-            for user, (_ok, rows) in zip(users, results, strict=True)}
+            for user, rows in zip(users, results, strict=True)}
 
 
 def read_redis_notifications(client: redis.Redis, keys: RedisKeys, users: Sequence[str]
