@@ -35,6 +35,7 @@ import redis
 
 from feedline.archive.store import Archive
 from feedline.settings import BatchSettings, CqlSettings, RedisSettings, get_stack_settings
+from feedline.stores.cluster_writes import delete_keys
 from feedline.stores.cql import connect, drop_keyspace, migrate
 from feedline.workload import Workload, WorkloadSpec
 from jobs.feedctl.rebuild import rebuild_all
@@ -52,9 +53,7 @@ def wipe(session: Any, client: redis.Redis, prefix: str) -> None:
     """Empty the timeline and counter tables and the Redis prefix."""
     for table in ("timelines", "post_counters", "user_counters", "celebrities"):
         session.execute(f"TRUNCATE {table}", timeout=120)
-    stale = list(client.scan_iter(match=f"{prefix}:*", count=5000))
-    for start in range(0, len(stale), 5000):
-        client.delete(*stale[start:start + 5000])
+    delete_keys(client, f"{prefix}:*", batch=5000)
 
 
 class Tee(io.TextIOBase):

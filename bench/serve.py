@@ -42,6 +42,7 @@ import redis
 from bench.common import emit
 from feedline.rules.effects import MediaRef, PostUpsert
 from feedline.settings import ApiSettings, CqlSettings, RedisSettings, get_stack_settings
+from feedline.stores.cluster_writes import delete_keys
 from feedline.stores.cql import drop_keyspace, migrate
 from jobs.localstack.base import free_port
 from schemas.redis_hashes import encode_post, encode_post_counters, encode_user_counters
@@ -278,9 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         results["best_workers"] = best["workers"]
     finally:
-        stale = list(client.scan_iter(match=keys.pattern(), count=5000))
-        for start in range(0, len(stale), 5000):
-            client.delete(*stale[start:start + 5000])
+        delete_keys(client, keys.pattern(), batch=5000)
         client.close()
         drop_keyspace(stack.cql, keyspace)
     results["seconds"] = math.ceil(time.monotonic() - began)

@@ -16,7 +16,8 @@ time, median of ``--rounds`` interleaved rounds of ``--batches`` batches:
   ``write_guarded.lua``'s ``zadd_cached`` looped inside one script call per 256 writes
   (single-node Redis only; the push events as before) — what batching the script calls
   would save;
-* ``cql_bind``: binding one ``timeline_add`` statement into an unlogged batch (the
+* ``cql_bind``: the writer's CQL preparation alone (``FeedWriter._cql``, the statements
+  and their write times, then ``FeedWriter._batches``, bound into unlogged batches: the
   driver's serialisation; no request sent).
 
 Prints JSON and writes it to ``--out``.
@@ -37,16 +38,15 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from cassandra.query import BatchStatement, BatchType
 
 from bench.common import emit, say
 from feedline.rules.effects import TimelineAdd
 from feedline.rules.write_order import StampedEffect
 from feedline.settings import get_stack_settings
+from feedline.stores.cluster_writes import delete_keys
 from feedline.stores.cql import connect, drop_keyspace, migrate
 from feedline.stores.feed_writer import FeedWriter
 from feedline.stores.push import PushEvent, queue
-from schemas.cql_statements import bind_write, ms_to_dt
 from schemas.redis_keys import RedisKeys
 from schemas.redis_push import FEED, feed_data
 
@@ -122,16 +122,12 @@ def one_call_per_chunk(client: redis.Redis, keys: RedisKeys, script: Any
     return write
 
 
-def cql_bind(statement: Any) -> Callable[[list[StampedEffect], list[PushEvent]], None]:
-    """Bind the batch's ``timeline_add`` statements into unlogged batches of 50."""
+def cql_bind(writer: FeedWriter) -> Callable[[list[StampedEffect], list[PushEvent]], None]:
+    """The writer's own CQL preparation of a batch: its statements with their write times
+    (``FeedWriter._cql``) bound into its unlogged batches (``FeedWriter._batches``)."""
 
     def bind(items: list[StampedEffect], _pushes: list[PushEvent]) -> None:
-        for start in range(0, len(items), 50):
-            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-            for at, e in items[start:start + 50]:
-                assert isinstance(e, TimelineAdd)
-                batch.add(statement, bind_write("timeline_add", (
-                    e.user_id, ms_to_dt(e.created_ms), e.post_id, e.author_id), at))
+        writer._batches(writer._cql(items, set()))
 
     return bind
 
@@ -180,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             "redis": writer._redis,  # its Redis step alone
             "redis_one_call_per_chunk": one_call_per_chunk(
                 client, keys, client.register_script(ZADD_CACHED_MANY)),
-            "cql_bind": cql_bind(writer.stmts["timeline_add"]),
+            "cql_bind": cql_bind(writer),
         }
         # The prototype applies every add it is given (each row new, each key cached).
         replies = steps["redis_one_call_per_chunk"](*work.batch(CHUNK))
@@ -194,9 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"round {round_}: {name}: {cpu:.1f} µs CPU, {wall:.1f} µs wall per delivery")
     finally:
         cluster.shutdown()
-        stale = list(client.scan_iter(match=f"{keys.prefix}:*", count=5000))
-        for start in range(0, len(stale), 1000):
-            client.delete(*stale[start:start + 1000])
+        delete_keys(client, keys.pattern(), batch=5000)
         client.close()
         drop_keyspace(stack.cql, keyspace)
 

@@ -24,7 +24,7 @@ from feedline.settings import (
     StackSettings,
     StreamingSettings,
 )
-from feedline.stores.cluster_writes import cache_client, cache_keys
+from feedline.stores.cluster_writes import cache_client, cache_keys, delete_keys
 from feedline.stores.cql import connect, drop_keyspace, migrate
 from jobs import flink_rest, keeper
 from jobs.deploy import deploy
@@ -131,9 +131,7 @@ def open_sandbox(
                 flink_rest.cancel(stack.flink.rest_url, job.job_id)
         cluster.shutdown()
         drop_keyspace(stack.cql, keyspace)
-        stale = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        for start in range(0, len(stale), 1000):
-            client.delete(*stale[start:start + 1000])
+        delete_keys(client, f"{prefix}:*")
         client.close()
         admin = KafkaAdminClient(**kafka.client_options())
         try:

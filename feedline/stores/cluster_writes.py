@@ -60,6 +60,24 @@ def cache_keys(settings: RedisSettings) -> RedisKeys:
     return RedisKeys(settings.key_prefix, cluster=settings.cluster)
 
 
+def delete_keys(client: Any, pattern: str, *, batch: int = 1000) -> int:
+    """Delete every key matching the SCAN ``pattern``; how many were deleted.
+
+    On a cluster SCAN runs on every node and redis-py splits each DEL of ``batch`` keys
+    per slot.
+    """
+    deleted = 0
+    stale: list[Any] = []
+    for key in client.scan_iter(match=pattern, count=batch):
+        stale.append(key)
+        if len(stale) >= batch:
+            deleted += client.delete(*stale)
+            stale.clear()
+    if stale:
+        deleted += client.delete(*stale)
+    return deleted
+
+
 def is_cluster(client: Any) -> bool:
     """Whether ``client`` is redis-py's (synchronous) cluster client."""
     return isinstance(client, redis.cluster.RedisCluster)

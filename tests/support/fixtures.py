@@ -17,7 +17,7 @@ import redis
 from kafka import KafkaAdminClient
 
 from feedline.settings import RedisSettings, StackSettings, get_stack_settings
-from feedline.stores.cluster_writes import cache_client
+from feedline.stores.cluster_writes import cache_client, delete_keys
 from feedline.stores.cql import connect, drop_keyspace, migrate
 from feedline.stores.object_store import storage_client
 from jobs.localstack import stack as local_stack
@@ -128,9 +128,7 @@ def keyed_cache(stack: StackSettings, *,
     client = cache_client(RedisSettings(url=cache_url(stack, keys), cluster=cluster),
                           decode_responses=True)
     yield client, keys
-    stale = list(client.scan_iter(match=keys.pattern(), count=1000))
-    if stale:
-        client.delete(*stale)
+    delete_keys(client, keys.pattern())
     client.close()
 
 

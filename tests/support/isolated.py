@@ -17,6 +17,7 @@ from feedline.settings import (
     RedisSettings,
     StackSettings,
 )
+from feedline.stores.cluster_writes import delete_keys
 from feedline.stores.cql import connect, drop_keyspace, migrate
 from feedline.stores.object_store import storage_client
 from tests.support.fixtures import unique
@@ -24,9 +25,7 @@ from tests.support.fixtures import unique
 
 def wipe_prefix(client: redis.Redis, prefix: str) -> None:
     """Delete every Redis key under ``prefix``."""
-    stale = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    if stale:
-        client.delete(*stale)
+    delete_keys(client, f"{prefix}:*")
 
 
 @contextmanager
