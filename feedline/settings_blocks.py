@@ -210,6 +210,13 @@ class FlinkSettings(_Block):
     """Default parallelism of submitted jobs."""
     checkpoint_interval_ms: int = Field(default=5000, ge=100)
     """Checkpoint interval of the streaming jobs."""
+    restart_initial_backoff_ms: int = Field(default=1000, ge=1)
+    """First wait before a failed streaming job restarts; each failure in a row doubles it
+    (``restart_options``), up to ``restart_max_backoff_ms``."""
+    restart_max_backoff_ms: int = Field(default=10_000, ge=1)
+    """Longest wait between restarts while a dependency stays down: how long after it comes
+    back a job may still wait to restart. The jobs restart without a limit on attempts;
+    ``StreamingJobRestartStorm`` alerts on-call instead."""
     python_bundle_time_ms: int = Field(default=50, ge=1)
     """``python.fn-execution.bundle.time``: longest a Python operator holds elements before
     finishing the bundle (a bound on each Python hop's latency)."""

@@ -105,6 +105,38 @@ def python_options(flink: FlinkSettings) -> dict[str, str]:
     return options
 
 
+#: Flink's "no limit" for the restart attempts (``Integer.MAX_VALUE``).
+UNLIMITED_ATTEMPTS = 2**31 - 1
+
+#: A job that ran this long without a failure starts again from the initial backoff.
+RESET_BACKOFF_AFTER = "1 min"
+
+
+def restart_options(flink: FlinkSettings) -> dict[str, str]:
+    """How a failed streaming job restarts: exponential delay, never giving up.
+
+    A dependency that stays down (Cassandra, Redis, Kafka) fails the writers or the sources
+    at every restart. A limited number of attempts (the former fixed delay: 1,000 attempts
+    2 s apart, counted over the job's whole life) would end in a job FAILED for good, which
+    nothing restarts by itself; instead the wait doubles from
+    ``restart_initial_backoff_ms`` to ``restart_max_backoff_ms`` and the job restarts within
+    that long of the dependency's return. A minute without a failure resets the wait. On-call
+    sees the restarts (``StreamingJobRestartStorm``).
+    """
+    return {
+        "restart-strategy.type": "exponential-delay",
+        "restart-strategy.exponential-delay.initial-backoff":
+            f"{flink.restart_initial_backoff_ms} ms",
+        "restart-strategy.exponential-delay.max-backoff":
+            f"{max(flink.restart_max_backoff_ms, flink.restart_initial_backoff_ms)} ms",
+        "restart-strategy.exponential-delay.backoff-multiplier": "2.0",
+        "restart-strategy.exponential-delay.reset-backoff-threshold": RESET_BACKOFF_AFTER,
+        "restart-strategy.exponential-delay.jitter-factor": "0.1",
+        "restart-strategy.exponential-delay.attempts-before-reset-backoff":
+            str(UNLIMITED_ATTEMPTS),
+    }
+
+
 def state_options(flink: FlinkSettings) -> dict[str, str]:
     """The keyed state backend of the streaming jobs (``FlinkSettings.state_backend``).
 
@@ -125,12 +157,10 @@ def build_environment(args: argparse.Namespace) -> tuple[Any, Any]:
 
     settings: StreamingSettings = args.settings
     config = Configuration()
-    config.set_string("restart-strategy.type", "fixed-delay")
-    config.set_string("restart-strategy.fixed-delay.attempts", "1000")
-    config.set_string("restart-strategy.fixed-delay.delay", "2 s")
     config.set_string("execution.checkpointing.externalized-checkpoint-retention",
                       "RETAIN_ON_CANCELLATION")
-    for key, value in {**state_options(settings.flink), **python_options(settings.flink)}.items():
+    for key, value in {**restart_options(settings.flink), **state_options(settings.flink),
+                       **python_options(settings.flink)}.items():
         config.set_string(key, value)
     env = StreamExecutionEnvironment.get_execution_environment(config)
     env.set_parallelism(settings.flink.parallelism)

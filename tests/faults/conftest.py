@@ -3,19 +3,33 @@ test's own topics, keyspace and key prefix, and a small seeded feed world."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
-from feedline.settings import ApiSettings, ServingSettings
+from feedline.settings import ApiSettings, ServingSettings, StackSettings
 from schemas.event_contracts import Event
 from tests.integration import test_api_stack
 from tests.integration.test_api_stack import FEED, Seeder
 from tests.support.fixtures import *  # noqa: F403
 from tests.support.reference import Expected, reference_for
+from tests.support.toxiproxy import Toxiproxy, server_binary
 
 api_settings = test_api_stack.api_settings  # this test's topics, keyspace and key prefix
 seeder = test_api_stack.seeder  # the streaming jobs' rules and writer, on the same stores
+
+
+@pytest.fixture(scope="session")
+def toxiproxy(stack: StackSettings,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Toxiproxy]:
+    """toxiproxy-server on a free loopback port for the session, stopped by its pid."""
+    binary = server_binary(stack.local.state_dir)
+    if binary is None:
+        pytest.fail("toxiproxy-server not found: run `make toxiproxy` (or set TOXIPROXY_SERVER)")
+    server = Toxiproxy(binary, tmp_path_factory.mktemp("toxiproxy") / "server.log")
+    yield server
+    server.stop()
 
 
 @pytest.fixture

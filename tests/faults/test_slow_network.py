@@ -1,6 +1,7 @@
 """Slow and flaky network between the API and its stores, through Toxiproxy.
 
-A toxiproxy-server process (``make toxiproxy``) runs for the session on 127.0.0.1 with one
+A toxiproxy-server process (``make toxiproxy``; the ``toxiproxy`` fixture of the fault tests'
+conftest) runs for the session on 127.0.0.1 with one
 proxy to the stack's Redis and one to its Cassandra. The API runs in-process under uvicorn
 (``InProcessApi``) on this test's keyspace and key prefix, with its Redis URL and CQL port
 pointing at the proxies; the stores are seeded directly, not through the proxies. Toxics
@@ -39,7 +40,7 @@ from feedline.settings import (
 from tests.faults.test_kafka_freeze import InProcessApi
 from tests.integration import test_api_stack
 from tests.integration.test_api_stack import Seeder, auth, consume
-from tests.support.toxiproxy import Proxy, Toxiproxy, server_binary
+from tests.support.toxiproxy import Proxy, Toxiproxy
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
@@ -63,18 +64,6 @@ FRIENDS = ("bob", "carol")
 class Proxies:
     redis: Proxy
     cql: Proxy
-
-
-@pytest.fixture(scope="session")
-def toxiproxy(stack: StackSettings,
-              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Toxiproxy]:
-    """toxiproxy-server on a free loopback port for the session, stopped by its pid."""
-    binary = server_binary(stack.local.state_dir)
-    if binary is None:
-        pytest.fail("toxiproxy-server not found: run `make toxiproxy` (or set TOXIPROXY_SERVER)")
-    server = Toxiproxy(binary, tmp_path_factory.mktemp("toxiproxy") / "server.log")
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -55,6 +55,11 @@ class Proxy:
     def remove(self, toxic: str) -> None:
         self.api.delete(f"/proxies/{self.name}/toxics/{toxic}").raise_for_status()
 
+    def enable(self, enabled: bool = True) -> None:
+        """Accept connections again (``enabled=False``: close every connection it carries
+        and refuse new ones, as a host gone from the network would)."""
+        self.api.post(f"/proxies/{self.name}", json={"enabled": enabled}).raise_for_status()
+
     def clear(self) -> None:
         """Remove every toxic of this proxy."""
         for toxic in self.api.get(f"/proxies/{self.name}/toxics").json():

@@ -39,7 +39,13 @@ from feedline.rules.write_order import (
 from feedline.settings import FlinkSettings
 from feedline.stores.push import feed_events
 from pipelines.streaming import operators
-from pipelines.streaming.job_graph import python_options, split_for_writers, state_options
+from pipelines.streaming.job_graph import (
+    UNLIMITED_ATTEMPTS,
+    python_options,
+    restart_options,
+    split_for_writers,
+    state_options,
+)
 
 
 def test_the_clock_follows_the_wall_clock_and_never_goes_back() -> None:
@@ -369,6 +375,25 @@ def test_the_state_backend_comes_from_the_flink_settings() -> None:
         "state.backend.type": "rocksdb", "execution.checkpointing.incremental": "true"}
     with pytest.raises(ValueError, match="state_backend"):
         FlinkSettings.model_validate({"state_backend": "memory"})
+
+
+def test_jobs_restart_with_growing_waits_and_never_give_up() -> None:
+    prefix = "restart-strategy.exponential-delay."
+    defaults = restart_options(FlinkSettings())
+    assert defaults["restart-strategy.type"] == "exponential-delay"
+    assert (defaults[prefix + "initial-backoff"], defaults[prefix + "max-backoff"]) == \
+        ("1000 ms", "10000 ms")
+    assert defaults[prefix + "attempts-before-reset-backoff"] == str(UNLIMITED_ATTEMPTS)
+    assert float(defaults[prefix + "backoff-multiplier"]) > 1
+    tuned = restart_options(FlinkSettings.model_validate(
+        {"restart_initial_backoff_ms": 200, "restart_max_backoff_ms": 2000}))
+    assert (tuned[prefix + "initial-backoff"], tuned[prefix + "max-backoff"]) == \
+        ("200 ms", "2000 ms")
+    # A ceiling below the first wait is the first wait (Flink refuses max < initial).
+    low = restart_options(FlinkSettings.model_validate(
+        {"restart_initial_backoff_ms": 5000, "restart_max_backoff_ms": 2000}))
+    assert low[prefix + "max-backoff"] == "5000 ms"
+    assert not any(key.startswith("restart-strategy.fixed-delay") for key in defaults)
 
 
 def test_the_attempt_number_is_read_in_both_execution_modes() -> None:
