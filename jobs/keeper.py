@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from feedline.settings import REPO_ROOT, RedisSettings, StackSettings, StreamingSettings
 from feedline.settings_blocks import redact_url
 from jobs import flink_rest
@@ -225,7 +227,8 @@ def on_this_stack(stack: StackSettings,
 def resume_lost(stack: StackSettings, say: Say = print, *, dry_run: bool = False) -> list[str]:
     """Start every lost job again from its restore point; returns their job names.
 
-    A job that fails to start is reported and left recorded, so the next run tries again.
+    A job that fails to start, or whose recorded settings this code cannot read, is reported
+    and left recorded, so the next run tries again; the other jobs resume all the same.
     """
     from jobs.deploy import DeployError, deploy  # deploy imports this module
 
@@ -235,8 +238,16 @@ def resume_lost(stack: StackSettings, say: Say = print, *, dry_run: bool = False
             continue  # forgotten (cancelled on purpose) or redeployed while we resumed others
         point = restore_point(stack, job)
         origin = f"from {point}" if point else "from nothing (it never checkpointed)"
-        streaming, moved = on_this_stack(stack, StreamingSettings.model_validate_json(
-            job.streaming))
+        try:
+            recorded = StreamingSettings.model_validate_json(job.streaming)
+        except ValidationError as error:
+            # Recorded by another version of the code (a setting this one does not know):
+            # the others still resume, and this one is tried again on the next run.
+            why = error.errors()[0]["msg"] if error.errors() else "invalid"  # no values:
+            say(f"could not resume {job.job_name}: its recorded settings do not validate "
+                f"here ({why}); deploy it again with `feedctl jobs deploy`")  # credentials
+            continue
+        streaming, moved = on_this_stack(stack, recorded)
         if moved:
             say(f"{job.job_name}: {moved}")
         if dry_run:

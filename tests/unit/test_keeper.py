@@ -91,3 +91,26 @@ def test_without_a_checkpoint_a_job_starts_where_it_had_started(stack: StackSett
         "file:///sp/1"
     assert keeper.restore_point(stack, _job("f" * 32)) is None
     assert keeper.kept(stack) == {}  # no file yet: nothing recorded
+
+
+def test_a_record_this_code_cannot_read_does_not_stop_the_others(
+        stack: StackSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A running supervisor of an older checkout failed its whole resume step, every 2 s,
+    on one job recorded by newer code (a setting it did not know): no job came back."""
+    import json
+
+    from jobs import flink_rest
+
+    monkeypatch.setattr(flink_rest, "running", lambda _url, _name: [])  # the cluster lost all
+    keeper.remember(stack, _job("a" * 32))
+    newer = json.loads(StreamingSettings().model_dump_json())
+    newer["flink"]["a_setting_of_a_later_version"] = 1
+    keeper.remember(stack, keeper.KeptJob("fanout", "-new", "b" * 32, None, json.dumps(newer)))
+    said: list[str] = []
+    assert keeper.resume_lost(stack, said.append, dry_run=True) == ["feedline-fanout"]
+    unreadable = [line for line in said if "feedline-fanout-new" in line]
+    assert len(unreadable) == 1 and unreadable[0].startswith(
+        "could not resume feedline-fanout-new: its recorded settings do not validate")
+    assert "A_SETTING_OF_A_LATER_VERSION" in unreadable[0], unreadable
+    assert "input_value" not in unreadable[0]  # the record's values (credentials) stay out
+    assert "feedline-fanout-new" in keeper.kept(stack)  # left recorded: tried again next run
