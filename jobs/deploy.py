@@ -17,6 +17,20 @@ class DeployError(RuntimeError):
     """The job could not be submitted or did not start."""
 
 
+def job_settings_json(streaming: StreamingSettings, release: Path | None) -> str:
+    """The settings a job reads (``--settings-file``), as JSON.
+
+    A release (``jobs.releases``) may be older code than the submitter's, whose settings
+    model refuses a setting it does not know (``feedctl jobs rollback`` to a version from
+    before a setting was added failed so). It gets only the settings that differ from
+    their defaults; the rest take the release's own defaults. A new setting given a value
+    of its own still reaches an older release, which then refuses it by name.
+    """
+    if release is None:
+        return streaming.model_dump_json()
+    return streaming.model_dump_json(exclude_defaults=True)
+
+
 def deploy(
     stack: StackSettings,
     streaming: StreamingSettings,
@@ -53,7 +67,7 @@ def deploy(
     # client's arguments (which every local user sees in the process list).
     with tempfile.NamedTemporaryFile("w", prefix="feedline-settings-", suffix=".json",
                                      encoding="utf-8") as settings_file:
-        settings_file.write(streaming.model_dump_json())
+        settings_file.write(job_settings_json(streaming, release))
         settings_file.flush()
         submission: Submission = submit_python_job(
             stack,
