@@ -14,6 +14,7 @@ import pytest
 from feedline.rules.effects import NotificationUpsert
 from feedline.rules.notification_book import NotificationEngine
 from feedline.settings import get_stack_settings
+from feedline.stores.cluster_writes import delete_keys
 from feedline.stores.notification_listing import NotificationLookup
 from feedline.stores.notification_writer import NotificationWriter
 from jobs.feedctl.main import main as feedctl
@@ -144,6 +145,12 @@ def test_lookup_and_feedctl_read_redis_then_cql(writer, stack, cql_session, monk
         assert feedctl(["notifications", user]) == 0
         out = capsys.readouterr().out
         assert out.startswith(f"notifications of {user} (from ") and visible[0][1].type in out
+        # --sample with no list cached (a Redis restarted empty): a recipient of the store.
+        delete_keys(client, keys.kind_pattern("nz"))
+        assert feedctl(["notifications", "--sample", "--json"]) == 0
+        sampled = json.loads(capsys.readouterr().out)
+        assert sampled["source"] == "cql" and sampled["items"]
+        assert sampled["user_id"] in engine.book.groups
         assert feedctl(["notifications", "not an id!"]) == 2
         with pytest.raises(SystemExit) as usage:  # argparse: usage line, exit 2
             feedctl(["notifications", user, "--limit", "0"])
