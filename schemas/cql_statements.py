@@ -194,6 +194,9 @@ NOTIFICATION_READS: dict[str, str] = {
     "WHERE recipient_id = ?",
     "notification_unread": "SELECT latest_at FROM notification_groups WHERE recipient_id = ? "
     "AND latest_at > ? LIMIT ?",
+    # `feedctl notifications --sample` with no list cached: some recipient of the store.
+    "notification_some_recipient": "SELECT DISTINCT recipient_id FROM notification_groups "
+    "LIMIT 1",
 }
 
 WRITES.update(NOTIFICATION_WRITES)

@@ -24,6 +24,7 @@ from jobs.feedctl import deps
 from jobs.feedctl.errors import UsageError
 from jobs.feedctl.feed import fullest_owner
 from jobs.feedctl.output import add_json_flag, print_json
+from schemas.cql_statements import prepare
 from schemas.redis_notifications import NOTIFICATION_CAP
 
 _USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
@@ -60,7 +61,8 @@ def stored_recipient(session: Any) -> str | None:
     nothing) after the events were consumed — ``make run`` a second time: its events are
     the same ids, skipped as duplicates, so nothing fills the cache again.
     """
-    row = session.execute("SELECT DISTINCT recipient_id FROM notification_groups LIMIT 1").one()
+    row = session.execute(prepare(session, ["notification_some_recipient"])[
+        "notification_some_recipient"]).one()
     return None if row is None else str(row.recipient_id)
 
 
