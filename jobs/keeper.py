@@ -243,9 +243,12 @@ def resume_lost(stack: StackSettings, say: Say = print, *, dry_run: bool = False
         except ValidationError as error:
             # Recorded by another version of the code (a setting this one does not know):
             # the others still resume, and this one is tried again on the next run.
-            why = error.errors()[0]["msg"] if error.errors() else "invalid"  # no values:
+            # The first message only: ``str(error)`` would echo the record's values, whose
+            # credentials must stay out of the log.
+            problems = error.errors()
+            why = problems[0]["msg"] if problems else "invalid"
             say(f"could not resume {job.job_name}: its recorded settings do not validate "
-                f"here ({why}); deploy it again with `feedctl jobs deploy`")  # credentials
+                f"here ({why}); deploy it again with `feedctl jobs deploy`")
             continue
         streaming, moved = on_this_stack(stack, recorded)
         if moved:

@@ -28,6 +28,7 @@ from feedline.workload import Workload, WorkloadSpec
 from jobs import flink_rest
 from jobs.load import produce
 from jobs.sandbox import open_sandbox
+from tests.support.notification_workload import python_errors
 from tests.support.pipeline import events_of, wait_converged
 from tests.support.reference import reference_for
 from tests.support.toxiproxy import Toxiproxy
@@ -48,13 +49,6 @@ JOBS = ("fanout", "counters")
 def _restarts(rest: str, job_id: str) -> int:
     found = flink_rest.call(rest, "GET", f"/jobs/{job_id}/metrics?get=numRestarts")
     return int(float(found[0]["value"])) if found else 0
-
-
-def _failure_causes(rest: str, job_id: str) -> str:
-    history = flink_rest.call(rest, "GET", f"/jobs/{job_id}/exceptions")
-    entries = history.get("exceptionHistory", {}).get("entries", [])
-    return "\n".join(f"{e.get('exceptionName', '')}: {e.get('stacktrace', '')}"
-                     for e in entries)
 
 
 def test_a_job_whose_store_stays_unreachable_restarts_until_it_is_back(
@@ -102,9 +96,9 @@ def test_a_job_whose_store_stays_unreachable_restarts_until_it_is_back(
                        "is unreachable", timeout_s=RESTARTS_BOUND_S, every_s=0.5)
             down_s = time.monotonic() - cut
             for name, job_id in ids.items():  # (b)
-                causes = _failure_causes(rest, job_id)
-                assert "NoHostAvailable" in causes or "cassandra" in causes.lower(), \
-                    f"{name}: failures do not name Cassandra:\n{causes[:2000]}"
+                causes = python_errors(rest, job_id)
+                assert any("NoHostAvailable" in cause or "cassandra" in cause.lower()
+                           for cause in causes), f"{name}: failures do not name Cassandra: {causes}"
         finally:
             proxy.enable(True)
         back = time.monotonic()
